@@ -1,0 +1,171 @@
+//! Connector options: the `WITH (key = value, …)` of `CREATE SOURCE` and
+//! `CREATE SINK`. Each connector takes the options it knows; whatever is
+//! left is an error that names the option and lists the valid ones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::error::{Error, Result};
+use crate::format::{DEFAULT_MAX_RECORD_BYTES, ErrorPolicy, Format, RecordDecoder};
+use crate::metrics::SourceMetrics;
+
+/// The options of one source or sink, consumed as the connector reads them.
+#[derive(Debug)]
+pub struct Options {
+    what: &'static str,
+    name: String,
+    connector: String,
+    values: BTreeMap<String, String>,
+    known: Vec<&'static str>,
+}
+
+impl Options {
+    /// Options for the source or sink `name`; `connector` must be present.
+    pub fn new(what: &'static str, name: &str, values: BTreeMap<String, String>) -> Result<Self> {
+        let mut values: BTreeMap<String, String> =
+            values.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let connector = values.remove("connector").ok_or_else(|| {
+            Error::Config(format!("{what} '{name}' needs a connector: add WITH (connector = '…')"))
+        })?;
+        Ok(Options {
+            what,
+            name: name.to_string(),
+            connector: connector.to_ascii_lowercase(),
+            values,
+            known: vec!["connector"],
+        })
+    }
+
+    /// The connector's name.
+    pub fn connector(&self) -> &str {
+        &self.connector
+    }
+
+    /// Takes an option (any of its spellings).
+    pub fn take(&mut self, keys: &[&'static str]) -> Option<String> {
+        self.known.extend_from_slice(keys);
+        keys.iter().find_map(|k| self.values.remove(*k))
+    }
+
+    /// Takes an option that must be present.
+    pub fn require(&mut self, keys: &[&'static str]) -> Result<String> {
+        self.take(keys).ok_or_else(|| {
+            Error::Config(format!(
+                "{} '{}' (connector '{}') needs option '{}'",
+                self.what, self.name, self.connector, keys[0]
+            ))
+        })
+    }
+
+    /// Takes an option and parses it.
+    pub fn take_parsed<T: std::str::FromStr>(&mut self, keys: &[&'static str], expected: &str) -> Result<Option<T>> {
+        match self.take(keys) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                Error::Config(format!(
+                    "option '{}' of {} '{}' is '{v}', expected {expected}",
+                    keys[0], self.what, self.name
+                ))
+            }),
+        }
+    }
+
+    /// Takes a boolean option.
+    pub fn take_bool(&mut self, keys: &[&'static str]) -> Result<Option<bool>> {
+        match self.take(keys) {
+            None => Ok(None),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok(Some(true)),
+                "false" | "no" | "off" | "0" => Ok(Some(false)),
+                _ => Err(Error::Config(format!(
+                    "option '{}' of {} '{}' is '{v}', expected true or false",
+                    keys[0], self.what, self.name
+                ))),
+            },
+        }
+    }
+
+    /// Takes the format options (`format`, `csv.header`, `csv.delimiter`,
+    /// `on-error`, `max.record.bytes`) and builds the decoder settings.
+    pub fn take_decoding(&mut self, schema: &SchemaRef, default_format: &str) -> Result<Decoding> {
+        let format = self.take(&["format"]).unwrap_or_else(|| default_format.to_string());
+        let header = self.take_bool(&["csv.header"])?.unwrap_or(false);
+        let delimiter = match self.take(&["csv.delimiter"]) {
+            None => b',',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => {
+                return Err(Error::Config(format!(
+                    "option 'csv.delimiter' of {} '{}' is '{d}', expected one character",
+                    self.what, self.name
+                )));
+            }
+        };
+        let format = Format::parse(&format, header, delimiter)?;
+        format.check_schema(schema)?;
+        let policy = match self.take(&["on-error", "on_error"]) {
+            None => ErrorPolicy::Fail,
+            Some(p) => ErrorPolicy::parse(&p)?,
+        };
+        let max_record_bytes = self
+            .take_parsed(&["max.record.bytes"], "a number of bytes")?
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        Ok(Decoding {
+            schema: schema.clone(),
+            format,
+            policy,
+            max_record_bytes,
+        })
+    }
+
+    /// Fails if an option was given that the connector does not know.
+    pub fn finish(self) -> Result<()> {
+        match self.values.keys().next() {
+            None => Ok(()),
+            Some(unknown) => {
+                let mut valid = self.known.clone();
+                valid.sort_unstable();
+                valid.dedup();
+                Err(Error::Config(format!(
+                    "unknown option '{unknown}' for connector '{}' of {} '{}'; valid options: {}",
+                    self.connector,
+                    self.what,
+                    self.name,
+                    valid.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+/// How a source decodes its records.
+#[derive(Debug, Clone)]
+pub struct Decoding {
+    /// The schema records decode into.
+    pub schema: SchemaRef,
+    /// The format.
+    pub format: Format,
+    /// What happens to a malformed record.
+    pub policy: ErrorPolicy,
+    /// The longest record accepted.
+    pub max_record_bytes: usize,
+}
+
+impl Decoding {
+    /// A decoder for one activation of the source.
+    pub fn decoder(&self, source: &str, metrics: Arc<SourceMetrics>) -> RecordDecoder {
+        RecordDecoder::new(source, self.schema.clone(), self.format.clone(), self.policy, metrics)
+            .with_max_record_bytes(self.max_record_bytes)
+    }
+
+    /// Decoding of text lines into one `line` column, failing on bad input.
+    pub fn lines(schema: SchemaRef) -> Self {
+        Decoding {
+            schema,
+            format: Format::Lines,
+            policy: ErrorPolicy::Fail,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}

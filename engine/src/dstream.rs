@@ -1,0 +1,223 @@
+//! The operator-level API: a [`DStream`] is a planned stream of batches, one
+//! per batch time, built from sources by transformations, and run by an
+//! output operation (Spark's DStream API, in Rust).
+//!
+//! Transformations are lazy: they build a graph of nodes and run nothing.
+//! An output operation ([`DStream::foreach_batch`], [`DStream::into_stream`],
+//! [`DStream::print`], [`DStream::write_to`]) turns the graph into a running
+//! query, which starts with the engine (or at once, when it already runs).
+//! Consecutive stateless transformations fuse into one DataFusion plan.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+
+use crate::engine::{Engine, Output, QueryHandle};
+use crate::error::{CallbackError, Result};
+use crate::plan::{StreamTable, scanned_streams};
+use crate::sink::ConsoleOptions;
+use crate::sink::console::ConsoleSink;
+use crate::stream::BatchStream;
+use crate::time::BatchTime;
+
+/// Identifies a node of the operator graph.
+pub(crate) type NodeId = usize;
+
+/// One operator of the graph.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) schema: SchemaRef,
+    pub(crate) kind: NodeKind,
+}
+
+/// What an operator does.
+#[derive(Debug)]
+pub(crate) enum NodeKind {
+    /// A source's batches.
+    Source { name: String },
+    /// A DataFusion plan run on each batch of its input streams.
+    Stateless { plan: LogicalPlan, inputs: Vec<Arc<Node>> },
+}
+
+impl Node {
+    /// Every node this one reads, this one last (each once).
+    pub(crate) fn post_order(self: &Arc<Self>) -> Vec<Arc<Node>> {
+        fn visit(node: &Arc<Node>, out: &mut Vec<Arc<Node>>) {
+            if out.iter().any(|n| n.id == node.id) {
+                return;
+            }
+            if let NodeKind::Stateless { inputs, .. } = &node.kind {
+                for input in inputs {
+                    visit(input, out);
+                }
+            }
+            out.push(node.clone());
+        }
+        let mut out = Vec::new();
+        visit(self, &mut out);
+        out
+    }
+
+    /// The names of the sources this node reads.
+    pub(crate) fn sources(self: &Arc<Self>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .post_order()
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Source { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// A planned stream: nothing runs until an output operation.
+#[derive(Clone)]
+pub struct DStream {
+    engine: Engine,
+    node: Arc<Node>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+impl fmt::Debug for DStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DStream").field("node", &self.node.id).field("schema", &self.node.schema).finish()
+    }
+}
+
+impl DStream {
+    pub(crate) fn new(engine: Engine, node: Arc<Node>) -> Self {
+        DStream {
+            engine,
+            node,
+            name: None,
+            description: None,
+        }
+    }
+
+    /// A stream defined by a DataFusion logical plan whose tables are
+    /// streams ([`Engine::stream_table`]); the plan runs on every batch.
+    pub fn from_plan(engine: &Engine, plan: LogicalPlan) -> Result<Self> {
+        let inputs = scanned_streams(&plan);
+        if inputs.is_empty() {
+            return Err(crate::Error::Plan(
+                "a continuous query must read at least one stream (declare one with CREATE SOURCE)".into(),
+            ));
+        }
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let node = engine.new_node(schema, NodeKind::Stateless { plan, inputs });
+        Ok(DStream::new(engine.clone(), node))
+    }
+
+    /// The schema of the stream's batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.node.schema.clone()
+    }
+
+    /// Names the query this stream becomes (shown by `\d`, used by checkpoints).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Describes the query (its SQL text), for `\d`.
+    pub fn describe(mut self, description: &str) -> Self {
+        self.description = Some(description.to_string());
+        self
+    }
+
+    /// The names of the sources the stream reads.
+    pub fn sources(&self) -> Vec<String> {
+        self.node.sources()
+    }
+
+    /// A transformation by a DataFusion plan builder over this stream's
+    /// batches; stateless transformations in a row fuse into one plan.
+    pub fn transform(&self, f: impl FnOnce(LogicalPlanBuilder) -> datafusion::error::Result<LogicalPlanBuilder>) -> Result<Self> {
+        let builder = match &self.node.kind {
+            NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
+            NodeKind::Source { name } => LogicalPlanBuilder::scan(
+                name.as_str(),
+                provider_as_source(Arc::new(StreamTable::new(self.node.clone()))),
+                None,
+            )?,
+        };
+        let plan = f(builder)?.build()?;
+        let mut stream = DStream::from_plan(&self.engine, plan)?;
+        stream.name = self.name.clone();
+        Ok(stream)
+    }
+
+    /// Keeps the rows for which `predicate` is true.
+    pub fn filter(&self, predicate: Expr) -> Result<Self> {
+        self.transform(|b| b.filter(predicate))
+    }
+
+    /// Computes new columns from each row.
+    pub fn select(&self, exprs: Vec<Expr>) -> Result<Self> {
+        self.transform(|b| b.project(exprs))
+    }
+
+    /// Groups each batch's rows by `group` and aggregates them, batch by
+    /// batch (DStream `reduceByKey`: no state across batches).
+    pub fn aggregate(&self, group: Vec<Expr>, aggregates: Vec<Expr>) -> Result<Self> {
+        self.transform(|b| b.aggregate(group, aggregates))
+    }
+
+    /// Calls `f` with every batch and its time, empty batches included
+    /// (Spark's `foreachRDD`). An error from `f` fails the query.
+    pub fn foreach_batch<F>(self, f: F) -> Result<QueryHandle>
+    where
+        F: FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send + 'static,
+    {
+        self.run(Output::Callback(Box::new(f)))
+    }
+
+    /// The batches as an async stream. It is fed through a bounded channel,
+    /// so a slow consumer slows the scheduler; dropping it stops the query.
+    pub fn into_stream(self) -> Result<BatchStream> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let schema = self.schema();
+        let handle = self.run(Output::Channel(tx))?;
+        Ok(BatchStream::new(rx, schema, handle))
+    }
+
+    /// Prints every batch as Spark's `print()` does, at most `max_rows` rows each.
+    pub fn print(self, max_rows: usize) -> Result<QueryHandle> {
+        let options = ConsoleOptions {
+            max_rows,
+            ..self.engine.console_options()
+        };
+        self.run(Output::Sink(Box::new(ConsoleSink::new(options))))
+    }
+
+    /// Prints every batch to the console with the engine's console settings.
+    pub fn print_default(self) -> Result<QueryHandle> {
+        let options = self.engine.console_options();
+        self.run(Output::Sink(Box::new(ConsoleSink::new(options))))
+    }
+
+    /// Writes every batch to the sink declared under `sink`.
+    pub fn write_to(self, sink: &str) -> Result<QueryHandle> {
+        let writer = self.engine.sink(sink)?.open()?;
+        let name = self.name.clone().unwrap_or_else(|| sink.to_string());
+        DStream {
+            name: Some(name),
+            ..self
+        }
+        .run(Output::Sink(writer))
+    }
+
+    fn run(self, output: Output) -> Result<QueryHandle> {
+        self.engine.register_query(self.node, output, self.name, self.description)
+    }
+}

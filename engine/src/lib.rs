@@ -1,0 +1,56 @@
+//! Brooklet's engine: time, sources, DStream operators, sinks, and the
+//! scheduler that runs them batch by batch, with an operator-level Rust API
+//! for programs that write no SQL.
+//!
+//! The model is Spark Streaming's *discretized stream*: every batch interval
+//! each source hands over what arrived as one Arrow [`RecordBatch`]; each
+//! query's operators turn it into an output batch; an output operation sends
+//! that somewhere. See [`time`] for batch times, [`source`] for inputs,
+//! [`dstream`] for the API and [`engine`] for how batches are scheduled.
+//!
+//! ```no_run
+//! # async fn demo() -> brooklet_engine::Result<()> {
+//! use std::time::Duration;
+//! use brooklet_engine::{Engine, StopMode};
+//! use datafusion::prelude::{col, lit};
+//!
+//! let engine = Engine::new(Duration::from_secs(1))?;
+//! engine.create_source("lines", None, [
+//!     ("connector".to_string(), "socket".to_string()),
+//!     ("port".to_string(), "7777".to_string()),
+//! ].into())?;
+//! let errors = engine.source("lines")?.filter(col("line").like(lit("%error%")))?;
+//! errors.print(10)?;
+//! engine.start()?;
+//! engine.await_termination().await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod connector;
+pub mod dstream;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod metrics;
+pub mod notice;
+mod plan;
+pub mod sink;
+pub mod source;
+mod stream;
+pub mod time;
+
+pub use arrow::array::RecordBatch;
+pub use arrow::datatypes::SchemaRef;
+pub use dstream::DStream;
+pub use engine::{Engine, EngineBuilder, QueryHandle, QueryStatus, SinkInfo, SourceInfo, StopMode, StreamingListener};
+pub use error::{CallbackError, Error, ErrorKind, Result};
+pub use metrics::{BatchInfo, SourceMetricsSnapshot};
+pub use notice::Notices;
+pub use plan::StreamTable;
+pub use stream::BatchStream;
+pub use time::{BatchTime, Clock, ManualClock, SystemClock};
+
+/// Re-exported so that embedders use the same DataFusion and arrow.
+pub use datafusion;

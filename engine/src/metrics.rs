@@ -1,0 +1,106 @@
+//! Counters a running engine keeps, readable from Rust, `\d` and `--progress`.
+//!
+//! Counters are atomics updated by the receivers and the scheduler; readers
+//! take a [`SourceMetricsSnapshot`] or a [`BatchInfo`].
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::time::BatchTime;
+
+/// Live counters of one source.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    records: AtomicU64,
+    malformed: AtomicU64,
+    reconnects: AtomicU64,
+    cut_lines: AtomicU64,
+    skipped_in_batch: Mutex<Option<SkipReport>>,
+}
+
+/// Malformed records skipped since the last batch, with the first one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipReport {
+    /// How many records were skipped.
+    pub count: u64,
+    /// Where the first one was and why, for the warning.
+    pub first: String,
+}
+
+/// A copy of a source's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMetricsSnapshot {
+    /// Records decoded and handed to batches.
+    pub records: u64,
+    /// Records that did not decode (skipped or failed).
+    pub malformed: u64,
+    /// Times a socket source reconnected.
+    pub reconnects: u64,
+    /// Lines cut short by a dropped connection (never merged with the next).
+    pub cut_lines: u64,
+}
+
+impl SourceMetrics {
+    pub(crate) fn add_records(&self, n: u64) {
+        self.records.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_malformed(&self, n: u64) {
+        self.malformed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_cut_line(&self) {
+        self.cut_lines.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a skipped record for this batch's warning.
+    pub(crate) fn note_skipped(&self, description: impl FnOnce() -> String) {
+        let mut skipped = self.skipped_in_batch.lock().unwrap_or_else(|p| p.into_inner());
+        match skipped.as_mut() {
+            Some(report) => report.count += 1,
+            None => {
+                *skipped = Some(SkipReport {
+                    count: 1,
+                    first: description(),
+                })
+            }
+        }
+    }
+
+    /// Takes the skipped records noted since the last call.
+    pub(crate) fn take_skipped(&self) -> Option<SkipReport> {
+        self.skipped_in_batch.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> SourceMetricsSnapshot {
+        SourceMetricsSnapshot {
+            records: self.records.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            cut_lines: self.cut_lines.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one batch of one query did (Spark's `BatchInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// The batch time.
+    pub batch_time: BatchTime,
+    /// Rows the query's sources handed to this batch.
+    pub input_rows: u64,
+    /// Rows the query emitted (0 for an empty batch or no output).
+    pub output_rows: u64,
+    /// How late the batch started after its time.
+    pub scheduling_delay: Duration,
+    /// How long the batch took, output included.
+    pub processing_time: Duration,
+    /// Batches this query has run.
+    pub batches: u64,
+}

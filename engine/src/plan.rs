@@ -1,0 +1,216 @@
+//! Stateless operators: a DataFusion plan, planned once and re-executed on
+//! every batch.
+//!
+//! A stream appears in a DataFusion logical plan as a [`StreamTable`]. When a
+//! query starts, its plan is turned into a physical plan **once**; each
+//! [`StreamTable`] scan becomes a [`StreamScanExec`] leaf with a slot. Every
+//! batch, the scheduler puts the stream's batch into the slots, resets the
+//! plan's run state (`reset_plan_states`, which keeps the plan and clears
+//! what an execution left behind, such as a hash join's build side) and
+//! executes it. Nothing is parsed, optimized or planned per batch.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{TableType, source_as_provider};
+use datafusion::execution::{SessionState, TaskContext};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+};
+
+use crate::dstream::{Node, NodeId};
+use crate::error::{Error, Result};
+
+/// A stream, as a table in a DataFusion plan: a scan of it reads the
+/// stream's rows of the current batch.
+#[derive(Debug)]
+pub struct StreamTable {
+    node: Arc<Node>,
+}
+
+impl StreamTable {
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        StreamTable { node }
+    }
+
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+}
+
+#[async_trait]
+impl TableProvider for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        self.node.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(StreamScanExec::new(self.node.id, self.node.schema.clone(), projection.cloned())?))
+    }
+}
+
+/// The streams a logical plan scans, in the order first met.
+pub(crate) fn scanned_streams(plan: &LogicalPlan) -> Vec<Arc<Node>> {
+    let mut found: Vec<Arc<Node>> = Vec::new();
+    let _ = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(scan) = p {
+            if let Ok(provider) = source_as_provider(&scan.source) {
+                if let Some(table) = provider.downcast_ref::<StreamTable>() {
+                    if !found.iter().any(|n| n.id == table.node.id) {
+                        found.push(table.node.clone());
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+type Slot = Arc<Mutex<Option<RecordBatch>>>;
+
+/// The leaf of a per-batch plan: hands out the batch put into its slot.
+#[derive(Debug)]
+pub(crate) struct StreamScanExec {
+    node: NodeId,
+    slot: Slot,
+    projection: Option<Vec<usize>>,
+    properties: Arc<PlanProperties>,
+}
+
+impl StreamScanExec {
+    fn new(node: NodeId, schema: SchemaRef, projection: Option<Vec<usize>>) -> datafusion::error::Result<Self> {
+        let projected = match &projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema,
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(projected),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(StreamScanExec {
+            node,
+            slot: Arc::default(),
+            projection,
+            properties: Arc::new(properties),
+        })
+    }
+}
+
+impl DisplayAs for StreamScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "StreamScanExec: stream={}", self.node)
+    }
+}
+
+impl ExecutionPlan for StreamScanExec {
+    fn name(&self) -> &str {
+        "StreamScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::error::Result<TreeNodeRecursion>,
+    ) -> datafusion::error::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        let batch = self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let schema = self.properties.eq_properties.schema().clone();
+        let batches = match batch {
+            Some(batch) => vec![match &self.projection {
+                Some(p) => batch.project(p)?,
+                None => batch,
+            }],
+            None => vec![],
+        };
+        Ok(Box::pin(MemoryStream::try_new(batches, schema, None)?))
+    }
+}
+
+/// A compiled per-batch plan.
+pub(crate) struct StatelessOperator {
+    plan: Arc<dyn ExecutionPlan>,
+    scans: Vec<(NodeId, Slot)>,
+    task: Arc<TaskContext>,
+}
+
+impl StatelessOperator {
+    /// Plans `plan` physically, once.
+    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
+        let physical = state.create_physical_plan(plan).await?;
+        let mut scans = Vec::new();
+        physical.apply(|p| {
+            if let Some(scan) = p.downcast_ref::<StreamScanExec>() {
+                scans.push((scan.node, scan.slot.clone()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(StatelessOperator {
+            plan: physical,
+            scans,
+            task: state.task_ctx(),
+        })
+    }
+
+    /// The output schema.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    /// Runs the plan on one batch of its input streams.
+    pub(crate) async fn run(&mut self, input: impl Fn(NodeId) -> Option<RecordBatch>) -> Result<RecordBatch> {
+        for (node, slot) in &self.scans {
+            let batch = input(*node).ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+        }
+        let plan = reset_plan_states(Arc::clone(&self.plan))?;
+        let batches = datafusion::physical_plan::collect(plan, Arc::clone(&self.task)).await;
+        for (_, slot) in &self.scans {
+            slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        let schema = self.schema();
+        Ok(arrow::compute::concat_batches(&schema, &batches?)?)
+    }
+}

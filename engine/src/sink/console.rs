@@ -1,0 +1,201 @@
+//! The console: Spark Streaming's `print()`. Every batch prints a dashed
+//! line, `Time: <epoch ms> ms`, a dashed line, then the batch's first rows
+//! (10 by default) with `...` when there are more, then a blank line. An
+//! empty batch prints its header too. The rows are a table by default, or
+//! CSV (with a header line) or JSON (one object per line).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+
+use crate::connector::Options;
+use crate::error::{Error, Result};
+use crate::sink::{Sink, SinkWriter};
+use crate::time::BatchTime;
+
+/// How the rows under the header are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleFormat {
+    /// An ASCII table.
+    #[default]
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON object per row.
+    Json,
+}
+
+impl ConsoleFormat {
+    /// The format with this name.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "table" => Ok(ConsoleFormat::Table),
+            "csv" => Ok(ConsoleFormat::Csv),
+            "json" | "ndjson" => Ok(ConsoleFormat::Json),
+            other => Err(Error::Config(format!(
+                "unknown console format '{other}'; valid formats: table, csv, json"
+            ))),
+        }
+    }
+}
+
+/// Where console output goes: stdout, or a buffer (for tests).
+#[derive(Debug, Clone, Default)]
+pub enum ConsoleTarget {
+    /// The process's standard output.
+    #[default]
+    Stdout,
+    /// A shared buffer.
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+/// The console's settings.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// The body format.
+    pub format: ConsoleFormat,
+    /// Rows printed per batch before `...`.
+    pub max_rows: usize,
+    /// Where it goes.
+    pub target: ConsoleTarget,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        ConsoleOptions {
+            format: ConsoleFormat::Table,
+            max_rows: 10,
+            target: ConsoleTarget::Stdout,
+        }
+    }
+}
+
+/// Renders one batch as the console prints it.
+pub fn render(time: BatchTime, batch: &RecordBatch, format: ConsoleFormat, max_rows: usize) -> Result<String> {
+    let mut out = String::new();
+    out.push_str("-------------------------------------------\n");
+    out.push_str(&format!("Time: {time}\n"));
+    out.push_str("-------------------------------------------\n");
+    if batch.num_rows() > 0 {
+        let shown = batch.slice(0, batch.num_rows().min(max_rows));
+        match format {
+            ConsoleFormat::Table => {
+                out.push_str(&arrow::util::pretty::pretty_format_batches(&[shown])?.to_string());
+                out.push('\n');
+            }
+            ConsoleFormat::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(Vec::new());
+                writer.write(&shown)?;
+                out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
+            }
+            ConsoleFormat::Json => {
+                let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+                writer.write(&shown)?;
+                writer.finish()?;
+                out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
+            }
+        }
+        if batch.num_rows() > max_rows {
+            out.push_str("...\n");
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Prints batches as Spark's `print()` does.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleSink {
+    options: ConsoleOptions,
+}
+
+impl ConsoleSink {
+    /// A console sink with these settings.
+    pub fn new(options: ConsoleOptions) -> Self {
+        ConsoleSink { options }
+    }
+
+    pub(crate) fn from_options(options: &mut Options, defaults: &ConsoleOptions) -> Result<Self> {
+        let mut settings = defaults.clone();
+        if let Some(format) = options.take(&["format"]) {
+            settings.format = ConsoleFormat::parse(&format)?;
+        }
+        if let Some(max_rows) = options.take_parsed(&["max.rows", "max-rows"], "a number of rows")? {
+            settings.max_rows = max_rows;
+        }
+        Ok(ConsoleSink::new(settings))
+    }
+}
+
+impl Sink for ConsoleSink {
+    fn connector(&self) -> &'static str {
+        "console"
+    }
+
+    fn describe(&self) -> String {
+        format!("console, format {:?}, max {} rows", self.options.format, self.options.max_rows).to_lowercase()
+    }
+
+    fn open(&self) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl SinkWriter for ConsoleSink {
+    fn write(&mut self, time: BatchTime, batch: &RecordBatch) -> Result<()> {
+        let text = render(time, batch, self.options.format, self.options.max_rows)?;
+        match &self.options.target {
+            ConsoleTarget::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| Error::io("writing to stdout", e))
+            }
+            ConsoleTarget::Buffer(buffer) => {
+                buffer.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let words: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(words)), Arc::new(Int64Array::from((0..n).collect::<Vec<_>>()))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_empty_batch_prints_its_header() {
+        let text = render(BatchTime::from_millis(1357008430000), &batch(0), ConsoleFormat::Table, 10).unwrap();
+        assert_eq!(
+            text,
+            "-------------------------------------------\nTime: 1357008430000 ms\n-------------------------------------------\n\n"
+        );
+    }
+
+    #[test]
+    fn rows_beyond_the_limit_become_dots() {
+        let text = render(BatchTime::from_millis(1000), &batch(3), ConsoleFormat::Csv, 2).unwrap();
+        assert!(text.ends_with("word,n\nw0,0\nw1,1\n...\n\n"), "{text}");
+        let text = render(BatchTime::from_millis(1000), &batch(2), ConsoleFormat::Json, 10).unwrap();
+        assert!(text.ends_with("{\"word\":\"w0\",\"n\":0}\n{\"word\":\"w1\",\"n\":1}\n\n"), "{text}");
+        let text = render(BatchTime::from_millis(1000), &batch(1), ConsoleFormat::Table, 10).unwrap();
+        assert!(text.contains("| w0   | 0 |"), "{text}");
+    }
+}

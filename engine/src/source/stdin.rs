@@ -1,0 +1,79 @@
+//! The `stdin` source: lines of the process's standard input. When the input
+//! ends, the batch that takes the last lines is the source's last, and
+//! queries reading only ended sources finish (`brooklet run q.sql < data.csv`).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::connector::{Decoding, Options};
+use crate::error::Result;
+use crate::source::receiver::{self, PumpEnd, ReceiverEvent, ReceiverReader};
+use crate::source::{Source, SourceContext, SourceReader};
+
+/// Reads lines from standard input.
+#[derive(Debug)]
+pub struct StdinSource {
+    name: String,
+    decoding: Decoding,
+}
+
+impl StdinSource {
+    /// A stdin source decoding lines into `schema` as `decoding` says.
+    pub fn new(name: &str, decoding: Decoding) -> Self {
+        StdinSource {
+            name: name.to_string(),
+            decoding,
+        }
+    }
+
+    pub(crate) fn from_options(name: &str, schema: SchemaRef, options: &mut Options) -> Result<Self> {
+        Ok(StdinSource::new(name, options.take_decoding(&schema, "lines")?))
+    }
+}
+
+impl Source for StdinSource {
+    fn schema(&self) -> SchemaRef {
+        self.decoding.schema.clone()
+    }
+
+    fn connector(&self) -> &'static str {
+        "stdin"
+    }
+
+    fn describe(&self) -> String {
+        format!("standard input, format {}", self.decoding.format)
+    }
+
+    fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
+        let (tx, rx) = receiver::channel();
+        let mut decoder = self.decoding.decoder(&self.name, Arc::clone(&ctx.metrics));
+        let task = tokio::spawn(async move {
+            let outcome = async {
+                match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx).await? {
+                    PumpEnd::Closed => return Ok(None),
+                    // A last line without a newline is still a record.
+                    PumpEnd::Eof { partial } if !partial.is_empty() => Ok(Some(decoder.decode(&partial)?)),
+                    PumpEnd::Eof { .. } => Ok(Some(arrow::array::RecordBatch::new_empty(decoder.schema().clone()))),
+                }
+            }
+            .await;
+            let _ = match outcome {
+                Ok(None) => return,
+                Ok(Some(last)) => {
+                    if last.num_rows() > 0 {
+                        let _ = tx.send(ReceiverEvent::Rows(last)).await;
+                    }
+                    tx.send(ReceiverEvent::End).await
+                }
+                Err(e) => tx.send(ReceiverEvent::Failed(e)).await,
+            };
+        });
+        Ok(Box::new(ReceiverReader::new(self.schema(), rx, task)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,19 @@
+//! Brooklet's SQL front end: the dialect, the parser, and the streaming
+//! planner that turns statements into calls on the engine.
+//!
+//! SQL is parsed with the sqlparser that DataFusion re-exports, so there is
+//! one AST; Brooklet's own statements (`CREATE SOURCE`, `CREATE SINK`, `SET`
+//! with dotted keys, `EMIT`) are read by a thin wrapper, as DataFusion's
+//! `DFParser` does. Queries are planned by DataFusion once and run per batch
+//! by the engine.
+
+#![warn(missing_docs)]
+
+pub mod dialect;
+pub mod error;
+pub mod parser;
+pub mod planner;
+
+pub use error::{Error, Location, Result};
+pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};
+pub use planner::{Planned, Planner};

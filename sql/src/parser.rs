@@ -1,0 +1,563 @@
+//! The parser: sqlparser (the version DataFusion re-exports, so there is one
+//! AST) wrapped the way DataFusion's own `DFParser` is. It reads Brooklet's
+//! statements itself and hands everything else to sqlparser:
+//!
+//! - `CREATE SOURCE | TABLE | STREAM [IF NOT EXISTS] name [(columns)] WITH (key = value, …)`;
+//! - `CREATE SINK [IF NOT EXISTS] name WITH (…)`;
+//! - `DROP SOURCE | TABLE | STREAM | SINK [IF EXISTS] name`;
+//! - `SET key = value` / `SET key TO value` with dotted keys (`batch.interval`);
+//! - a query, optionally followed by `EMIT CHANGES | COMPLETE | ON WINDOW CLOSE`;
+//! - `INSERT INTO sink <query> [EMIT …]`.
+//!
+//! Option keys may be bare (`port`), dotted or hyphenated (`rows.per.second`,
+//! `on-error`) or quoted (`'csv.header'`); values are strings, numbers,
+//! booleans or words. Every statement keeps its text and where it starts, so
+//! errors point at a line and column of the whole input.
+
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, Ident};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use crate::dialect::BrookletDialect;
+use crate::error::{Error, Location, Result};
+
+/// How deep expressions may nest before parsing stops with an error
+/// (instead of overflowing the stack).
+pub const RECURSION_LIMIT: usize = 64;
+
+/// The `EMIT` clause of a continuous query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Every batch, the rows that changed.
+    Changes,
+    /// Every batch, every key's current value.
+    Complete,
+    /// Each window once, when it closes.
+    OnWindowClose,
+}
+
+impl fmt::Display for Emit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Emit::Changes => write!(f, "EMIT CHANGES"),
+            Emit::Complete => write!(f, "EMIT COMPLETE"),
+            Emit::OnWindowClose => write!(f, "EMIT ON WINDOW CLOSE"),
+        }
+    }
+}
+
+/// What kind of object a `CREATE` or `DROP` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An input stream.
+    Source,
+    /// An output.
+    Sink,
+}
+
+/// One option of a `WITH (…)` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlOption {
+    /// The key, lower-cased.
+    pub key: String,
+    /// The value, as text.
+    pub value: String,
+}
+
+/// A statement Brooklet runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE SOURCE name (columns) WITH (options)`.
+    CreateSource {
+        /// The source's name.
+        name: Ident,
+        /// The declared columns (empty: the connector's default).
+        columns: Vec<ColumnDef>,
+        /// The options.
+        options: Vec<SqlOption>,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `CREATE SINK name WITH (options)`.
+    CreateSink {
+        /// The sink's name.
+        name: Ident,
+        /// The options.
+        options: Vec<SqlOption>,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `DROP SOURCE name` or `DROP SINK name`.
+    Drop {
+        /// Source or sink.
+        kind: ObjectKind,
+        /// The name.
+        name: Ident,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `SET key = value`.
+    Set {
+        /// The key, lower-cased.
+        key: String,
+        /// The value, as text.
+        value: String,
+    },
+    /// A continuous query whose batches go to the console.
+    Query {
+        /// The query.
+        query: Box<ast::Query>,
+        /// Its `EMIT` clause.
+        emit: Option<Emit>,
+    },
+    /// `INSERT INTO sink <query>`.
+    Insert {
+        /// The sink's name.
+        sink: Ident,
+        /// The query.
+        query: Box<ast::Query>,
+        /// Its `EMIT` clause.
+        emit: Option<Emit>,
+    },
+}
+
+fn write_options(f: &mut fmt::Formatter<'_>, options: &[SqlOption]) -> fmt::Result {
+    let list: Vec<String> = options
+        .iter()
+        .map(|o| format!("'{}' = '{}'", o.key, o.value.replace('\'', "''")))
+        .collect();
+    write!(f, " WITH ({})", list.join(", "))
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::CreateSource {
+                name,
+                columns,
+                options,
+                if_not_exists,
+            } => {
+                write!(f, "CREATE SOURCE {}{name}", if *if_not_exists { "IF NOT EXISTS " } else { "" })?;
+                if !columns.is_empty() {
+                    let cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
+                    write!(f, " ({})", cols.join(", "))?;
+                }
+                write_options(f, options)
+            }
+            Statement::CreateSink {
+                name,
+                options,
+                if_not_exists,
+            } => {
+                write!(f, "CREATE SINK {}{name}", if *if_not_exists { "IF NOT EXISTS " } else { "" })?;
+                write_options(f, options)
+            }
+            Statement::Drop { kind, name, if_exists } => {
+                let kind = match kind {
+                    ObjectKind::Source => "SOURCE",
+                    ObjectKind::Sink => "SINK",
+                };
+                write!(f, "DROP {kind} {}{name}", if *if_exists { "IF EXISTS " } else { "" })
+            }
+            Statement::Set { key, value } => write!(f, "SET {key} = '{}'", value.replace('\'', "''")),
+            Statement::Query { query, emit } => {
+                write!(f, "{query}")?;
+                emit.map_or(Ok(()), |e| write!(f, " {e}"))
+            }
+            Statement::Insert { sink, query, emit } => {
+                write!(f, "INSERT INTO {sink} {query}")?;
+                emit.map_or(Ok(()), |e| write!(f, " {e}"))
+            }
+        }
+    }
+}
+
+/// A statement with its text and where it starts in the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedStatement {
+    /// The statement.
+    pub statement: Statement,
+    /// Its text as written (without the `;`).
+    pub text: String,
+    /// Where it starts.
+    pub location: Location,
+}
+
+/// Parses every statement of `sql` (separated by `;`).
+pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = BrookletDialect::default();
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| Error::Syntax {
+        message: e.message.clone(),
+        location: Some(Location {
+            line: e.location.line,
+            column: e.location.column,
+        }),
+    })?;
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
+    let lines = LineIndex::new(sql);
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        let first = parser.peek_token();
+        if first.token == Token::EOF {
+            break;
+        }
+        let statement = parse_statement(&mut parser)?;
+        let last = parser.get_current_token().span.end;
+        let next = parser.peek_token();
+        if next.token != Token::SemiColon && next.token != Token::EOF {
+            return Err(Error::from(ParserError::ParserError(format!(
+                "Expected: end of statement (;), found: {}{}",
+                next.token, next.span.start
+            ))));
+        }
+        let start = first.span.start;
+        let text = sql[lines.offset(start.line, start.column)..lines.offset(last.line, last.column)].to_string();
+        statements.push(ParsedStatement {
+            statement,
+            text,
+            location: Location {
+                line: start.line,
+                column: start.column,
+            },
+        });
+    }
+    Ok(statements)
+}
+
+/// Parses exactly one statement.
+pub fn parse_statement_text(sql: &str) -> Result<ParsedStatement> {
+    let mut statements = parse_statements(sql)?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err(Error::Syntax {
+            message: "Expected: a statement, found: nothing".into(),
+            location: None,
+        }),
+        _ => Err(Error::Syntax {
+            message: format!("Expected: one statement, found {}", statements.len()),
+            location: Some(statements[1].location),
+        }),
+    }
+}
+
+/// Turns 1-based line/column positions into byte offsets.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    fn offset(&self, line: u64, column: u64) -> usize {
+        let Some(&start) = self.starts.get((line.max(1) - 1) as usize) else {
+            return self.text.len();
+        };
+        self.text[start..]
+            .char_indices()
+            .nth((column.max(1) - 1) as usize)
+            .map_or(self.text.len(), |(i, _)| start + i)
+    }
+}
+
+fn word_is(token: &TokenWithSpan, word: &str) -> bool {
+    matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn parse_statement(parser: &mut Parser) -> Result<Statement> {
+    let first = parser.peek_token();
+    match &first.token {
+        Token::Word(w) if w.keyword == Keyword::CREATE => parse_create(parser),
+        Token::Word(w) if w.keyword == Keyword::DROP => parse_drop(parser),
+        Token::Word(w) if w.keyword == Keyword::SET => parse_set(parser),
+        Token::Word(w) if w.keyword == Keyword::INSERT => parse_insert(parser),
+        Token::Word(w) if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES) => {
+            let query = parser.parse_query()?;
+            let emit = parse_emit(parser)?;
+            Ok(Statement::Query { query, emit })
+        }
+        Token::LParen => {
+            let query = parser.parse_query()?;
+            let emit = parse_emit(parser)?;
+            Ok(Statement::Query { query, emit })
+        }
+        _ => Err(Error::from(ParserError::ParserError(format!(
+            "Expected: CREATE SOURCE, CREATE SINK, DROP, SET, SELECT or INSERT INTO, found: {}{}",
+            first.token, first.span.start
+        )))),
+    }
+}
+
+fn parse_create(parser: &mut Parser) -> Result<Statement> {
+    parser.expect_keyword(Keyword::CREATE)?;
+    let what = parser.next_token();
+    let kind = if word_is(&what, "source") || word_is(&what, "table") || word_is(&what, "stream") {
+        ObjectKind::Source
+    } else if word_is(&what, "sink") {
+        ObjectKind::Sink
+    } else {
+        return parser
+            .expected("SOURCE, TABLE, STREAM or SINK after CREATE", what)
+            .map_err(Error::from);
+    };
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_identifier()?;
+    let mut columns = Vec::new();
+    if parser.consume_token(&Token::LParen) {
+        if kind == ObjectKind::Sink {
+            return Err(Error::from(ParserError::ParserError(format!(
+                "Expected: WITH after the sink's name (a sink takes its columns from the query), found: ({}",
+                parser.get_current_token().span.start
+            ))));
+        }
+        loop {
+            let next = parser.peek_token();
+            if word_is(&next, "watermark") {
+                return Err(Error::Plan {
+                    message: "WATERMARK (event time) is not supported yet; declare the column without it".into(),
+                    location: Some(Location {
+                        line: next.span.start.line,
+                        column: next.span.start.column,
+                    }),
+                });
+            }
+            columns.push(parser.parse_column_def()?);
+            if !parser.consume_token(&Token::Comma) {
+                parser.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+    }
+    let with = parser.peek_token();
+    if !parser.parse_keyword(Keyword::WITH) {
+        return parser
+            .expected("WITH (connector = '…', …) after the column list", with)
+            .map_err(Error::from);
+    }
+    let options = parse_options(parser)?;
+    Ok(match kind {
+        ObjectKind::Source => Statement::CreateSource {
+            name,
+            columns,
+            options,
+            if_not_exists,
+        },
+        ObjectKind::Sink => Statement::CreateSink {
+            name,
+            options,
+            if_not_exists,
+        },
+    })
+}
+
+fn parse_options(parser: &mut Parser) -> Result<Vec<SqlOption>> {
+    parser.expect_token(&Token::LParen)?;
+    let mut options = Vec::new();
+    if parser.consume_token(&Token::RParen) {
+        return Ok(options);
+    }
+    loop {
+        let key = parse_key(parser)?;
+        parser.expect_token(&Token::Eq)?;
+        let value = parse_value(parser)?;
+        options.push(SqlOption { key, value });
+        if !parser.consume_token(&Token::Comma) {
+            parser.expect_token(&Token::RParen)?;
+            return Ok(options);
+        }
+    }
+}
+
+/// A key: a quoted string, or words joined by `.` or `-`.
+fn parse_key(parser: &mut Parser) -> Result<String> {
+    let first = parser.next_token();
+    let mut key = match &first.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => return Ok(s.to_ascii_lowercase()),
+        Token::Word(w) => w.value.to_ascii_lowercase(),
+        _ => return parser.expected("an option name", first).map_err(Error::from),
+    };
+    loop {
+        let joiner = match parser.peek_token().token {
+            Token::Period => ".",
+            Token::Minus => "-",
+            _ => return Ok(key),
+        };
+        parser.next_token();
+        let part = parser.next_token();
+        match &part.token {
+            Token::Word(w) => {
+                key.push_str(joiner);
+                key.push_str(&w.value.to_ascii_lowercase());
+            }
+            _ => return parser.expected("the rest of the option name", part).map_err(Error::from),
+        }
+    }
+}
+
+/// A value: a string, a (signed) number, or a word such as `true`.
+fn parse_value(parser: &mut Parser) -> Result<String> {
+    let token = parser.next_token();
+    match &token.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s.clone()),
+        Token::Number(n, _) => Ok(n.clone()),
+        Token::Minus => match parser.next_token().token {
+            Token::Number(n, _) => Ok(format!("-{n}")),
+            _ => parser.expected("a number after -", token).map_err(Error::from),
+        },
+        Token::Word(w) => Ok(w.value.clone()),
+        _ => parser
+            .expected("an option value (a string, number or word)", token)
+            .map_err(Error::from),
+    }
+}
+
+fn parse_drop(parser: &mut Parser) -> Result<Statement> {
+    parser.expect_keyword(Keyword::DROP)?;
+    let what = parser.next_token();
+    let kind = if word_is(&what, "source") || word_is(&what, "table") || word_is(&what, "stream") {
+        ObjectKind::Source
+    } else if word_is(&what, "sink") {
+        ObjectKind::Sink
+    } else {
+        return parser.expected("SOURCE or SINK after DROP", what).map_err(Error::from);
+    };
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = parser.parse_identifier()?;
+    Ok(Statement::Drop { kind, name, if_exists })
+}
+
+fn parse_set(parser: &mut Parser) -> Result<Statement> {
+    parser.expect_keyword(Keyword::SET)?;
+    let key = parse_key(parser)?;
+    if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
+        let found = parser.peek_token();
+        return parser.expected("= or TO after the setting's name", found).map_err(Error::from);
+    }
+    let value = parse_value(parser)?;
+    Ok(Statement::Set { key, value })
+}
+
+fn parse_insert(parser: &mut Parser) -> Result<Statement> {
+    parser.expect_keyword(Keyword::INSERT)?;
+    parser.expect_keyword(Keyword::INTO)?;
+    let sink = parser.parse_identifier()?;
+    let query = parser.parse_query()?;
+    let emit = parse_emit(parser)?;
+    Ok(Statement::Insert { sink, query, emit })
+}
+
+fn parse_emit(parser: &mut Parser) -> Result<Option<Emit>> {
+    if !word_is(&parser.peek_token(), "emit") {
+        return Ok(None);
+    }
+    parser.next_token();
+    let next = parser.next_token();
+    if word_is(&next, "changes") {
+        Ok(Some(Emit::Changes))
+    } else if word_is(&next, "complete") {
+        Ok(Some(Emit::Complete))
+    } else if word_is(&next, "on") {
+        parser.expect_keyword(Keyword::WINDOW)?;
+        parser.expect_keyword(Keyword::CLOSE)?;
+        Ok(Some(Emit::OnWindowClose))
+    } else {
+        parser
+            .expected("CHANGES, COMPLETE or ON WINDOW CLOSE after EMIT", next)
+            .map_err(Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses one statement, prints it, and parses the print again: the
+    /// same statement must come back.
+    fn verified(sql: &str) -> Statement {
+        let parsed = parse_statement_text(sql).unwrap().statement;
+        let printed = parsed.to_string();
+        let reparsed = parse_statement_text(&printed)
+            .unwrap_or_else(|e| panic!("{printed}: {e}"))
+            .statement;
+        assert_eq!(parsed, reparsed, "{printed}");
+        parsed
+    }
+
+    #[test]
+    fn create_source_with_columns_and_options() {
+        let s = verified(
+            "CREATE SOURCE lines (line TEXT) WITH (connector = 'socket', hostname = '127.0.0.1', port = 7777, format = 'lines', on-error = skip, 'csv.header' = true, rows.per.second = 5)",
+        );
+        let Statement::CreateSource { name, columns, options, .. } = s else { panic!() };
+        assert_eq!(name.value, "lines");
+        assert_eq!(columns.len(), 1);
+        let keys: Vec<&str> = options.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["connector", "hostname", "port", "format", "on-error", "csv.header", "rows.per.second"]);
+        assert_eq!(options[2].value, "7777");
+        verified("CREATE TABLE IF NOT EXISTS seq WITH (connector = 'sequence')");
+        verified("CREATE SINK out WITH (connector = 'console', format = 'csv')");
+    }
+
+    #[test]
+    fn queries_sets_inserts_and_emit() {
+        assert_eq!(
+            verified("SET batch.interval = '1 second'"),
+            Statement::Set {
+                key: "batch.interval".into(),
+                value: "1 second".into()
+            }
+        );
+        verified("SET batch.interval TO '200 ms'");
+        verified("SELECT line FROM lines WHERE line LIKE '%error%'");
+        let Statement::Query { emit, .. } = verified("SELECT k, count(*) FROM s GROUP BY k EMIT CHANGES") else { panic!() };
+        assert_eq!(emit, Some(Emit::Changes));
+        let Statement::Query { emit, .. } = verified("SELECT * FROM s EMIT ON WINDOW CLOSE") else { panic!() };
+        assert_eq!(emit, Some(Emit::OnWindowClose));
+        verified("INSERT INTO out SELECT upper(line) AS l FROM lines");
+        verified("DROP SOURCE IF EXISTS lines");
+    }
+
+    #[test]
+    fn statements_keep_their_text_and_start() {
+        let sql = "SET batch.interval = '1 second';\nCREATE SOURCE lines (line TEXT)\n  WITH (connector = 'memory');\n\nSELECT line -- the lines\nFROM lines;";
+        let parsed = parse_statements(sql).unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[1].text, "CREATE SOURCE lines (line TEXT)\n  WITH (connector = 'memory')");
+        assert_eq!(parsed[2].location, Location { line: 5, column: 1 });
+        assert_eq!(parsed[2].text, "SELECT line -- the lines\nFROM lines");
+    }
+
+    #[test]
+    fn errors_point_at_the_token_and_say_what_was_expected() {
+        let err = parse_statements("SELECT line\nFROM lines WHERE").unwrap_err();
+        assert_eq!(err.location(), Some(Location { line: 2, column: 17 }), "{err}");
+        assert!(err.to_string().contains("Expected: an expression"), "{err}");
+        let err = parse_statements("SELECT * FROM s EMIT SOMETHING").unwrap_err();
+        assert!(err.to_string().contains("Expected: CHANGES, COMPLETE or ON WINDOW CLOSE after EMIT, found: SOMETHING"), "{err}");
+        assert_eq!(err.location(), Some(Location { line: 1, column: 22 }));
+        let err = parse_statements("CREATE SOURCE s (a INT) (connector = 'x')").unwrap_err();
+        assert!(err.to_string().contains("Expected: WITH"), "{err}");
+        let err = parse_statements("SELEC 1").unwrap_err();
+        assert!(err.to_string().contains("found: SELEC"), "{err}");
+        let err = parse_statements("SELECT 'unterminated").unwrap_err();
+        assert!(err.location().is_some(), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let sql = format!("SELECT {}1{} FROM s", "(".repeat(5000), ")".repeat(5000));
+        let err = parse_statements(&sql).unwrap_err();
+        assert!(err.to_string().contains("nests too deeply"), "{err}");
+    }
+}

@@ -1,0 +1,220 @@
+//! The streaming planner: turns parsed statements into calls on the engine.
+//! It never runs a batch.
+//!
+//! - `CREATE SOURCE` builds the source (options are checked by its
+//!   connector) and registers it with DataFusion as a stream table.
+//! - A query is planned by DataFusion against those tables, once; the plan
+//!   becomes a [`DStream`] whose stateless plan runs on every batch.
+//!   An unwindowed `GROUP BY` is per batch (DStream `reduceByKey` on each
+//!   batch); the first such query prints a notice saying so.
+//! - `SET batch.interval` changes the engine's batch interval; `SET
+//!   datafusion.*` goes to DataFusion's configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use brooklet_engine::datafusion::logical_expr::LogicalPlan;
+use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
+use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption, Ident};
+use brooklet_engine::time::parse_duration;
+use brooklet_engine::{DStream, Engine};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+
+use crate::error::{Error, Result};
+use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement};
+
+/// The settings `SET` knows, besides `datafusion.*`.
+pub const SETTINGS: &[&str] = &["batch.interval"];
+
+/// What a statement asks for.
+#[derive(Debug)]
+pub enum Planned {
+    /// Done (DDL, `SET`): a short confirmation.
+    Done(String),
+    /// A query whose batches go to the console.
+    Query(DStream),
+    /// A query whose batches go to a sink.
+    Insert {
+        /// The sink's name.
+        sink: String,
+        /// The query.
+        stream: DStream,
+    },
+}
+
+/// Plans statements against one engine.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    engine: Engine,
+    per_batch_notice_given: Arc<AtomicBool>,
+}
+
+/// A name as SQL means it: unquoted names are lower-cased.
+pub fn normalize(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
+impl Planner {
+    /// A planner for `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Planner {
+            engine,
+            per_batch_notice_given: Arc::default(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Plans one statement; DDL and `SET` take effect now.
+    pub async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
+        self.plan_statement(parsed).await.map_err(|e| e.at(parsed.location))
+    }
+
+    async fn plan_statement(&self, parsed: &ParsedStatement) -> Result<Planned> {
+        match &parsed.statement {
+            Statement::CreateSource {
+                name,
+                columns,
+                options,
+                if_not_exists,
+            } => {
+                let name = normalize(name);
+                if *if_not_exists && self.engine.source_by_name(&name).is_ok() {
+                    return Ok(Planned::Done(format!("source '{name}' exists")));
+                }
+                let schema = if columns.is_empty() {
+                    None
+                } else {
+                    Some(Arc::new(self.schema_of(columns).await?))
+                };
+                let options: BTreeMap<String, String> =
+                    options.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+                self.engine.create_source(&name, schema, options)?;
+                let table = self.engine.stream_table(&name)?;
+                if let Err(e) = self.engine.session().register_table(name.as_str(), table) {
+                    let _ = self.engine.drop_source(&name);
+                    return Err(e.into());
+                }
+                Ok(Planned::Done(format!("source '{name}' created")))
+            }
+            Statement::CreateSink {
+                name,
+                options,
+                if_not_exists,
+            } => {
+                let name = normalize(name);
+                if *if_not_exists && self.engine.sink(&name).is_ok() {
+                    return Ok(Planned::Done(format!("sink '{name}' exists")));
+                }
+                let options = options.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+                self.engine.create_sink(&name, options)?;
+                Ok(Planned::Done(format!("sink '{name}' created")))
+            }
+            Statement::Drop { kind, name, if_exists } => {
+                let name = normalize(name);
+                let dropped = match kind {
+                    ObjectKind::Source => self.engine.drop_source(&name).map(|()| {
+                        let _ = self.engine.session().deregister_table(name.as_str());
+                    }),
+                    ObjectKind::Sink => self.engine.drop_sink(&name),
+                };
+                match dropped {
+                    Ok(()) => Ok(Planned::Done(format!("'{name}' dropped"))),
+                    Err(_) if *if_exists => Ok(Planned::Done(format!("'{name}' does not exist"))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Statement::Set { key, value } => self.set(key, value),
+            Statement::Query { query, emit } => Ok(Planned::Query(self.plan_query(query, *emit, &parsed.text).await?)),
+            Statement::Insert { sink, query, emit } => {
+                let sink = normalize(sink);
+                self.engine.sink(&sink)?;
+                let stream = self.plan_query(query, *emit, &parsed.text).await?.name(&sink);
+                Ok(Planned::Insert { sink, stream })
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<Planned> {
+        match key {
+            "batch.interval" | "batch_interval" => {
+                let interval = parse_duration(value)?;
+                self.engine.set_batch_interval(interval)?;
+                Ok(Planned::Done(format!("batch.interval = {value}")))
+            }
+            _ if key.starts_with("datafusion.") => {
+                self.engine
+                    .session()
+                    .state_ref()
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .set(key, value)?;
+                Ok(Planned::Done(format!("{key} = {value}")))
+            }
+            _ => Err(Error::plan(format!(
+                "unknown setting '{key}'; valid settings: {}, datafusion.*",
+                SETTINGS.join(", ")
+            ))),
+        }
+    }
+
+    /// The arrow schema of a column list, with DataFusion's SQL type mapping.
+    async fn schema_of(&self, columns: &[ast::ColumnDef]) -> Result<Schema> {
+        let casts: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("CAST(NULL AS {}) AS c{i}", c.data_type))
+            .collect();
+        let plan = self
+            .engine
+            .session()
+            .state()
+            .create_logical_plan(&format!("SELECT {}", casts.join(", ")))
+            .await?;
+        let fields: Vec<Field> = columns
+            .iter()
+            .zip(plan.schema().fields())
+            .map(|(column, field)| {
+                let not_null = column.options.iter().any(|o| o.option == ColumnOption::NotNull);
+                Field::new(normalize(&column.name), field.data_type().clone(), !not_null)
+            })
+            .collect();
+        Ok(Schema::new(fields))
+    }
+
+    async fn plan_query(&self, query: &ast::Query, emit: Option<Emit>, text: &str) -> Result<DStream> {
+        if let Some(emit) = emit {
+            return Err(Error::plan(format!(
+                "{emit} needs a window or a running aggregate, which this version does not run yet; \
+                 remove it to get per-batch results"
+            )));
+        }
+        let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
+        let plan = self.engine.session().state().statement_to_plan(statement).await?;
+        if has_aggregate(&plan) && !self.per_batch_notice_given.swap(true, Ordering::SeqCst) {
+            self.engine.notices().send(
+                "GROUP BY without a window is computed per batch (as DStream reduceByKey); \
+                 add EMIT CHANGES for a running aggregate over all input",
+            );
+        }
+        Ok(DStream::from_plan(&self.engine, plan)?.describe(text))
+    }
+}
+
+fn has_aggregate(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|p| {
+        found |= matches!(p, LogicalPlan::Aggregate(_));
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}

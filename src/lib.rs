@@ -1,0 +1,246 @@
+//! Brooklet: continuous SQL over discretized streams.
+//!
+//! Spark Streaming's model — every batch interval, each source's new rows
+//! become one Arrow batch, and a continuous query runs on it — written in
+//! SQL and executed on DataFusion. [`StreamingContext`] is the one way in,
+//! used by the REPL, by `brooklet run`, and by programs that embed Brooklet:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use brooklet::prelude::*;
+//!
+//! # async fn demo() -> brooklet::Result<()> {
+//! let ctx = StreamingContext::new(Duration::from_secs(1));
+//! ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector='socket', hostname='127.0.0.1', port=7777, format='lines')").await?;
+//! let errors = ctx.sql("SELECT line FROM lines WHERE line LIKE '%error%'").await?;
+//! errors.foreach_batch(|time, batch| {
+//!     println!("{time}: {} error lines", batch.num_rows());
+//!     Ok(())
+//! })?;
+//! ctx.start().await?;
+//! ctx.await_termination().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Programs that write no SQL use the operator-level API of the engine
+//! ([`StreamingContext::source`] gives a [`DStream`] to transform).
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use brooklet_engine as engine;
+pub use brooklet_engine::datafusion;
+pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
+pub use brooklet_engine::source::{MemorySource, Source};
+pub use brooklet_engine::{
+    BatchInfo, BatchStream, BatchTime, Clock, DStream, ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch,
+    SchemaRef, SourceInfo, SinkInfo, StopMode, StreamingListener, SystemClock,
+};
+pub use brooklet_sql as sql;
+pub use brooklet_sql::{Error, Location, Result};
+
+use brooklet_engine::{Engine, EngineBuilder};
+use brooklet_sql::{Planned, Planner, parse_statement_text, parse_statements};
+use datafusion::prelude::SessionContext;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::datafusion::prelude::{col, lit};
+    pub use crate::{
+        BatchStream, BatchTime, DStream, Error, ManualClock, QueryHandle, RecordBatch, Result, StopMode,
+        StreamingContext,
+    };
+}
+
+/// What a statement given to [`StreamingContext::execute`] did.
+#[derive(Debug)]
+pub enum Executed {
+    /// DDL or `SET`: a short confirmation.
+    Done(String),
+    /// A query was registered (a bare `SELECT` prints to the console; an
+    /// `INSERT INTO` writes to its sink). It runs once the context starts.
+    Query(QueryHandle),
+}
+
+/// The streaming context: one engine, one SQL catalog. Cheap to clone
+/// (clones share everything), `Send` and `Sync`.
+#[derive(Clone, Debug)]
+pub struct StreamingContext {
+    planner: Planner,
+}
+
+/// Builds a [`StreamingContext`].
+pub struct StreamingContextBuilder {
+    engine: EngineBuilder,
+}
+
+impl StreamingContextBuilder {
+    /// Reads time from `clock`; with a [`ManualClock`], batches run only when
+    /// the clock is advanced past their times.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.engine = self.engine.clock(Arc::new(clock));
+        self
+    }
+
+    /// Sends notices (warnings, reconnects) to `notices` instead of stderr.
+    pub fn notices(mut self, notices: Notices) -> Self {
+        self.engine = self.engine.notices(notices);
+        self
+    }
+
+    /// The console's settings for bare `SELECT`s and `print`.
+    pub fn console(mut self, console: ConsoleOptions) -> Self {
+        self.engine = self.engine.console(console);
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> Result<StreamingContext> {
+        let engine = self.engine.build()?;
+        Ok(StreamingContext {
+            planner: Planner::new(engine),
+        })
+    }
+}
+
+impl StreamingContext {
+    /// A context with batch interval `batch_interval` on the system clock.
+    ///
+    /// # Panics
+    /// If `batch_interval` is zero.
+    pub fn new(batch_interval: Duration) -> Self {
+        match StreamingContext::builder(batch_interval).build() {
+            Ok(ctx) => ctx,
+            Err(e) => panic!("StreamingContext::new: {e}"),
+        }
+    }
+
+    /// A builder for a context with batch interval `batch_interval`.
+    pub fn builder(batch_interval: Duration) -> StreamingContextBuilder {
+        StreamingContextBuilder {
+            engine: Engine::builder(batch_interval),
+        }
+    }
+
+    /// The engine underneath, for the operator-level API.
+    pub fn engine(&self) -> &Engine {
+        self.planner.engine()
+    }
+
+    /// The DataFusion session: register static tables and functions here.
+    pub fn session(&self) -> &SessionContext {
+        self.engine().session()
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        self.engine().batch_interval()
+    }
+
+    /// Runs statements separated by `;`, in order: DDL and `SET` take effect
+    /// at once; each `SELECT` (to the console) and `INSERT INTO` (to a sink)
+    /// becomes a query, which runs once the context has started. Errors
+    /// carry the line and column in `sql`.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<Executed>> {
+        let mut done = Vec::new();
+        for statement in parse_statements(sql)? {
+            let executed = match self.planner.plan(&statement).await? {
+                Planned::Done(message) => Executed::Done(message),
+                Planned::Query(stream) => Executed::Query(stream.print_default().map_err(|e| at(e, &statement))?),
+                Planned::Insert { sink, stream } => {
+                    Executed::Query(stream.write_to(&sink).map_err(|e| at(e, &statement))?)
+                }
+            };
+            done.push(executed);
+        }
+        Ok(done)
+    }
+
+    /// Plans one continuous query, without running it: consume the stream
+    /// with `foreach_batch`, `into_stream`, `print` or `write_to`.
+    pub async fn sql(&self, query: &str) -> Result<DStream> {
+        let statement = parse_statement_text(query)?;
+        match self.planner.plan(&statement).await? {
+            Planned::Query(stream) => Ok(stream),
+            Planned::Insert { .. } | Planned::Done(_) => Err(brooklet_sql::Error::Plan {
+                message: "sql() takes one SELECT query; run DDL, SET and INSERT INTO with execute()".into(),
+                location: Some(statement.location),
+            }),
+        }
+    }
+
+    /// A registered source as a stream, for the operator-level API.
+    pub fn source(&self, name: &str) -> Result<DStream> {
+        Ok(self.engine().source(name)?)
+    }
+
+    /// Registers a source built in Rust, so SQL can read it too.
+    pub fn register_source(&self, name: &str, source: Arc<dyn Source>) -> Result<()> {
+        self.engine().register_source(name, source)?;
+        let table = self.engine().stream_table(name)?;
+        self.session().register_table(name, table).map_err(|e| {
+            let _ = self.engine().drop_source(name);
+            brooklet_sql::Error::from(e)
+        })?;
+        Ok(())
+    }
+
+    /// The memory source `name` (declared with `connector = 'memory'`), to
+    /// push batches or raw records into.
+    pub fn memory_source(&self, name: &str) -> Result<MemorySource> {
+        Ok(self.engine().memory_source(name)?)
+    }
+
+    /// Adds a listener for completed batches.
+    pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
+        self.engine().add_listener(listener)
+    }
+
+    /// Every query registered, running or ended.
+    pub fn queries(&self) -> Vec<QueryHandle> {
+        self.engine().queries()
+    }
+
+    /// Starts running batches: the first at the next multiple of the batch
+    /// interval. Queries registered later start at the next batch time.
+    pub async fn start(&self) -> Result<()> {
+        Ok(self.engine().start()?)
+    }
+
+    /// Stops every query. `Graceful` finishes the running batch first.
+    pub async fn stop(&self, mode: StopMode) -> Result<()> {
+        Ok(self.engine().stop(mode).await?)
+    }
+
+    /// Waits until the context is stopped, a query fails (its error), or all
+    /// queries have ended because their input ended.
+    pub async fn await_termination(&self) -> Result<()> {
+        Ok(self.engine().await_termination().await?)
+    }
+
+    /// [`StreamingContext::await_termination`] for at most `timeout`;
+    /// `Ok(false)` if still running.
+    pub async fn await_termination_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.engine().await_termination_timeout(timeout).await?)
+    }
+}
+
+fn at(e: brooklet_engine::Error, statement: &brooklet_sql::ParsedStatement) -> Error {
+    Error::from(e).at(statement.location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn the_context_is_clone_send_and_sync() {
+        assert_send_sync::<StreamingContext>();
+        assert_send_sync::<QueryHandle>();
+        assert_send_sync::<DStream>();
+    }
+}
