@@ -59,9 +59,12 @@ pub mod prelude {
 pub enum Executed {
     /// DDL or `SET`: a short confirmation.
     Done(String),
-    /// A query was registered (a bare `SELECT` prints to the console; an
-    /// `INSERT INTO` writes to its sink). It runs once the context starts.
-    Query(QueryHandle),
+    /// A bare `SELECT` became a query printing to the console. It runs once
+    /// the context starts.
+    Select(QueryHandle),
+    /// An `INSERT INTO` became a query writing to its sink. It runs once the
+    /// context starts.
+    Insert(QueryHandle),
 }
 
 /// The streaming context: one engine, one SQL catalog. Cheap to clone
@@ -148,9 +151,9 @@ impl StreamingContext {
         for statement in parse_statements(sql)? {
             let executed = match self.planner.plan(&statement).await? {
                 Planned::Done(message) => Executed::Done(message),
-                Planned::Query(stream) => Executed::Query(stream.print_default().map_err(|e| at(e, &statement))?),
+                Planned::Query(stream) => Executed::Select(stream.print_default().map_err(|e| at(e, &statement))?),
                 Planned::Insert { sink, stream } => {
-                    Executed::Query(stream.write_to(&sink).map_err(|e| at(e, &statement))?)
+                    Executed::Insert(stream.write_to(&sink).map_err(|e| at(e, &statement))?)
                 }
             };
             done.push(executed);

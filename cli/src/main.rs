@@ -1,1 +1,178 @@
-fn main(){}
+//! `brooklet`: the REPL (no arguments), `brooklet run FILE.sql`, and
+//! `brooklet -c 'SQL'`. Everything goes through [`brooklet::StreamingContext`].
+//!
+//! Results go to stdout, notices and errors to stderr. `run` and `-c` run
+//! until their bounded sources end or until SIGINT/SIGTERM, which finishes
+//! the current batch and exits 0 (a second Ctrl-C exits at once). A closed
+//! stdout (`brooklet run q.sql | head`) is a normal end.
+
+mod render;
+mod repl;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brooklet::{BatchInfo, ConsoleFormat, ConsoleOptions, Executed, StopMode, StreamingContext, StreamingListener};
+use clap::{Parser, Subcommand};
+
+/// Continuous SQL over discretized streams.
+#[derive(Debug, Parser)]
+#[command(name = "brooklet", version, about, long_about = None)]
+struct Cli {
+    /// Run these statements instead of opening the REPL.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    command: Option<String>,
+    /// How rows are printed under each batch header: table, csv or json.
+    #[arg(long, global = true, default_value = "table")]
+    format: String,
+    /// Rows printed per batch before `...`.
+    #[arg(long = "max-rows", global = true, default_value_t = 10)]
+    max_rows: usize,
+    /// The batch interval (`1 second`, `200 ms`); a `SET batch.interval` in the SQL overrides it.
+    #[arg(long = "batch-interval", global = true)]
+    batch_interval: Option<String>,
+    /// Print each batch's figures (rows in and out, processing time, scheduling delay) on stderr.
+    #[arg(long, global = true)]
+    progress: bool,
+    #[command(subcommand)]
+    subcommand: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the statements of a SQL file until its sources end or Ctrl-C.
+    Run {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async_main(cli));
+    // Receivers may sit in blocking reads (stdin); do not wait for them.
+    runtime.shutdown_background();
+    code
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    let ctx = match context(&cli) {
+        Ok(ctx) => ctx,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match (&cli.subcommand, &cli.command) {
+        (Some(Command::Run { file }), _) => match std::fs::read_to_string(file) {
+            Ok(text) => run(&ctx, &text, &file.display().to_string()).await,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        (None, Some(sql)) => run(&ctx, sql, "<command>").await,
+        (None, None) => repl::run(ctx).await,
+    }
+}
+
+fn context(cli: &Cli) -> Result<StreamingContext, String> {
+    let format = ConsoleFormat::parse(&cli.format).map_err(|e| e.to_string())?;
+    let interval = match &cli.batch_interval {
+        Some(text) => brooklet::engine::time::parse_duration(text).map_err(|e| e.to_string())?,
+        None => Duration::from_secs(1),
+    };
+    let ctx = StreamingContext::builder(interval)
+        .console(ConsoleOptions {
+            format,
+            max_rows: cli.max_rows,
+            ..ConsoleOptions::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    if cli.progress {
+        ctx.add_listener(Arc::new(Progress));
+    }
+    Ok(ctx)
+}
+
+/// `--progress`: one line per batch on stderr.
+struct Progress;
+
+impl StreamingListener for Progress {
+    fn on_batch_completed(&self, query: &str, info: &BatchInfo) {
+        let _ = writeln!(std::io::stderr(), "progress: query={query} {}", render::progress_fields(info));
+    }
+}
+
+/// Runs statements: plans all of them, then starts, then waits for the end
+/// of input or a signal.
+async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
+    let executed = match ctx.execute(text).await {
+        Ok(executed) => executed,
+        Err(e) => {
+            eprintln!("{}", render::error(&e, e.location(), text, origin));
+            return ExitCode::FAILURE;
+        }
+    };
+    if !executed.iter().any(|e| matches!(e, Executed::Select(_) | Executed::Insert(_))) {
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = ctx.start().await {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let outcome = tokio::select! {
+        outcome = ctx.await_termination() => outcome,
+        () = shutdown_signal() => {
+            // A second signal stops at once.
+            tokio::spawn(async {
+                shutdown_signal().await;
+                std::process::exit(130);
+            });
+            ctx.stop(StopMode::Graceful).await
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = ctx.stop(StopMode::Immediate).await;
+            eprintln!("{}", render::error(&e, None, text, origin));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -58,6 +58,11 @@ impl Error {
         }
     }
 
+    /// True when the error is a closed output pipe, a normal end for the CLI.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Engine(e) if e.is_broken_pipe())
+    }
+
     /// A planning error without a position.
     pub fn plan(message: impl Into<String>) -> Self {
         Error::Plan {

@@ -208,7 +208,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
         if first.token == Token::EOF {
             break;
         }
-        let statement = parse_statement(&mut parser)?;
+        let statement = parse_statement(&mut parser).map_err(|e| e.at(end_of(sql)))?;
         let last = parser.get_current_token().span.end;
         let next = parser.peek_token();
         if next.token != Token::SemiColon && next.token != Token::EOF {
@@ -229,6 +229,13 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
         });
     }
     Ok(statements)
+}
+
+/// The position just after the last character: where `found: EOF` points.
+fn end_of(sql: &str) -> Location {
+    let line = sql.split('\n').count() as u64;
+    let column = sql.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    Location { line, column }
 }
 
 /// Parses exactly one statement.

@@ -1,0 +1,119 @@
+//! How the binary shows errors (with a caret under the token), `\d`, and
+//! progress lines.
+
+use std::fmt::Write as _;
+
+use brooklet::{BatchInfo, StreamingContext};
+
+/// The error with its whole chain, and, when it has a position in `text`,
+/// the line with a `^` under the column (`origin` names the file).
+pub fn error(err: &(dyn std::error::Error + 'static), location: Option<brooklet::Location>, text: &str, origin: &str) -> String {
+    let mut out = format!("error: {err}");
+    let mut seen = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !seen.contains(&message) {
+            let _ = write!(out, "\n  caused by: {message}");
+            seen.push_str(&message);
+        }
+        source = cause.source();
+    }
+    if let Some(location) = location {
+        if let Some(line_text) = text.lines().nth((location.line.max(1) - 1) as usize) {
+            let number = location.line.to_string();
+            let pad = " ".repeat(number.len());
+            let caret = " ".repeat((location.column.max(1) - 1) as usize);
+            let _ = write!(
+                out,
+                "\n{pad}--> {origin}:{}:{}\n{pad} |\n{number} | {line_text}\n{pad} | {caret}^",
+                location.line, location.column
+            );
+        }
+    }
+    out
+}
+
+/// What `\d` prints: sources, sinks and queries.
+pub fn describe(ctx: &StreamingContext) -> String {
+    let mut out = String::new();
+    let sources = ctx.engine().sources();
+    let _ = writeln!(out, "Sources:");
+    if sources.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for s in sources {
+        let columns: Vec<String> = s
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        let m = s.metrics;
+        let _ = writeln!(
+            out,
+            "  {} ({})  {}  [{}]\n    records={} malformed={} reconnects={} cut_lines={}",
+            s.name,
+            s.connector,
+            s.description,
+            columns.join(", "),
+            m.records,
+            m.malformed,
+            m.reconnects,
+            m.cut_lines
+        );
+    }
+    let sinks = ctx.engine().sinks();
+    let _ = writeln!(out, "Sinks:");
+    if sinks.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for s in sinks {
+        let _ = writeln!(out, "  {} ({})  {}", s.name, s.connector, s.description);
+    }
+    let queries: Vec<_> = ctx.queries().into_iter().filter(|q| !q.status().is_terminal()).collect();
+    let _ = writeln!(out, "Running queries:");
+    if queries.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for q in queries {
+        let progress = q
+            .last_progress()
+            .map(|p| format!("  batches={} last: {}", p.batches, progress_fields(&p)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} ({})  {}{progress}",
+            q.name(),
+            q.status(),
+            q.description().unwrap_or("").replace('\n', " ")
+        );
+    }
+    out
+}
+
+/// One batch's figures, as `--progress` and `\d` show them.
+pub fn progress_fields(info: &BatchInfo) -> String {
+    format!(
+        "time={} rows_in={} rows_out={} processing_ms={} scheduling_delay_ms={}",
+        info.batch_time.millis(),
+        info.input_rows,
+        info.output_rows,
+        info.processing_time.as_millis(),
+        info.scheduling_delay.as_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caret_points_at_the_column() {
+        let text = "SELECT line\nFROM lines WHERE";
+        let err = brooklet::sql::parse_statements(text).unwrap_err();
+        let shown = error(&err, err.location(), text, "q.sql");
+        assert!(shown.starts_with("error: syntax error: Expected: an expression"), "{shown}");
+        assert!(shown.ends_with("--> q.sql:2:17\n  |\n2 | FROM lines WHERE\n  |                 ^"), "{shown}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The REPL. Statements end with `;` and may span lines (the validator keeps
+//! the input open until a `;` ends it outside strings and comments);
+//! history is kept in the user's data directory. A `SELECT` prints batch
+//! after batch until Ctrl-C stops it and returns to the prompt; `INSERT INTO`
+//! queries run in the background (listed by `\d`). Ctrl-D exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use brooklet::sql::dialect::BrookletDialect;
+use brooklet::{Executed, StreamingContext};
+use brooklet::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Editor, Helper, history::DefaultHistory};
+
+use crate::render;
+
+const PROMPT: &str = "brooklet> ";
+
+const HELP: &str = "\
+Statements end with ';' and may span lines.
+  CREATE SOURCE name (cols) WITH (connector = 'socket' | 'stdin' | 'sequence' | 'memory', ...);
+  CREATE SINK name WITH (connector = 'console', format = 'table' | 'csv' | 'json');
+  SET batch.interval = '1 second';
+  SELECT ...;                   runs until Ctrl-C, printing every batch
+  INSERT INTO sink SELECT ...;  runs in the background
+Commands:
+  \\?   this help
+  \\d   sources, sinks and running queries
+  \\q   quit (or Ctrl-D)";
+
+/// Keeps the input open until a statement ends with `;`.
+struct InputHelper;
+
+/// True when `input` is complete: a backslash command, empty, or SQL whose
+/// last token is `;`.
+pub fn is_complete(input: &str) -> bool {
+    let trimmed = input.trim();
+    if trimmed.is_empty() || trimmed.starts_with('\\') {
+        return true;
+    }
+    match Tokenizer::new(&BrookletDialect::default(), trimmed).tokenize() {
+        Ok(tokens) => tokens
+            .iter()
+            .rev()
+            .find(|t| !matches!(t, Token::Whitespace(_)))
+            .is_some_and(|t| *t == Token::SemiColon),
+        // An unterminated string or comment: keep reading.
+        Err(_) => false,
+    }
+}
+
+impl Validator for InputHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(if is_complete(ctx.input()) {
+            ValidationResult::Valid(None)
+        } else {
+            ValidationResult::Incomplete
+        })
+    }
+}
+
+impl Completer for InputHelper {
+    type Candidate = String;
+}
+
+impl Hinter for InputHelper {
+    type Hint = String;
+}
+
+impl Highlighter for InputHelper {}
+
+impl Helper for InputHelper {}
+
+fn history_path() -> Option<PathBuf> {
+    let dir = dirs::data_dir()?.join("brooklet");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join("history.txt"))
+}
+
+/// Runs the REPL until `\q` or Ctrl-D.
+pub async fn run(ctx: StreamingContext) -> ExitCode {
+    let mut editor: Editor<InputHelper, DefaultHistory> = match Editor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            eprintln!("error: cannot open the terminal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    editor.set_helper(Some(InputHelper));
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    println!(
+        "Brooklet {}: continuous SQL over micro-batches. Statements end with ';'. \\? for help, \\q to quit.",
+        env!("CARGO_PKG_VERSION")
+    );
+    loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                let input = line.trim();
+                if input.is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(input);
+                match input {
+                    "\\q" | "\\quit" | "quit" | "exit" => break,
+                    "\\?" | "\\h" | "help" => println!("{HELP}"),
+                    "\\d" => print!("{}", render::describe(&ctx)),
+                    _ if input.starts_with('\\') => {
+                        eprintln!("unknown command {input}; \\? lists the commands")
+                    }
+                    _ => execute(&ctx, input).await,
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("error: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    let _ = ctx.stop(brooklet::StopMode::Immediate).await;
+    ExitCode::SUCCESS
+}
+
+async fn execute(ctx: &StreamingContext, input: &str) {
+    let executed = match ctx.execute(input).await {
+        Ok(executed) => executed,
+        Err(e) => {
+            eprintln!("{}", render::error(&e, e.location(), input, "<input>"));
+            return;
+        }
+    };
+    let mut foreground = Vec::new();
+    for e in executed {
+        match e {
+            Executed::Done(message) => println!("{message}"),
+            Executed::Insert(handle) => println!("query '{}' started in the background (\\d lists it)", handle.name()),
+            Executed::Select(handle) => foreground.push(handle),
+        }
+    }
+    if let Err(e) = ctx.start().await {
+        eprintln!("error: {e}");
+        return;
+    }
+    if foreground.is_empty() {
+        return;
+    }
+    let all = futures_join(&foreground);
+    tokio::select! {
+        results = all => {
+            for (handle, result) in foreground.iter().zip(results) {
+                match result {
+                    Ok(()) => println!("query '{}' ended ({})", handle.name(), handle.status()),
+                    Err(e) => eprintln!("{}", render::error(&e, None, input, "<input>")),
+                }
+            }
+        }
+        _ = tokio::signal::ctrl_c() => {
+            for handle in &foreground {
+                let _ = handle.stop().await;
+            }
+            println!("^C query stopped");
+        }
+    }
+}
+
+async fn futures_join(handles: &[brooklet::QueryHandle]) -> Vec<brooklet::engine::Result<()>> {
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await_termination().await);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_complete;
+
+    #[test]
+    fn input_is_complete_when_a_semicolon_ends_it() {
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT line\nFROM lines ;  "));
+        assert!(is_complete("\\d"));
+        assert!(!is_complete("SELECT line\nFROM lines"));
+        assert!(!is_complete("SELECT ';"));
+        assert!(!is_complete("SELECT 1 -- ;"));
+        assert!(is_complete("SELECT ';' ;"));
+    }
+}

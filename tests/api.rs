@@ -1,0 +1,216 @@
+//! The Rust API, as an embedder uses it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brooklet::datafusion::arrow::array::{Int64Array, StringArray};
+use brooklet::datafusion::arrow::datatypes::{DataType, Field, Schema};
+use brooklet::prelude::*;
+use brooklet::{ConsoleOptions, MemorySource, QueryStatus};
+use futures::StreamExt;
+
+use crate::spec::csv_rows;
+
+fn manual_context() -> (StreamingContext, ManualClock) {
+    let clock = ManualClock::at(10_500);
+    let ctx = StreamingContext::builder(Duration::from_millis(500))
+        .clock(clock.clone())
+        .notices(brooklet::Notices::new(|_| {}))
+        .build()
+        .unwrap();
+    (ctx, clock)
+}
+
+async fn lines_source(ctx: &StreamingContext) -> MemorySource {
+    ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')").await.unwrap();
+    ctx.memory_source("lines").unwrap()
+}
+
+#[tokio::test]
+async fn foreach_batch_sees_every_batch_time_with_its_rows() {
+    let (ctx, clock) = manual_context();
+    let lines = lines_source(&ctx).await;
+    let seen: Arc<Mutex<Vec<(i64, Vec<String>)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let errors = ctx.sql("SELECT line FROM lines WHERE line LIKE '%error%'").await.unwrap();
+    let handle = errors
+        .foreach_batch(move |time, batch| {
+            sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
+            Ok(())
+        })
+        .unwrap();
+    ctx.start().await.unwrap();
+    lines.push_records("ok\nan error\n");
+    lines.push_records("");
+    lines.push_records("error 2");
+    // Nothing runs until the clock moves: zero is 10 500, batches every 500 ms.
+    tokio::task::yield_now().await;
+    assert!(seen.lock().unwrap().is_empty());
+    clock.advance(Duration::from_millis(1_500));
+    while handle.last_progress().is_none_or(|p| p.batch_time.millis() < 12_000) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (11_000, vec!["an error".to_string()]),
+            (11_500, vec![]),
+            (12_000, vec!["error 2".to_string()]),
+        ]
+    );
+    handle.stop().await.unwrap();
+    assert!(matches!(handle.status(), QueryStatus::Stopped));
+}
+
+#[tokio::test]
+async fn a_failing_callback_fails_its_query_with_the_batch_time() {
+    let (ctx, clock) = manual_context();
+    lines_source(&ctx).await;
+    let handle = ctx
+        .sql("SELECT line FROM lines")
+        .await
+        .unwrap()
+        .foreach_batch(|_, _| Err("the database is down".into()))
+        .unwrap();
+    ctx.start().await.unwrap();
+    clock.advance(Duration::from_millis(500));
+    let err = handle.await_termination().await.unwrap_err().to_string();
+    assert!(err.contains("output callback failed in batch 11000 ms: the database is down"), "{err}");
+    let err = ctx.await_termination().await.unwrap_err().to_string();
+    assert!(err.contains("the database is down"), "{err}");
+}
+
+#[tokio::test]
+async fn into_stream_yields_batches_and_dropping_it_stops_the_query() {
+    let (ctx, clock) = manual_context();
+    let lines = lines_source(&ctx).await;
+    let mut stream = ctx.sql("SELECT upper(line) AS l FROM lines").await.unwrap().into_stream().unwrap();
+    assert_eq!(stream.schema().field(0).name(), "l");
+    let handle = stream.handle().clone();
+    ctx.start().await.unwrap();
+    lines.push_records("a\nb");
+    clock.advance(Duration::from_millis(500));
+    let (time, batch) = stream.next().await.unwrap().unwrap();
+    assert_eq!(time, BatchTime::from_millis(11_000));
+    assert_eq!(csv_rows(&batch), ["A", "B"]);
+    clock.advance(Duration::from_millis(500));
+    let (time, batch) = stream.next().await.unwrap().unwrap();
+    assert_eq!((time.millis(), batch.num_rows()), (11_500, 0));
+    drop(stream);
+    handle.await_termination().await.unwrap();
+    assert!(matches!(handle.status(), QueryStatus::Stopped));
+    // With its only query gone, the context has nothing left to run.
+    ctx.await_termination().await.unwrap();
+}
+
+#[tokio::test]
+async fn print_writes_sparks_blocks_with_a_row_limit() {
+    let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .console(ConsoleOptions {
+            target: brooklet::engine::sink::console::ConsoleTarget::Buffer(Arc::clone(&buffer)),
+            ..ConsoleOptions::default()
+        })
+        .build()
+        .unwrap();
+    let lines = lines_source(&ctx).await;
+    let handle = ctx.sql("SELECT line FROM lines").await.unwrap().print(2).unwrap();
+    ctx.start().await.unwrap();
+    lines.push_records("one\ntwo\nthree");
+    clock.advance(Duration::from_secs(2));
+    while handle.last_progress().is_none_or(|p| p.batches < 2) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    let dashes = "-------------------------------------------";
+    let expected = format!(
+        "{dashes}\nTime: 1000 ms\n{dashes}\n+------+\n| line |\n+------+\n| one  |\n| two  |\n+------+\n...\n\n{dashes}\nTime: 2000 ms\n{dashes}\n\n"
+    );
+    assert_eq!(text, expected);
+}
+
+#[tokio::test]
+async fn the_operator_api_runs_without_sql() {
+    let (ctx, clock) = manual_context();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("word", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let words = MemorySource::new("words", schema.clone());
+    ctx.register_source("words", Arc::new(words.clone())).unwrap();
+    let counts = ctx
+        .source("words")
+        .unwrap()
+        .filter(col("n").gt(lit(0)))
+        .unwrap()
+        .aggregate(vec![col("word")], vec![brooklet::datafusion::functions_aggregate::expr_fn::sum(col("n")).alias("total")])
+        .unwrap();
+    let mut stream = counts.into_stream().unwrap();
+    ctx.start().await.unwrap();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "a", "c"])),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 0])),
+        ],
+    )
+    .unwrap();
+    words.push(batch).unwrap();
+    clock.advance(Duration::from_millis(500));
+    let (_, out) = stream.next().await.unwrap().unwrap();
+    let mut rows = csv_rows(&out);
+    rows.sort();
+    assert_eq!(rows, ["a,4", "b,2"]);
+    // The same source is readable from SQL too.
+    let mut sql = ctx.sql("SELECT count(*) AS n FROM words").await.unwrap().into_stream().unwrap();
+    clock.advance(Duration::from_millis(500));
+    let (time, _) = stream.next().await.unwrap().unwrap();
+    let (sql_time, out) = sql.next().await.unwrap().unwrap();
+    assert_eq!((time, sql_time), (BatchTime::from_millis(11_500), BatchTime::from_millis(11_500)));
+    assert_eq!(csv_rows(&out), ["0"]);
+}
+
+#[tokio::test]
+async fn bad_statements_say_where_and_what() {
+    let (ctx, _clock) = manual_context();
+    let err = ctx
+        .execute("CREATE SOURCE s (line TEXT) WITH (connector = 'socket', port = 1, prot = 2)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown option 'prot' for connector 'socket'"), "{err}");
+    assert!(err.contains("valid options: "), "{err}");
+    assert!(err.contains("hostname") && err.contains("on-error"), "{err}");
+    let err = ctx.execute("CREATE SOURCE s WITH (connector = 'kafkaa')").await.unwrap_err().to_string();
+    assert!(err.contains("unknown connector 'kafkaa'") && err.contains("socket, stdin, sequence, memory"), "{err}");
+    lines_source(&ctx).await;
+    let err = ctx.sql("SELECT nope FROM lines").await.unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert_eq!(err.location().map(|l| (l.line, l.column)), Some((1, 8)), "{err}");
+    let err = ctx.execute("SET batch.interval = 'soon'").await.unwrap_err().to_string();
+    assert!(err.contains("invalid duration 'soon'"), "{err}");
+    let err = ctx.execute("SET batch.intervall = '1 s'").await.unwrap_err().to_string();
+    assert!(err.contains("unknown setting 'batch.intervall'; valid settings: batch.interval"), "{err}");
+    let err = ctx.sql("SELECT 1").await.unwrap_err().to_string();
+    assert!(err.contains("must read at least one stream"), "{err}");
+}
+
+#[tokio::test]
+async fn queries_added_after_start_begin_at_the_next_batch() {
+    let (ctx, clock) = manual_context();
+    let lines = lines_source(&ctx).await;
+    let first = ctx.sql("SELECT line FROM lines").await.unwrap().foreach_batch(|_, _| Ok(())).unwrap();
+    ctx.start().await.unwrap();
+    clock.advance(Duration::from_millis(1_000));
+    while first.last_progress().is_none_or(|p| p.batch_time.millis() < 11_500) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut stream = ctx.sql("SELECT line FROM lines").await.unwrap().into_stream().unwrap();
+    lines.push_records("now");
+    clock.advance(Duration::from_millis(500));
+    let (time, batch) = stream.next().await.unwrap().unwrap();
+    assert_eq!(time, BatchTime::from_millis(12_000));
+    assert_eq!(csv_rows(&batch), ["now"]);
+}

@@ -1,0 +1,254 @@
+//! The spec-file runner. A spec file reads like a specification:
+//!
+//! ```text
+//! # comment
+//! SET batch.interval = '1 second';
+//! CREATE SOURCE lines (line TEXT) WITH (connector = 'memory');
+//! SELECT line FROM lines WHERE line LIKE '%error%';
+//!
+//! == batch 1
+//! > lines
+//! no trouble
+//! an error here
+//! < 
+//! an error here
+//! == batch 2
+//! <
+//! ```
+//!
+//! The statements before the first `==` run in order; the last one is the
+//! query under test. Then, for batch `k` (time `k·I` on a manual clock
+//! starting at 0): `> source` queues the raw records that follow into that
+//! memory source (in its format); `end source` ends its input; the clock
+//! advances to the batch's time and the runner checks what the query did:
+//! `<` (rows as CSV, compared as a multiset) or `<ordered` (in order) gives
+//! the exact output, and a batch without `<` must output no rows; `< none`
+//! says the query must emit nothing at all at this batch; `! text` says the
+//! query fails with an error containing `text`; `malformed source n` checks
+//! a source's malformed-record count; `finished` says the query has ended.
+
+use std::path::Path;
+use std::time::Duration;
+
+use brooklet::prelude::*;
+use brooklet::{BatchStream, QueryStatus};
+use futures::StreamExt;
+
+#[derive(Debug, Default)]
+struct Batch {
+    number: i64,
+    inputs: Vec<(String, String)>,
+    ends: Vec<String>,
+    expected: Option<Expected>,
+    error: Option<String>,
+    malformed: Vec<(String, u64)>,
+    finished: bool,
+}
+
+#[derive(Debug)]
+enum Expected {
+    Rows { rows: Vec<String>, ordered: bool },
+    Nothing,
+}
+
+struct Spec {
+    statements: String,
+    batches: Vec<Batch>,
+}
+
+fn parse(text: &str) -> Spec {
+    let mut statements = String::new();
+    let mut batches: Vec<Batch> = Vec::new();
+    // Where following plain lines go: an input of a source, or the expected rows.
+    enum Into {
+        Statements,
+        Input,
+        Expected,
+        Nothing,
+    }
+    let mut into = Into::Statements;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("== batch ") {
+            batches.push(Batch {
+                number: rest.trim().parse().expect("batch number"),
+                ..Batch::default()
+            });
+            into = Into::Nothing;
+            continue;
+        }
+        let Some(batch) = batches.last_mut() else {
+            statements.push_str(line);
+            statements.push('\n');
+            continue;
+        };
+        if let Some(source) = line.strip_prefix("> ") {
+            batch.inputs.push((source.trim().to_string(), String::new()));
+            into = Into::Input;
+        } else if let Some(source) = line.strip_prefix("end ") {
+            batch.ends.push(source.trim().to_string());
+        } else if line.trim() == "< none" {
+            batch.expected = Some(Expected::Nothing);
+            into = Into::Nothing;
+        } else if line.trim() == "<" || line.trim() == "<ordered" {
+            batch.expected = Some(Expected::Rows {
+                rows: Vec::new(),
+                ordered: line.trim() == "<ordered",
+            });
+            into = Into::Expected;
+        } else if let Some(error) = line.strip_prefix("! ") {
+            batch.error = Some(error.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("malformed ") {
+            let (source, n) = rest.trim().split_once(' ').expect("malformed <source> <count>");
+            batch.malformed.push((source.to_string(), n.trim().parse().expect("count")));
+        } else if line.trim() == "finished" {
+            batch.finished = true;
+        } else {
+            match into {
+                Into::Input => {
+                    let input = &mut batch.inputs.last_mut().expect("input").1;
+                    input.push_str(line);
+                    input.push('\n');
+                }
+                Into::Expected => {
+                    if let Some(Expected::Rows { rows, .. }) = &mut batch.expected {
+                        if !line.trim().is_empty() {
+                            rows.push(line.to_string());
+                        }
+                    }
+                }
+                Into::Statements | Into::Nothing => {
+                    assert!(line.trim().is_empty(), "unexpected line in batch {}: {line}", batch.number)
+                }
+            }
+        }
+    }
+    Spec { statements, batches }
+}
+
+/// The rows of a batch as CSV lines, without a header.
+pub fn csv_rows(batch: &RecordBatch) -> Vec<String> {
+    let mut writer = brooklet::datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(false)
+        .build(Vec::new());
+    writer.write(batch).unwrap();
+    String::from_utf8(writer.into_inner())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The next output of the query for batch `time`, or `None` if the batch ran
+/// without output.
+async fn next_output(
+    stream: &mut BatchStream,
+    time: BatchTime,
+) -> Option<brooklet::engine::Result<(BatchTime, RecordBatch)>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout(Duration::from_millis(5), stream.next()).await {
+            Ok(item) => return item,
+            Err(_) => {
+                let progressed = stream.handle().last_progress().is_some_and(|p| p.batch_time >= time);
+                if progressed || stream.handle().status().is_terminal() {
+                    // The batch ran; anything it sent is in the channel already.
+                    return tokio::time::timeout(Duration::from_millis(5), stream.next()).await.ok().flatten();
+                }
+                assert!(std::time::Instant::now() < deadline, "batch {time} never ran");
+            }
+        }
+    }
+}
+
+async fn run_spec(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let spec = parse(&text);
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .notices(brooklet::Notices::new(|_| {}))
+        .build()
+        .unwrap();
+    let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
+    let (query, setup) = statements.split_last().expect("a spec needs a query");
+    for statement in setup {
+        ctx.execute(&statement.text).await.unwrap_or_else(|e| panic!("{name}: {}: {e}", statement.text));
+    }
+    let mut stream = ctx
+        .sql(&query.text)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .into_stream()
+        .unwrap();
+    ctx.start().await.unwrap();
+    let interval = ctx.batch_interval();
+    let mut previous = 0;
+    for batch in &spec.batches {
+        assert_eq!(batch.number, previous + 1, "{name}: batches are numbered 1, 2, …");
+        previous = batch.number;
+        for (source, records) in &batch.inputs {
+            ctx.memory_source(source).unwrap().push_records(records);
+        }
+        for source in &batch.ends {
+            ctx.memory_source(source).unwrap().finish();
+        }
+        let time = BatchTime::from_millis(batch.number * interval.as_millis() as i64);
+        clock.set(time.millis());
+        let output = next_output(&mut stream, time).await;
+        let at = format!("{name}, batch {} ({time})", batch.number);
+        match (&batch.error, output) {
+            (Some(expected), Some(Err(e))) => {
+                assert!(e.to_string().contains(expected), "{at}: error '{e}' does not contain '{expected}'")
+            }
+            (Some(expected), other) => panic!("{at}: expected error '{expected}', got {other:?}"),
+            (None, Some(Err(e))) => panic!("{at}: unexpected error: {e}"),
+            (None, None) => assert!(
+                matches!(batch.expected, Some(Expected::Nothing)),
+                "{at}: the query emitted nothing"
+            ),
+            (None, Some(Ok((t, out)))) => {
+                assert_eq!(t, time, "{at}: output carries the wrong batch time");
+                let mut rows = csv_rows(&out);
+                match &batch.expected {
+                    Some(Expected::Nothing) => panic!("{at}: expected no output, got {rows:?}"),
+                    None => assert!(rows.is_empty(), "{at}: expected an empty batch, got {rows:?}"),
+                    Some(Expected::Rows { rows: expected, ordered }) => {
+                        let mut expected = expected.clone();
+                        if !ordered {
+                            rows.sort();
+                            expected.sort();
+                        }
+                        assert_eq!(rows, expected, "{at}: wrong rows");
+                    }
+                }
+            }
+        }
+        for (source, count) in &batch.malformed {
+            let info = ctx.engine().sources().into_iter().find(|s| &s.name == source).expect("source");
+            assert_eq!(info.metrics.malformed, *count, "{at}: malformed records of '{source}'");
+        }
+        if batch.finished {
+            stream.handle().await_termination().await.unwrap();
+            assert!(matches!(stream.handle().status(), QueryStatus::Finished), "{at}: not finished");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_spec_file_holds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spec"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "spec files are missing in {}", dir.display());
+    for file in files {
+        run_spec(&file).await;
+    }
+}
