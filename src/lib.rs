@@ -35,8 +35,9 @@ pub use brooklet_engine::datafusion;
 pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::{MemorySource, Source};
 pub use brooklet_engine::{
-    BatchInfo, BatchStream, BatchTime, Clock, DStream, ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch,
-    SchemaRef, SourceInfo, SinkInfo, StopMode, StreamingListener, SystemClock,
+    BatchInfo, BatchStream, BatchTime, Clock, DStream, ManualClock, Notices, QueryHandle,
+    QueryStatus, RecordBatch, SchemaRef, SinkInfo, SourceInfo, StopMode, StreamingListener,
+    SystemClock,
 };
 pub use brooklet_sql as sql;
 pub use brooklet_sql::{Error, Location, Result};
@@ -49,8 +50,8 @@ use datafusion::prelude::SessionContext;
 pub mod prelude {
     pub use crate::datafusion::prelude::{col, lit};
     pub use crate::{
-        BatchStream, BatchTime, DStream, Error, ManualClock, QueryHandle, RecordBatch, Result, StopMode,
-        StreamingContext,
+        BatchStream, BatchTime, DStream, Error, ManualClock, QueryHandle, RecordBatch, Result,
+        StopMode, StreamingContext,
     };
 }
 
@@ -151,7 +152,9 @@ impl StreamingContext {
         for statement in parse_statements(sql)? {
             let executed = match self.planner.plan(&statement).await? {
                 Planned::Done(message) => Executed::Done(message),
-                Planned::Query(stream) => Executed::Select(stream.print_default().map_err(|e| at(e, &statement))?),
+                Planned::Query(stream) => {
+                    Executed::Select(stream.print_default().map_err(|e| at(e, &statement))?)
+                }
                 Planned::Insert { sink, stream } => {
                     Executed::Insert(stream.write_to(&sink).map_err(|e| at(e, &statement))?)
                 }
@@ -168,7 +171,9 @@ impl StreamingContext {
         match self.planner.plan(&statement).await? {
             Planned::Query(stream) => Ok(stream),
             Planned::Insert { .. } | Planned::Done(_) => Err(brooklet_sql::Error::Plan {
-                message: "sql() takes one SELECT query; run DDL, SET and INSERT INTO with execute()".into(),
+                message:
+                    "sql() takes one SELECT query; run DDL, SET and INSERT INTO with execute()"
+                        .into(),
                 location: Some(statement.location),
             }),
         }

@@ -22,7 +22,9 @@ fn manual_context() -> (StreamingContext, ManualClock) {
 }
 
 async fn lines_source(ctx: &StreamingContext) -> MemorySource {
-    ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')").await.unwrap();
+    ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')")
+        .await
+        .unwrap();
     ctx.memory_source("lines").unwrap()
 }
 
@@ -30,9 +32,13 @@ async fn lines_source(ctx: &StreamingContext) -> MemorySource {
 async fn foreach_batch_sees_every_batch_time_with_its_rows() {
     let (ctx, clock) = manual_context();
     let lines = lines_source(&ctx).await;
-    let seen: Arc<Mutex<Vec<(i64, Vec<String>)>>> = Arc::default();
+    type Seen = Vec<(i64, Vec<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = Arc::clone(&seen);
-    let errors = ctx.sql("SELECT line FROM lines WHERE line LIKE '%error%'").await.unwrap();
+    let errors = ctx
+        .sql("SELECT line FROM lines WHERE line LIKE '%error%'")
+        .await
+        .unwrap();
     let handle = errors
         .foreach_batch(move |time, batch| {
             sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
@@ -47,7 +53,10 @@ async fn foreach_batch_sees_every_batch_time_with_its_rows() {
     tokio::task::yield_now().await;
     assert!(seen.lock().unwrap().is_empty());
     clock.advance(Duration::from_millis(1_500));
-    while handle.last_progress().is_none_or(|p| p.batch_time.millis() < 12_000) {
+    while handle
+        .last_progress()
+        .is_none_or(|p| p.batch_time.millis() < 12_000)
+    {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert_eq!(
@@ -75,7 +84,10 @@ async fn a_failing_callback_fails_its_query_with_the_batch_time() {
     ctx.start().await.unwrap();
     clock.advance(Duration::from_millis(500));
     let err = handle.await_termination().await.unwrap_err().to_string();
-    assert!(err.contains("output callback failed in batch 11000 ms: the database is down"), "{err}");
+    assert!(
+        err.contains("output callback failed in batch 11000 ms: the database is down"),
+        "{err}"
+    );
     let err = ctx.await_termination().await.unwrap_err().to_string();
     assert!(err.contains("the database is down"), "{err}");
 }
@@ -84,7 +96,12 @@ async fn a_failing_callback_fails_its_query_with_the_batch_time() {
 async fn into_stream_yields_batches_and_dropping_it_stops_the_query() {
     let (ctx, clock) = manual_context();
     let lines = lines_source(&ctx).await;
-    let mut stream = ctx.sql("SELECT upper(line) AS l FROM lines").await.unwrap().into_stream().unwrap();
+    let mut stream = ctx
+        .sql("SELECT upper(line) AS l FROM lines")
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
     assert_eq!(stream.schema().field(0).name(), "l");
     let handle = stream.handle().clone();
     ctx.start().await.unwrap();
@@ -116,7 +133,12 @@ async fn print_writes_sparks_blocks_with_a_row_limit() {
         .build()
         .unwrap();
     let lines = lines_source(&ctx).await;
-    let handle = ctx.sql("SELECT line FROM lines").await.unwrap().print(2).unwrap();
+    let handle = ctx
+        .sql("SELECT line FROM lines")
+        .await
+        .unwrap()
+        .print(2)
+        .unwrap();
     ctx.start().await.unwrap();
     lines.push_records("one\ntwo\nthree");
     clock.advance(Duration::from_secs(2));
@@ -139,13 +161,17 @@ async fn the_operator_api_runs_without_sql() {
         Field::new("n", DataType::Int64, false),
     ]));
     let words = MemorySource::new("words", schema.clone());
-    ctx.register_source("words", Arc::new(words.clone())).unwrap();
+    ctx.register_source("words", Arc::new(words.clone()))
+        .unwrap();
     let counts = ctx
         .source("words")
         .unwrap()
         .filter(col("n").gt(lit(0)))
         .unwrap()
-        .aggregate(vec![col("word")], vec![brooklet::datafusion::functions_aggregate::expr_fn::sum(col("n")).alias("total")])
+        .aggregate(
+            vec![col("word")],
+            vec![brooklet::datafusion::functions_aggregate::expr_fn::sum(col("n")).alias("total")],
+        )
         .unwrap();
     let mut stream = counts.into_stream().unwrap();
     ctx.start().await.unwrap();
@@ -164,11 +190,22 @@ async fn the_operator_api_runs_without_sql() {
     rows.sort();
     assert_eq!(rows, ["a,4", "b,2"]);
     // The same source is readable from SQL too.
-    let mut sql = ctx.sql("SELECT count(*) AS n FROM words").await.unwrap().into_stream().unwrap();
+    let mut sql = ctx
+        .sql("SELECT count(*) AS n FROM words")
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
     clock.advance(Duration::from_millis(500));
     let (time, _) = stream.next().await.unwrap().unwrap();
     let (sql_time, out) = sql.next().await.unwrap().unwrap();
-    assert_eq!((time, sql_time), (BatchTime::from_millis(11_500), BatchTime::from_millis(11_500)));
+    assert_eq!(
+        (time, sql_time),
+        (
+            BatchTime::from_millis(11_500),
+            BatchTime::from_millis(11_500)
+        )
+    );
     assert_eq!(csv_rows(&out), ["0"]);
 }
 
@@ -180,19 +217,48 @@ async fn bad_statements_say_where_and_what() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown option 'prot' for connector 'socket'"), "{err}");
+    assert!(
+        err.contains("unknown option 'prot' for connector 'socket'"),
+        "{err}"
+    );
     assert!(err.contains("valid options: "), "{err}");
-    assert!(err.contains("hostname") && err.contains("on-error"), "{err}");
-    let err = ctx.execute("CREATE SOURCE s WITH (connector = 'kafkaa')").await.unwrap_err().to_string();
-    assert!(err.contains("unknown connector 'kafkaa'") && err.contains("socket, stdin, sequence, memory"), "{err}");
+    assert!(
+        err.contains("hostname") && err.contains("on-error"),
+        "{err}"
+    );
+    let err = ctx
+        .execute("CREATE SOURCE s WITH (connector = 'kafkaa')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown connector 'kafkaa'")
+            && err.contains("socket, stdin, sequence, memory"),
+        "{err}"
+    );
     lines_source(&ctx).await;
     let err = ctx.sql("SELECT nope FROM lines").await.unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
-    assert_eq!(err.location().map(|l| (l.line, l.column)), Some((1, 8)), "{err}");
-    let err = ctx.execute("SET batch.interval = 'soon'").await.unwrap_err().to_string();
+    assert_eq!(
+        err.location().map(|l| (l.line, l.column)),
+        Some((1, 8)),
+        "{err}"
+    );
+    let err = ctx
+        .execute("SET batch.interval = 'soon'")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("invalid duration 'soon'"), "{err}");
-    let err = ctx.execute("SET batch.intervall = '1 s'").await.unwrap_err().to_string();
-    assert!(err.contains("unknown setting 'batch.intervall'; valid settings: batch.interval"), "{err}");
+    let err = ctx
+        .execute("SET batch.intervall = '1 s'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown setting 'batch.intervall'; valid settings: batch.interval"),
+        "{err}"
+    );
     let err = ctx.sql("SELECT 1").await.unwrap_err().to_string();
     assert!(err.contains("must read at least one stream"), "{err}");
 }
@@ -201,13 +267,26 @@ async fn bad_statements_say_where_and_what() {
 async fn queries_added_after_start_begin_at_the_next_batch() {
     let (ctx, clock) = manual_context();
     let lines = lines_source(&ctx).await;
-    let first = ctx.sql("SELECT line FROM lines").await.unwrap().foreach_batch(|_, _| Ok(())).unwrap();
+    let first = ctx
+        .sql("SELECT line FROM lines")
+        .await
+        .unwrap()
+        .foreach_batch(|_, _| Ok(()))
+        .unwrap();
     ctx.start().await.unwrap();
     clock.advance(Duration::from_millis(1_000));
-    while first.last_progress().is_none_or(|p| p.batch_time.millis() < 11_500) {
+    while first
+        .last_progress()
+        .is_none_or(|p| p.batch_time.millis() < 11_500)
+    {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mut stream = ctx.sql("SELECT line FROM lines").await.unwrap().into_stream().unwrap();
+    let mut stream = ctx
+        .sql("SELECT line FROM lines")
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
     lines.push_records("now");
     clock.advance(Duration::from_millis(500));
     let (time, batch) = stream.next().await.unwrap().unwrap();

@@ -10,7 +10,7 @@
 //! > lines
 //! no trouble
 //! an error here
-//! < 
+//! <
 //! an error here
 //! == batch 2
 //! <
@@ -85,7 +85,9 @@ fn parse(text: &str) -> Spec {
             continue;
         };
         if let Some(source) = line.strip_prefix("> ") {
-            batch.inputs.push((source.trim().to_string(), String::new()));
+            batch
+                .inputs
+                .push((source.trim().to_string(), String::new()));
             into = Into::Input;
         } else if let Some(source) = line.strip_prefix("end ") {
             batch.ends.push(source.trim().to_string());
@@ -101,8 +103,13 @@ fn parse(text: &str) -> Spec {
         } else if let Some(error) = line.strip_prefix("! ") {
             batch.error = Some(error.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("malformed ") {
-            let (source, n) = rest.trim().split_once(' ').expect("malformed <source> <count>");
-            batch.malformed.push((source.to_string(), n.trim().parse().expect("count")));
+            let (source, n) = rest
+                .trim()
+                .split_once(' ')
+                .expect("malformed <source> <count>");
+            batch
+                .malformed
+                .push((source.to_string(), n.trim().parse().expect("count")));
         } else if line.trim() == "finished" {
             batch.finished = true;
         } else {
@@ -113,19 +120,26 @@ fn parse(text: &str) -> Spec {
                     input.push('\n');
                 }
                 Into::Expected => {
-                    if let Some(Expected::Rows { rows, .. }) = &mut batch.expected {
-                        if !line.trim().is_empty() {
-                            rows.push(line.to_string());
-                        }
+                    if let Some(Expected::Rows { rows, .. }) = &mut batch.expected
+                        && !line.trim().is_empty()
+                    {
+                        rows.push(line.to_string());
                     }
                 }
                 Into::Statements | Into::Nothing => {
-                    assert!(line.trim().is_empty(), "unexpected line in batch {}: {line}", batch.number)
+                    assert!(
+                        line.trim().is_empty(),
+                        "unexpected line in batch {}: {line}",
+                        batch.number
+                    )
                 }
             }
         }
     }
-    Spec { statements, batches }
+    Spec {
+        statements,
+        batches,
+    }
 }
 
 /// The rows of a batch as CSV lines, without a header.
@@ -152,12 +166,21 @@ async fn next_output(
         match tokio::time::timeout(Duration::from_millis(5), stream.next()).await {
             Ok(item) => return item,
             Err(_) => {
-                let progressed = stream.handle().last_progress().is_some_and(|p| p.batch_time >= time);
+                let progressed = stream
+                    .handle()
+                    .last_progress()
+                    .is_some_and(|p| p.batch_time >= time);
                 if progressed || stream.handle().status().is_terminal() {
                     // The batch ran; anything it sent is in the channel already.
-                    return tokio::time::timeout(Duration::from_millis(5), stream.next()).await.ok().flatten();
+                    return tokio::time::timeout(Duration::from_millis(5), stream.next())
+                        .await
+                        .ok()
+                        .flatten();
                 }
-                assert!(std::time::Instant::now() < deadline, "batch {time} never ran");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "batch {time} never ran"
+                );
             }
         }
     }
@@ -176,7 +199,9 @@ async fn run_spec(path: &Path) {
     let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
     let (query, setup) = statements.split_last().expect("a spec needs a query");
     for statement in setup {
-        ctx.execute(&statement.text).await.unwrap_or_else(|e| panic!("{name}: {}: {e}", statement.text));
+        ctx.execute(&statement.text)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", statement.text));
     }
     let mut stream = ctx
         .sql(&query.text)
@@ -188,7 +213,11 @@ async fn run_spec(path: &Path) {
     let interval = ctx.batch_interval();
     let mut previous = 0;
     for batch in &spec.batches {
-        assert_eq!(batch.number, previous + 1, "{name}: batches are numbered 1, 2, …");
+        assert_eq!(
+            batch.number,
+            previous + 1,
+            "{name}: batches are numbered 1, 2, …"
+        );
         previous = batch.number;
         for (source, records) in &batch.inputs {
             ctx.memory_source(source).unwrap().push_records(records);
@@ -202,7 +231,10 @@ async fn run_spec(path: &Path) {
         let at = format!("{name}, batch {} ({time})", batch.number);
         match (&batch.error, output) {
             (Some(expected), Some(Err(e))) => {
-                assert!(e.to_string().contains(expected), "{at}: error '{e}' does not contain '{expected}'")
+                assert!(
+                    e.to_string().contains(expected),
+                    "{at}: error '{e}' does not contain '{expected}'"
+                )
             }
             (Some(expected), other) => panic!("{at}: expected error '{expected}', got {other:?}"),
             (None, Some(Err(e))) => panic!("{at}: unexpected error: {e}"),
@@ -215,8 +247,14 @@ async fn run_spec(path: &Path) {
                 let mut rows = csv_rows(&out);
                 match &batch.expected {
                     Some(Expected::Nothing) => panic!("{at}: expected no output, got {rows:?}"),
-                    None => assert!(rows.is_empty(), "{at}: expected an empty batch, got {rows:?}"),
-                    Some(Expected::Rows { rows: expected, ordered }) => {
+                    None => assert!(
+                        rows.is_empty(),
+                        "{at}: expected an empty batch, got {rows:?}"
+                    ),
+                    Some(Expected::Rows {
+                        rows: expected,
+                        ordered,
+                    }) => {
                         let mut expected = expected.clone();
                         if !ordered {
                             rows.sort();
@@ -228,12 +266,23 @@ async fn run_spec(path: &Path) {
             }
         }
         for (source, count) in &batch.malformed {
-            let info = ctx.engine().sources().into_iter().find(|s| &s.name == source).expect("source");
-            assert_eq!(info.metrics.malformed, *count, "{at}: malformed records of '{source}'");
+            let info = ctx
+                .engine()
+                .sources()
+                .into_iter()
+                .find(|s| &s.name == source)
+                .expect("source");
+            assert_eq!(
+                info.metrics.malformed, *count,
+                "{at}: malformed records of '{source}'"
+            );
         }
         if batch.finished {
             stream.handle().await_termination().await.unwrap();
-            assert!(matches!(stream.handle().status(), QueryStatus::Finished), "{at}: not finished");
+            assert!(
+                matches!(stream.handle().status(), QueryStatus::Finished),
+                "{at}: not finished"
+            );
         }
     }
 }
@@ -247,7 +296,11 @@ async fn every_spec_file_holds() {
         .filter(|p| p.extension().is_some_and(|e| e == "spec"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "spec files are missing in {}", dir.display());
+    assert!(
+        files.len() >= 6,
+        "spec files are missing in {}",
+        dir.display()
+    );
     for file in files {
         run_spec(&file).await;
     }

@@ -15,7 +15,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brooklet::{BatchInfo, ConsoleFormat, ConsoleOptions, Executed, StopMode, StreamingContext, StreamingListener};
+use brooklet::{
+    BatchInfo, ConsoleFormat, ConsoleOptions, Executed, StopMode, StreamingContext,
+    StreamingListener,
+};
 use clap::{Parser, Subcommand};
 
 /// Continuous SQL over discretized streams.
@@ -52,7 +55,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -111,7 +117,11 @@ struct Progress;
 
 impl StreamingListener for Progress {
     fn on_batch_completed(&self, query: &str, info: &BatchInfo) {
-        let _ = writeln!(std::io::stderr(), "progress: query={query} {}", render::progress_fields(info));
+        let _ = writeln!(
+            std::io::stderr(),
+            "progress: query={query} {}",
+            render::progress_fields(info)
+        );
     }
 }
 
@@ -125,7 +135,10 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !executed.iter().any(|e| matches!(e, Executed::Select(_) | Executed::Insert(_))) {
+    if !executed
+        .iter()
+        .any(|e| matches!(e, Executed::Select(_) | Executed::Insert(_)))
+    {
         return ExitCode::SUCCESS;
     }
     if let Err(e) = ctx.start().await {

@@ -7,7 +7,12 @@ use brooklet::{BatchInfo, StreamingContext};
 
 /// The error with its whole chain, and, when it has a position in `text`,
 /// the line with a `^` under the column (`origin` names the file).
-pub fn error(err: &(dyn std::error::Error + 'static), location: Option<brooklet::Location>, text: &str, origin: &str) -> String {
+pub fn error(
+    err: &(dyn std::error::Error + 'static),
+    location: Option<brooklet::Location>,
+    text: &str,
+    origin: &str,
+) -> String {
     let mut out = format!("error: {err}");
     let mut seen = err.to_string();
     let mut source = err.source();
@@ -19,17 +24,17 @@ pub fn error(err: &(dyn std::error::Error + 'static), location: Option<brooklet:
         }
         source = cause.source();
     }
-    if let Some(location) = location {
-        if let Some(line_text) = text.lines().nth((location.line.max(1) - 1) as usize) {
-            let number = location.line.to_string();
-            let pad = " ".repeat(number.len());
-            let caret = " ".repeat((location.column.max(1) - 1) as usize);
-            let _ = write!(
-                out,
-                "\n{pad}--> {origin}:{}:{}\n{pad} |\n{number} | {line_text}\n{pad} | {caret}^",
-                location.line, location.column
-            );
-        }
+    if let Some(location) = location
+        && let Some(line_text) = text.lines().nth((location.line.max(1) - 1) as usize)
+    {
+        let number = location.line.to_string();
+        let pad = " ".repeat(number.len());
+        let caret = " ".repeat((location.column.max(1) - 1) as usize);
+        let _ = write!(
+            out,
+            "\n{pad}--> {origin}:{}:{}\n{pad} |\n{number} | {line_text}\n{pad} | {caret}^",
+            location.line, location.column
+        );
     }
     out
 }
@@ -71,7 +76,11 @@ pub fn describe(ctx: &StreamingContext) -> String {
     for s in sinks {
         let _ = writeln!(out, "  {} ({})  {}", s.name, s.connector, s.description);
     }
-    let queries: Vec<_> = ctx.queries().into_iter().filter(|q| !q.status().is_terminal()).collect();
+    let queries: Vec<_> = ctx
+        .queries()
+        .into_iter()
+        .filter(|q| !q.status().is_terminal())
+        .collect();
     let _ = writeln!(out, "Running queries:");
     if queries.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -113,7 +122,13 @@ mod tests {
         let text = "SELECT line\nFROM lines WHERE";
         let err = brooklet::sql::parse_statements(text).unwrap_err();
         let shown = error(&err, err.location(), text, "q.sql");
-        assert!(shown.starts_with("error: syntax error: Expected: an expression"), "{shown}");
-        assert!(shown.ends_with("--> q.sql:2:17\n  |\n2 | FROM lines WHERE\n  |                 ^"), "{shown}");
+        assert!(
+            shown.starts_with("error: syntax error: Expected: an expression"),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with("--> q.sql:2:17\n  |\n2 | FROM lines WHERE\n  |                 ^"),
+            "{shown}"
+        );
     }
 }

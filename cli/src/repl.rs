@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use brooklet::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use brooklet::sql::dialect::BrookletDialect;
 use brooklet::{Executed, StreamingContext};
-use brooklet::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -145,7 +145,10 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     for e in executed {
         match e {
             Executed::Done(message) => println!("{message}"),
-            Executed::Insert(handle) => println!("query '{}' started in the background (\\d lists it)", handle.name()),
+            Executed::Insert(handle) => println!(
+                "query '{}' started in the background (\\d lists it)",
+                handle.name()
+            ),
             Executed::Select(handle) => foreground.push(handle),
         }
     }

@@ -24,10 +24,14 @@ pub struct Options {
 impl Options {
     /// Options for the source or sink `name`; `connector` must be present.
     pub fn new(what: &'static str, name: &str, values: BTreeMap<String, String>) -> Result<Self> {
-        let mut values: BTreeMap<String, String> =
-            values.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let mut values: BTreeMap<String, String> = values
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         let connector = values.remove("connector").ok_or_else(|| {
-            Error::Config(format!("{what} '{name}' needs a connector: add WITH (connector = '…')"))
+            Error::Config(format!(
+                "{what} '{name}' needs a connector: add WITH (connector = '…')"
+            ))
         })?;
         Ok(Options {
             what,
@@ -60,7 +64,11 @@ impl Options {
     }
 
     /// Takes an option and parses it.
-    pub fn take_parsed<T: std::str::FromStr>(&mut self, keys: &[&'static str], expected: &str) -> Result<Option<T>> {
+    pub fn take_parsed<T: std::str::FromStr>(
+        &mut self,
+        keys: &[&'static str],
+        expected: &str,
+    ) -> Result<Option<T>> {
         match self.take(keys) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|_| {
@@ -90,7 +98,9 @@ impl Options {
     /// Takes the format options (`format`, `csv.header`, `csv.delimiter`,
     /// `on-error`, `max.record.bytes`) and builds the decoder settings.
     pub fn take_decoding(&mut self, schema: &SchemaRef, default_format: &str) -> Result<Decoding> {
-        let format = self.take(&["format"]).unwrap_or_else(|| default_format.to_string());
+        let format = self
+            .take(&["format"])
+            .unwrap_or_else(|| default_format.to_string());
         let header = self.take_bool(&["csv.header"])?.unwrap_or(false);
         let delimiter = match self.take(&["csv.delimiter"]) {
             None => b',',
@@ -155,8 +165,14 @@ pub struct Decoding {
 impl Decoding {
     /// A decoder for one activation of the source.
     pub fn decoder(&self, source: &str, metrics: Arc<SourceMetrics>) -> RecordDecoder {
-        RecordDecoder::new(source, self.schema.clone(), self.format.clone(), self.policy, metrics)
-            .with_max_record_bytes(self.max_record_bytes)
+        RecordDecoder::new(
+            source,
+            self.schema.clone(),
+            self.format.clone(),
+            self.policy,
+            metrics,
+        )
+        .with_max_record_bytes(self.max_record_bytes)
     }
 
     /// Decoding of text lines into one `line` column, failing on bad input.

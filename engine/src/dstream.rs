@@ -41,7 +41,10 @@ pub(crate) enum NodeKind {
     /// A source's batches.
     Source { name: String },
     /// A DataFusion plan run on each batch of its input streams.
-    Stateless { plan: LogicalPlan, inputs: Vec<Arc<Node>> },
+    Stateless {
+        plan: LogicalPlan,
+        inputs: Vec<Arc<Node>>,
+    },
 }
 
 impl Node {
@@ -90,7 +93,10 @@ pub struct DStream {
 
 impl fmt::Debug for DStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DStream").field("node", &self.node.id).field("schema", &self.node.schema).finish()
+        f.debug_struct("DStream")
+            .field("node", &self.node.id)
+            .field("schema", &self.node.schema)
+            .finish()
     }
 }
 
@@ -110,7 +116,8 @@ impl DStream {
         let inputs = scanned_streams(&plan);
         if inputs.is_empty() {
             return Err(crate::Error::Plan(
-                "a continuous query must read at least one stream (declare one with CREATE SOURCE)".into(),
+                "a continuous query must read at least one stream (declare one with CREATE SOURCE)"
+                    .into(),
             ));
         }
         let schema = Arc::new(plan.schema().as_arrow().clone());
@@ -142,7 +149,10 @@ impl DStream {
 
     /// A transformation by a DataFusion plan builder over this stream's
     /// batches; stateless transformations in a row fuse into one plan.
-    pub fn transform(&self, f: impl FnOnce(LogicalPlanBuilder) -> datafusion::error::Result<LogicalPlanBuilder>) -> Result<Self> {
+    pub fn transform(
+        &self,
+        f: impl FnOnce(LogicalPlanBuilder) -> datafusion::error::Result<LogicalPlanBuilder>,
+    ) -> Result<Self> {
         let builder = match &self.node.kind {
             NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
             NodeKind::Source { name } => LogicalPlanBuilder::scan(
@@ -218,6 +228,7 @@ impl DStream {
     }
 
     fn run(self, output: Output) -> Result<QueryHandle> {
-        self.engine.register_query(self.node, output, self.name, self.description)
+        self.engine
+            .register_query(self.node, output, self.name, self.description)
     }
 }

@@ -49,7 +49,9 @@ pub enum StopMode {
 /// Where a query's batches go.
 pub(crate) enum Output {
     /// A user callback.
-    Callback(Box<dyn FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send>),
+    Callback(
+        Box<dyn FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send>,
+    ),
     /// A bounded channel behind a [`BatchStream`](crate::BatchStream).
     Channel(mpsc::Sender<Result<(BatchTime, RecordBatch)>>),
     /// A sink's writer.
@@ -115,7 +117,9 @@ pub struct QueryHandle {
 
 impl fmt::Debug for QueryHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueryHandle").field("name", &self.shared.name).finish()
+        f.debug_struct("QueryHandle")
+            .field("name", &self.shared.name)
+            .finish()
     }
 }
 
@@ -304,7 +308,9 @@ impl EngineBuilder {
 /// side, not from repartitioning small batches) and no dynamic filters
 /// (they tie a plan to one execution).
 fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(false);
     let options = config.options_mut();
     options.optimizer.enable_dynamic_filter_pushdown = false;
     options.sql_parser.collect_spans = true;
@@ -320,7 +326,9 @@ pub struct Engine {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine").field("interval", &self.batch_interval()).finish()
+        f.debug_struct("Engine")
+            .field("interval", &self.batch_interval())
+            .finish()
     }
 }
 
@@ -402,7 +410,11 @@ impl Engine {
         if interval == state.interval {
             return Ok(());
         }
-        if state.queries.iter().any(|q| !q.status.borrow().is_terminal()) {
+        if state
+            .queries
+            .iter()
+            .any(|q| !q.status.borrow().is_terminal())
+        {
             return Err(Error::Config(format!(
                 "batch.interval cannot change while queries run (it is {}); stop them first",
                 format_duration(state.interval)
@@ -436,7 +448,9 @@ impl Engine {
     pub fn register_source(&self, name: &str, source: Arc<dyn Source>) -> Result<()> {
         let mut state = self.state();
         if state.sources.contains_key(name) {
-            return Err(Error::Config(format!("a source named '{name}' already exists")));
+            return Err(Error::Config(format!(
+                "a source named '{name}' already exists"
+            )));
         }
         state.sources.insert(
             name.to_string(),
@@ -450,7 +464,12 @@ impl Engine {
 
     /// Creates and registers a source from `CREATE SOURCE` options; `schema`
     /// is the declared column list, if any.
-    pub fn create_source(&self, name: &str, schema: Option<SchemaRef>, options: BTreeMap<String, String>) -> Result<()> {
+    pub fn create_source(
+        &self,
+        name: &str,
+        schema: Option<SchemaRef>,
+        options: BTreeMap<String, String>,
+    ) -> Result<()> {
         let source = crate::source::create(name, schema, options)?;
         self.register_source(name, source)
     }
@@ -463,7 +482,10 @@ impl Engine {
             .iter()
             .find(|q| !q.status.borrow().is_terminal() && q.sources.iter().any(|s| s == name))
         {
-            return Err(Error::Config(format!("source '{name}' is read by running query '{}'", q.name)));
+            return Err(Error::Config(format!(
+                "source '{name}' is read by running query '{}'",
+                q.name
+            )));
         }
         state
             .sources
@@ -476,7 +498,9 @@ impl Engine {
     pub fn register_sink(&self, name: &str, sink: Arc<dyn Sink>) -> Result<()> {
         let mut state = self.state();
         if state.sinks.contains_key(name) {
-            return Err(Error::Config(format!("a sink named '{name}' already exists")));
+            return Err(Error::Config(format!(
+                "a sink named '{name}' already exists"
+            )));
         }
         state.sinks.insert(name.to_string(), sink);
         Ok(())
@@ -512,12 +536,16 @@ impl Engine {
     /// The source registered under `name`.
     pub fn source_by_name(&self, name: &str) -> Result<Arc<dyn Source>> {
         let state = self.state();
-        state.sources.get(name).map(|s| Arc::clone(&s.source)).ok_or_else(|| {
-            Error::Config(format!(
-                "no source named '{name}'; sources: {}",
-                list_or_none(state.sources.keys())
-            ))
-        })
+        state
+            .sources
+            .get(name)
+            .map(|s| Arc::clone(&s.source))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no source named '{name}'; sources: {}",
+                    list_or_none(state.sources.keys())
+                ))
+            })
     }
 
     /// The names of the registered sources.
@@ -532,7 +560,12 @@ impl Engine {
             .as_any()
             .downcast_ref::<MemorySource>()
             .cloned()
-            .ok_or_else(|| Error::Config(format!("source '{name}' is a {} source, not a memory source", source.connector())))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "source '{name}' is a {} source, not a memory source",
+                    source.connector()
+                ))
+            })
     }
 
     pub(crate) fn new_node(&self, schema: SchemaRef, kind: NodeKind) -> Arc<Node> {
@@ -544,7 +577,12 @@ impl Engine {
     /// the source's rows of the current batch.
     pub fn stream_table(&self, name: &str) -> Result<Arc<StreamTable>> {
         let schema = self.source_by_name(name)?.schema();
-        let node = self.new_node(schema, NodeKind::Source { name: name.to_string() });
+        let node = self.new_node(
+            schema,
+            NodeKind::Source {
+                name: name.to_string(),
+            },
+        );
         Ok(Arc::new(StreamTable::new(node)))
     }
 
@@ -564,7 +602,9 @@ impl Engine {
         let sources = node.sources();
         let mut state = self.state();
         if matches!(state.run, RunState::Stopping | RunState::Stopped) {
-            return Err(Error::Config("the context is stopped; create a new one to run queries".into()));
+            return Err(Error::Config(
+                "the context is stopped; create a new one to run queries".into(),
+            ));
         }
         for source in &sources {
             if !state.sources.contains_key(source) {
@@ -572,8 +612,14 @@ impl Engine {
             }
         }
         let name = name.unwrap_or_else(|| format!("q{}", state.queries.len() + 1));
-        if state.queries.iter().any(|q| q.name == name && !q.status.borrow().is_terminal()) {
-            return Err(Error::Config(format!("a running query is already named '{name}'")));
+        if state
+            .queries
+            .iter()
+            .any(|q| q.name == name && !q.status.borrow().is_terminal())
+        {
+            return Err(Error::Config(format!(
+                "a running query is already named '{name}'"
+            )));
         }
         let shared = Arc::new(QueryShared {
             name,
@@ -653,7 +699,9 @@ impl Engine {
         match state.run {
             RunState::Running => return Ok(()),
             RunState::Stopping | RunState::Stopped => {
-                return Err(Error::Config("the context was stopped and cannot start again".into()));
+                return Err(Error::Config(
+                    "the context was stopped and cannot start again".into(),
+                ));
             }
             RunState::NotStarted => {}
         }
@@ -758,7 +806,11 @@ impl Engine {
 
 fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// A query the scheduler runs.
@@ -807,7 +859,10 @@ async fn scheduler(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Notify>) 
             (std::mem::take(&mut state.pending), state.interval)
         };
         for query in pending {
-            match engine.activate(query, next.minus(interval), interval, &mut readers).await {
+            match engine
+                .activate(query, next.minus(interval), interval, &mut readers)
+                .await
+            {
                 Ok(query) => running.push(query),
                 Err((shared, e)) => engine.end_query(&shared, QueryStatus::Failed(Arc::new(e))),
             }
@@ -825,7 +880,11 @@ impl Engine {
         interval: Duration,
         readers: &mut BTreeMap<String, ActiveReader>,
     ) -> std::result::Result<RunningQuery, (Arc<QueryShared>, Error)> {
-        let PendingQuery { shared, node, output } = pending;
+        let PendingQuery {
+            shared,
+            node,
+            output,
+        } = pending;
         if shared.stop_requested.load(Ordering::SeqCst) {
             self.end_query(&shared, QueryStatus::Stopped);
             return Err((shared, Error::Internal("stopped before start".into())));
@@ -900,7 +959,11 @@ impl Engine {
     }
 
     /// Ends queries whose stop was requested, and pending ones too.
-    fn reap_stopped(&self, running: &mut Vec<RunningQuery>, readers: &mut BTreeMap<String, ActiveReader>) {
+    fn reap_stopped(
+        &self,
+        running: &mut Vec<RunningQuery>,
+        readers: &mut BTreeMap<String, ActiveReader>,
+    ) {
         let stopped_pending: Vec<PendingQuery> = {
             let mut state = self.state();
             let (stopped, keep) = std::mem::take(&mut state.pending)
@@ -925,13 +988,27 @@ impl Engine {
     }
 
     /// Runs batch `time` of every running query.
-    async fn run_batch(&self, time: BatchTime, running: &mut Vec<RunningQuery>, readers: &mut BTreeMap<String, ActiveReader>) {
-        let delay = Duration::from_millis((self.inner.clock.now_millis() - time.millis()).max(0) as u64);
+    async fn run_batch(
+        &self,
+        time: BatchTime,
+        running: &mut Vec<RunningQuery>,
+        readers: &mut BTreeMap<String, ActiveReader>,
+    ) {
+        let delay =
+            Duration::from_millis((self.inner.clock.now_millis() - time.millis()).max(0) as u64);
         // Each source is asked once; every query reading it gets the same batch.
-        let mut polled: BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> = BTreeMap::new();
+        let mut polled: BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> =
+            BTreeMap::new();
         for (name, active) in readers.iter_mut() {
-            polled.insert(name.clone(), active.reader.next_batch(time).map_err(Arc::new));
-            let skipped = self.state().sources.get(name).and_then(|s| s.metrics.take_skipped());
+            polled.insert(
+                name.clone(),
+                active.reader.next_batch(time).map_err(Arc::new),
+            );
+            let skipped = self
+                .state()
+                .sources
+                .get(name)
+                .and_then(|s| s.metrics.take_skipped());
             if let Some(report) = skipped {
                 self.inner.notices.send(format!(
                     "source '{name}': skipped {} malformed record{} in batch {time}; first at {}",
@@ -1039,7 +1116,9 @@ impl RunningQuery {
             values.insert(node.id, batch);
         }
         let root = self.order.last().map(|n| n.id).unwrap_or_default();
-        let output = values.remove(&root).ok_or_else(|| Error::Internal("no output".into()))?;
+        let output = values
+            .remove(&root)
+            .ok_or_else(|| Error::Internal("no output".into()))?;
         let output_rows = output.num_rows() as u64;
         let mut consumer_gone = false;
         match &mut self.output {

@@ -93,7 +93,9 @@ impl Error {
             Error::Arrow(_) => ErrorKind::User,
             Error::DataFusion(e) => match e {
                 DataFusionError::Internal(_) => ErrorKind::Internal,
-                DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ErrorKind::External,
+                DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => {
+                    ErrorKind::External
+                }
                 _ => ErrorKind::User,
             },
             Error::Query { cause, .. } | Error::Shared(cause) => cause.kind(),

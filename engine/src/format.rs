@@ -61,7 +61,10 @@ impl Format {
     pub fn check_schema(&self, schema: &SchemaRef) -> Result<()> {
         if *self == Format::Lines
             && (schema.fields().len() != 1
-                || !matches!(schema.field(0).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+                || !matches!(
+                    schema.field(0).data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ))
         {
             return Err(Error::Config(format!(
                 "format 'lines' needs exactly one text column (such as `line TEXT`), but the source declares ({})",
@@ -206,8 +209,11 @@ impl RecordDecoder {
                 self.malformed(position, &reason)?;
                 continue;
             }
-            let header = matches!(self.format, Format::Csv { header: true, .. }) && position.line == 1;
-            if header || (self.format != Format::Lines && record.iter().all(u8::is_ascii_whitespace)) {
+            let header =
+                matches!(self.format, Format::Csv { header: true, .. }) && position.line == 1;
+            if header
+                || (self.format != Format::Lines && record.iter().all(u8::is_ascii_whitespace))
+            {
                 continue;
             }
             records.push((position, record));
@@ -222,10 +228,13 @@ impl RecordDecoder {
         match self.policy {
             ErrorPolicy::Fail => Err(Error::Source {
                 source_name: self.source.clone(),
-                message: format!("malformed record at {position}: {reason} (set on-error = 'skip' to skip such records)"),
+                message: format!(
+                    "malformed record at {position}: {reason} (set on-error = 'skip' to skip such records)"
+                ),
             }),
             ErrorPolicy::Skip => {
-                self.metrics.note_skipped(|| format!("{position}: {reason}"));
+                self.metrics
+                    .note_skipped(|| format!("{position}: {reason}"));
                 Ok(())
             }
         }
@@ -253,11 +262,11 @@ impl RecordDecoder {
             joined.extend_from_slice(record);
             joined.push(b'\n');
         }
-        if let Ok(batch) = self.decode_bytes(&joined, records.len()) {
-            if batch.num_rows() == records.len() {
-                self.metrics.add_records(records.len() as u64);
-                return Ok(batch);
-            }
+        if let Ok(batch) = self.decode_bytes(&joined, records.len())
+            && batch.num_rows() == records.len()
+        {
+            self.metrics.add_records(records.len() as u64);
+            return Ok(batch);
         }
         // Slow path: record by record, to find the bad ones and their positions.
         let mut good = Vec::with_capacity(records.len());
@@ -278,7 +287,8 @@ impl RecordDecoder {
     }
 
     fn decode_lines(&mut self, records: &[(Position, &[u8])]) -> Result<RecordBatch> {
-        let mut builder = StringBuilder::with_capacity(records.len(), records.iter().map(|(_, r)| r.len()).sum());
+        let mut builder =
+            StringBuilder::with_capacity(records.len(), records.iter().map(|(_, r)| r.len()).sum());
         let mut rows = 0u64;
         for (position, record) in records {
             match std::str::from_utf8(record) {
@@ -295,7 +305,11 @@ impl RecordDecoder {
         Ok(RecordBatch::try_new(self.schema.clone(), vec![column])?)
     }
 
-    fn decode_bytes(&self, bytes: &[u8], records: usize) -> std::result::Result<RecordBatch, String> {
+    fn decode_bytes(
+        &self,
+        bytes: &[u8],
+        records: usize,
+    ) -> std::result::Result<RecordBatch, String> {
         let batch_size = records.max(1);
         let batch = match &self.format {
             Format::Csv { delimiter, .. } => {
@@ -309,7 +323,9 @@ impl RecordDecoder {
                     .build_decoder();
                 let mut offset = 0;
                 while offset < bytes.len() {
-                    let n = decoder.decode(&bytes[offset..]).map_err(|e| clean(e.to_string()))?;
+                    let n = decoder
+                        .decode(&bytes[offset..])
+                        .map_err(|e| clean(e.to_string()))?;
                     if n == 0 {
                         break;
                     }
@@ -324,7 +340,9 @@ impl RecordDecoder {
                     .map_err(|e| clean(e.to_string()))?;
                 let mut offset = 0;
                 while offset < bytes.len() {
-                    let n = decoder.decode(&bytes[offset..]).map_err(|e| clean(e.to_string()))?;
+                    let n = decoder
+                        .decode(&bytes[offset..])
+                        .map_err(|e| clean(e.to_string()))?;
                     if n == 0 {
                         break;
                     }
@@ -374,31 +392,58 @@ mod tests {
     #[test]
     fn csv_skips_a_bad_record_and_reports_its_position() {
         let metrics = Arc::new(SourceMetrics::default());
-        let mut d = RecordDecoder::new("s", schema(), Format::parse("csv", false, b',').unwrap(), ErrorPolicy::Skip, metrics.clone());
+        let mut d = RecordDecoder::new(
+            "s",
+            schema(),
+            Format::parse("csv", false, b',').unwrap(),
+            ErrorPolicy::Skip,
+            metrics.clone(),
+        );
         let batch = d.decode(b"a,1\r\nb,x\nc,3\n").unwrap();
         assert_eq!(column(&batch, 0), ["a", "c"]);
         let snap = metrics.snapshot();
         assert_eq!((snap.records, snap.malformed), (2, 1));
         let report = metrics.take_skipped().unwrap();
         assert_eq!(report.count, 1);
-        assert!(report.first.starts_with("line 2 (byte offset 5)"), "{}", report.first);
+        assert!(
+            report.first.starts_with("line 2 (byte offset 5)"),
+            "{}",
+            report.first
+        );
         assert!(metrics.take_skipped().is_none());
     }
 
     #[test]
     fn csv_fails_with_position_and_reason_under_fail() {
         let metrics = Arc::new(SourceMetrics::default());
-        let mut d = RecordDecoder::new("bids", schema(), Format::parse("csv", false, b',').unwrap(), ErrorPolicy::Fail, metrics);
+        let mut d = RecordDecoder::new(
+            "bids",
+            schema(),
+            Format::parse("csv", false, b',').unwrap(),
+            ErrorPolicy::Fail,
+            metrics,
+        );
         d.decode(b"a,1\n").unwrap();
         let err = d.decode(b"b,2\nc,3,4\n").unwrap_err().to_string();
-        assert!(err.starts_with("source 'bids': malformed record at line 3 (byte offset 8)"), "{err}");
+        assert!(
+            err.starts_with("source 'bids': malformed record at line 3 (byte offset 8)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn json_decodes_and_reports_non_numbers() {
         let metrics = Arc::new(SourceMetrics::default());
-        let mut d = RecordDecoder::new("s", schema(), Format::Json, ErrorPolicy::Skip, metrics.clone());
-        let batch = d.decode(b"{\"name\":\"a\",\"n\":1}\n\n{\"name\":\"b\",\"n\":\"x\"}\n{\"n\":3}\n").unwrap();
+        let mut d = RecordDecoder::new(
+            "s",
+            schema(),
+            Format::Json,
+            ErrorPolicy::Skip,
+            metrics.clone(),
+        );
+        let batch = d
+            .decode(b"{\"name\":\"a\",\"n\":1}\n\n{\"name\":\"b\",\"n\":\"x\"}\n{\"n\":3}\n")
+            .unwrap();
         assert_eq!(column(&batch, 1), ["1", "3"]);
         assert!(metrics.take_skipped().unwrap().first.starts_with("line 3 "));
     }
@@ -407,7 +452,13 @@ mod tests {
     fn lines_keep_blank_lines_and_refuse_invalid_utf8() {
         let metrics = Arc::new(SourceMetrics::default());
         let lines = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
-        let mut d = RecordDecoder::new("s", lines, Format::Lines, ErrorPolicy::Skip, metrics.clone());
+        let mut d = RecordDecoder::new(
+            "s",
+            lines,
+            Format::Lines,
+            ErrorPolicy::Skip,
+            metrics.clone(),
+        );
         let batch = d.decode(b"one\r\n\n\xff\xfe\nfour").unwrap();
         assert_eq!(column(&batch, 0), ["one", "", "four"]);
         assert_eq!(metrics.snapshot().malformed, 1);
@@ -417,9 +468,22 @@ mod tests {
     fn over_long_records_are_malformed() {
         let metrics = Arc::new(SourceMetrics::default());
         let lines = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
-        let mut d = RecordDecoder::new("s", lines, Format::Lines, ErrorPolicy::Skip, metrics.clone()).with_max_record_bytes(4);
+        let mut d = RecordDecoder::new(
+            "s",
+            lines,
+            Format::Lines,
+            ErrorPolicy::Skip,
+            metrics.clone(),
+        )
+        .with_max_record_bytes(4);
         let batch = d.decode(b"abcd\nabcde\n").unwrap();
         assert_eq!(batch.num_rows(), 1);
-        assert!(metrics.take_skipped().unwrap().first.contains("max.record.bytes = 4"));
+        assert!(
+            metrics
+                .take_skipped()
+                .unwrap()
+                .first
+                .contains("max.record.bytes = 4")
+        );
     }
 }

@@ -44,7 +44,10 @@ pub mod time;
 pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
 pub use dstream::DStream;
-pub use engine::{Engine, EngineBuilder, QueryHandle, QueryStatus, SinkInfo, SourceInfo, StopMode, StreamingListener};
+pub use engine::{
+    Engine, EngineBuilder, QueryHandle, QueryStatus, SinkInfo, SourceInfo, StopMode,
+    StreamingListener,
+};
 pub use error::{CallbackError, Error, ErrorKind, Result};
 pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;

@@ -60,7 +60,10 @@ impl SourceMetrics {
 
     /// Notes a skipped record for this batch's warning.
     pub(crate) fn note_skipped(&self, description: impl FnOnce() -> String) {
-        let mut skipped = self.skipped_in_batch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut skipped = self
+            .skipped_in_batch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match skipped.as_mut() {
             Some(report) => report.count += 1,
             None => {
@@ -74,7 +77,10 @@ impl SourceMetrics {
 
     /// Takes the skipped records noted since the last call.
     pub(crate) fn take_skipped(&self) -> Option<SkipReport> {
-        self.skipped_in_batch.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.skipped_in_batch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// A copy of the counters.

@@ -24,7 +24,8 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
 };
 
 use crate::dstream::{Node, NodeId};
@@ -64,7 +65,11 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(StreamScanExec::new(self.node.id, self.node.schema.clone(), projection.cloned())?))
+        Ok(Arc::new(StreamScanExec::new(
+            self.node.id,
+            self.node.schema.clone(),
+            projection.cloned(),
+        )?))
     }
 }
 
@@ -72,14 +77,12 @@ impl TableProvider for StreamTable {
 pub(crate) fn scanned_streams(plan: &LogicalPlan) -> Vec<Arc<Node>> {
     let mut found: Vec<Arc<Node>> = Vec::new();
     let _ = plan.apply_with_subqueries(|p| {
-        if let LogicalPlan::TableScan(scan) = p {
-            if let Ok(provider) = source_as_provider(&scan.source) {
-                if let Some(table) = provider.downcast_ref::<StreamTable>() {
-                    if !found.iter().any(|n| n.id == table.node.id) {
-                        found.push(table.node.clone());
-                    }
-                }
-            }
+        if let LogicalPlan::TableScan(scan) = p
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<StreamTable>()
+            && !found.iter().any(|n| n.id == table.node.id)
+        {
+            found.push(table.node.clone());
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -98,7 +101,11 @@ pub(crate) struct StreamScanExec {
 }
 
 impl StreamScanExec {
-    fn new(node: NodeId, schema: SchemaRef, projection: Option<Vec<usize>>) -> datafusion::error::Result<Self> {
+    fn new(
+        node: NodeId,
+        schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> datafusion::error::Result<Self> {
         let projected = match &projection {
             Some(p) => Arc::new(schema.project(p)?),
             None => schema,
@@ -200,9 +207,13 @@ impl StatelessOperator {
     }
 
     /// Runs the plan on one batch of its input streams.
-    pub(crate) async fn run(&mut self, input: impl Fn(NodeId) -> Option<RecordBatch>) -> Result<RecordBatch> {
+    pub(crate) async fn run(
+        &mut self,
+        input: impl Fn(NodeId) -> Option<RecordBatch>,
+    ) -> Result<RecordBatch> {
         for (node, slot) in &self.scans {
-            let batch = input(*node).ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
+            let batch = input(*node)
+                .ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
         }
         let plan = reset_plan_states(Arc::clone(&self.plan))?;

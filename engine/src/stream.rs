@@ -23,7 +23,11 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
-    pub(crate) fn new(rx: mpsc::Receiver<Result<(BatchTime, RecordBatch)>>, schema: SchemaRef, handle: QueryHandle) -> Self {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<Result<(BatchTime, RecordBatch)>>,
+        schema: SchemaRef,
+        handle: QueryHandle,
+    ) -> Self {
         BatchStream { rx, schema, handle }
     }
 

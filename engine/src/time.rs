@@ -165,9 +165,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 /// Formats a duration for messages: `200 ms`, `1 s`, `10 min`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms != 0 && ms % 60_000 == 0 {
+    if ms != 0 && ms.is_multiple_of(60_000) {
         format!("{} min", ms / 60_000)
-    } else if ms != 0 && ms % 1_000 == 0 {
+    } else if ms != 0 && ms.is_multiple_of(1_000) {
         format!("{} s", ms / 1_000)
     } else {
         format!("{ms} ms")
@@ -189,10 +189,19 @@ mod tests {
     #[test]
     fn durations_parse_in_the_usual_spellings() {
         assert_eq!(parse_duration("1 second").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("200 ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(
+            parse_duration("200 ms").unwrap(),
+            Duration::from_millis(200)
+        );
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1.5 seconds").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("10 minutes").unwrap(), Duration::from_secs(600));
+        assert_eq!(
+            parse_duration("1.5 seconds").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("10 minutes").unwrap(),
+            Duration::from_secs(600)
+        );
         let err = parse_duration("ten seconds").unwrap_err().to_string();
         assert!(err.contains("'ten seconds'"), "{err}");
         assert!(parse_duration("1 fortnight").is_err());
@@ -201,7 +210,10 @@ mod tests {
 
     #[test]
     fn batch_times_print_as_spark_does() {
-        assert_eq!(BatchTime::from_millis(1357008430000).to_string(), "1357008430000 ms");
+        assert_eq!(
+            BatchTime::from_millis(1357008430000).to_string(),
+            "1357008430000 ms"
+        );
         assert_eq!(format_duration(Duration::from_millis(200)), "200 ms");
         assert_eq!(format_duration(Duration::from_secs(2)), "2 s");
     }

@@ -74,11 +74,17 @@ impl Error {
     /// The same error pointing at `location` if it has no position yet.
     pub fn at(self, location: Location) -> Self {
         match self {
-            Error::Syntax { message, location: None } => Error::Syntax {
+            Error::Syntax {
+                message,
+                location: None,
+            } => Error::Syntax {
                 message,
                 location: Some(location),
             },
-            Error::Plan { message, location: None } => Error::Plan {
+            Error::Plan {
+                message,
+                location: None,
+            } => Error::Plan {
                 message,
                 location: Some(location),
             },
@@ -139,7 +145,9 @@ impl From<DataFusionError> for Error {
             });
         let e = e.find_root();
         let message = match e {
-            DataFusionError::SQL(inner, _) => return Error::from(ParserError::ParserError(inner.to_string())),
+            DataFusionError::SQL(inner, _) => {
+                return Error::from(ParserError::ParserError(inner.to_string()));
+            }
             DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => m.clone(),
             other => other.strip_backtrace(),
         };

@@ -141,7 +141,11 @@ impl fmt::Display for Statement {
                 options,
                 if_not_exists,
             } => {
-                write!(f, "CREATE SOURCE {}{name}", if *if_not_exists { "IF NOT EXISTS " } else { "" })?;
+                write!(
+                    f,
+                    "CREATE SOURCE {}{name}",
+                    if *if_not_exists { "IF NOT EXISTS " } else { "" }
+                )?;
                 if !columns.is_empty() {
                     let cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
                     write!(f, " ({})", cols.join(", "))?;
@@ -153,17 +157,31 @@ impl fmt::Display for Statement {
                 options,
                 if_not_exists,
             } => {
-                write!(f, "CREATE SINK {}{name}", if *if_not_exists { "IF NOT EXISTS " } else { "" })?;
+                write!(
+                    f,
+                    "CREATE SINK {}{name}",
+                    if *if_not_exists { "IF NOT EXISTS " } else { "" }
+                )?;
                 write_options(f, options)
             }
-            Statement::Drop { kind, name, if_exists } => {
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
                 let kind = match kind {
                     ObjectKind::Source => "SOURCE",
                     ObjectKind::Sink => "SINK",
                 };
-                write!(f, "DROP {kind} {}{name}", if *if_exists { "IF EXISTS " } else { "" })
+                write!(
+                    f,
+                    "DROP {kind} {}{name}",
+                    if *if_exists { "IF EXISTS " } else { "" }
+                )
             }
-            Statement::Set { key, value } => write!(f, "SET {key} = '{}'", value.replace('\'', "''")),
+            Statement::Set { key, value } => {
+                write!(f, "SET {key} = '{}'", value.replace('\'', "''"))
+            }
             Statement::Query { query, emit } => {
                 write!(f, "{query}")?;
                 emit.map_or(Ok(()), |e| write!(f, " {e}"))
@@ -190,13 +208,15 @@ pub struct ParsedStatement {
 /// Parses every statement of `sql` (separated by `;`).
 pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
     let dialect = BrookletDialect::default();
-    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| Error::Syntax {
-        message: e.message.clone(),
-        location: Some(Location {
-            line: e.location.line,
-            column: e.location.column,
-        }),
-    })?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Syntax {
+            message: e.message.clone(),
+            location: Some(Location {
+                line: e.location.line,
+                column: e.location.column,
+            }),
+        })?;
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens);
@@ -218,7 +238,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
             ))));
         }
         let start = first.span.start;
-        let text = sql[lines.offset(start.line, start.column)..lines.offset(last.line, last.column)].to_string();
+        let text = sql
+            [lines.offset(start.line, start.column)..lines.offset(last.line, last.column)]
+            .to_string();
         statements.push(ParsedStatement {
             statement,
             text,
@@ -289,7 +311,9 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement> {
         Token::Word(w) if w.keyword == Keyword::DROP => parse_drop(parser),
         Token::Word(w) if w.keyword == Keyword::SET => parse_set(parser),
         Token::Word(w) if w.keyword == Keyword::INSERT => parse_insert(parser),
-        Token::Word(w) if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES) => {
+        Token::Word(w)
+            if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES) =>
+        {
             let query = parser.parse_query()?;
             let emit = parse_emit(parser)?;
             Ok(Statement::Query { query, emit })
@@ -332,7 +356,9 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
             let next = parser.peek_token();
             if word_is(&next, "watermark") {
                 return Err(Error::Plan {
-                    message: "WATERMARK (event time) is not supported yet; declare the column without it".into(),
+                    message:
+                        "WATERMARK (event time) is not supported yet; declare the column without it"
+                            .into(),
                     location: Some(Location {
                         line: next.span.start.line,
                         column: next.span.start.column,
@@ -390,9 +416,15 @@ fn parse_options(parser: &mut Parser) -> Result<Vec<SqlOption>> {
 fn parse_key(parser: &mut Parser) -> Result<String> {
     let first = parser.next_token();
     let mut key = match &first.token {
-        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => return Ok(s.to_ascii_lowercase()),
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => {
+            return Ok(s.to_ascii_lowercase());
+        }
         Token::Word(w) => w.value.to_ascii_lowercase(),
-        _ => return parser.expected("an option name", first).map_err(Error::from),
+        _ => {
+            return parser
+                .expected("an option name", first)
+                .map_err(Error::from);
+        }
     };
     loop {
         let joiner = match parser.peek_token().token {
@@ -407,7 +439,11 @@ fn parse_key(parser: &mut Parser) -> Result<String> {
                 key.push_str(joiner);
                 key.push_str(&w.value.to_ascii_lowercase());
             }
-            _ => return parser.expected("the rest of the option name", part).map_err(Error::from),
+            _ => {
+                return parser
+                    .expected("the rest of the option name", part)
+                    .map_err(Error::from);
+            }
         }
     }
 }
@@ -420,7 +456,9 @@ fn parse_value(parser: &mut Parser) -> Result<String> {
         Token::Number(n, _) => Ok(n.clone()),
         Token::Minus => match parser.next_token().token {
             Token::Number(n, _) => Ok(format!("-{n}")),
-            _ => parser.expected("a number after -", token).map_err(Error::from),
+            _ => parser
+                .expected("a number after -", token)
+                .map_err(Error::from),
         },
         Token::Word(w) => Ok(w.value.clone()),
         _ => parser
@@ -437,11 +475,17 @@ fn parse_drop(parser: &mut Parser) -> Result<Statement> {
     } else if word_is(&what, "sink") {
         ObjectKind::Sink
     } else {
-        return parser.expected("SOURCE or SINK after DROP", what).map_err(Error::from);
+        return parser
+            .expected("SOURCE or SINK after DROP", what)
+            .map_err(Error::from);
     };
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
     let name = parser.parse_identifier()?;
-    Ok(Statement::Drop { kind, name, if_exists })
+    Ok(Statement::Drop {
+        kind,
+        name,
+        if_exists,
+    })
 }
 
 fn parse_set(parser: &mut Parser) -> Result<Statement> {
@@ -449,7 +493,9 @@ fn parse_set(parser: &mut Parser) -> Result<Statement> {
     let key = parse_key(parser)?;
     if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
         let found = parser.peek_token();
-        return parser.expected("= or TO after the setting's name", found).map_err(Error::from);
+        return parser
+            .expected("= or TO after the setting's name", found)
+            .map_err(Error::from);
     }
     let value = parse_value(parser)?;
     Ok(Statement::Set { key, value })
@@ -506,11 +552,30 @@ mod tests {
         let s = verified(
             "CREATE SOURCE lines (line TEXT) WITH (connector = 'socket', hostname = '127.0.0.1', port = 7777, format = 'lines', on-error = skip, 'csv.header' = true, rows.per.second = 5)",
         );
-        let Statement::CreateSource { name, columns, options, .. } = s else { panic!() };
+        let Statement::CreateSource {
+            name,
+            columns,
+            options,
+            ..
+        } = s
+        else {
+            panic!()
+        };
         assert_eq!(name.value, "lines");
         assert_eq!(columns.len(), 1);
         let keys: Vec<&str> = options.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, ["connector", "hostname", "port", "format", "on-error", "csv.header", "rows.per.second"]);
+        assert_eq!(
+            keys,
+            [
+                "connector",
+                "hostname",
+                "port",
+                "format",
+                "on-error",
+                "csv.header",
+                "rows.per.second"
+            ]
+        );
         assert_eq!(options[2].value, "7777");
         verified("CREATE TABLE IF NOT EXISTS seq WITH (connector = 'sequence')");
         verified("CREATE SINK out WITH (connector = 'console', format = 'csv')");
@@ -527,9 +592,15 @@ mod tests {
         );
         verified("SET batch.interval TO '200 ms'");
         verified("SELECT line FROM lines WHERE line LIKE '%error%'");
-        let Statement::Query { emit, .. } = verified("SELECT k, count(*) FROM s GROUP BY k EMIT CHANGES") else { panic!() };
+        let Statement::Query { emit, .. } =
+            verified("SELECT k, count(*) FROM s GROUP BY k EMIT CHANGES")
+        else {
+            panic!()
+        };
         assert_eq!(emit, Some(Emit::Changes));
-        let Statement::Query { emit, .. } = verified("SELECT * FROM s EMIT ON WINDOW CLOSE") else { panic!() };
+        let Statement::Query { emit, .. } = verified("SELECT * FROM s EMIT ON WINDOW CLOSE") else {
+            panic!()
+        };
         assert_eq!(emit, Some(Emit::OnWindowClose));
         verified("INSERT INTO out SELECT upper(line) AS l FROM lines");
         verified("DROP SOURCE IF EXISTS lines");
@@ -540,7 +611,10 @@ mod tests {
         let sql = "SET batch.interval = '1 second';\nCREATE SOURCE lines (line TEXT)\n  WITH (connector = 'memory');\n\nSELECT line -- the lines\nFROM lines;";
         let parsed = parse_statements(sql).unwrap();
         assert_eq!(parsed.len(), 3);
-        assert_eq!(parsed[1].text, "CREATE SOURCE lines (line TEXT)\n  WITH (connector = 'memory')");
+        assert_eq!(
+            parsed[1].text,
+            "CREATE SOURCE lines (line TEXT)\n  WITH (connector = 'memory')"
+        );
         assert_eq!(parsed[2].location, Location { line: 5, column: 1 });
         assert_eq!(parsed[2].text, "SELECT line -- the lines\nFROM lines");
     }
@@ -548,11 +622,29 @@ mod tests {
     #[test]
     fn errors_point_at_the_token_and_say_what_was_expected() {
         let err = parse_statements("SELECT line\nFROM lines WHERE").unwrap_err();
-        assert_eq!(err.location(), Some(Location { line: 2, column: 17 }), "{err}");
+        assert_eq!(
+            err.location(),
+            Some(Location {
+                line: 2,
+                column: 17
+            }),
+            "{err}"
+        );
         assert!(err.to_string().contains("Expected: an expression"), "{err}");
         let err = parse_statements("SELECT * FROM s EMIT SOMETHING").unwrap_err();
-        assert!(err.to_string().contains("Expected: CHANGES, COMPLETE or ON WINDOW CLOSE after EMIT, found: SOMETHING"), "{err}");
-        assert_eq!(err.location(), Some(Location { line: 1, column: 22 }));
+        assert!(
+            err.to_string().contains(
+                "Expected: CHANGES, COMPLETE or ON WINDOW CLOSE after EMIT, found: SOMETHING"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.location(),
+            Some(Location {
+                line: 1,
+                column: 22
+            })
+        );
         let err = parse_statements("CREATE SOURCE s (a INT) (connector = 'x')").unwrap_err();
         assert!(err.to_string().contains("Expected: WITH"), "{err}");
         let err = parse_statements("SELEC 1").unwrap_err();

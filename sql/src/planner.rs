@@ -75,7 +75,9 @@ impl Planner {
 
     /// Plans one statement; DDL and `SET` take effect now.
     pub async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
-        self.plan_statement(parsed).await.map_err(|e| e.at(parsed.location))
+        self.plan_statement(parsed)
+            .await
+            .map_err(|e| e.at(parsed.location))
     }
 
     async fn plan_statement(&self, parsed: &ParsedStatement) -> Result<Planned> {
@@ -95,8 +97,10 @@ impl Planner {
                 } else {
                     Some(Arc::new(self.schema_of(columns).await?))
                 };
-                let options: BTreeMap<String, String> =
-                    options.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+                let options: BTreeMap<String, String> = options
+                    .iter()
+                    .map(|o| (o.key.clone(), o.value.clone()))
+                    .collect();
                 self.engine.create_source(&name, schema, options)?;
                 let table = self.engine.stream_table(&name)?;
                 if let Err(e) = self.engine.session().register_table(name.as_str(), table) {
@@ -114,11 +118,18 @@ impl Planner {
                 if *if_not_exists && self.engine.sink(&name).is_ok() {
                     return Ok(Planned::Done(format!("sink '{name}' exists")));
                 }
-                let options = options.iter().map(|o| (o.key.clone(), o.value.clone())).collect();
+                let options = options
+                    .iter()
+                    .map(|o| (o.key.clone(), o.value.clone()))
+                    .collect();
                 self.engine.create_sink(&name, options)?;
                 Ok(Planned::Done(format!("sink '{name}' created")))
             }
-            Statement::Drop { kind, name, if_exists } => {
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
                 let name = normalize(name);
                 let dropped = match kind {
                     ObjectKind::Source => self.engine.drop_source(&name).map(|()| {
@@ -133,11 +144,16 @@ impl Planner {
                 }
             }
             Statement::Set { key, value } => self.set(key, value),
-            Statement::Query { query, emit } => Ok(Planned::Query(self.plan_query(query, *emit, &parsed.text).await?)),
+            Statement::Query { query, emit } => Ok(Planned::Query(
+                self.plan_query(query, *emit, &parsed.text).await?,
+            )),
             Statement::Insert { sink, query, emit } => {
                 let sink = normalize(sink);
                 self.engine.sink(&sink)?;
-                let stream = self.plan_query(query, *emit, &parsed.text).await?.name(&sink);
+                let stream = self
+                    .plan_query(query, *emit, &parsed.text)
+                    .await?
+                    .name(&sink);
                 Ok(Planned::Insert { sink, stream })
             }
         }
@@ -184,22 +200,40 @@ impl Planner {
             .iter()
             .zip(plan.schema().fields())
             .map(|(column, field)| {
-                let not_null = column.options.iter().any(|o| o.option == ColumnOption::NotNull);
-                Field::new(normalize(&column.name), field.data_type().clone(), !not_null)
+                let not_null = column
+                    .options
+                    .iter()
+                    .any(|o| o.option == ColumnOption::NotNull);
+                Field::new(
+                    normalize(&column.name),
+                    field.data_type().clone(),
+                    !not_null,
+                )
             })
             .collect();
         Ok(Schema::new(fields))
     }
 
-    async fn plan_query(&self, query: &ast::Query, emit: Option<Emit>, text: &str) -> Result<DStream> {
+    async fn plan_query(
+        &self,
+        query: &ast::Query,
+        emit: Option<Emit>,
+        text: &str,
+    ) -> Result<DStream> {
         if let Some(emit) = emit {
             return Err(Error::plan(format!(
                 "{emit} needs a window or a running aggregate, which this version does not run yet; \
                  remove it to get per-batch results"
             )));
         }
-        let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
-        let plan = self.engine.session().state().statement_to_plan(statement).await?;
+        let statement =
+            DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
+        let plan = self
+            .engine
+            .session()
+            .state()
+            .statement_to_plan(statement)
+            .await?;
         if has_aggregate(&plan) && !self.per_batch_notice_given.swap(true, Ordering::SeqCst) {
             self.engine.notices().send(
                 "GROUP BY without a window is computed per batch (as DStream reduceByKey); \
@@ -214,7 +248,11 @@ fn has_aggregate(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply(|p| {
         found |= matches!(p, LogicalPlan::Aggregate(_));
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
     found
 }

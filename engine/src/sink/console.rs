@@ -72,7 +72,12 @@ impl Default for ConsoleOptions {
 }
 
 /// Renders one batch as the console prints it.
-pub fn render(time: BatchTime, batch: &RecordBatch, format: ConsoleFormat, max_rows: usize) -> Result<String> {
+pub fn render(
+    time: BatchTime,
+    batch: &RecordBatch,
+    format: ConsoleFormat,
+    max_rows: usize,
+) -> Result<String> {
     let mut out = String::new();
     out.push_str("-------------------------------------------\n");
     out.push_str(&format!("Time: {time}\n"));
@@ -85,7 +90,9 @@ pub fn render(time: BatchTime, batch: &RecordBatch, format: ConsoleFormat, max_r
                 out.push('\n');
             }
             ConsoleFormat::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(Vec::new());
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(Vec::new());
                 writer.write(&shown)?;
                 out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
             }
@@ -121,7 +128,9 @@ impl ConsoleSink {
         if let Some(format) = options.take(&["format"]) {
             settings.format = ConsoleFormat::parse(&format)?;
         }
-        if let Some(max_rows) = options.take_parsed(&["max.rows", "max-rows"], "a number of rows")? {
+        if let Some(max_rows) =
+            options.take_parsed(&["max.rows", "max-rows"], "a number of rows")?
+        {
             settings.max_rows = max_rows;
         }
         Ok(ConsoleSink::new(settings))
@@ -134,7 +143,11 @@ impl Sink for ConsoleSink {
     }
 
     fn describe(&self) -> String {
-        format!("console, format {:?}, max {} rows", self.options.format, self.options.max_rows).to_lowercase()
+        format!(
+            "console, format {:?}, max {} rows",
+            self.options.format, self.options.max_rows
+        )
+        .to_lowercase()
     }
 
     fn open(&self) -> Result<Box<dyn SinkWriter>> {
@@ -154,7 +167,10 @@ impl SinkWriter for ConsoleSink {
                     .map_err(|e| Error::io("writing to stdout", e))
             }
             ConsoleTarget::Buffer(buffer) => {
-                buffer.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(text.as_bytes());
+                buffer
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(text.as_bytes());
                 Ok(())
             }
         }
@@ -175,14 +191,23 @@ mod tests {
         let words: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
         RecordBatch::try_new(
             schema,
-            vec![Arc::new(StringArray::from(words)), Arc::new(Int64Array::from((0..n).collect::<Vec<_>>()))],
+            vec![
+                Arc::new(StringArray::from(words)),
+                Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())),
+            ],
         )
         .unwrap()
     }
 
     #[test]
     fn an_empty_batch_prints_its_header() {
-        let text = render(BatchTime::from_millis(1357008430000), &batch(0), ConsoleFormat::Table, 10).unwrap();
+        let text = render(
+            BatchTime::from_millis(1357008430000),
+            &batch(0),
+            ConsoleFormat::Table,
+            10,
+        )
+        .unwrap();
         assert_eq!(
             text,
             "-------------------------------------------\nTime: 1357008430000 ms\n-------------------------------------------\n\n"
@@ -191,11 +216,32 @@ mod tests {
 
     #[test]
     fn rows_beyond_the_limit_become_dots() {
-        let text = render(BatchTime::from_millis(1000), &batch(3), ConsoleFormat::Csv, 2).unwrap();
+        let text = render(
+            BatchTime::from_millis(1000),
+            &batch(3),
+            ConsoleFormat::Csv,
+            2,
+        )
+        .unwrap();
         assert!(text.ends_with("word,n\nw0,0\nw1,1\n...\n\n"), "{text}");
-        let text = render(BatchTime::from_millis(1000), &batch(2), ConsoleFormat::Json, 10).unwrap();
-        assert!(text.ends_with("{\"word\":\"w0\",\"n\":0}\n{\"word\":\"w1\",\"n\":1}\n\n"), "{text}");
-        let text = render(BatchTime::from_millis(1000), &batch(1), ConsoleFormat::Table, 10).unwrap();
+        let text = render(
+            BatchTime::from_millis(1000),
+            &batch(2),
+            ConsoleFormat::Json,
+            10,
+        )
+        .unwrap();
+        assert!(
+            text.ends_with("{\"word\":\"w0\",\"n\":0}\n{\"word\":\"w1\",\"n\":1}\n\n"),
+            "{text}"
+        );
+        let text = render(
+            BatchTime::from_millis(1000),
+            &batch(1),
+            ConsoleFormat::Table,
+            10,
+        )
+        .unwrap();
         assert!(text.contains("| w0   | 0 |"), "{text}");
     }
 }

@@ -34,10 +34,16 @@ pub trait SinkWriter: Send {
 }
 
 /// Builds the sink a `CREATE SINK` statement declares.
-pub(crate) fn create(name: &str, options: BTreeMap<String, String>, console: &ConsoleOptions) -> Result<Arc<dyn Sink>> {
+pub(crate) fn create(
+    name: &str,
+    options: BTreeMap<String, String>,
+    console: &ConsoleOptions,
+) -> Result<Arc<dyn Sink>> {
     let mut options = Options::new("sink", name, options)?;
     let sink: Arc<dyn Sink> = match options.connector() {
-        "console" | "stdout" | "print" => Arc::new(ConsoleSink::from_options(&mut options, console)?),
+        "console" | "stdout" | "print" => {
+            Arc::new(ConsoleSink::from_options(&mut options, console)?)
+        }
         other => {
             return Err(Error::Config(format!(
                 "unknown connector '{other}' for sink '{name}'; valid connectors: console"

@@ -56,13 +56,20 @@ impl MemorySource {
         }
     }
 
-    pub(crate) fn from_options(name: &str, schema: SchemaRef, options: &mut Options) -> Result<Self> {
+    pub(crate) fn from_options(
+        name: &str,
+        schema: SchemaRef,
+        options: &mut Options,
+    ) -> Result<Self> {
         // Raw records are lines for a one-text-column schema, csv otherwise.
         let default_format = match Format::Lines.check_schema(&schema) {
             Ok(()) => "lines",
             Err(_) => "csv",
         };
-        Ok(MemorySource::with_decoding(name, options.take_decoding(&schema, default_format)?))
+        Ok(MemorySource::with_decoding(
+            name,
+            options.take_decoding(&schema, default_format)?,
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -145,6 +152,9 @@ impl SourceReader for MemoryReader {
             Some(Queued::Batch(batch)) => batch,
             Some(Queued::Records(bytes)) => self.decoder.decode(&bytes)?,
         };
-        Ok(SourceBatch { batch, end_of_input })
+        Ok(SourceBatch {
+            batch,
+            end_of_input,
+        })
     }
 }

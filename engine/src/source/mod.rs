@@ -93,7 +93,11 @@ pub(crate) fn default_schema(connector: &str) -> SchemaRef {
 }
 
 /// Builds the source a `CREATE SOURCE` statement declares.
-pub(crate) fn create(name: &str, schema: Option<SchemaRef>, options: BTreeMap<String, String>) -> Result<Arc<dyn Source>> {
+pub(crate) fn create(
+    name: &str,
+    schema: Option<SchemaRef>,
+    options: BTreeMap<String, String>,
+) -> Result<Arc<dyn Source>> {
     let mut options = Options::new("source", name, options)?;
     let connector = options.connector().to_string();
     let schema = schema.unwrap_or_else(|| default_schema(&connector));
@@ -102,9 +106,11 @@ pub(crate) fn create(name: &str, schema: Option<SchemaRef>, options: BTreeMap<St
         "stdin" => Arc::new(StdinSource::from_options(name, schema, &mut options)?),
         "sequence" => Arc::new(SequenceSource::from_options(schema, &mut options)?),
         "memory" => Arc::new(MemorySource::from_options(name, schema, &mut options)?),
-        other => return Err(crate::Error::Config(format!(
-            "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, sequence, memory"
-        ))),
+        other => {
+            return Err(crate::Error::Config(format!(
+                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, sequence, memory"
+            )));
+        }
     };
     options.finish()?;
     Ok(source)

@@ -59,7 +59,9 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
             if let Some((position, len)) = discarding.take() {
                 decoder.malformed(position, &too_long(len, decoder.max_record_bytes()))?;
                 decoder.skip_line(len);
-                return Ok(PumpEnd::Eof { partial: Vec::new() });
+                return Ok(PumpEnd::Eof {
+                    partial: Vec::new(),
+                });
             }
             return Ok(PumpEnd::Eof {
                 partial: std::mem::take(&mut buffer),

@@ -53,7 +53,9 @@ impl SequenceSource {
             }
         }
         if rows_per_second == 0 {
-            return Err(Error::Config("option 'rows.per.second' must be at least 1".into()));
+            return Err(Error::Config(
+                "option 'rows.per.second' must be at least 1".into(),
+            ));
         }
         Ok(SequenceSource {
             schema,
@@ -64,7 +66,10 @@ impl SequenceSource {
 
     pub(crate) fn from_options(schema: SchemaRef, options: &mut Options) -> Result<Self> {
         let rate = options
-            .take_parsed(&["rows.per.second", "rows-per-second"], "a whole number of rows")?
+            .take_parsed(
+                &["rows.per.second", "rows-per-second"],
+                "a whole number of rows",
+            )?
             .unwrap_or(10);
         let rows = options.take_parsed(&["rows", "number-of-rows"], "a whole number of rows")?;
         SequenceSource::new(schema, rate, rows)
@@ -132,7 +137,9 @@ impl SourceReader for SequenceReader {
         }
         let first = self.next_id.min(end);
         let ids: Vec<i64> = (first..end).map(|id| id as i64).collect();
-        let times: Vec<i64> = (first..end).map(|id| self.start.millis() + self.offset_millis(id)).collect();
+        let times: Vec<i64> = (first..end)
+            .map(|id| self.start.millis() + self.offset_millis(id))
+            .collect();
         self.next_id = end;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
@@ -145,6 +152,9 @@ impl SourceReader for SequenceReader {
         self.metrics.add_records(ids.len() as u64);
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
         let end_of_input = self.limit.is_some_and(|limit| self.next_id >= limit);
-        Ok(SourceBatch { batch, end_of_input })
+        Ok(SourceBatch {
+            batch,
+            end_of_input,
+        })
     }
 }

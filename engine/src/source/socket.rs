@@ -45,12 +45,23 @@ impl SocketSource {
         }
     }
 
-    pub(crate) fn from_options(name: &str, schema: SchemaRef, options: &mut Options) -> Result<Self> {
-        let host = options.take(&["hostname", "host"]).unwrap_or_else(|| "localhost".to_string());
+    pub(crate) fn from_options(
+        name: &str,
+        schema: SchemaRef,
+        options: &mut Options,
+    ) -> Result<Self> {
+        let host = options
+            .take(&["hostname", "host"])
+            .unwrap_or_else(|| "localhost".to_string());
         let port: u16 = options
             .take_parsed(&["port"], "a TCP port number (1-65535)")?
-            .ok_or_else(|| Error::Config(format!("source '{name}' (connector 'socket') needs option 'port'")))?;
-        let mut source = SocketSource::new(name, &host, port, options.take_decoding(&schema, "lines")?);
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "source '{name}' (connector 'socket') needs option 'port'"
+                ))
+            })?;
+        let mut source =
+            SocketSource::new(name, &host, port, options.take_decoding(&schema, "lines")?);
         if let Some(max) = options.take(&["reconnect.backoff.max"]) {
             source.max_backoff = parse_duration(&max)?;
         }
@@ -68,7 +79,10 @@ impl Source for SocketSource {
     }
 
     fn describe(&self) -> String {
-        format!("{}:{}, format {}", self.host, self.port, self.decoding.format)
+        format!(
+            "{}:{}, format {}",
+            self.host, self.port, self.decoding.format
+        )
     }
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
@@ -97,7 +111,10 @@ async fn receive(
     tx: &tokio::sync::mpsc::Sender<ReceiverEvent>,
     ctx: &SourceContext,
 ) -> Result<()> {
-    let say = |message: String| ctx.notices.send(format!("source '{}': {message}", ctx.name));
+    let say = |message: String| {
+        ctx.notices
+            .send(format!("source '{}': {message}", ctx.name))
+    };
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
     loop {
@@ -107,7 +124,10 @@ async fn receive(
         let stream = match TcpStream::connect(address).await {
             Ok(stream) => stream,
             Err(e) => {
-                say(format!("cannot connect to {address} ({e}); retrying in {}", format_duration(backoff)));
+                say(format!(
+                    "cannot connect to {address} ({e}); retrying in {}",
+                    format_duration(backoff)
+                ));
                 sleep_backoff(&mut backoff, max_backoff).await;
                 continue;
             }
@@ -134,7 +154,10 @@ async fn receive(
                     ));
                     decoder.skip_line(partial.len() as u64);
                 }
-                say(format!("connection to {address} closed; reconnecting in {}", format_duration(backoff)));
+                say(format!(
+                    "connection to {address} closed; reconnecting in {}",
+                    format_duration(backoff)
+                ));
                 sleep_backoff(&mut backoff, max_backoff).await;
             }
         }
@@ -152,7 +175,9 @@ async fn receive_connection(
     match receiver::pump_lines(stream, decoder, tx).await {
         Err(Error::Io { source, .. }) => {
             notices.send(format!("source '{name}': read error: {source}"));
-            Ok(PumpEnd::Eof { partial: Vec::new() })
+            Ok(PumpEnd::Eof {
+                partial: Vec::new(),
+            })
         }
         other => other,
     }

@@ -28,8 +28,15 @@ impl StdinSource {
         }
     }
 
-    pub(crate) fn from_options(name: &str, schema: SchemaRef, options: &mut Options) -> Result<Self> {
-        Ok(StdinSource::new(name, options.take_decoding(&schema, "lines")?))
+    pub(crate) fn from_options(
+        name: &str,
+        schema: SchemaRef,
+        options: &mut Options,
+    ) -> Result<Self> {
+        Ok(StdinSource::new(
+            name,
+            options.take_decoding(&schema, "lines")?,
+        ))
     }
 }
 
@@ -52,10 +59,14 @@ impl Source for StdinSource {
         let task = tokio::spawn(async move {
             let outcome = async {
                 match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx).await? {
-                    PumpEnd::Closed => return Ok(None),
+                    PumpEnd::Closed => Ok(None),
                     // A last line without a newline is still a record.
-                    PumpEnd::Eof { partial } if !partial.is_empty() => Ok(Some(decoder.decode(&partial)?)),
-                    PumpEnd::Eof { .. } => Ok(Some(arrow::array::RecordBatch::new_empty(decoder.schema().clone()))),
+                    PumpEnd::Eof { partial } if !partial.is_empty() => {
+                        Ok(Some(decoder.decode(&partial)?))
+                    }
+                    PumpEnd::Eof { .. } => Ok(Some(arrow::array::RecordBatch::new_empty(
+                        decoder.schema().clone(),
+                    ))),
                 }
             }
             .await;

@@ -1,0 +1,256 @@
+//! Process-level tests of the real `brooklet` binary: a socket server on
+//! 127.0.0.1:0, stdin, signals, pipes, and the REPL through a pseudo-terminal.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_brooklet");
+
+fn brooklet() -> Command {
+    let mut command = Command::new(BIN);
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// Sends SIGINT (Ctrl-C) to a child, as a terminal would.
+fn sigint(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT failed");
+}
+
+fn sql_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("q.sql");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Batch headers and rows of csv-formatted console output.
+fn blocks(stdout: &str) -> Vec<(i64, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut lines = stdout.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some(time) = line.strip_prefix("Time: ") {
+            let time: i64 = time.trim_end_matches(" ms").parse().unwrap();
+            assert!(lines.next().unwrap().starts_with("-----"));
+            let mut rows = Vec::new();
+            while let Some(row) = lines.peek() {
+                if row.starts_with("-----") {
+                    break;
+                }
+                let row = lines.next().unwrap();
+                if !row.is_empty() {
+                    rows.push(row.to_string());
+                }
+            }
+            blocks.push((time, rows));
+        }
+    }
+    blocks
+}
+
+#[test]
+fn run_prints_every_error_line_once_per_batch_and_stops_on_sigint() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = sql_file(
+        &dir,
+        &format!(
+            "SET batch.interval = '200 ms';\n\
+             CREATE SOURCE lines (line TEXT)\n  WITH (connector = 'socket', hostname = '127.0.0.1', port = {port}, format = 'lines');\n\
+             SELECT line FROM lines WHERE line LIKE '%error%';\n"
+        ),
+    );
+    let mut child = brooklet()
+        .args(["run", file.to_str().unwrap(), "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut connection, _) = listener.accept().unwrap();
+    let mut sent_errors = Vec::new();
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let ok = format!("request {i} ok\n");
+        let bad = format!("request {i} error: timeout\n");
+        connection.write_all(ok.as_bytes()).unwrap();
+        connection.write_all(bad.as_bytes()).unwrap();
+        sent_errors.push(bad.trim().to_string());
+        i += 1;
+        thread::sleep(Duration::from_millis(30));
+    }
+    // Let the last lines reach a batch, then stop.
+    thread::sleep(Duration::from_millis(700));
+    sigint(&child);
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let blocks = blocks(&stdout);
+    assert!(
+        blocks.len() >= 10,
+        "expected a batch every 200 ms, got {}",
+        blocks.len()
+    );
+    for pair in blocks.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 200, "batches are 200 ms apart");
+    }
+    let mut printed = Vec::new();
+    for (time, rows) in &blocks {
+        assert_eq!(time % 200, 0, "batch time {time} is not a multiple of 200");
+        for row in rows {
+            if row != "line" {
+                printed.push(row.clone());
+            }
+        }
+    }
+    assert_eq!(
+        printed, sent_errors,
+        "every error line exactly once, in order, and nothing else"
+    );
+}
+
+#[test]
+fn stdin_input_ends_the_run_after_its_last_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sql_file(
+        &dir,
+        "SET batch.interval = '100 ms';\n\
+         CREATE SOURCE bids (auction BIGINT, price BIGINT) WITH (connector = 'stdin', format = 'csv');\n\
+         SELECT auction, price * 2 AS doubled FROM bids WHERE price > 10;\n",
+    );
+    let mut child = brooklet()
+        .args(["run", file.to_str().unwrap(), "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1,50\n2,5\n3,70")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<String> = blocks(&stdout)
+        .into_iter()
+        .flat_map(|(_, rows)| rows)
+        .filter(|r| r != "auction,doubled")
+        .collect();
+    assert_eq!(rows, ["1,100", "3,140"]);
+}
+
+#[test]
+fn a_syntax_error_shows_the_line_and_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sql_file(
+        &dir,
+        "CREATE SOURCE lines (line TEXT) WITH (connector = 'stdin');\nSELECT line\nFROM lines WHERE line LIKE;\n",
+    );
+    let output = brooklet()
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("error: syntax error: Expected: an expression, found: ;"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("q.sql:3:27"), "{stderr}");
+    assert!(
+        stderr.contains("3 | FROM lines WHERE line LIKE;\n  |                           ^"),
+        "{stderr}"
+    );
+    let output = brooklet()
+        .args([
+            "-c",
+            "CREATE SOURCE s WITH (connector = 'socket', port = 1, hots = 'x')",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown option 'hots'") && stderr.contains("valid options:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_a_normal_end() {
+    let mut child = brooklet()
+        .args([
+            "--batch-interval",
+            "100 ms",
+            "-c",
+            "CREATE SOURCE s WITH (connector = 'sequence', rows.per.second = 1000); SELECT id FROM s;",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("-----"), "{first}");
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = brooklet();
+    command
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"));
+    let mut repl = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
+    repl.exp_string("brooklet> ").unwrap();
+    // A statement over two lines.
+    repl.send_line("CREATE SOURCE seq").unwrap();
+    repl.send_line("  WITH (connector = 'sequence', rows.per.second = 5);")
+        .unwrap();
+    repl.exp_string("source 'seq' created").unwrap();
+    repl.exp_string("brooklet> ").unwrap();
+    repl.send_line("SET batch.interval = '200 ms';").unwrap();
+    repl.exp_string("batch.interval = 200 ms").unwrap();
+    repl.send_line("\\d").unwrap();
+    repl.exp_string("seq (sequence)").unwrap();
+    repl.exp_string("Running queries:").unwrap();
+    repl.exp_string("brooklet> ").unwrap();
+    // A running query prints batch after batch until Ctrl-C.
+    repl.send_line("SELECT id FROM seq;").unwrap();
+    repl.exp_string("Time: ").unwrap();
+    repl.exp_string("Time: ").unwrap();
+    repl.send_control('c').unwrap();
+    repl.exp_string("query stopped").unwrap();
+    repl.exp_string("brooklet> ").unwrap();
+    // A syntax error, with its caret.
+    repl.send_line("SELECT id FROM seq WHERE;").unwrap();
+    repl.exp_string("Expected: an expression, found: ;")
+        .unwrap();
+    repl.exp_string("^").unwrap();
+    repl.exp_string("brooklet> ").unwrap();
+    repl.send_line("\\?").unwrap();
+    repl.exp_string("\\q").unwrap();
+    repl.send_control('d').unwrap();
+    repl.exp_eof().unwrap();
+    let history = std::fs::read_to_string(home.path().join("data/brooklet/history.txt")).unwrap();
+    assert!(history.contains("SELECT id FROM seq;"), "{history}");
+}
