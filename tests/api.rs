@@ -293,3 +293,58 @@ async fn queries_added_after_start_begin_at_the_next_batch() {
     assert_eq!(time, BatchTime::from_millis(12_000));
     assert_eq!(csv_rows(&batch), ["now"]);
 }
+
+#[tokio::test]
+async fn a_socket_source_waits_for_an_absent_server_and_reconnects() {
+    // Find a free port, and leave nothing listening on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&notices);
+    let ctx = StreamingContext::builder(Duration::from_millis(100))
+        .notices(brooklet::Notices::new(move |m| {
+            seen.lock().unwrap().push(m.to_string())
+        }))
+        .build()
+        .unwrap();
+    ctx.execute(&format!(
+        "CREATE SOURCE lines (line TEXT) WITH (connector = 'socket', host = '127.0.0.1', port = {port})"
+    ))
+    .await
+    .unwrap();
+    let mut stream = ctx
+        .sql("SELECT line FROM lines")
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    ctx.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    for connection in ["first\n", "second\n"] {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut socket, connection.as_bytes())
+            .await
+            .unwrap();
+        drop(socket); // the server drops the connection; the source reconnects
+        while received.len() < if connection == "first\n" { 1 } else { 2 } {
+            let (_, batch) = stream.next().await.unwrap().unwrap();
+            received.extend(csv_rows(&batch));
+        }
+    }
+    assert_eq!(received, ["first", "second"]);
+    let info = ctx.engine().sources().remove(0);
+    assert_eq!(info.metrics.reconnects, 1);
+    let notices = notices.lock().unwrap().join("\n");
+    assert!(
+        notices.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{notices}"
+    );
+    assert!(notices.contains("reconnected"), "{notices}");
+}

@@ -254,3 +254,46 @@ fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
     let history = std::fs::read_to_string(home.path().join("data/brooklet/history.txt")).unwrap();
     assert!(history.contains("SELECT id FROM seq;"), "{history}");
 }
+
+#[test]
+fn insert_into_a_console_sink_uses_the_sinks_format() {
+    let output = brooklet()
+        .args([
+            "--batch-interval",
+            "100 ms",
+            "-c",
+            "CREATE SOURCE words (word TEXT) WITH (connector = 'stdin');\n\
+             CREATE SINK out WITH (connector = 'console', format = 'json');\n\
+             INSERT INTO out SELECT word, count(*) AS n FROM words GROUP BY word;",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"spark\nflink\nspark\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut rows: Vec<String> = blocks(&stdout)
+        .into_iter()
+        .flat_map(|(_, rows)| rows)
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [r#"{"word":"flink","n":1}"#, r#"{"word":"spark","n":2}"#]
+    );
+    // The first per-batch GROUP BY says how to get a running aggregate.
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("computed per batch") && stderr.contains("EMIT CHANGES"),
+        "{stderr}"
+    );
+}
