@@ -181,7 +181,7 @@ impl StreamingContext {
 
     /// A registered source as a stream, for the operator-level API.
     pub fn source(&self, name: &str) -> Result<DStream> {
-        Ok(self.engine().source(name)?)
+        Ok(DStream::source(self.engine(), name)?)
     }
 
     /// Registers a source built in Rust, so SQL can read it too.

@@ -21,6 +21,16 @@ fn manual_context() -> (StreamingContext, ManualClock) {
     (ctx, clock)
 }
 
+/// Waits (in real time, briefly) until the query has run batch `millis`.
+async fn wait_for_batch(handle: &brooklet::QueryHandle, millis: i64) {
+    while handle
+        .last_progress()
+        .is_none_or(|p| p.batch_time.millis() < millis)
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn lines_source(ctx: &StreamingContext) -> MemorySource {
     ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')")
         .await
@@ -53,12 +63,7 @@ async fn foreach_batch_sees_every_batch_time_with_its_rows() {
     tokio::task::yield_now().await;
     assert!(seen.lock().unwrap().is_empty());
     clock.advance(Duration::from_millis(1_500));
-    while handle
-        .last_progress()
-        .is_none_or(|p| p.batch_time.millis() < 12_000)
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_batch(&handle, 12_000).await;
     assert_eq!(
         *seen.lock().unwrap(),
         vec![
@@ -142,9 +147,7 @@ async fn print_writes_sparks_blocks_with_a_row_limit() {
     ctx.start().await.unwrap();
     lines.push_records("one\ntwo\nthree");
     clock.advance(Duration::from_secs(2));
-    while handle.last_progress().is_none_or(|p| p.batches < 2) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_batch(&handle, 2_000).await;
     let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
     let dashes = "-------------------------------------------";
     let expected = format!(
@@ -275,12 +278,7 @@ async fn queries_added_after_start_begin_at_the_next_batch() {
         .unwrap();
     ctx.start().await.unwrap();
     clock.advance(Duration::from_millis(1_000));
-    while first
-        .last_progress()
-        .is_none_or(|p| p.batch_time.millis() < 11_500)
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_batch(&first, 11_500).await;
     let mut stream = ctx
         .sql("SELECT line FROM lines")
         .await

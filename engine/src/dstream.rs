@@ -16,71 +16,15 @@ use arrow::datatypes::SchemaRef;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
-use crate::engine::{Engine, Output, QueryHandle};
+use crate::engine::Engine;
 use crate::error::{CallbackError, Result};
+use crate::graph::{Node, NodeKind};
 use crate::plan::{StreamTable, scanned_streams};
+use crate::query::{Output, QueryHandle};
 use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
-
-/// Identifies a node of the operator graph.
-pub(crate) type NodeId = usize;
-
-/// One operator of the graph.
-#[derive(Debug)]
-pub(crate) struct Node {
-    pub(crate) id: NodeId,
-    pub(crate) schema: SchemaRef,
-    pub(crate) kind: NodeKind,
-}
-
-/// What an operator does.
-#[derive(Debug)]
-pub(crate) enum NodeKind {
-    /// A source's batches.
-    Source { name: String },
-    /// A DataFusion plan run on each batch of its input streams.
-    Stateless {
-        plan: LogicalPlan,
-        inputs: Vec<Arc<Node>>,
-    },
-}
-
-impl Node {
-    /// Every node this one reads, this one last (each once).
-    pub(crate) fn post_order(self: &Arc<Self>) -> Vec<Arc<Node>> {
-        fn visit(node: &Arc<Node>, out: &mut Vec<Arc<Node>>) {
-            if out.iter().any(|n| n.id == node.id) {
-                return;
-            }
-            if let NodeKind::Stateless { inputs, .. } = &node.kind {
-                for input in inputs {
-                    visit(input, out);
-                }
-            }
-            out.push(node.clone());
-        }
-        let mut out = Vec::new();
-        visit(self, &mut out);
-        out
-    }
-
-    /// The names of the sources this node reads.
-    pub(crate) fn sources(self: &Arc<Self>) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .post_order()
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::Source { name } => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-}
 
 /// A planned stream: nothing runs until an output operation.
 #[derive(Clone)]
@@ -108,6 +52,12 @@ impl DStream {
             name: None,
             description: None,
         }
+    }
+
+    /// The source registered under `name`, as a stream to transform.
+    pub fn source(engine: &Engine, name: &str) -> Result<Self> {
+        let table = engine.stream_table(name)?;
+        Ok(DStream::new(engine.clone(), table.node().clone()))
     }
 
     /// A stream defined by a DataFusion logical plan whose tables are

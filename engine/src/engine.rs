@@ -1,223 +1,67 @@
-//! The engine: sources, sinks, queries, and the scheduler that runs a batch
-//! of every query at every batch time.
-//!
-//! One scheduler per engine, as Spark's JobGenerator: when the engine
-//! starts, `zero = floor(now / I) * I`; batch `k` runs when the clock reaches
-//! `zero + k·I`. At each batch time every source that a running query reads
-//! is asked once for its batch, and every query runs its operators on it and
-//! hands the result to its output, empty batches included. A query added
-//! while the engine runs starts at the next batch time. If a batch takes
-//! longer than the interval, the next one starts late and the *scheduling
-//! delay* (a metric) grows: batches are never skipped.
-//!
-//! A query ends when it is stopped, when its output's consumer goes away
-//! (a dropped [`BatchStream`](crate::BatchStream)), when it fails, or when
-//! every source it reads has ended (bounded input, after the batch that took
-//! the last rows).
+//! The engine: its sources, sinks and queries, its settings, and its
+//! lifecycle (start, stop, await termination). Batches are run by the
+//! scheduler (`scheduler.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::dstream::{DStream, Node, NodeId, NodeKind};
-use crate::error::{CallbackError, Error, Result};
-use crate::metrics::{BatchInfo, SourceMetrics, SourceMetricsSnapshot};
+use crate::error::{Error, Result};
+use crate::graph::{Node, NodeKind};
+use crate::metrics::{SourceMetrics, SourceMetricsSnapshot};
 use crate::notice::Notices;
-use crate::plan::{StatelessOperator, StreamTable};
-use crate::sink::{ConsoleOptions, Sink, SinkWriter};
-use crate::source::{MemorySource, Source, SourceBatch, SourceContext, SourceReader};
+use crate::plan::StreamTable;
+use crate::query::{Output, QueryHandle, QueryShared, QueryStatus, StopMode, StreamingListener};
+use crate::sink::{ConsoleOptions, Sink};
+use crate::source::{MemorySource, Source};
+use crate::sync::lock;
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};
 
-/// How to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// Finish the batch that is running, then stop.
-    Graceful,
-    /// Stop at once, abandoning a running batch.
-    Immediate,
+pub(crate) struct RegisteredSource {
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) metrics: Arc<SourceMetrics>,
 }
 
-/// Where a query's batches go.
-pub(crate) enum Output {
-    /// A user callback.
-    Callback(
-        Box<dyn FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send>,
-    ),
-    /// A bounded channel behind a [`BatchStream`](crate::BatchStream).
-    Channel(mpsc::Sender<Result<(BatchTime, RecordBatch)>>),
-    /// A sink's writer.
-    Sink(Box<dyn SinkWriter>),
-}
-
-/// Hears about every completed batch (Spark's `StreamingListener`).
-pub trait StreamingListener: Send + Sync {
-    /// Called after each batch of each query.
-    fn on_batch_completed(&self, query: &str, info: &BatchInfo);
-}
-
-/// Where a query is in its life.
-#[derive(Debug, Clone)]
-pub enum QueryStatus {
-    /// Waiting for its first batch.
-    Pending,
-    /// Running batches.
-    Running,
-    /// Its input ended and its last batch ran.
-    Finished,
-    /// Stopped by the user or because its consumer went away.
-    Stopped,
-    /// Stopped by an error.
-    Failed(Arc<Error>),
-}
-
-impl QueryStatus {
-    /// True once the query runs no more batches.
-    pub fn is_terminal(&self) -> bool {
-        !matches!(self, QueryStatus::Pending | QueryStatus::Running)
-    }
-}
-
-impl fmt::Display for QueryStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueryStatus::Pending => write!(f, "pending"),
-            QueryStatus::Running => write!(f, "running"),
-            QueryStatus::Finished => write!(f, "finished"),
-            QueryStatus::Stopped => write!(f, "stopped"),
-            QueryStatus::Failed(e) => write!(f, "failed: {e}"),
-        }
-    }
-}
-
-struct QueryShared {
-    name: String,
-    description: Option<String>,
-    sources: Vec<String>,
-    status: watch::Sender<QueryStatus>,
-    stop_requested: AtomicBool,
-    progress: Mutex<Option<BatchInfo>>,
-}
-
-/// A running (or finished) query. Clones refer to the same query; dropping
-/// a handle does not stop the query.
-#[derive(Clone)]
-pub struct QueryHandle {
-    shared: Arc<QueryShared>,
-    engine: Engine,
-}
-
-impl fmt::Debug for QueryHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueryHandle")
-            .field("name", &self.shared.name)
-            .finish()
-    }
-}
-
-impl QueryHandle {
-    /// The query's name.
-    pub fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    /// The query's text, when it came from SQL.
-    pub fn description(&self) -> Option<&str> {
-        self.shared.description.as_deref()
-    }
-
-    /// The sources it reads.
-    pub fn sources(&self) -> &[String] {
-        &self.shared.sources
-    }
-
-    /// Where the query is in its life.
-    pub fn status(&self) -> QueryStatus {
-        self.shared.status.borrow().clone()
-    }
-
-    /// What its last batch did.
-    pub fn last_progress(&self) -> Option<BatchInfo> {
-        lock(&self.shared.progress).clone()
-    }
-
-    /// Asks the query to stop before its next batch, without waiting.
-    pub fn request_stop(&self) {
-        self.shared.stop_requested.store(true, Ordering::SeqCst);
-        self.engine.inner.wake.notify_one();
-    }
-
-    /// Stops the query (the batch that is running finishes) and waits.
-    pub async fn stop(&self) -> Result<()> {
-        self.request_stop();
-        let mut rx = self.shared.status.subscribe();
-        let _ = rx.wait_for(|s| s.is_terminal()).await;
-        Ok(())
-    }
-
-    /// Waits until the query ends; its error if it failed.
-    pub async fn await_termination(&self) -> Result<()> {
-        let mut rx = self.shared.status.subscribe();
-        let status = rx
-            .wait_for(|s| s.is_terminal())
-            .await
-            .map(|s| s.clone())
-            .unwrap_or(QueryStatus::Stopped);
-        match status {
-            QueryStatus::Failed(cause) => Err(Error::Query {
-                query: self.shared.name.clone(),
-                cause,
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-struct RegisteredSource {
-    source: Arc<dyn Source>,
-    metrics: Arc<SourceMetrics>,
-}
-
-struct PendingQuery {
-    shared: Arc<QueryShared>,
-    node: Arc<Node>,
-    output: Output,
+pub(crate) struct PendingQuery {
+    pub(crate) shared: Arc<QueryShared>,
+    pub(crate) node: Arc<Node>,
+    pub(crate) output: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunState {
+pub(crate) enum RunState {
     NotStarted,
     Running,
     Stopping,
     Stopped,
 }
 
-struct State {
-    interval: Duration,
-    console: ConsoleOptions,
-    sources: BTreeMap<String, RegisteredSource>,
-    sinks: BTreeMap<String, Arc<dyn Sink>>,
-    queries: Vec<Arc<QueryShared>>,
-    pending: Vec<PendingQuery>,
-    run: RunState,
-    next_batch: BatchTime,
-    scheduler: Option<JoinHandle<()>>,
+pub(crate) struct State {
+    pub(crate) interval: Duration,
+    pub(crate) console: ConsoleOptions,
+    pub(crate) sources: BTreeMap<String, RegisteredSource>,
+    pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
+    pub(crate) queries: Vec<Arc<QueryShared>>,
+    pub(crate) pending: Vec<PendingQuery>,
+    pub(crate) run: RunState,
+    pub(crate) next_batch: BatchTime,
+    pub(crate) scheduler: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Termination {
-    stopped: bool,
-    failure: Option<(String, Arc<Error>)>,
-    live: usize,
-    ever: usize,
+pub(crate) struct Termination {
+    pub(crate) stopped: bool,
+    pub(crate) failure: Option<(String, Arc<Error>)>,
+    pub(crate) live: usize,
+    pub(crate) ever: usize,
 }
 
 impl Termination {
@@ -226,19 +70,15 @@ impl Termination {
     }
 }
 
-struct Inner {
-    session: SessionContext,
-    clock: Arc<dyn Clock>,
-    notices: Notices,
-    next_id: AtomicUsize,
-    state: Mutex<State>,
-    wake: Arc<Notify>,
-    termination: watch::Sender<Termination>,
-    listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+pub(crate) struct Inner {
+    pub(crate) session: SessionContext,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) notices: Notices,
+    pub(crate) next_id: AtomicUsize,
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) termination: watch::Sender<Termination>,
+    pub(crate) listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
 }
 
 /// Builds an [`Engine`].
@@ -321,7 +161,7 @@ fn session_config() -> SessionConfig {
 /// clones share everything.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Engine {
@@ -375,7 +215,7 @@ impl Engine {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.inner.state)
     }
 
@@ -586,12 +426,6 @@ impl Engine {
         Ok(Arc::new(StreamTable::new(node)))
     }
 
-    /// The source `name` as a stream, to transform with the operator API.
-    pub fn source(&self, name: &str) -> Result<DStream> {
-        let table = self.stream_table(name)?;
-        Ok(DStream::new(self.clone(), table.node().clone()))
-    }
-
     pub(crate) fn register_query(
         &self,
         node: Arc<Node>,
@@ -643,7 +477,7 @@ impl Engine {
         self.inner.wake.notify_one();
         Ok(QueryHandle {
             shared,
-            engine: self.clone(),
+            wake: Arc::clone(&self.inner.wake),
         })
     }
 
@@ -654,7 +488,7 @@ impl Engine {
             .iter()
             .map(|q| QueryHandle {
                 shared: Arc::clone(q),
-                engine: self.clone(),
+                wake: Arc::clone(&self.inner.wake),
             })
             .collect()
     }
@@ -708,7 +542,7 @@ impl Engine {
         let zero = BatchTime::aligned_floor(self.inner.clock.now_millis(), state.interval);
         state.next_batch = zero.plus(state.interval);
         state.run = RunState::Running;
-        let task = tokio::spawn(scheduler(
+        let task = tokio::spawn(crate::scheduler::run(
             Arc::downgrade(&self.inner),
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.wake),
@@ -786,7 +620,7 @@ impl Engine {
         }
     }
 
-    fn end_query(&self, query: &QueryShared, status: QueryStatus) {
+    pub(crate) fn end_query(&self, query: &QueryShared, status: QueryStatus) {
         if query.status.borrow().is_terminal() {
             return;
         }
@@ -804,336 +638,11 @@ impl Engine {
     }
 }
 
-fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+pub(crate) fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<&str> = names.map(String::as_str).collect();
     if names.is_empty() {
         "none".to_string()
     } else {
         names.join(", ")
-    }
-}
-
-/// A query the scheduler runs.
-struct RunningQuery {
-    shared: Arc<QueryShared>,
-    order: Vec<Arc<Node>>,
-    operators: HashMap<NodeId, StatelessOperator>,
-    output: Output,
-    batches: u64,
-}
-
-/// An open source and how many running queries read it.
-struct ActiveReader {
-    reader: Box<dyn SourceReader>,
-    users: usize,
-}
-
-/// The scheduler task. It holds the engine weakly: when every handle to
-/// the engine is gone, it ends.
-async fn scheduler(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Notify>) {
-    let mut running: Vec<RunningQuery> = Vec::new();
-    let mut readers: BTreeMap<String, ActiveReader> = BTreeMap::new();
-    loop {
-        let next = {
-            let Some(inner) = weak.upgrade() else { return };
-            let engine = Engine { inner };
-            engine.reap_stopped(&mut running, &mut readers);
-            let state = engine.state();
-            if state.run != RunState::Running {
-                return;
-            }
-            state.next_batch
-        };
-        tokio::select! {
-            () = clock.wait_until(next.millis()) => {}
-            () = wake.notified() => continue,
-        }
-        let Some(inner) = weak.upgrade() else { return };
-        let engine = Engine { inner };
-        let (pending, interval) = {
-            let mut state = engine.state();
-            if state.next_batch != next || state.run != RunState::Running {
-                continue;
-            }
-            state.next_batch = next.plus(state.interval);
-            (std::mem::take(&mut state.pending), state.interval)
-        };
-        for query in pending {
-            match engine
-                .activate(query, next.minus(interval), interval, &mut readers)
-                .await
-            {
-                Ok(query) => running.push(query),
-                Err((shared, e)) => engine.end_query(&shared, QueryStatus::Failed(Arc::new(e))),
-            }
-        }
-        engine.run_batch(next, &mut running, &mut readers).await;
-    }
-}
-
-impl Engine {
-    /// Compiles a query's operators and opens its sources.
-    async fn activate(
-        &self,
-        pending: PendingQuery,
-        start: BatchTime,
-        interval: Duration,
-        readers: &mut BTreeMap<String, ActiveReader>,
-    ) -> std::result::Result<RunningQuery, (Arc<QueryShared>, Error)> {
-        let PendingQuery {
-            shared,
-            node,
-            output,
-        } = pending;
-        if shared.stop_requested.load(Ordering::SeqCst) {
-            self.end_query(&shared, QueryStatus::Stopped);
-            return Err((shared, Error::Internal("stopped before start".into())));
-        }
-        let order = node.post_order();
-        let mut operators = HashMap::new();
-        let session = self.inner.session.state();
-        for node in &order {
-            if let NodeKind::Stateless { plan, .. } = &node.kind {
-                match StatelessOperator::compile(&session, plan).await {
-                    Ok(op) => {
-                        operators.insert(node.id, op);
-                    }
-                    Err(e) => return Err((shared, e)),
-                }
-            }
-        }
-        for name in &shared.sources {
-            if let Some(active) = readers.get_mut(name) {
-                active.users += 1;
-                continue;
-            }
-            let (source, metrics) = {
-                let state = self.state();
-                match state.sources.get(name) {
-                    Some(s) => (Arc::clone(&s.source), Arc::clone(&s.metrics)),
-                    None => {
-                        drop(state);
-                        let e = Error::Config(format!("source '{name}' was dropped"));
-                        self.release_sources(&shared.sources, readers);
-                        return Err((shared, e));
-                    }
-                }
-            };
-            let ctx = SourceContext {
-                name: name.clone(),
-                start,
-                interval,
-                metrics,
-                notices: self.inner.notices.clone(),
-            };
-            match source.open(ctx) {
-                Ok(reader) => {
-                    readers.insert(name.clone(), ActiveReader { reader, users: 1 });
-                }
-                Err(e) => {
-                    self.release_sources(&shared.sources, readers);
-                    return Err((shared, e));
-                }
-            }
-        }
-        shared.status.send_replace(QueryStatus::Running);
-        Ok(RunningQuery {
-            shared,
-            order,
-            operators,
-            output,
-            batches: 0,
-        })
-    }
-
-    /// Releases one query's hold on its sources; a source nobody reads is closed.
-    fn release_sources(&self, sources: &[String], readers: &mut BTreeMap<String, ActiveReader>) {
-        for name in sources {
-            if let Some(active) = readers.get_mut(name) {
-                active.users -= 1;
-                if active.users == 0 {
-                    readers.remove(name);
-                }
-            }
-        }
-    }
-
-    /// Ends queries whose stop was requested, and pending ones too.
-    fn reap_stopped(
-        &self,
-        running: &mut Vec<RunningQuery>,
-        readers: &mut BTreeMap<String, ActiveReader>,
-    ) {
-        let stopped_pending: Vec<PendingQuery> = {
-            let mut state = self.state();
-            let (stopped, keep) = std::mem::take(&mut state.pending)
-                .into_iter()
-                .partition(|q| q.shared.stop_requested.load(Ordering::SeqCst));
-            state.pending = keep;
-            stopped
-        };
-        for q in stopped_pending {
-            self.end_query(&q.shared, QueryStatus::Stopped);
-        }
-        let mut i = 0;
-        while i < running.len() {
-            if running[i].shared.stop_requested.load(Ordering::SeqCst) {
-                let q = running.remove(i);
-                self.release_sources(&q.shared.sources, readers);
-                self.end_query(&q.shared, QueryStatus::Stopped);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Runs batch `time` of every running query.
-    async fn run_batch(
-        &self,
-        time: BatchTime,
-        running: &mut Vec<RunningQuery>,
-        readers: &mut BTreeMap<String, ActiveReader>,
-    ) {
-        let delay =
-            Duration::from_millis((self.inner.clock.now_millis() - time.millis()).max(0) as u64);
-        // Each source is asked once; every query reading it gets the same batch.
-        let mut polled: BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> =
-            BTreeMap::new();
-        for (name, active) in readers.iter_mut() {
-            polled.insert(
-                name.clone(),
-                active.reader.next_batch(time).map_err(Arc::new),
-            );
-            let skipped = self
-                .state()
-                .sources
-                .get(name)
-                .and_then(|s| s.metrics.take_skipped());
-            if let Some(report) = skipped {
-                self.inner.notices.send(format!(
-                    "source '{name}': skipped {} malformed record{} in batch {time}; first at {}",
-                    report.count,
-                    if report.count == 1 { "" } else { "s" },
-                    report.first
-                ));
-            }
-        }
-        let listeners = lock(&self.inner.listeners).clone();
-        let mut ended = Vec::new();
-        for (index, query) in running.iter_mut().enumerate() {
-            let started = Instant::now();
-            let outcome = query.run_batch(time, &polled).await;
-            let (status, input_rows, output_rows) = match outcome {
-                Ok(BatchOutcome {
-                    input_rows,
-                    output_rows,
-                    end_of_input,
-                    consumer_gone,
-                }) => {
-                    let status = if consumer_gone {
-                        Some(QueryStatus::Stopped)
-                    } else if end_of_input {
-                        Some(QueryStatus::Finished)
-                    } else {
-                        None
-                    };
-                    (status, input_rows, output_rows)
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    if let Output::Channel(tx) = &query.output {
-                        let _ = tx
-                            .send(Err(Error::Query {
-                                query: query.shared.name.clone(),
-                                cause: Arc::clone(&e),
-                            }))
-                            .await;
-                    }
-                    (Some(QueryStatus::Failed(e)), 0, 0)
-                }
-            };
-            query.batches += 1;
-            let info = BatchInfo {
-                batch_time: time,
-                input_rows,
-                output_rows,
-                scheduling_delay: delay,
-                processing_time: started.elapsed(),
-                batches: query.batches,
-            };
-            *lock(&query.shared.progress) = Some(info.clone());
-            for listener in &listeners {
-                listener.on_batch_completed(&query.shared.name, &info);
-            }
-            if let Some(status) = status {
-                ended.push((index, status));
-            }
-        }
-        for (index, status) in ended.into_iter().rev() {
-            let query = running.remove(index);
-            self.release_sources(&query.shared.sources, readers);
-            self.end_query(&query.shared, status);
-        }
-    }
-}
-
-struct BatchOutcome {
-    input_rows: u64,
-    output_rows: u64,
-    end_of_input: bool,
-    consumer_gone: bool,
-}
-
-impl RunningQuery {
-    /// Runs the operators on this batch and delivers the output.
-    async fn run_batch(
-        &mut self,
-        time: BatchTime,
-        polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
-    ) -> Result<BatchOutcome> {
-        let mut values: HashMap<NodeId, RecordBatch> = HashMap::new();
-        let mut input_rows = 0;
-        let mut end_of_input = true;
-        for node in &self.order {
-            let batch = match &node.kind {
-                NodeKind::Source { name } => match polled.get(name) {
-                    Some(Ok(b)) => {
-                        input_rows += b.batch.num_rows() as u64;
-                        end_of_input &= b.end_of_input;
-                        b.batch.clone()
-                    }
-                    Some(Err(e)) => return Err(Error::Shared(Arc::clone(e))),
-                    None => return Err(Error::Internal(format!("source '{name}' was not polled"))),
-                },
-                NodeKind::Stateless { .. } => {
-                    let op = self
-                        .operators
-                        .get_mut(&node.id)
-                        .ok_or_else(|| Error::Internal("operator not compiled".into()))?;
-                    op.run(|id| values.get(&id).cloned()).await?
-                }
-            };
-            values.insert(node.id, batch);
-        }
-        let root = self.order.last().map(|n| n.id).unwrap_or_default();
-        let output = values
-            .remove(&root)
-            .ok_or_else(|| Error::Internal("no output".into()))?;
-        let output_rows = output.num_rows() as u64;
-        let mut consumer_gone = false;
-        match &mut self.output {
-            Output::Callback(f) => f(time, output).map_err(|source| Error::Callback {
-                time: time.millis(),
-                source,
-            })?,
-            Output::Channel(tx) => consumer_gone = tx.send(Ok((time, output))).await.is_err(),
-            Output::Sink(writer) => writer.write(time, &output)?,
-        }
-        Ok(BatchOutcome {
-            input_rows,
-            output_rows,
-            end_of_input,
-            consumer_gone,
-        })
     }
 }

@@ -321,16 +321,7 @@ impl RecordDecoder {
                     .with_delimiter(*delimiter)
                     .with_batch_size(batch_size)
                     .build_decoder();
-                let mut offset = 0;
-                while offset < bytes.len() {
-                    let n = decoder
-                        .decode(&bytes[offset..])
-                        .map_err(|e| clean(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    offset += n;
-                }
+                feed(bytes, |b| decoder.decode(b))?;
                 decoder.flush().map_err(|e| clean(e.to_string()))?
             }
             Format::Json => {
@@ -338,22 +329,28 @@ impl RecordDecoder {
                     .with_batch_size(batch_size)
                     .build_decoder()
                     .map_err(|e| clean(e.to_string()))?;
-                let mut offset = 0;
-                while offset < bytes.len() {
-                    let n = decoder
-                        .decode(&bytes[offset..])
-                        .map_err(|e| clean(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    offset += n;
-                }
+                feed(bytes, |b| decoder.decode(b))?;
                 decoder.flush().map_err(|e| clean(e.to_string()))?
             }
             Format::Lines => unreachable!("lines are decoded without arrow"),
         };
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
+}
+
+/// Feeds all of `bytes` to an arrow decoder (which may take them in parts).
+fn feed(
+    bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> std::result::Result<usize, arrow::error::ArrowError>,
+) -> std::result::Result<(), String> {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        match decode(&bytes[offset..]).map_err(|e| clean(e.to_string()))? {
+            0 => break,
+            n => offset += n,
+        }
+    }
+    Ok(())
 }
 
 /// Arrow's messages name the decoder's own line numbers (always 0 or 1 for a

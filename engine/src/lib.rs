@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn demo() -> brooklet_engine::Result<()> {
 //! use std::time::Duration;
-//! use brooklet_engine::{Engine, StopMode};
+//! use brooklet_engine::{DStream, Engine};
 //! use datafusion::prelude::{col, lit};
 //!
 //! let engine = Engine::new(Duration::from_secs(1))?;
@@ -19,7 +19,7 @@
 //!     ("connector".to_string(), "socket".to_string()),
 //!     ("port".to_string(), "7777".to_string()),
 //! ].into())?;
-//! let errors = engine.source("lines")?.filter(col("line").like(lit("%error%")))?;
+//! let errors = DStream::source(&engine, "lines")?.filter(col("line").like(lit("%error%")))?;
 //! errors.print(10)?;
 //! engine.start()?;
 //! engine.await_termination().await?;
@@ -33,25 +33,27 @@ pub mod dstream;
 pub mod engine;
 pub mod error;
 pub mod format;
+mod graph;
 pub mod metrics;
 pub mod notice;
 mod plan;
+pub mod query;
+mod scheduler;
 pub mod sink;
 pub mod source;
 mod stream;
+mod sync;
 pub mod time;
 
 pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
 pub use dstream::DStream;
-pub use engine::{
-    Engine, EngineBuilder, QueryHandle, QueryStatus, SinkInfo, SourceInfo, StopMode,
-    StreamingListener,
-};
+pub use engine::{Engine, EngineBuilder, SinkInfo, SourceInfo};
 pub use error::{CallbackError, Error, ErrorKind, Result};
 pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;
 pub use plan::StreamTable;
+pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
 pub use stream::BatchStream;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
 

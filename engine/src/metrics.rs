@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::sync::lock;
 use crate::time::BatchTime;
 
 /// Live counters of one source.
@@ -60,10 +61,7 @@ impl SourceMetrics {
 
     /// Notes a skipped record for this batch's warning.
     pub(crate) fn note_skipped(&self, description: impl FnOnce() -> String) {
-        let mut skipped = self
-            .skipped_in_batch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut skipped = lock(&self.skipped_in_batch);
         match skipped.as_mut() {
             Some(report) => report.count += 1,
             None => {
@@ -77,10 +75,7 @@ impl SourceMetrics {
 
     /// Takes the skipped records noted since the last call.
     pub(crate) fn take_skipped(&self) -> Option<SkipReport> {
-        self.skipped_in_batch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        lock(&self.skipped_in_batch).take()
     }
 
     /// A copy of the counters.

@@ -28,8 +28,9 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 
-use crate::dstream::{Node, NodeId};
 use crate::error::{Error, Result};
+use crate::graph::{Node, NodeId};
+use crate::sync::lock;
 
 /// A stream, as a table in a DataFusion plan: a scan of it reads the
 /// stream's rows of the current batch.
@@ -163,7 +164,7 @@ impl ExecutionPlan for StreamScanExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
-        let batch = self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let batch = lock(&self.slot).clone();
         let schema = self.properties.eq_properties.schema().clone();
         let batches = match batch {
             Some(batch) => vec![match &self.projection {
@@ -214,12 +215,12 @@ impl StatelessOperator {
         for (node, slot) in &self.scans {
             let batch = input(*node)
                 .ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
+            *lock(slot) = Some(batch);
         }
         let plan = reset_plan_states(Arc::clone(&self.plan))?;
         let batches = datafusion::physical_plan::collect(plan, Arc::clone(&self.task)).await;
         for (_, slot) in &self.scans {
-            slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            lock(slot).take();
         }
         let schema = self.schema();
         Ok(arrow::compute::concat_batches(&schema, &batches?)?)

@@ -8,8 +8,8 @@ use arrow::datatypes::SchemaRef;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::engine::QueryHandle;
 use crate::error::Result;
+use crate::query::QueryHandle;
 use crate::time::BatchTime;
 
 /// The batches of a running query, each with its time, empty ones included.

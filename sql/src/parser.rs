@@ -330,18 +330,22 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement> {
     }
 }
 
+/// `SOURCE` (or its synonyms `TABLE` and `STREAM`) or `SINK`, after `keyword`.
+fn parse_object_kind(parser: &mut Parser, keyword: &str) -> Result<ObjectKind> {
+    let what = parser.next_token();
+    if word_is(&what, "source") || word_is(&what, "table") || word_is(&what, "stream") {
+        Ok(ObjectKind::Source)
+    } else if word_is(&what, "sink") {
+        Ok(ObjectKind::Sink)
+    } else {
+        let expected = format!("SOURCE, TABLE, STREAM or SINK after {keyword}");
+        parser.expected(&expected, what).map_err(Error::from)
+    }
+}
+
 fn parse_create(parser: &mut Parser) -> Result<Statement> {
     parser.expect_keyword(Keyword::CREATE)?;
-    let what = parser.next_token();
-    let kind = if word_is(&what, "source") || word_is(&what, "table") || word_is(&what, "stream") {
-        ObjectKind::Source
-    } else if word_is(&what, "sink") {
-        ObjectKind::Sink
-    } else {
-        return parser
-            .expected("SOURCE, TABLE, STREAM or SINK after CREATE", what)
-            .map_err(Error::from);
-    };
+    let kind = parse_object_kind(parser, "CREATE")?;
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_identifier()?;
     let mut columns = Vec::new();
@@ -469,16 +473,7 @@ fn parse_value(parser: &mut Parser) -> Result<String> {
 
 fn parse_drop(parser: &mut Parser) -> Result<Statement> {
     parser.expect_keyword(Keyword::DROP)?;
-    let what = parser.next_token();
-    let kind = if word_is(&what, "source") || word_is(&what, "table") || word_is(&what, "stream") {
-        ObjectKind::Source
-    } else if word_is(&what, "sink") {
-        ObjectKind::Sink
-    } else {
-        return parser
-            .expected("SOURCE or SINK after DROP", what)
-            .map_err(Error::from);
-    };
+    let kind = parse_object_kind(parser, "DROP")?;
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
     let name = parser.parse_identifier()?;
     Ok(Statement::Drop {

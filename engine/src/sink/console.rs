@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use crate::connector::Options;
 use crate::error::{Error, Result};
 use crate::sink::{Sink, SinkWriter};
+use crate::sync::lock;
 use crate::time::BatchTime;
 
 /// How the rows under the header are written.
@@ -167,10 +168,7 @@ impl SinkWriter for ConsoleSink {
                     .map_err(|e| Error::io("writing to stdout", e))
             }
             ConsoleTarget::Buffer(buffer) => {
-                buffer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(text.as_bytes());
+                lock(buffer).extend_from_slice(text.as_bytes());
                 Ok(())
             }
         }

@@ -19,6 +19,7 @@ use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
 use crate::format::{Format, RecordDecoder};
 use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::sync::lock;
 use crate::time::BatchTime;
 
 #[derive(Debug)]
@@ -73,7 +74,7 @@ impl MemorySource {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.queue)
     }
 
     /// Queues a batch for one batch time. Its schema must be the source's.

@@ -1,0 +1,358 @@
+//! The scheduler: runs a batch of every query at every batch time.
+//!
+//! One scheduler per engine, as Spark's JobGenerator: when the engine
+//! starts, `zero = floor(now / I) * I`; batch `k` runs when the clock reaches
+//! `zero + k·I`. At each batch time every source that a running query reads
+//! is asked once for its batch, and every query runs its operators on it and
+//! hands the result to its output, empty batches included. A query added
+//! while the engine runs starts at the next batch time. If a batch takes
+//! longer than the interval, the next one starts late and the *scheduling
+//! delay* (a metric) grows: batches are never skipped.
+//!
+//! A query ends when it is stopped, when its output's consumer goes away
+//! (a dropped [`BatchStream`](crate::BatchStream)), when it fails, or when
+//! every source it reads has ended (bounded input, after the batch that took
+//! the last rows).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use tokio::sync::Notify;
+
+use crate::engine::{Engine, Inner, PendingQuery, RunState};
+use crate::error::{Error, Result};
+use crate::graph::{Node, NodeId, NodeKind};
+use crate::metrics::BatchInfo;
+use crate::plan::StatelessOperator;
+use crate::query::{Output, QueryShared, QueryStatus};
+use crate::source::{SourceBatch, SourceContext, SourceReader};
+use crate::sync::lock;
+use crate::time::{BatchTime, Clock};
+
+/// A query the scheduler runs.
+struct RunningQuery {
+    shared: Arc<QueryShared>,
+    order: Vec<Arc<Node>>,
+    operators: HashMap<NodeId, StatelessOperator>,
+    output: Output,
+    batches: u64,
+}
+
+/// An open source and how many running queries read it.
+struct ActiveReader {
+    reader: Box<dyn SourceReader>,
+    users: usize,
+}
+
+/// The scheduler task. It holds the engine weakly: when every handle to
+/// the engine is gone, it ends.
+pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Notify>) {
+    let mut running: Vec<RunningQuery> = Vec::new();
+    let mut readers: BTreeMap<String, ActiveReader> = BTreeMap::new();
+    loop {
+        let next = {
+            let Some(inner) = weak.upgrade() else { return };
+            let engine = Engine { inner };
+            engine.reap_stopped(&mut running, &mut readers);
+            let state = engine.state();
+            if state.run != RunState::Running {
+                return;
+            }
+            state.next_batch
+        };
+        tokio::select! {
+            () = clock.wait_until(next.millis()) => {}
+            () = wake.notified() => continue,
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let engine = Engine { inner };
+        let (pending, interval) = {
+            let mut state = engine.state();
+            if state.next_batch != next || state.run != RunState::Running {
+                continue;
+            }
+            state.next_batch = next.plus(state.interval);
+            (std::mem::take(&mut state.pending), state.interval)
+        };
+        for query in pending {
+            match engine
+                .activate(query, next.minus(interval), interval, &mut readers)
+                .await
+            {
+                Ok(query) => running.push(query),
+                Err((shared, e)) => engine.end_query(&shared, QueryStatus::Failed(Arc::new(e))),
+            }
+        }
+        engine.run_batch(next, &mut running, &mut readers).await;
+    }
+}
+
+impl Engine {
+    /// Compiles a query's operators and opens its sources.
+    async fn activate(
+        &self,
+        pending: PendingQuery,
+        start: BatchTime,
+        interval: Duration,
+        readers: &mut BTreeMap<String, ActiveReader>,
+    ) -> std::result::Result<RunningQuery, (Arc<QueryShared>, Error)> {
+        let PendingQuery {
+            shared,
+            node,
+            output,
+        } = pending;
+        if shared.stop_requested.load(Ordering::SeqCst) {
+            self.end_query(&shared, QueryStatus::Stopped);
+            return Err((shared, Error::Internal("stopped before start".into())));
+        }
+        let order = node.post_order();
+        let mut operators = HashMap::new();
+        let session = self.inner.session.state();
+        for node in &order {
+            if let NodeKind::Stateless { plan, .. } = &node.kind {
+                match StatelessOperator::compile(&session, plan).await {
+                    Ok(op) => {
+                        operators.insert(node.id, op);
+                    }
+                    Err(e) => return Err((shared, e)),
+                }
+            }
+        }
+        for name in &shared.sources {
+            if let Some(active) = readers.get_mut(name) {
+                active.users += 1;
+                continue;
+            }
+            let (source, metrics) = {
+                let state = self.state();
+                match state.sources.get(name) {
+                    Some(s) => (Arc::clone(&s.source), Arc::clone(&s.metrics)),
+                    None => {
+                        drop(state);
+                        let e = Error::Config(format!("source '{name}' was dropped"));
+                        self.release_sources(&shared.sources, readers);
+                        return Err((shared, e));
+                    }
+                }
+            };
+            let ctx = SourceContext {
+                name: name.clone(),
+                start,
+                interval,
+                metrics,
+                notices: self.inner.notices.clone(),
+            };
+            match source.open(ctx) {
+                Ok(reader) => {
+                    readers.insert(name.clone(), ActiveReader { reader, users: 1 });
+                }
+                Err(e) => {
+                    self.release_sources(&shared.sources, readers);
+                    return Err((shared, e));
+                }
+            }
+        }
+        shared.status.send_replace(QueryStatus::Running);
+        Ok(RunningQuery {
+            shared,
+            order,
+            operators,
+            output,
+            batches: 0,
+        })
+    }
+
+    /// Releases one query's hold on its sources; a source nobody reads is closed.
+    fn release_sources(&self, sources: &[String], readers: &mut BTreeMap<String, ActiveReader>) {
+        for name in sources {
+            if let Some(active) = readers.get_mut(name) {
+                active.users -= 1;
+                if active.users == 0 {
+                    readers.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Ends queries whose stop was requested, and pending ones too.
+    fn reap_stopped(
+        &self,
+        running: &mut Vec<RunningQuery>,
+        readers: &mut BTreeMap<String, ActiveReader>,
+    ) {
+        let stopped_pending: Vec<PendingQuery> = {
+            let mut state = self.state();
+            let (stopped, keep) = std::mem::take(&mut state.pending)
+                .into_iter()
+                .partition(|q| q.shared.stop_requested.load(Ordering::SeqCst));
+            state.pending = keep;
+            stopped
+        };
+        for q in stopped_pending {
+            self.end_query(&q.shared, QueryStatus::Stopped);
+        }
+        let mut i = 0;
+        while i < running.len() {
+            if running[i].shared.stop_requested.load(Ordering::SeqCst) {
+                let q = running.remove(i);
+                self.release_sources(&q.shared.sources, readers);
+                self.end_query(&q.shared, QueryStatus::Stopped);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Runs batch `time` of every running query.
+    async fn run_batch(
+        &self,
+        time: BatchTime,
+        running: &mut Vec<RunningQuery>,
+        readers: &mut BTreeMap<String, ActiveReader>,
+    ) {
+        let delay =
+            Duration::from_millis((self.inner.clock.now_millis() - time.millis()).max(0) as u64);
+        // Each source is asked once; every query reading it gets the same batch.
+        let mut polled: BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> =
+            BTreeMap::new();
+        for (name, active) in readers.iter_mut() {
+            polled.insert(
+                name.clone(),
+                active.reader.next_batch(time).map_err(Arc::new),
+            );
+            let skipped = self
+                .state()
+                .sources
+                .get(name)
+                .and_then(|s| s.metrics.take_skipped());
+            if let Some(report) = skipped {
+                self.inner.notices.send(format!(
+                    "source '{name}': skipped {} malformed record{} in batch {time}; first at {}",
+                    report.count,
+                    if report.count == 1 { "" } else { "s" },
+                    report.first
+                ));
+            }
+        }
+        let listeners = lock(&self.inner.listeners).clone();
+        let mut ended = Vec::new();
+        for (index, query) in running.iter_mut().enumerate() {
+            let started = Instant::now();
+            let outcome = query.run_batch(time, &polled).await;
+            let (status, input_rows, output_rows) = match outcome {
+                Ok(BatchOutcome {
+                    input_rows,
+                    output_rows,
+                    end_of_input,
+                    consumer_gone,
+                }) => {
+                    let status = if consumer_gone {
+                        Some(QueryStatus::Stopped)
+                    } else if end_of_input {
+                        Some(QueryStatus::Finished)
+                    } else {
+                        None
+                    };
+                    (status, input_rows, output_rows)
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    if let Output::Channel(tx) = &query.output {
+                        let _ = tx
+                            .send(Err(Error::Query {
+                                query: query.shared.name.clone(),
+                                cause: Arc::clone(&e),
+                            }))
+                            .await;
+                    }
+                    (Some(QueryStatus::Failed(e)), 0, 0)
+                }
+            };
+            query.batches += 1;
+            let info = BatchInfo {
+                batch_time: time,
+                input_rows,
+                output_rows,
+                scheduling_delay: delay,
+                processing_time: started.elapsed(),
+                batches: query.batches,
+            };
+            *lock(&query.shared.progress) = Some(info.clone());
+            for listener in &listeners {
+                listener.on_batch_completed(&query.shared.name, &info);
+            }
+            if let Some(status) = status {
+                ended.push((index, status));
+            }
+        }
+        for (index, status) in ended.into_iter().rev() {
+            let query = running.remove(index);
+            self.release_sources(&query.shared.sources, readers);
+            self.end_query(&query.shared, status);
+        }
+    }
+}
+
+struct BatchOutcome {
+    input_rows: u64,
+    output_rows: u64,
+    end_of_input: bool,
+    consumer_gone: bool,
+}
+
+impl RunningQuery {
+    /// Runs the operators on this batch and delivers the output.
+    async fn run_batch(
+        &mut self,
+        time: BatchTime,
+        polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
+    ) -> Result<BatchOutcome> {
+        let mut values: HashMap<NodeId, RecordBatch> = HashMap::new();
+        let mut input_rows = 0;
+        let mut end_of_input = true;
+        for node in &self.order {
+            let batch = match &node.kind {
+                NodeKind::Source { name } => match polled.get(name) {
+                    Some(Ok(b)) => {
+                        input_rows += b.batch.num_rows() as u64;
+                        end_of_input &= b.end_of_input;
+                        b.batch.clone()
+                    }
+                    Some(Err(e)) => return Err(Error::Shared(Arc::clone(e))),
+                    None => return Err(Error::Internal(format!("source '{name}' was not polled"))),
+                },
+                NodeKind::Stateless { .. } => {
+                    let op = self
+                        .operators
+                        .get_mut(&node.id)
+                        .ok_or_else(|| Error::Internal("operator not compiled".into()))?;
+                    op.run(|id| values.get(&id).cloned()).await?
+                }
+            };
+            values.insert(node.id, batch);
+        }
+        let root = self.order.last().map(|n| n.id).unwrap_or_default();
+        let output = values
+            .remove(&root)
+            .ok_or_else(|| Error::Internal("no output".into()))?;
+        let output_rows = output.num_rows() as u64;
+        let mut consumer_gone = false;
+        match &mut self.output {
+            Output::Callback(f) => f(time, output).map_err(|source| Error::Callback {
+                time: time.millis(),
+                source,
+            })?,
+            Output::Channel(tx) => consumer_gone = tx.send(Ok((time, output))).await.is_err(),
+            Output::Sink(writer) => writer.write(time, &output)?,
+        }
+        Ok(BatchOutcome {
+            input_rows,
+            output_rows,
+            end_of_input,
+            consumer_gone,
+        })
+    }
+}
