@@ -297,3 +297,49 @@ fn insert_into_a_console_sink_uses_the_sinks_format() {
         "{stderr}"
     );
 }
+
+#[test]
+fn progress_reports_each_batch_on_stderr() {
+    let mut child = brooklet()
+        .args([
+            "--progress",
+            "--batch-interval",
+            "100 ms",
+            "-c",
+            "CREATE SOURCE s (line TEXT) WITH (connector = 'stdin'); SELECT line FROM s;",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("query=q1") && l.contains("scheduling_delay_ms=")),
+        "{stderr}"
+    );
+    let rows_in: u64 = lines
+        .iter()
+        .map(|l| {
+            l.split("rows_in=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(rows_in, 2, "{stderr}");
+}
