@@ -7,3 +7,4 @@
 
 mod api;
 mod spec;
+mod window;

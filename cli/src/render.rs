@@ -104,12 +104,13 @@ pub fn describe(ctx: &StreamingContext) -> String {
 /// One batch's figures, as `--progress` and `\d` show them.
 pub fn progress_fields(info: &BatchInfo) -> String {
     format!(
-        "time={} rows_in={} rows_out={} processing_ms={} scheduling_delay_ms={}",
+        "time={} rows_in={} rows_out={} processing_ms={} scheduling_delay_ms={} state_bytes={}",
         info.batch_time.millis(),
         info.input_rows,
         info.output_rows,
         info.processing_time.as_millis(),
-        info.scheduling_delay.as_millis()
+        info.scheduling_delay.as_millis(),
+        info.state_bytes
     )
 }
 

@@ -25,6 +25,7 @@ use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
+use crate::window::{WindowSpec, output_schema};
 
 /// A planned stream: nothing runs until an output operation.
 #[derive(Clone)]
@@ -105,16 +106,50 @@ impl DStream {
     ) -> Result<Self> {
         let builder = match &self.node.kind {
             NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
-            NodeKind::Source { name } => LogicalPlanBuilder::scan(
-                name.as_str(),
-                provider_as_source(Arc::new(StreamTable::new(self.node.clone()))),
-                None,
-            )?,
+            NodeKind::Source { .. } | NodeKind::WindowAggregate { .. } => self.scan()?,
         };
         let plan = f(builder)?.build()?;
         let mut stream = DStream::from_plan(&self.engine, plan)?;
         stream.name = self.name.clone();
         Ok(stream)
+    }
+
+    /// A plan builder scanning this stream's batches.
+    fn scan(&self) -> Result<LogicalPlanBuilder> {
+        let name = match &self.node.kind {
+            NodeKind::Source { name } => name.clone(),
+            _ => format!("stream_{}", self.node.id),
+        };
+        let table = provider_as_source(Arc::new(StreamTable::new(self.node.clone())));
+        Ok(LogicalPlanBuilder::scan(name, table, None)?)
+    }
+
+    /// Aggregates the rows of each window of `spec` (processing time),
+    /// grouped by `group`: DStream `reduceByKeyAndWindow` (and
+    /// `countByWindow` without groups). Emits at the window's slide
+    /// boundaries only, with `window_start` and `window_end` first; see
+    /// [`crate::window`] for the exact semantics and the pane folding.
+    pub fn window_aggregate(
+        &self,
+        group: Vec<Expr>,
+        aggregates: Vec<Expr>,
+        spec: WindowSpec,
+    ) -> Result<Self> {
+        spec.validate(self.engine.batch_interval())?;
+        let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
+        let schema = output_schema(plan.schema().as_arrow());
+        let node = self.engine.new_node(
+            schema,
+            NodeKind::WindowAggregate {
+                plan,
+                input: self.node.clone(),
+                spec,
+            },
+        );
+        Ok(DStream {
+            node,
+            ..self.clone()
+        })
     }
 
     /// Keeps the rows for which `predicate` is true.

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 
+use crate::window::WindowSpec;
+
 /// Identifies a node of the operator graph.
 pub(crate) type NodeId = usize;
 
@@ -27,19 +29,33 @@ pub(crate) enum NodeKind {
         plan: LogicalPlan,
         inputs: Vec<Arc<Node>>,
     },
+    /// A processing-time window aggregate of its input stream: `plan` is
+    /// the aggregate over a scan of `input`, run by pane folding.
+    WindowAggregate {
+        plan: LogicalPlan,
+        input: Arc<Node>,
+        spec: WindowSpec,
+    },
 }
 
 impl Node {
+    /// The nodes this one reads directly.
+    pub(crate) fn inputs(&self) -> Vec<&Arc<Node>> {
+        match &self.kind {
+            NodeKind::Source { .. } => Vec::new(),
+            NodeKind::Stateless { inputs, .. } => inputs.iter().collect(),
+            NodeKind::WindowAggregate { input, .. } => vec![input],
+        }
+    }
+
     /// Every node this one reads, this one last (each once).
     pub(crate) fn post_order(self: &Arc<Self>) -> Vec<Arc<Node>> {
         fn visit(node: &Arc<Node>, out: &mut Vec<Arc<Node>>) {
             if out.iter().any(|n| n.id == node.id) {
                 return;
             }
-            if let NodeKind::Stateless { inputs, .. } = &node.kind {
-                for input in inputs {
-                    visit(input, out);
-                }
+            for input in node.inputs() {
+                visit(input, out);
             }
             out.push(node.clone());
         }

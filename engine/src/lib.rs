@@ -44,6 +44,7 @@ pub mod source;
 mod stream;
 mod sync;
 pub mod time;
+pub mod window;
 
 pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
@@ -56,6 +57,7 @@ pub use plan::StreamTable;
 pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
 pub use stream::BatchStream;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
+pub use window::WindowSpec;
 
 /// Re-exported so that embedders use the same DataFusion and arrow.
 pub use datafusion;

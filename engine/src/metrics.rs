@@ -104,4 +104,7 @@ pub struct BatchInfo {
     pub processing_time: Duration,
     /// Batches this query has run.
     pub batches: u64,
+    /// Bytes of operator state the query holds after this batch (window
+    /// panes' partial aggregates): sized by keys × live panes.
+    pub state_bytes: u64,
 }

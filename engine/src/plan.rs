@@ -21,6 +21,7 @@ use datafusion::datasource::{TableType, source_as_provider};
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::{
@@ -177,6 +178,49 @@ impl ExecutionPlan for StreamScanExec {
     }
 }
 
+/// A leaf of a physical plan whose batch is put in by hand: the input of a
+/// plan that runs on state rather than on a stream (a window's merge).
+pub(crate) fn slot_scan(
+    schema: SchemaRef,
+) -> datafusion::error::Result<(Arc<dyn ExecutionPlan>, Slot)> {
+    let scan = StreamScanExec::new(0, schema, None)?;
+    let slot = scan.slot.clone();
+    Ok((Arc::new(scan), slot))
+}
+
+/// The slots of every stream scan in `plan`.
+fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, Slot)>> {
+    let mut scans = Vec::new();
+    plan.apply(|p| {
+        if let Some(scan) = p.downcast_ref::<StreamScanExec>() {
+            scans.push((scan.node, scan.slot.clone()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(scans)
+}
+
+/// Runs a compiled physical plan once, on batches put into its slots.
+pub(crate) async fn run_plan(
+    plan: &Arc<dyn ExecutionPlan>,
+    task: &Arc<TaskContext>,
+    scans: &[(NodeId, Slot)],
+    input: impl Fn(NodeId) -> Option<RecordBatch>,
+) -> Result<RecordBatch> {
+    for (node, slot) in scans {
+        let batch =
+            input(*node).ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
+        *lock(slot) = Some(batch);
+    }
+    let batches =
+        datafusion::physical_plan::collect(reset_plan_states(Arc::clone(plan))?, Arc::clone(task))
+            .await;
+    for (_, slot) in scans {
+        lock(slot).take();
+    }
+    Ok(arrow::compute::concat_batches(&plan.schema(), &batches?)?)
+}
+
 /// A compiled per-batch plan.
 pub(crate) struct StatelessOperator {
     plan: Arc<dyn ExecutionPlan>,
@@ -188,23 +232,11 @@ impl StatelessOperator {
     /// Plans `plan` physically, once.
     pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
         let physical = state.create_physical_plan(plan).await?;
-        let mut scans = Vec::new();
-        physical.apply(|p| {
-            if let Some(scan) = p.downcast_ref::<StreamScanExec>() {
-                scans.push((scan.node, scan.slot.clone()));
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
         Ok(StatelessOperator {
+            scans: scan_slots(&physical)?,
             plan: physical,
-            scans,
             task: state.task_ctx(),
         })
-    }
-
-    /// The output schema.
-    pub(crate) fn schema(&self) -> SchemaRef {
-        self.plan.schema()
     }
 
     /// Runs the plan on one batch of its input streams.
@@ -212,17 +244,80 @@ impl StatelessOperator {
         &mut self,
         input: impl Fn(NodeId) -> Option<RecordBatch>,
     ) -> Result<RecordBatch> {
-        for (node, slot) in &self.scans {
-            let batch = input(*node)
-                .ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
-            *lock(slot) = Some(batch);
-        }
-        let plan = reset_plan_states(Arc::clone(&self.plan))?;
-        let batches = datafusion::physical_plan::collect(plan, Arc::clone(&self.task)).await;
-        for (_, slot) in &self.scans {
-            lock(slot).take();
-        }
-        let schema = self.schema();
-        Ok(arrow::compute::concat_batches(&schema, &batches?)?)
+        run_plan(&self.plan, &self.task, &self.scans, input).await
+    }
+}
+
+/// A DataFusion aggregate split into its two phases, each planned once:
+/// `partial` turns rows into partial states (the accumulators' `state()`),
+/// `merge` turns partial states into final values (`merge_batch`, then
+/// `evaluate`). Any aggregate with a mergeable state works, user-defined
+/// ones included.
+pub(crate) struct SplitAggregate {
+    partial: Arc<dyn ExecutionPlan>,
+    partial_scans: Vec<(NodeId, Slot)>,
+    merge: Arc<dyn ExecutionPlan>,
+    merge_input: Slot,
+    task: Arc<TaskContext>,
+}
+
+impl SplitAggregate {
+    /// Splits `plan`, an aggregate over stream scans.
+    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
+        let physical = state.create_physical_plan(plan).await?;
+        let mut found: Option<AggregateExec> = None;
+        physical.apply(|p| {
+            if let Some(aggregate) = p.downcast_ref::<AggregateExec>()
+                && matches!(
+                    aggregate.mode(),
+                    AggregateMode::Partial | AggregateMode::Single
+                )
+            {
+                found = Some(aggregate.clone());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let aggregate =
+            found.ok_or_else(|| Error::Internal(format!("no aggregate in the plan:\n{plan}")))?;
+        let partial: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::Partial,
+            aggregate.group_expr().clone(),
+            aggregate.aggr_expr().to_vec(),
+            aggregate.filter_expr().to_vec(),
+            Arc::clone(aggregate.input()),
+            aggregate.input_schema(),
+        )?);
+        let (merge_scan, merge_input) = slot_scan(partial.schema())?;
+        let merge: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::Final,
+            aggregate.group_expr().as_final(),
+            aggregate.aggr_expr().to_vec(),
+            aggregate.filter_expr().to_vec(),
+            merge_scan,
+            aggregate.input_schema(),
+        )?);
+        Ok(SplitAggregate {
+            partial_scans: scan_slots(&partial)?,
+            partial,
+            merge,
+            merge_input,
+            task: state.task_ctx(),
+        })
+    }
+
+    /// The partial states of one batch of the input.
+    pub(crate) async fn partial(
+        &self,
+        input: impl Fn(NodeId) -> Option<RecordBatch>,
+    ) -> Result<RecordBatch> {
+        run_plan(&self.partial, &self.task, &self.partial_scans, input).await
+    }
+
+    /// The final values of a set of partial states.
+    pub(crate) async fn merge(&self, states: &[RecordBatch]) -> Result<RecordBatch> {
+        let states = arrow::compute::concat_batches(&self.partial.schema(), states)?;
+        let scans = [(0, Arc::clone(&self.merge_input))];
+        run_plan(&self.merge, &self.task, &scans, |_| Some(states.clone())).await
     }
 }

@@ -26,19 +26,26 @@ use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
-use crate::plan::StatelessOperator;
+use crate::plan::{SplitAggregate, StatelessOperator};
 use crate::query::{Output, QueryShared, QueryStatus};
 use crate::source::{SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
+use crate::window::WindowOperator;
 
 /// A query the scheduler runs.
 struct RunningQuery {
     shared: Arc<QueryShared>,
     order: Vec<Arc<Node>>,
-    operators: HashMap<NodeId, StatelessOperator>,
+    operators: HashMap<NodeId, Operator>,
     output: Output,
     batches: u64,
+}
+
+/// A compiled operator of a running query.
+enum Operator {
+    Stateless(StatelessOperator),
+    Window(WindowOperator),
 }
 
 /// An open source and how many running queries read it.
@@ -112,13 +119,31 @@ impl Engine {
         let mut operators = HashMap::new();
         let session = self.inner.session.state();
         for node in &order {
-            if let NodeKind::Stateless { plan, .. } = &node.kind {
-                match StatelessOperator::compile(&session, plan).await {
-                    Ok(op) => {
-                        operators.insert(node.id, op);
-                    }
-                    Err(e) => return Err((shared, e)),
+            let operator = match &node.kind {
+                NodeKind::Source { .. } => continue,
+                NodeKind::Stateless { plan, .. } => StatelessOperator::compile(&session, plan)
+                    .await
+                    .map(Operator::Stateless),
+                NodeKind::WindowAggregate { plan, input, spec } => match spec.validate(interval) {
+                    Ok(()) => SplitAggregate::compile(&session, plan)
+                        .await
+                        .map(|aggregate| {
+                            Operator::Window(WindowOperator::new(
+                                *spec,
+                                start,
+                                input.id,
+                                aggregate,
+                                node.schema.clone(),
+                            ))
+                        }),
+                    Err(e) => Err(e),
+                },
+            };
+            match operator {
+                Ok(operator) => {
+                    operators.insert(node.id, operator);
                 }
+                Err(e) => return Err((shared, e)),
             }
         }
         for name in &shared.sources {
@@ -279,6 +304,7 @@ impl Engine {
                 scheduling_delay: delay,
                 processing_time: started.elapsed(),
                 batches: query.batches,
+                state_bytes: query.state_bytes(),
             };
             *lock(&query.shared.progress) = Some(info.clone());
             for listener in &listeners {
@@ -304,40 +330,77 @@ struct BatchOutcome {
 }
 
 impl RunningQuery {
+    /// Bytes of state its operators hold.
+    fn state_bytes(&self) -> u64 {
+        self.operators
+            .values()
+            .map(|op| match op {
+                Operator::Window(w) => w.state_bytes() as u64,
+                Operator::Stateless(_) => 0,
+            })
+            .sum()
+    }
+
     /// Runs the operators on this batch and delivers the output.
     async fn run_batch(
         &mut self,
         time: BatchTime,
         polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
     ) -> Result<BatchOutcome> {
-        let mut values: HashMap<NodeId, RecordBatch> = HashMap::new();
+        // A node's value is `None` at batch times where it emits nothing
+        // (a window between its slides); what reads it emits nothing too.
+        let mut values: HashMap<NodeId, Option<RecordBatch>> = HashMap::new();
         let mut input_rows = 0;
         let mut end_of_input = true;
         for node in &self.order {
-            let batch = match &node.kind {
+            let value = match &node.kind {
                 NodeKind::Source { name } => match polled.get(name) {
                     Some(Ok(b)) => {
                         input_rows += b.batch.num_rows() as u64;
                         end_of_input &= b.end_of_input;
-                        b.batch.clone()
+                        Some(b.batch.clone())
                     }
                     Some(Err(e)) => return Err(Error::Shared(Arc::clone(e))),
                     None => return Err(Error::Internal(format!("source '{name}' was not polled"))),
                 },
-                NodeKind::Stateless { .. } => {
-                    let op = self
+                _ if node
+                    .inputs()
+                    .iter()
+                    .any(|i| values.get(&i.id).is_none_or(Option::is_none)) =>
+                {
+                    None
+                }
+                _ => {
+                    let operator = self
                         .operators
                         .get_mut(&node.id)
                         .ok_or_else(|| Error::Internal("operator not compiled".into()))?;
-                    op.run(|id| values.get(&id).cloned()).await?
+                    match operator {
+                        Operator::Stateless(op) => {
+                            Some(op.run(|id| values.get(&id).cloned().flatten()).await?)
+                        }
+                        Operator::Window(op) => {
+                            let input = node.inputs()[0].id;
+                            let batch =
+                                values.get(&input).cloned().flatten().unwrap_or_else(|| {
+                                    RecordBatch::new_empty(node.inputs()[0].schema.clone())
+                                });
+                            op.on_batch(time, batch).await?
+                        }
+                    }
                 }
             };
-            values.insert(node.id, batch);
+            values.insert(node.id, value);
         }
         let root = self.order.last().map(|n| n.id).unwrap_or_default();
-        let output = values
-            .remove(&root)
-            .ok_or_else(|| Error::Internal("no output".into()))?;
+        let Some(output) = values.remove(&root).flatten() else {
+            return Ok(BatchOutcome {
+                input_rows,
+                output_rows: 0,
+                end_of_input,
+                consumer_gone: false,
+            });
+        };
         let output_rows = output.num_rows() as u64;
         let mut consumer_gone = false;
         match &mut self.output {

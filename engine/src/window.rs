@@ -1,0 +1,242 @@
+//! Processing-time windows that fold partial aggregates (DStream `window`,
+//! `reduceByKeyAndWindow`, `countByWindow`).
+//!
+//! With batch interval `I`, window length `L` and slide `S` (both multiples
+//! of `I`, `L` a multiple of `S`), a window is emitted at each batch time `t`
+//! with `t − zero` a multiple of `S`; it covers the batches with times in
+//! `(t − L, t]` that come after `zero` (the batch time before the query's
+//! first batch). The first windows after the start are therefore partial,
+//! as in Spark. Each output row carries `window_start = t − L` and
+//! `window_end = t`. At other batch times the operator emits nothing.
+//!
+//! The stream is cut into panes of `P = gcd(L, S)`: pane `k ≥ 1` holds the
+//! batches with times in `(zero + (k−1)·P, zero + k·P]`. Each batch is
+//! pre-aggregated into partial states (DataFusion's `AggregateMode::Partial`)
+//! and kept in its pane; a window's result is the final aggregation
+//! (`AggregateMode::Final`, the accumulators' `merge_batch`) over the partial
+//! states of its `L / P` panes. Raw rows are never kept, and a pane is
+//! dropped as soon as no later window needs it, so the state is sized by
+//! keys × live panes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::error::{Error, Result};
+use crate::graph::NodeId;
+use crate::plan::SplitAggregate;
+use crate::time::{BatchTime, format_duration};
+
+/// The length and slide of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// How much time a window covers.
+    pub length: Duration,
+    /// How often a window is emitted.
+    pub slide: Duration,
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl WindowSpec {
+    /// Windows of `size` that do not overlap.
+    pub fn tumbling(size: Duration) -> Self {
+        WindowSpec {
+            length: size,
+            slide: size,
+        }
+    }
+
+    /// Windows of `length` emitted every `slide`.
+    pub fn sliding(length: Duration, slide: Duration) -> Self {
+        WindowSpec { length, slide }
+    }
+
+    /// Checks the rules, with errors that name the values: both positive,
+    /// both multiples of the batch interval, the slide no longer than the
+    /// length, and the length a multiple of the slide.
+    pub fn validate(&self, interval: Duration) -> Result<()> {
+        let (l, s, i) = (
+            self.length.as_millis(),
+            self.slide.as_millis(),
+            interval.as_millis(),
+        );
+        let (fl, fs, fi) = (
+            format_duration(self.length),
+            format_duration(self.slide),
+            format_duration(interval),
+        );
+        if l == 0 || s == 0 {
+            return Err(Error::Plan(format!(
+                "window size ({fl}) and slide ({fs}) must be positive"
+            )));
+        }
+        if l % i != 0 {
+            return Err(Error::Plan(format!(
+                "window size {fl} is not a multiple of the batch interval {fi}"
+            )));
+        }
+        if s % i != 0 {
+            return Err(Error::Plan(format!(
+                "window slide {fs} is not a multiple of the batch interval {fi}"
+            )));
+        }
+        if s > l {
+            return Err(Error::Plan(format!(
+                "window slide {fs} is longer than its size {fl}"
+            )));
+        }
+        if l % s != 0 {
+            return Err(Error::Plan(format!(
+                "window size {fl} is not a multiple of its slide {fs}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The pane length: `gcd(length, slide)`, in milliseconds.
+    fn pane_millis(&self) -> i64 {
+        gcd(self.length.as_millis(), self.slide.as_millis()) as i64
+    }
+}
+
+/// The output schema of a window aggregate: `window_start`, `window_end`,
+/// then the aggregate's columns.
+pub(crate) fn output_schema(aggregate: &Schema) -> SchemaRef {
+    let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut fields = vec![
+        Arc::new(Field::new("window_start", time.clone(), false)),
+        Arc::new(Field::new("window_end", time, false)),
+    ];
+    fields.extend(aggregate.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// A running window aggregate.
+pub(crate) struct WindowOperator {
+    spec: WindowSpec,
+    zero: BatchTime,
+    input: NodeId,
+    aggregate: SplitAggregate,
+    schema: SchemaRef,
+    /// Partial states by pane number.
+    panes: BTreeMap<i64, Vec<RecordBatch>>,
+}
+
+impl WindowOperator {
+    pub(crate) fn new(
+        spec: WindowSpec,
+        zero: BatchTime,
+        input: NodeId,
+        aggregate: SplitAggregate,
+        schema: SchemaRef,
+    ) -> Self {
+        WindowOperator {
+            spec,
+            zero,
+            input,
+            aggregate,
+            schema,
+            panes: BTreeMap::new(),
+        }
+    }
+
+    /// Bytes of state held (the partial states of the live panes).
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.panes
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
+
+    /// Takes the batch of `time`; returns the window ending at `time` if a
+    /// window ends there.
+    pub(crate) async fn on_batch(
+        &mut self,
+        time: BatchTime,
+        batch: RecordBatch,
+    ) -> Result<Option<RecordBatch>> {
+        let pane = self.spec.pane_millis();
+        let length = self.spec.length.as_millis() as i64;
+        let slide = self.spec.slide.as_millis() as i64;
+        let since_zero = time.millis() - self.zero.millis();
+        if batch.num_rows() > 0 {
+            let input = self.input;
+            let state = self
+                .aggregate
+                .partial(|id| (id == input).then(|| batch.clone()))
+                .await?;
+            let number = (since_zero + pane - 1).div_euclid(pane);
+            self.panes.entry(number).or_default().push(state);
+        }
+        if since_zero % slide != 0 {
+            return Ok(None);
+        }
+        let first = (since_zero - length).div_euclid(pane) + 1;
+        let last = since_zero.div_euclid(pane);
+        let states: Vec<RecordBatch> = self
+            .panes
+            .range(first..=last)
+            .flat_map(|(_, s)| s.iter().cloned())
+            .collect();
+        let result = self.aggregate.merge(&states).await?;
+        // The next window starts after (since_zero + slide − length): older panes are done.
+        let keep_from = (since_zero + slide - length).div_euclid(pane) + 1;
+        self.panes = self.panes.split_off(&keep_from);
+        let rows = result.num_rows();
+        let start: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            time.millis() - length;
+            rows
+        ]));
+        let end: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![time.millis(); rows]));
+        let mut columns = vec![start, end];
+        columns.extend(result.columns().iter().cloned());
+        Ok(Some(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            columns,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_rules_name_the_values() {
+        let i = Duration::from_secs(1);
+        let s = |l: u64, sl: u64| {
+            WindowSpec::sliding(Duration::from_millis(l), Duration::from_millis(sl))
+        };
+        assert!(s(3000, 1000).validate(i).is_ok());
+        assert!(s(6000, 2000).validate(i).is_ok());
+        let err = |spec: WindowSpec| spec.validate(i).unwrap_err().to_string();
+        assert_eq!(
+            err(s(2500, 500)),
+            "window size 2500 ms is not a multiple of the batch interval 1 s"
+        );
+        assert_eq!(
+            err(s(3000, 1500)),
+            "window slide 1500 ms is not a multiple of the batch interval 1 s"
+        );
+        assert_eq!(
+            err(s(2000, 3000)),
+            "window slide 3 s is longer than its size 2 s"
+        );
+        assert_eq!(
+            err(s(5000, 2000)),
+            "window size 5 s is not a multiple of its slide 2 s"
+        );
+        assert_eq!(
+            err(s(0, 1000)),
+            "window size (0 ms) and slide (1 s) must be positive"
+        );
+        assert_eq!(s(6000, 2000).pane_millis(), 2000);
+    }
+}

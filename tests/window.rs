@@ -1,0 +1,255 @@
+//! Processing-time window aggregates through the operator-level API:
+//! per-batch expected outputs written from the DStream rules (emit at slide
+//! boundaries, cover `(t − L, t]` after zero, partial windows at start), and
+//! a brute-force comparison of pane folding against recomputing each window
+//! from its raw rows.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brooklet::datafusion::arrow::datatypes::DataType;
+use brooklet::datafusion::functions_aggregate::expr_fn::{
+    avg, count, count_distinct, max, min, sum,
+};
+use brooklet::datafusion::logical_expr::{Expr, cast};
+use brooklet::engine::WindowSpec;
+use brooklet::prelude::*;
+
+use crate::spec::csv_rows;
+
+type Outputs = Arc<Mutex<Vec<(i64, Vec<String>)>>>;
+
+/// Runs `batches` (csv records `k,v` per batch, batch k at k seconds) through
+/// a window aggregate and returns what it emitted, batch time by batch time.
+async fn run_window(
+    spec: WindowSpec,
+    group: Vec<Expr>,
+    aggregates: Vec<Expr>,
+    batches: &[&str],
+) -> Vec<(i64, Vec<String>)> {
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .notices(brooklet::Notices::new(|_| {}))
+        .build()
+        .unwrap();
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let names: Vec<String> = group
+        .iter()
+        .chain(&aggregates)
+        .map(|e| e.schema_name().to_string())
+        .collect();
+    let mut columns = vec![
+        cast(col("window_start"), DataType::Int64).alias("start"),
+        cast(col("window_end"), DataType::Int64).alias("end"),
+    ];
+    columns.extend(names.iter().map(|n| col(format!("\"{n}\""))));
+    let windowed = ctx
+        .source("events")
+        .unwrap()
+        .window_aggregate(group, aggregates, spec)
+        .unwrap()
+        .select(columns)
+        .unwrap();
+    let outputs: Outputs = Arc::default();
+    let sink = Arc::clone(&outputs);
+    let handle = windowed
+        .foreach_batch(move |time, batch| {
+            sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
+            Ok(())
+        })
+        .unwrap();
+    ctx.start().await.unwrap();
+    for (i, records) in batches.iter().enumerate() {
+        events.push_records(records);
+        let time = (i as i64 + 1) * 1000;
+        clock.set(time);
+        while handle
+            .last_progress()
+            .is_none_or(|p| p.batch_time.millis() < time)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut outputs = outputs.lock().unwrap().clone();
+    for (_, rows) in &mut outputs {
+        rows.sort();
+    }
+    outputs
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn rows(rows: &[&str]) -> Vec<String> {
+    let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_tumbling_count_per_key_emits_once_per_window() {
+    let out = run_window(
+        WindowSpec::tumbling(secs(2)),
+        vec![col("k")],
+        vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
+        &["a,1\nb,2", "a,3", "", "b,5\nb,1", "c,7", ""],
+    )
+    .await;
+    assert_eq!(
+        out,
+        vec![
+            (2000, rows(&["0,2000,a,2,4", "0,2000,b,1,2"])),
+            (4000, rows(&["2000,4000,b,2,6"])),
+            (6000, rows(&["4000,6000,c,1,7"])),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_sliding_sum_has_partial_windows_at_start_and_empty_windows_later() {
+    // L = 3 s, S = 1 s: every batch emits the last three batches (fewer at start).
+    let out = run_window(
+        WindowSpec::sliding(secs(3), secs(1)),
+        vec![col("k")],
+        vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
+        &["a,1", "a,2\nb,10", "", "b,1", "", "", ""],
+    )
+    .await;
+    assert_eq!(
+        out,
+        vec![
+            (1000, rows(&["-2000,1000,a,1,1"])),
+            (2000, rows(&["-1000,2000,a,2,3", "-1000,2000,b,1,10"])),
+            (3000, rows(&["0,3000,a,2,3", "0,3000,b,1,10"])),
+            (4000, rows(&["1000,4000,a,1,2", "1000,4000,b,2,11"])),
+            (5000, rows(&["2000,5000,b,1,1"])),
+            (6000, rows(&["3000,6000,b,1,1"])),
+            (7000, vec![]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn count_by_window_counts_every_window_even_empty_ones() {
+    let out = run_window(
+        WindowSpec::sliding(secs(2), secs(1)),
+        vec![],
+        vec![count(lit(1)).alias("n")],
+        &["a,1\nb,1", "", "c,1", "", ""],
+    )
+    .await;
+    let expected: Vec<(i64, Vec<String>)> = [
+        (1000, "-1000,1000,2"),
+        (2000, "0,2000,2"),
+        (3000, "1000,3000,1"),
+        (4000, "2000,4000,1"),
+        (5000, "3000,5000,0"),
+    ]
+    .into_iter()
+    .map(|(t, r)| (t, vec![r.to_string()]))
+    .collect();
+    assert_eq!(out, expected);
+}
+
+/// A small deterministic generator (no test depends on luck).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[tokio::test]
+async fn pane_folding_equals_recomputing_each_window_from_raw_rows() {
+    let mut rng = Lcg(7);
+    let session = SessionContext::new();
+    for (length, slide) in [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 2),
+        (6, 2),
+        (6, 3),
+        (6, 6),
+        (5, 5),
+    ] {
+        let batches: Vec<String> = (0..20)
+            .map(|_| {
+                (0..rng.next(6))
+                    .map(|_| {
+                        format!(
+                            "{},{}",
+                            ["a", "b", "c", "d"][rng.next(4) as usize],
+                            rng.next(25) as i64 - 5
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let aggregates = || {
+            vec![
+                count(lit(1)).alias("n"),
+                sum(col("v")).alias("s"),
+                min(col("v")).alias("lo"),
+                max(col("v")).alias("hi"),
+                avg(col("v")).alias("mean"),
+                count_distinct(col("v")).alias("distinct_v"),
+            ]
+        };
+        let batch_refs: Vec<&str> = batches.iter().map(String::as_str).collect();
+        let folded = run_window(
+            WindowSpec::sliding(secs(length), secs(slide)),
+            vec![col("k")],
+            aggregates(),
+            &batch_refs,
+        )
+        .await;
+        // Brute force: at every slide boundary, aggregate the raw rows of the window.
+        let mut expected = Vec::new();
+        for t in (1..=20i64).filter(|t| t % slide as i64 == 0) {
+            let raw: String = ((t - length as i64 + 1).max(1)..=t)
+                .map(|j| batches[j as usize - 1].clone())
+                .filter(|b| !b.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let sql = if raw.is_empty() {
+                "SELECT 'x' AS k, 1 AS n WHERE false".to_string()
+            } else {
+                let values: Vec<String> = raw
+                    .lines()
+                    .map(|l| {
+                        let (k, v) = l.split_once(',').unwrap();
+                        format!("('{k}', CAST({v} AS BIGINT))")
+                    })
+                    .collect();
+                format!(
+                    "SELECT {start} AS start, {end} AS \"end\", k, count(1) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, \
+                     avg(v) AS mean, count(DISTINCT v) AS distinct_v FROM (VALUES {}) AS t(k, v) GROUP BY k",
+                    values.join(", "),
+                    start = (t - length as i64) * 1000,
+                    end = t * 1000
+                )
+            };
+            let batches = session.sql(&sql).await.unwrap().collect().await.unwrap();
+            let mut rows: Vec<String> = batches.iter().flat_map(csv_rows).collect();
+            rows.sort();
+            expected.push((t * 1000, rows));
+        }
+        assert_eq!(folded, expected, "L = {length} s, S = {slide} s");
+    }
+}
+
+use brooklet::datafusion::prelude::SessionContext;
