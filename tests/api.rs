@@ -262,6 +262,31 @@ async fn bad_statements_say_where_and_what() {
         err.contains("unknown setting 'batch.intervall'; valid settings: batch.interval"),
         "{err}"
     );
+    // Window rules name the values (the batch interval here is 500 ms).
+    let window_error = |group: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let sql = format!("SELECT count(*) FROM lines GROUP BY {group}");
+            ctx.sql(&sql).await.unwrap_err().to_string()
+        }
+    };
+    let err = window_error("hop(INTERVAL '3' SECOND, INTERVAL '2' SECOND)").await;
+    assert!(
+        err.contains("window slide 3 s is longer than its size 2 s"),
+        "{err}"
+    );
+    let err = window_error("tumble(INTERVAL '750' MILLISECOND)").await;
+    assert!(
+        err.contains("window size 750 ms is not a multiple of the batch interval 500 ms"),
+        "{err}"
+    );
+    let err = window_error("window('5 seconds', '2 seconds')").await;
+    assert!(
+        err.contains("window size 5 s is not a multiple of its slide 2 s"),
+        "{err}"
+    );
+    let err = window_error("tumble(line, INTERVAL '1' SECOND)").await;
+    assert!(err.contains("event-time window"), "{err}");
     let err = ctx.sql("SELECT 1").await.unwrap_err().to_string();
     assert!(err.contains("must read at least one stream"), "{err}");
 }

@@ -76,6 +76,12 @@ impl DStream {
         Ok(DStream::new(engine.clone(), node))
     }
 
+    /// This stream as a table for DataFusion plans: a scan of it reads the
+    /// stream's batch (or window) of the current batch time.
+    pub fn table(&self) -> Arc<StreamTable> {
+        Arc::new(StreamTable::new(self.node.clone()))
+    }
+
     /// The schema of the stream's batches.
     pub fn schema(&self) -> SchemaRef {
         self.node.schema.clone()

@@ -118,9 +118,17 @@ impl EngineBuilder {
             .with_config(self.config)
             .with_default_features()
             .build();
+        let session = SessionContext::new_with_state(state);
+        // These rules push struct field access (`window['start']`) towards
+        // file scans for column pruning; per-batch plans read in-memory
+        // batches, and over a window's output the rules build a schema with
+        // a name both qualified and unqualified, which DataFusion rejects.
+        for rule in ["extract_leaf_expressions", "push_down_leaf_projections"] {
+            session.remove_optimizer_rule(rule);
+        }
         Ok(Engine {
             inner: Arc::new(Inner {
-                session: SessionContext::new_with_state(state),
+                session,
                 clock: self.clock,
                 notices: self.notices,
                 next_id: AtomicUsize::new(1),

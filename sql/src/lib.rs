@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod error;
 pub mod parser;
 pub mod planner;
+mod window;
 
 pub use error::{Error, Location, Result};
 pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};

@@ -62,6 +62,7 @@ pub fn normalize(ident: &Ident) -> String {
 impl Planner {
     /// A planner for `engine`.
     pub fn new(engine: Engine) -> Self {
+        crate::window::register(&engine);
         Planner {
             engine,
             per_batch_notice_given: Arc::default(),
@@ -220,12 +221,6 @@ impl Planner {
         emit: Option<Emit>,
         text: &str,
     ) -> Result<DStream> {
-        if let Some(emit) = emit {
-            return Err(Error::plan(format!(
-                "{emit} needs a window or a running aggregate, which this version does not run yet; \
-                 remove it to get per-batch results"
-            )));
-        }
         let statement =
             DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
         let plan = self
@@ -234,10 +229,24 @@ impl Planner {
             .state()
             .statement_to_plan(statement)
             .await?;
+        if let Some(stream) = crate::window::plan_windowed(&self.engine, &plan)? {
+            return match emit {
+                None | Some(Emit::OnWindowClose) => Ok(stream.describe(text)),
+                Some(emit) => Err(Error::plan(format!(
+                    "{emit} on a window is not supported yet; windows emit once, when they close"
+                ))),
+            };
+        }
+        if let Some(emit) = emit {
+            return Err(Error::plan(format!(
+                "{emit} needs a window or a running aggregate; running aggregates are not supported yet, \
+                 so remove it to get per-batch results"
+            )));
+        }
         if has_aggregate(&plan) && !self.per_batch_notice_given.swap(true, Ordering::SeqCst) {
             self.engine.notices().send(
                 "GROUP BY without a window is computed per batch (as DStream reduceByKey); \
-                 add EMIT CHANGES for a running aggregate over all input",
+                 group by tumble(INTERVAL '10' SECOND) or hop(slide, size) to aggregate across batches",
             );
         }
         Ok(DStream::from_plan(&self.engine, plan)?.describe(text))
