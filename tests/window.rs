@@ -253,3 +253,50 @@ async fn pane_folding_equals_recomputing_each_window_from_raw_rows() {
 }
 
 use brooklet::datafusion::prelude::SessionContext;
+
+#[tokio::test]
+async fn a_raw_window_emits_every_row_of_the_window_at_each_slide() {
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')")
+        .await
+        .unwrap();
+    let lines = ctx.memory_source("lines").unwrap();
+    // DStream window(4 s, 2 s) over 1 s batches: at 2 s, 4 s, 6 s, … the last four batches.
+    let outputs: Outputs = Arc::default();
+    let sink = Arc::clone(&outputs);
+    let handle = ctx
+        .source("lines")
+        .unwrap()
+        .window(WindowSpec::sliding(secs(4), secs(2)))
+        .unwrap()
+        .foreach_batch(move |time, batch| {
+            sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
+            Ok(())
+        })
+        .unwrap();
+    ctx.start().await.unwrap();
+    for (i, records) in ["a", "b", "", "c", "d\ne", "", ""].iter().enumerate() {
+        lines.push_records(records);
+        let time = (i as i64 + 1) * 1000;
+        clock.set(time);
+        while handle
+            .last_progress()
+            .is_none_or(|p| p.batch_time.millis() < time)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let expected: Vec<(i64, Vec<String>)> = vec![
+        (2000, vec!["a".into(), "b".into()]),
+        (4000, vec!["a".into(), "b".into(), "c".into()]),
+        (6000, vec!["c".into(), "d".into(), "e".into()]),
+    ];
+    assert_eq!(*outputs.lock().unwrap(), expected);
+    // Only the panes a later window needs are kept: batches 5–6 (d, e) now.
+    let state = handle.last_progress().unwrap().state_bytes;
+    assert!(state > 0, "the panes of the next window are kept");
+}

@@ -112,7 +112,9 @@ impl DStream {
     ) -> Result<Self> {
         let builder = match &self.node.kind {
             NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
-            NodeKind::Source { .. } | NodeKind::WindowAggregate { .. } => self.scan()?,
+            NodeKind::Source { .. }
+            | NodeKind::WindowAggregate { .. }
+            | NodeKind::Window { .. } => self.scan()?,
         };
         let plan = f(builder)?.build()?;
         let mut stream = DStream::from_plan(&self.engine, plan)?;
@@ -148,6 +150,24 @@ impl DStream {
             schema,
             NodeKind::WindowAggregate {
                 plan,
+                input: self.node.clone(),
+                spec,
+            },
+        );
+        Ok(DStream {
+            node,
+            ..self.clone()
+        })
+    }
+
+    /// DStream `window()`: at each slide boundary of `spec`, every row of the
+    /// window's batches (processing time; see [`crate::window`]). The rows
+    /// themselves are kept while a window needs them.
+    pub fn window(&self, spec: WindowSpec) -> Result<Self> {
+        spec.validate(self.engine.batch_interval())?;
+        let node = self.engine.new_node(
+            self.node.schema.clone(),
+            NodeKind::Window {
                 input: self.node.clone(),
                 spec,
             },

@@ -29,6 +29,8 @@ pub(crate) enum NodeKind {
         plan: LogicalPlan,
         inputs: Vec<Arc<Node>>,
     },
+    /// DStream `window()`: every slide, the rows of the window.
+    Window { input: Arc<Node>, spec: WindowSpec },
     /// A processing-time window aggregate of its input stream: `plan` is
     /// the aggregate over a scan of `input`, run by pane folding.
     WindowAggregate {
@@ -44,7 +46,7 @@ impl Node {
         match &self.kind {
             NodeKind::Source { .. } => Vec::new(),
             NodeKind::Stateless { inputs, .. } => inputs.iter().collect(),
-            NodeKind::WindowAggregate { input, .. } => vec![input],
+            NodeKind::WindowAggregate { input, .. } | NodeKind::Window { input, .. } => vec![input],
         }
     }
 

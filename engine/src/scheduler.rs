@@ -31,7 +31,7 @@ use crate::query::{Output, QueryShared, QueryStatus};
 use crate::source::{SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
-use crate::window::WindowOperator;
+use crate::window::{RawWindowOperator, WindowOperator};
 
 /// A query the scheduler runs.
 struct RunningQuery {
@@ -42,10 +42,21 @@ struct RunningQuery {
     batches: u64,
 }
 
+/// The batch a single-input node reads at this batch time.
+fn input_batch(node: &Node, values: &HashMap<NodeId, Option<RecordBatch>>) -> RecordBatch {
+    let input = node.inputs()[0];
+    values
+        .get(&input.id)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| RecordBatch::new_empty(input.schema.clone()))
+}
+
 /// A compiled operator of a running query.
 enum Operator {
     Stateless(StatelessOperator),
     Window(WindowOperator),
+    RawWindow(RawWindowOperator),
 }
 
 /// An open source and how many running queries read it.
@@ -138,6 +149,9 @@ impl Engine {
                         }),
                     Err(e) => Err(e),
                 },
+                NodeKind::Window { spec, .. } => spec.validate(interval).map(|()| {
+                    Operator::RawWindow(RawWindowOperator::new(*spec, start, node.schema.clone()))
+                }),
             };
             match operator {
                 Ok(operator) => {
@@ -336,6 +350,7 @@ impl RunningQuery {
             .values()
             .map(|op| match op {
                 Operator::Window(w) => w.state_bytes() as u64,
+                Operator::RawWindow(w) => w.state_bytes() as u64,
                 Operator::Stateless(_) => 0,
             })
             .sum()
@@ -380,13 +395,9 @@ impl RunningQuery {
                             Some(op.run(|id| values.get(&id).cloned().flatten()).await?)
                         }
                         Operator::Window(op) => {
-                            let input = node.inputs()[0].id;
-                            let batch =
-                                values.get(&input).cloned().flatten().unwrap_or_else(|| {
-                                    RecordBatch::new_empty(node.inputs()[0].schema.clone())
-                                });
-                            op.on_batch(time, batch).await?
+                            op.on_batch(time, input_batch(node, &values)).await?
                         }
+                        Operator::RawWindow(op) => op.on_batch(time, input_batch(node, &values))?,
                     }
                 }
             };

@@ -16,7 +16,8 @@
 //! (`AggregateMode::Final`, the accumulators' `merge_batch`) over the partial
 //! states of its `L / P` panes. Raw rows are never kept, and a pane is
 //! dropped as soon as no later window needs it, so the state is sized by
-//! keys × live panes.
+//! keys × live panes. A window over raw rows (DStream `window()`, no
+//! aggregate) keeps the batches themselves in its panes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,15 +118,73 @@ pub(crate) fn output_schema(aggregate: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// A running window aggregate.
-pub(crate) struct WindowOperator {
+/// Batches kept by pane, and the window arithmetic over batch times.
+struct Panes {
     spec: WindowSpec,
     zero: BatchTime,
+    panes: BTreeMap<i64, Vec<RecordBatch>>,
+}
+
+impl Panes {
+    fn new(spec: WindowSpec, zero: BatchTime) -> Self {
+        Panes {
+            spec,
+            zero,
+            panes: BTreeMap::new(),
+        }
+    }
+
+    fn since_zero(&self, time: BatchTime) -> i64 {
+        time.millis() - self.zero.millis()
+    }
+
+    /// Keeps `batch` in the pane of batch time `time`.
+    fn insert(&mut self, time: BatchTime, batch: RecordBatch) {
+        let pane = self.spec.pane_millis();
+        let number = (self.since_zero(time) + pane - 1).div_euclid(pane);
+        self.panes.entry(number).or_default().push(batch);
+    }
+
+    /// At a slide boundary, the batches of the window ending at `time`; the
+    /// panes no later window needs are dropped. `None` between boundaries.
+    fn take_window(&mut self, time: BatchTime) -> Option<Vec<RecordBatch>> {
+        let (pane, length, slide) = (
+            self.spec.pane_millis(),
+            self.spec.length.as_millis() as i64,
+            self.spec.slide.as_millis() as i64,
+        );
+        let since_zero = self.since_zero(time);
+        if since_zero % slide != 0 {
+            return None;
+        }
+        let first = (since_zero - length).div_euclid(pane) + 1;
+        let last = since_zero.div_euclid(pane);
+        let batches = self
+            .panes
+            .range(first..=last)
+            .flat_map(|(_, b)| b.iter().cloned())
+            .collect();
+        // The next window starts after (since_zero + slide − length).
+        let keep_from = (since_zero + slide - length).div_euclid(pane) + 1;
+        self.panes = self.panes.split_off(&keep_from);
+        Some(batches)
+    }
+
+    fn bytes(&self) -> usize {
+        self.panes
+            .values()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
+}
+
+/// A running window aggregate: panes hold partial aggregates.
+pub(crate) struct WindowOperator {
     input: NodeId,
     aggregate: SplitAggregate,
     schema: SchemaRef,
-    /// Partial states by pane number.
-    panes: BTreeMap<i64, Vec<RecordBatch>>,
+    panes: Panes,
 }
 
 impl WindowOperator {
@@ -137,22 +196,16 @@ impl WindowOperator {
         schema: SchemaRef,
     ) -> Self {
         WindowOperator {
-            spec,
-            zero,
             input,
             aggregate,
             schema,
-            panes: BTreeMap::new(),
+            panes: Panes::new(spec, zero),
         }
     }
 
     /// Bytes of state held (the partial states of the live panes).
     pub(crate) fn state_bytes(&self) -> usize {
-        self.panes
-            .values()
-            .flatten()
-            .map(RecordBatch::get_array_memory_size)
-            .sum()
+        self.panes.bytes()
     }
 
     /// Takes the batch of `time`; returns the window ending at `time` if a
@@ -162,34 +215,20 @@ impl WindowOperator {
         time: BatchTime,
         batch: RecordBatch,
     ) -> Result<Option<RecordBatch>> {
-        let pane = self.spec.pane_millis();
-        let length = self.spec.length.as_millis() as i64;
-        let slide = self.spec.slide.as_millis() as i64;
-        let since_zero = time.millis() - self.zero.millis();
         if batch.num_rows() > 0 {
             let input = self.input;
             let state = self
                 .aggregate
                 .partial(|id| (id == input).then(|| batch.clone()))
                 .await?;
-            let number = (since_zero + pane - 1).div_euclid(pane);
-            self.panes.entry(number).or_default().push(state);
+            self.panes.insert(time, state);
         }
-        if since_zero % slide != 0 {
+        let Some(states) = self.panes.take_window(time) else {
             return Ok(None);
-        }
-        let first = (since_zero - length).div_euclid(pane) + 1;
-        let last = since_zero.div_euclid(pane);
-        let states: Vec<RecordBatch> = self
-            .panes
-            .range(first..=last)
-            .flat_map(|(_, s)| s.iter().cloned())
-            .collect();
+        };
         let result = self.aggregate.merge(&states).await?;
-        // The next window starts after (since_zero + slide − length): older panes are done.
-        let keep_from = (since_zero + slide - length).div_euclid(pane) + 1;
-        self.panes = self.panes.split_off(&keep_from);
         let rows = result.num_rows();
+        let length = self.panes.spec.length.as_millis() as i64;
         let start: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
             time.millis() - length;
             rows
@@ -201,6 +240,45 @@ impl WindowOperator {
             Arc::clone(&self.schema),
             columns,
         )?))
+    }
+}
+
+/// DStream `window()`: every slide, all rows of the window. Panes hold the
+/// raw batches, as the result needs them.
+pub(crate) struct RawWindowOperator {
+    schema: SchemaRef,
+    panes: Panes,
+}
+
+impl RawWindowOperator {
+    pub(crate) fn new(spec: WindowSpec, zero: BatchTime, schema: SchemaRef) -> Self {
+        RawWindowOperator {
+            schema,
+            panes: Panes::new(spec, zero),
+        }
+    }
+
+    /// Bytes of state held (the rows of the live panes).
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.panes.bytes()
+    }
+
+    /// Takes the batch of `time`; returns the window's rows at a slide boundary.
+    pub(crate) fn on_batch(
+        &mut self,
+        time: BatchTime,
+        batch: RecordBatch,
+    ) -> Result<Option<RecordBatch>> {
+        if batch.num_rows() > 0 {
+            self.panes.insert(time, batch);
+        }
+        match self.panes.take_window(time) {
+            None => Ok(None),
+            Some(batches) => Ok(Some(arrow::compute::concat_batches(
+                &self.schema,
+                &batches,
+            )?)),
+        }
     }
 }
 
