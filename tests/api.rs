@@ -9,26 +9,10 @@ use brooklet::prelude::*;
 use brooklet::{ConsoleOptions, MemorySource, QueryStatus};
 use futures::StreamExt;
 
-use crate::spec::csv_rows;
+use crate::support::{self, csv_rows, wait_for_batch};
 
 fn manual_context() -> (StreamingContext, ManualClock) {
-    let clock = ManualClock::at(10_500);
-    let ctx = StreamingContext::builder(Duration::from_millis(500))
-        .clock(clock.clone())
-        .notices(brooklet::Notices::new(|_| {}))
-        .build()
-        .unwrap();
-    (ctx, clock)
-}
-
-/// Waits (in real time, briefly) until the query has run batch `millis`.
-async fn wait_for_batch(handle: &brooklet::QueryHandle, millis: i64) {
-    while handle
-        .last_progress()
-        .is_none_or(|p| p.batch_time.millis() < millis)
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    support::manual_context(10_500, Duration::from_millis(500))
 }
 
 async fn lines_source(ctx: &StreamingContext) -> MemorySource {

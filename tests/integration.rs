@@ -7,4 +7,5 @@
 
 mod api;
 mod spec;
+mod support;
 mod window;

@@ -34,6 +34,8 @@ use brooklet::prelude::*;
 use brooklet::{BatchStream, QueryStatus};
 use futures::StreamExt;
 
+use crate::support::{csv_rows, manual_context};
+
 #[derive(Debug, Default)]
 struct Batch {
     number: i64,
@@ -142,19 +144,6 @@ fn parse(text: &str) -> Spec {
     }
 }
 
-/// The rows of a batch as CSV lines, without a header.
-pub fn csv_rows(batch: &RecordBatch) -> Vec<String> {
-    let mut writer = brooklet::datafusion::arrow::csv::WriterBuilder::new()
-        .with_header(false)
-        .build(Vec::new());
-    writer.write(batch).unwrap();
-    String::from_utf8(writer.into_inner())
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The next output of the query for batch `time`, or `None` if the batch ran
 /// without output.
 async fn next_output(
@@ -190,12 +179,7 @@ async fn run_spec(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
     let spec = parse(&text);
     let name = path.file_name().unwrap().to_string_lossy().to_string();
-    let clock = ManualClock::at(0);
-    let ctx = StreamingContext::builder(Duration::from_secs(1))
-        .clock(clock.clone())
-        .notices(brooklet::Notices::new(|_| {}))
-        .build()
-        .unwrap();
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
     let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
     let (query, setup) = statements.split_last().expect("a spec needs a query");
     for statement in setup {

@@ -4,7 +4,6 @@
 //! a brute-force comparison of pane folding against recomputing each window
 //! from its raw rows.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brooklet::datafusion::arrow::datatypes::DataType;
@@ -12,12 +11,11 @@ use brooklet::datafusion::functions_aggregate::expr_fn::{
     avg, count, count_distinct, max, min, sum,
 };
 use brooklet::datafusion::logical_expr::{Expr, cast};
+use brooklet::datafusion::prelude::SessionContext;
 use brooklet::engine::WindowSpec;
 use brooklet::prelude::*;
 
-use crate::spec::csv_rows;
-
-type Outputs = Arc<Mutex<Vec<(i64, Vec<String>)>>>;
+use crate::support::{csv_rows, manual_context, record, wait_for_batch};
 
 /// Runs `batches` (csv records `k,v` per batch, batch k at k seconds) through
 /// a window aggregate and returns what it emitted, batch time by batch time.
@@ -27,12 +25,7 @@ async fn run_window(
     aggregates: Vec<Expr>,
     batches: &[&str],
 ) -> Vec<(i64, Vec<String>)> {
-    let clock = ManualClock::at(0);
-    let ctx = StreamingContext::builder(Duration::from_secs(1))
-        .clock(clock.clone())
-        .notices(brooklet::Notices::new(|_| {}))
-        .build()
-        .unwrap();
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
     ctx.execute(
         "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
     )
@@ -56,25 +49,13 @@ async fn run_window(
         .unwrap()
         .select(columns)
         .unwrap();
-    let outputs: Outputs = Arc::default();
-    let sink = Arc::clone(&outputs);
-    let handle = windowed
-        .foreach_batch(move |time, batch| {
-            sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
-            Ok(())
-        })
-        .unwrap();
+    let (handle, outputs) = record(windowed);
     ctx.start().await.unwrap();
     for (i, records) in batches.iter().enumerate() {
         events.push_records(records);
         let time = (i as i64 + 1) * 1000;
         clock.set(time);
-        while handle
-            .last_progress()
-            .is_none_or(|p| p.batch_time.millis() < time)
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for_batch(&handle, time).await;
     }
     let mut outputs = outputs.lock().unwrap().clone();
     for (_, rows) in &mut outputs {
@@ -252,43 +233,26 @@ async fn pane_folding_equals_recomputing_each_window_from_raw_rows() {
     }
 }
 
-use brooklet::datafusion::prelude::SessionContext;
-
 #[tokio::test]
 async fn a_raw_window_emits_every_row_of_the_window_at_each_slide() {
-    let clock = ManualClock::at(0);
-    let ctx = StreamingContext::builder(Duration::from_secs(1))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
     ctx.execute("CREATE SOURCE lines (line TEXT) WITH (connector = 'memory')")
         .await
         .unwrap();
     let lines = ctx.memory_source("lines").unwrap();
     // DStream window(4 s, 2 s) over 1 s batches: at 2 s, 4 s, 6 s, … the last four batches.
-    let outputs: Outputs = Arc::default();
-    let sink = Arc::clone(&outputs);
-    let handle = ctx
+    let windowed = ctx
         .source("lines")
         .unwrap()
         .window(WindowSpec::sliding(secs(4), secs(2)))
-        .unwrap()
-        .foreach_batch(move |time, batch| {
-            sink.lock().unwrap().push((time.millis(), csv_rows(&batch)));
-            Ok(())
-        })
         .unwrap();
+    let (handle, outputs) = record(windowed);
     ctx.start().await.unwrap();
     for (i, records) in ["a", "b", "", "c", "d\ne", "", ""].iter().enumerate() {
         lines.push_records(records);
         let time = (i as i64 + 1) * 1000;
         clock.set(time);
-        while handle
-            .last_progress()
-            .is_none_or(|p| p.batch_time.millis() < time)
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for_batch(&handle, time).await;
     }
     let expected: Vec<(i64, Vec<String>)> = vec![
         (2000, vec!["a".into(), "b".into()]),
