@@ -343,3 +343,67 @@ fn progress_reports_each_batch_on_stderr() {
         .sum();
     assert_eq!(rows_in, 2, "{stderr}");
 }
+
+#[test]
+fn a_tumbling_window_over_a_socket_emits_at_slide_boundaries_and_counts_every_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = sql_file(
+        &dir,
+        &format!(
+            "SET batch.interval = '200 ms';\n\
+             CREATE SOURCE lines (line TEXT) WITH (connector = 'socket', host = '127.0.0.1', port = {port});\n\
+             SELECT split_part(line, ' ', 1) AS level, count(*) AS n\n\
+             FROM lines GROUP BY tumble(INTERVAL '600' MILLISECOND), split_part(line, ' ', 1);\n"
+        ),
+    );
+    let mut child = brooklet()
+        .args(["run", file.to_str().unwrap(), "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut connection, _) = listener.accept().unwrap();
+    let levels = ["INFO", "WARN", "ERROR"];
+    let mut sent = [0u64; 3];
+    for i in 0..60 {
+        let level = (i * 7) % 3;
+        connection
+            .write_all(format!("{} request {i}\n", levels[level]).as_bytes())
+            .unwrap();
+        sent[level] += 1;
+        thread::sleep(Duration::from_millis(25));
+    }
+    // Two more windows, so the last lines' window has closed.
+    thread::sleep(Duration::from_millis(1_500));
+    sigint(&child);
+    assert!(child.wait().unwrap().success());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let blocks = blocks(&stdout);
+    assert!(blocks.len() >= 3, "{stdout}");
+    for pair in blocks.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            600,
+            "windows are emitted every 600 ms only:\n{stdout}"
+        );
+    }
+    let mut counted = [0u64; 3];
+    for (_, rows) in &blocks {
+        for row in rows.iter().filter(|r| *r != "level,n") {
+            let (level, n) = row.split_once(',').unwrap();
+            counted[levels.iter().position(|l| *l == level).unwrap()] += n.parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(
+        counted, sent,
+        "the tumbling counts add up to the lines sent"
+    );
+}
