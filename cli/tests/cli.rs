@@ -30,6 +30,20 @@ fn sql_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs the binary with `args`, feeding `input` on stdin, until it exits.
+fn run_with_input(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = brooklet()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Dropping stdin after the write ends the input.
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Batch headers and rows of csv-formatted console output.
 fn blocks(stdout: &str) -> Vec<(i64, Vec<String>)> {
     let mut blocks = Vec::new();
@@ -131,19 +145,10 @@ fn stdin_input_ends_the_run_after_its_last_batch() {
          CREATE SOURCE bids (auction BIGINT, price BIGINT) WITH (connector = 'stdin', format = 'csv');\n\
          SELECT auction, price * 2 AS doubled FROM bids WHERE price > 10;\n",
     );
-    let mut child = brooklet()
-        .args(["run", file.to_str().unwrap(), "--format", "csv"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"1,50\n2,5\n3,70")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_input(
+        &["run", file.to_str().unwrap(), "--format", "csv"],
+        b"1,50\n2,5\n3,70",
+    );
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let rows: Vec<String> = blocks(&stdout)
@@ -257,28 +262,17 @@ fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
 
 #[test]
 fn insert_into_a_console_sink_uses_the_sinks_format() {
-    let output = brooklet()
-        .args([
+    let output = run_with_input(
+        &[
             "--batch-interval",
             "100 ms",
             "-c",
             "CREATE SOURCE words (word TEXT) WITH (connector = 'stdin');\n\
              CREATE SINK out WITH (connector = 'console', format = 'json');\n\
              INSERT INTO out SELECT word, count(*) AS n FROM words GROUP BY word;",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"spark\nflink\nspark\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+        ],
+        b"spark\nflink\nspark\n",
+    );
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let mut rows: Vec<String> = blocks(&stdout)
@@ -300,21 +294,16 @@ fn insert_into_a_console_sink_uses_the_sinks_format() {
 
 #[test]
 fn progress_reports_each_batch_on_stderr() {
-    let mut child = brooklet()
-        .args([
+    let output = run_with_input(
+        &[
             "--progress",
             "--batch-interval",
             "100 ms",
             "-c",
             "CREATE SOURCE s (line TEXT) WITH (connector = 'stdin'); SELECT line FROM s;",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
-    let output = child.wait_with_output().unwrap();
+        ],
+        b"a\nb\n",
+    );
     assert!(output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     let lines: Vec<&str> = stderr
