@@ -102,15 +102,7 @@ impl Fixture {
             .unwrap();
         self.clock.set(self.time);
         let time = self.time;
-        runtime.block_on(async {
-            while self
-                .handle
-                .last_progress()
-                .is_none_or(|p| p.batch_time.millis() < time)
-            {
-                tokio::task::yield_now().await;
-            }
-        });
+        runtime.block_on(self.handle.await_batch(BatchTime::from_millis(time)));
     }
 }
 

@@ -311,8 +311,13 @@ async fn a_socket_source_waits_for_an_absent_server_and_reconnects() {
         .port();
     let notices: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = Arc::clone(&notices);
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let said_refused = Arc::clone(&refused);
     let ctx = StreamingContext::builder(Duration::from_millis(100))
         .notices(brooklet::Notices::new(move |m| {
+            if m.contains("cannot connect") {
+                said_refused.notify_one();
+            }
             seen.lock().unwrap().push(m.to_string())
         }))
         .build()
@@ -329,7 +334,8 @@ async fn a_socket_source_waits_for_an_absent_server_and_reconnects() {
         .into_stream()
         .unwrap();
     ctx.start().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Only once the source has found nobody listening does the server start.
+    refused.notified().await;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();

@@ -469,7 +469,7 @@ impl Engine {
             sources,
             status: watch::Sender::new(QueryStatus::Pending),
             stop_requested: AtomicBool::new(false),
-            progress: Mutex::default(),
+            progress: watch::Sender::new(None),
         });
         state.queries.push(Arc::clone(&shared));
         state.pending.push(PendingQuery {

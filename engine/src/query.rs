@@ -2,8 +2,8 @@
 //! and where its batches go.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{CallbackError, Error, Result};
 use crate::metrics::BatchInfo;
 use crate::sink::SinkWriter;
-use crate::sync::lock;
 use crate::time::BatchTime;
 
 /// How to stop.
@@ -81,7 +80,7 @@ pub(crate) struct QueryShared {
     pub(crate) sources: Vec<String>,
     pub(crate) status: watch::Sender<QueryStatus>,
     pub(crate) stop_requested: AtomicBool,
-    pub(crate) progress: Mutex<Option<BatchInfo>>,
+    pub(crate) progress: watch::Sender<Option<BatchInfo>>,
 }
 
 /// A running (or finished) query. Clones refer to the same query; dropping
@@ -123,7 +122,32 @@ impl QueryHandle {
 
     /// What its last batch did.
     pub fn last_progress(&self) -> Option<BatchInfo> {
-        lock(&self.shared.progress).clone()
+        self.shared.progress.borrow().clone()
+    }
+
+    /// Waits until the query has run the batch of `time` (or a later one),
+    /// and returns what that batch did; `None` if the query ended first.
+    /// With a [`ManualClock`](crate::ManualClock), this is how a test knows
+    /// that the batch it advanced the clock for is done.
+    pub async fn await_batch(&self, time: BatchTime) -> Option<BatchInfo> {
+        let mut progress = self.shared.progress.subscribe();
+        let mut status = self.shared.status.subscribe();
+        loop {
+            if let Some(info) = progress
+                .borrow_and_update()
+                .clone()
+                .filter(|p| p.batch_time >= time)
+            {
+                return Some(info);
+            }
+            if status.borrow_and_update().is_terminal() {
+                return None;
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return None },
+                changed = status.changed() => if changed.is_err() { return None },
+            }
+        }
     }
 
     /// Asks the query to stop before its next batch, without waiting.

@@ -320,7 +320,7 @@ impl Engine {
                 batches: query.batches,
                 state_bytes: query.state_bytes(),
             };
-            *lock(&query.shared.progress) = Some(info.clone());
+            query.shared.progress.send_replace(Some(info.clone()));
             for listener in &listeners {
                 listener.on_batch_completed(&query.shared.name, &info);
             }
