@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use brooklet::prelude::*;
 use brooklet::{BatchStream, QueryStatus};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::support::{csv_rows, manual_context};
 
@@ -150,29 +150,18 @@ async fn next_output(
     stream: &mut BatchStream,
     time: BatchTime,
 ) -> Option<brooklet::engine::Result<(BatchTime, RecordBatch)>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout(Duration::from_millis(5), stream.next()).await {
-            Ok(item) => return item,
-            Err(_) => {
-                let progressed = stream
-                    .handle()
-                    .last_progress()
-                    .is_some_and(|p| p.batch_time >= time);
-                if progressed || stream.handle().status().is_terminal() {
-                    // The batch ran; anything it sent is in the channel already.
-                    return tokio::time::timeout(Duration::from_millis(5), stream.next())
-                        .await
-                        .ok()
-                        .flatten();
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "batch {time} never ran"
-                );
-            }
+    let handle = stream.handle().clone();
+    let output = async {
+        tokio::select! {
+            biased;
+            item = stream.next() => item,
+            // The batch ran: anything it sent is in the channel already.
+            _ = handle.await_batch(time) => stream.next().now_or_never().flatten(),
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(20), output)
+        .await
+        .unwrap_or_else(|_| panic!("batch {time} never ran"))
 }
 
 async fn run_spec(path: &Path) {

@@ -16,14 +16,12 @@ pub fn manual_context(start: i64, interval: Duration) -> (StreamingContext, Manu
     (ctx, clock)
 }
 
-/// Waits (in real time, briefly) until the query has run batch `millis`.
+/// Waits until the query has run batch `millis`.
 pub async fn wait_for_batch(handle: &QueryHandle, millis: i64) {
-    while handle
-        .last_progress()
-        .is_none_or(|p| p.batch_time.millis() < millis)
-    {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    handle
+        .await_batch(BatchTime::from_millis(millis))
+        .await
+        .expect("the query ended before the batch");
 }
 
 /// The rows of a batch as CSV lines, without a header.
