@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod aggregate;
 pub mod connector;
 pub mod dstream;
 pub mod engine;

@@ -21,7 +21,6 @@ use datafusion::datasource::{TableType, source_as_provider};
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::{
@@ -91,7 +90,8 @@ pub(crate) fn scanned_streams(plan: &LogicalPlan) -> Vec<Arc<Node>> {
     found
 }
 
-type Slot = Arc<Mutex<Option<RecordBatch>>>;
+/// Where a per-batch plan's leaf finds its batch.
+pub(crate) type Slot = Arc<Mutex<Option<RecordBatch>>>;
 
 /// The leaf of a per-batch plan: hands out the batch put into its slot.
 #[derive(Debug)]
@@ -178,18 +178,8 @@ impl ExecutionPlan for StreamScanExec {
     }
 }
 
-/// A leaf of a physical plan whose batch is put in by hand: the input of a
-/// plan that runs on state rather than on a stream (a window's merge).
-pub(crate) fn slot_scan(
-    schema: SchemaRef,
-) -> datafusion::error::Result<(Arc<dyn ExecutionPlan>, Slot)> {
-    let scan = StreamScanExec::new(0, schema, None)?;
-    let slot = scan.slot.clone();
-    Ok((Arc::new(scan), slot))
-}
-
 /// The slots of every stream scan in `plan`.
-fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, Slot)>> {
+pub(crate) fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, Slot)>> {
     let mut scans = Vec::new();
     plan.apply(|p| {
         if let Some(scan) = p.downcast_ref::<StreamScanExec>() {
@@ -245,79 +235,5 @@ impl StatelessOperator {
         input: impl Fn(NodeId) -> Option<RecordBatch>,
     ) -> Result<RecordBatch> {
         run_plan(&self.plan, &self.task, &self.scans, input).await
-    }
-}
-
-/// A DataFusion aggregate split into its two phases, each planned once:
-/// `partial` turns rows into partial states (the accumulators' `state()`),
-/// `merge` turns partial states into final values (`merge_batch`, then
-/// `evaluate`). Any aggregate with a mergeable state works, user-defined
-/// ones included.
-pub(crate) struct SplitAggregate {
-    partial: Arc<dyn ExecutionPlan>,
-    partial_scans: Vec<(NodeId, Slot)>,
-    merge: Arc<dyn ExecutionPlan>,
-    merge_input: Slot,
-    task: Arc<TaskContext>,
-}
-
-impl SplitAggregate {
-    /// Splits `plan`, an aggregate over stream scans.
-    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
-        let physical = state.create_physical_plan(plan).await?;
-        let mut found: Option<AggregateExec> = None;
-        physical.apply(|p| {
-            if let Some(aggregate) = p.downcast_ref::<AggregateExec>()
-                && matches!(
-                    aggregate.mode(),
-                    AggregateMode::Partial | AggregateMode::Single
-                )
-            {
-                found = Some(aggregate.clone());
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        let aggregate =
-            found.ok_or_else(|| Error::Internal(format!("no aggregate in the plan:\n{plan}")))?;
-        let partial: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
-            AggregateMode::Partial,
-            aggregate.group_expr().clone(),
-            aggregate.aggr_expr().to_vec(),
-            aggregate.filter_expr().to_vec(),
-            Arc::clone(aggregate.input()),
-            aggregate.input_schema(),
-        )?);
-        let (merge_scan, merge_input) = slot_scan(partial.schema())?;
-        let merge: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
-            AggregateMode::Final,
-            aggregate.group_expr().as_final(),
-            aggregate.aggr_expr().to_vec(),
-            aggregate.filter_expr().to_vec(),
-            merge_scan,
-            aggregate.input_schema(),
-        )?);
-        Ok(SplitAggregate {
-            partial_scans: scan_slots(&partial)?,
-            partial,
-            merge,
-            merge_input,
-            task: state.task_ctx(),
-        })
-    }
-
-    /// The partial states of one batch of the input.
-    pub(crate) async fn partial(
-        &self,
-        input: impl Fn(NodeId) -> Option<RecordBatch>,
-    ) -> Result<RecordBatch> {
-        run_plan(&self.partial, &self.task, &self.partial_scans, input).await
-    }
-
-    /// The final values of a set of partial states.
-    pub(crate) async fn merge(&self, states: &[RecordBatch]) -> Result<RecordBatch> {
-        let states = arrow::compute::concat_batches(&self.partial.schema(), states)?;
-        let scans = [(0, Arc::clone(&self.merge_input))];
-        run_plan(&self.merge, &self.task, &scans, |_| Some(states.clone())).await
     }
 }

@@ -26,7 +26,8 @@ use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
-use crate::plan::{SplitAggregate, StatelessOperator};
+use crate::aggregate::Aggregation;
+use crate::plan::StatelessOperator;
 use crate::query::{Output, QueryShared, QueryStatus};
 use crate::source::{SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
@@ -136,17 +137,17 @@ impl Engine {
                     .await
                     .map(Operator::Stateless),
                 NodeKind::WindowAggregate { plan, input, spec } => match spec.validate(interval) {
-                    Ok(()) => SplitAggregate::compile(&session, plan)
-                        .await
-                        .map(|aggregate| {
-                            Operator::Window(WindowOperator::new(
-                                *spec,
-                                start,
-                                input.id,
-                                aggregate,
-                                node.schema.clone(),
-                            ))
-                        }),
+                    Ok(()) => match Aggregation::compile(&session, plan).await {
+                        Ok(aggregation) => WindowOperator::new(
+                            *spec,
+                            start,
+                            input.id,
+                            aggregation,
+                            node.schema.clone(),
+                        )
+                        .map(Operator::Window),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 },
                 NodeKind::Window { spec, .. } => spec.validate(interval).map(|()| {

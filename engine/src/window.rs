@@ -10,25 +10,27 @@
 //! `window_end = t`. At other batch times the operator emits nothing.
 //!
 //! The stream is cut into panes of `P = gcd(L, S)`: pane `k ≥ 1` holds the
-//! batches with times in `(zero + (k−1)·P, zero + k·P]`. Each batch is
-//! pre-aggregated into partial states (DataFusion's `AggregateMode::Partial`)
-//! and kept in its pane; a window's result is the final aggregation
-//! (`AggregateMode::Final`, the accumulators' `merge_batch`) over the partial
-//! states of its `L / P` panes. Raw rows are never kept, and a pane is
+//! batches with times in `(zero + (k−1)·P, zero + k·P]`. Each batch's rows
+//! are folded into the accumulators of its pane (DataFusion's
+//! `GroupsAccumulator::update_batch`); a closed pane keeps only their
+//! partial states (`state()`), and a window's result merges partial states
+//! (`merge_batch`, then `evaluate`). Raw rows are never kept, and a pane is
 //! dropped as soon as no later window needs it, so the state is sized by
-//! keys × live panes. A window over raw rows (DStream `window()`, no
-//! aggregate) keeps the batches themselves in its panes.
+//! keys × live panes. Panes are kept in two stacks ([`PaneQueue`]), so a
+//! window costs a constant number of merges whatever `L / S` is. A window
+//! over raw rows (DStream `window()`, no aggregate) keeps the batches
+//! themselves in its panes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
-use crate::plan::SplitAggregate;
+use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
 use crate::time::{BatchTime, format_duration};
 
 /// The length and slide of a window.
@@ -179,12 +181,20 @@ impl Panes {
     }
 }
 
-/// A running window aggregate: panes hold partial aggregates.
+/// A window aggregate. Each pane's rows are folded into accumulators as
+/// they arrive; when the pane closes its partial states are kept in a
+/// [`PaneQueue`]. A window's result merges at most two partials, whatever
+/// its length (see [`PaneQueue`]). A tumbling window (one pane per window)
+/// evaluates its pane's accumulators directly.
 pub(crate) struct WindowOperator {
     input: NodeId,
-    aggregate: SplitAggregate,
+    aggregation: Aggregation,
     schema: SchemaRef,
-    panes: Panes,
+    spec: WindowSpec,
+    zero: BatchTime,
+    index: KeyIndex,
+    pane: Option<Builder>,
+    panes: PaneQueue,
 }
 
 impl WindowOperator {
@@ -192,20 +202,24 @@ impl WindowOperator {
         spec: WindowSpec,
         zero: BatchTime,
         input: NodeId,
-        aggregate: SplitAggregate,
+        aggregation: Aggregation,
         schema: SchemaRef,
-    ) -> Self {
-        WindowOperator {
+    ) -> Result<Self> {
+        Ok(WindowOperator {
             input,
-            aggregate,
+            index: aggregation.key_index()?,
+            aggregation,
             schema,
-            panes: Panes::new(spec, zero),
-        }
+            spec,
+            zero,
+            pane: None,
+            panes: PaneQueue::default(),
+        })
     }
 
-    /// Bytes of state held (the partial states of the live panes).
+    /// Bytes of state held: the keys and the partial states of live panes.
     pub(crate) fn state_bytes(&self) -> usize {
-        self.panes.bytes()
+        self.index.bytes() + self.panes.bytes()
     }
 
     /// Takes the batch of `time`; returns the window ending at `time` if a
@@ -215,20 +229,57 @@ impl WindowOperator {
         time: BatchTime,
         batch: RecordBatch,
     ) -> Result<Option<RecordBatch>> {
-        if batch.num_rows() > 0 {
-            let input = self.input;
-            let state = self
-                .aggregate
-                .partial(|id| (id == input).then(|| batch.clone()))
-                .await?;
-            self.panes.insert(time, state);
-        }
-        let Some(states) = self.panes.take_window(time) else {
-            return Ok(None);
+        let input = self.input;
+        let rows = self
+            .aggregation
+            .rows(&mut self.index, |id| (id == input).then(|| batch.clone()))
+            .await?;
+        let pane = match self.pane.as_mut() {
+            Some(pane) => pane,
+            None => self.pane.insert(self.aggregation.builder()?),
         };
-        let result = self.aggregate.merge(&states).await?;
+        pane.update(&rows, self.index.len())?;
+        let (length, slide, pane_length) = (
+            self.spec.length.as_millis() as i64,
+            self.spec.slide.as_millis() as i64,
+            self.spec.pane_millis(),
+        );
+        let since_zero = time.millis() - self.zero.millis();
+        if since_zero % pane_length != 0 {
+            return Ok(None);
+        }
+        let pane = self.pane.take().expect("filled above");
+        if length == slide {
+            // Tumbling: the window is this one pane, and nothing outlives it.
+            let batch = self.output(time, &pane.evaluate()?)?;
+            self.index = self.aggregation.key_index()?;
+            return Ok(Some(batch));
+        }
+        self.panes
+            .push(since_zero / pane_length, pane.finish()?, &self.aggregation)?;
+        if since_zero % slide != 0 {
+            return Ok(None);
+        }
+        let evaluated = self.panes.evaluate(&self.aggregation, self.index.len())?;
+        let batch = self.output(time, &evaluated)?;
+        // The next window covers panes after (since_zero + slide − length).
+        let keep_from = (since_zero + slide - length).div_euclid(pane_length) + 1;
+        self.panes
+            .pop_before(keep_from, &self.aggregation, &mut self.index)?;
+        Ok(Some(batch))
+    }
+
+    /// The window's rows: `window_start`, `window_end`, then the keys that
+    /// had rows (all of them for a global aggregate) and their values.
+    fn output(&self, time: BatchTime, evaluated: &Evaluated) -> Result<RecordBatch> {
+        let groups = if self.index.is_global() {
+            None
+        } else {
+            evaluated.groups_with_rows()
+        };
+        let result = self.aggregation.output(&self.index, evaluated, groups.as_ref())?;
         let rows = result.num_rows();
-        let length = self.panes.spec.length.as_millis() as i64;
+        let length = self.spec.length.as_millis() as i64;
         let start: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
             time.millis() - length;
             rows
@@ -236,10 +287,114 @@ impl WindowOperator {
         let end: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![time.millis(); rows]));
         let mut columns = vec![start, end];
         columns.extend(result.columns().iter().cloned());
-        Ok(Some(RecordBatch::try_new(
+        Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
             columns,
-        )?))
+        )?)
+    }
+}
+
+/// The closed panes a window still needs, as a FIFO queue that answers
+/// "all panes combined" with at most two partials (the two-stacks sliding
+/// aggregation): new panes go on the back, with a running combination of
+/// the back; the front holds suffix combinations, so the oldest pane leaves
+/// by dropping one. When the front runs empty, the back is turned into
+/// suffix combinations, one merge per pane. So each pane costs three merges
+/// over its groups, amortized, whatever the window's length, and the
+/// window's result one more: the cost is nearly flat in `L / S`.
+///
+/// That turn is also when the key index is compacted: keys with no rows in
+/// any pane still needed are dropped, so state stays sized by the keys of
+/// live panes.
+#[derive(Default)]
+struct PaneQueue {
+    /// `(pane number, combination of this pane and every newer front pane)`,
+    /// newest first: the oldest is last.
+    front: Vec<(i64, Partial)>,
+    /// `(pane number, its partial)`, oldest first.
+    back: Vec<(i64, Partial)>,
+    back_total: Option<Partial>,
+}
+
+impl PaneQueue {
+    fn push(&mut self, number: i64, pane: Partial, aggregation: &Aggregation) -> Result<()> {
+        self.back_total = Some(match self.back_total.take() {
+            None => pane.clone(),
+            Some(total) => aggregation.combine(&[&total, &pane])?,
+        });
+        self.back.push((number, pane));
+        Ok(())
+    }
+
+    /// The final values of every pane combined.
+    fn evaluate(&self, aggregation: &Aggregation, groups: usize) -> Result<Evaluated> {
+        let parts: Vec<&Partial> = self
+            .front
+            .last()
+            .map(|(_, p)| p)
+            .into_iter()
+            .chain(self.back_total.as_ref())
+            .collect();
+        aggregation.evaluate(&parts, groups)
+    }
+
+    fn oldest(&self) -> Option<i64> {
+        self.front
+            .last()
+            .or_else(|| self.back.first())
+            .map(|(n, _)| *n)
+    }
+
+    /// Drops the panes numbered below `keep_from`.
+    fn pop_before(
+        &mut self,
+        keep_from: i64,
+        aggregation: &Aggregation,
+        index: &mut KeyIndex,
+    ) -> Result<()> {
+        while self.oldest().is_some_and(|n| n < keep_from) {
+            if self.front.is_empty() {
+                self.turn(aggregation, index)?;
+            }
+            self.front.pop();
+        }
+        Ok(())
+    }
+
+    /// Moves the back to the front as suffix combinations, dropping the
+    /// keys that no pane has rows for.
+    fn turn(&mut self, aggregation: &Aggregation, index: &mut KeyIndex) -> Result<()> {
+        let mut live = vec![false; index.len()];
+        for (_, pane) in &self.back {
+            for (g, &n) in pane.counts().iter().enumerate() {
+                live[g] |= n > 0;
+            }
+        }
+        if !index.is_global() && live.iter().any(|l| !l) {
+            let live: UInt32Array = (0..live.len() as u32).filter(|&g| live[g as usize]).collect();
+            index.compact(&live)?;
+            for (_, pane) in &mut self.back {
+                *pane = pane.compact(&live)?;
+            }
+        }
+        for (number, pane) in std::mem::take(&mut self.back).into_iter().rev() {
+            let combined = match self.front.last() {
+                None => pane,
+                Some((_, newer)) => aggregation.combine(&[&pane, newer])?,
+            };
+            self.front.push((number, combined));
+        }
+        self.back_total = None;
+        Ok(())
+    }
+
+    fn bytes(&self) -> usize {
+        self.front
+            .iter()
+            .chain(&self.back)
+            .map(|(_, p)| p.bytes())
+            .sum::<usize>()
+            + self.back_total.as_ref().map_or(0, Partial::bytes)
     }
 }
 

@@ -1,0 +1,537 @@
+//! Aggregates whose state outlives a batch (windows, running aggregates),
+//! run on DataFusion's accumulators directly.
+//!
+//! DataFusion plans the aggregate (so every aggregate function works, user
+//! aggregates included); [`Aggregation::compile`] takes the plan apart into
+//! its input plan, its group expressions and its aggregate expressions.
+//! Operators then keep:
+//!
+//! - a [`KeyIndex`]: each distinct group key gets a dense group index (with
+//!   DataFusion's `GroupValues`), and the keys are kept for output;
+//! - [`Partial`]s: the partial states (the accumulators' `state()`) of a set
+//!   of rows, one state row per group index, plus how many rows each group
+//!   had. Partials are combined with `merge_batch` by group index, with no
+//!   hashing, and evaluated with `evaluate`.
+//!
+//! Group indices only grow until the operator compacts the index
+//! ([`KeyIndex::compact`]), which keeps the live groups in order, so every
+//! partial stays dense after a compaction by taking a prefix of the live
+//! groups.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat, take};
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::{SessionState, TaskContext};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator, LogicalPlan};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+
+use crate::error::{Error, Result};
+use crate::graph::NodeId;
+use crate::plan::{Slot, run_plan, scan_slots};
+
+/// An aggregate taken apart: its per-batch input plan, its group
+/// expressions and its aggregate functions.
+pub(crate) struct Aggregation {
+    input: Arc<dyn ExecutionPlan>,
+    scans: Vec<(NodeId, Slot)>,
+    task: Arc<TaskContext>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    /// No rows, typed: feeding it sizes accumulators to a number of groups.
+    no_rows: Rows,
+}
+
+/// One batch's rows, ready to aggregate.
+pub(crate) struct Rows {
+    groups: Vec<usize>,
+    arguments: Vec<Vec<ArrayRef>>,
+    filters: Vec<Option<BooleanArray>>,
+}
+
+impl Rows {
+    /// The group index of each row.
+    pub(crate) fn groups(&self) -> &[usize] {
+        &self.groups
+    }
+}
+
+impl Aggregation {
+    /// Takes apart `plan`, an aggregate over stream scans. Its output schema
+    /// (group keys, then aggregates) is the plan's.
+    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
+        let physical = state.create_physical_plan(plan).await?;
+        let mut found: Option<AggregateExec> = None;
+        physical.apply(|p| {
+            if let Some(aggregate) = p.downcast_ref::<AggregateExec>()
+                && matches!(
+                    aggregate.mode(),
+                    AggregateMode::Partial | AggregateMode::Single
+                )
+            {
+                found = Some(aggregate.clone());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let aggregate =
+            found.ok_or_else(|| Error::Internal(format!("no aggregate in the plan:\n{plan}")))?;
+        let group = aggregate.group_expr();
+        if !group.is_single() {
+            return Err(Error::Plan(
+                "GROUPING SETS, CUBE and ROLLUP are not supported in a streaming aggregate".into(),
+            ));
+        }
+        if aggregate.aggr_expr().iter().any(|a| !a.order_bys().is_empty()) {
+            return Err(Error::Plan(
+                "ordered aggregates (… ORDER BY inside an aggregate) are not supported in a streaming aggregate"
+                    .into(),
+            ));
+        }
+        let input_schema = aggregate.input().schema();
+        let keys: Vec<Arc<dyn PhysicalExpr>> =
+            group.expr().iter().map(|(e, _)| Arc::clone(e)).collect();
+        let key_fields = keys
+            .iter()
+            .zip(group.expr())
+            .map(|(e, (_, name))| {
+                Ok(arrow::datatypes::Field::new(
+                    name,
+                    e.data_type(&input_schema)?,
+                    e.nullable(&input_schema)?,
+                ))
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let input = Arc::clone(aggregate.input());
+        let empty = RecordBatch::new_empty(Arc::clone(&input_schema));
+        let no_rows = Rows {
+            groups: Vec::new(),
+            arguments: aggregate
+                .aggr_expr()
+                .iter()
+                .map(|a| {
+                    a.expressions()
+                        .iter()
+                        .map(|e| e.evaluate(&empty).and_then(|v| v.into_array(0)))
+                        .collect::<datafusion::error::Result<Vec<_>>>()
+                })
+                .collect::<datafusion::error::Result<Vec<_>>>()?,
+            filters: vec![None; aggregate.aggr_expr().len()],
+        };
+        Ok(Aggregation {
+            no_rows,
+            scans: scan_slots(&input)?,
+            input,
+            task: state.task_ctx(),
+            keys,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates: aggregate.aggr_expr().to_vec(),
+            filters: aggregate.filter_expr().to_vec(),
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+        })
+    }
+
+    /// The output schema: group keys, then aggregates.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// An empty key index for this aggregate's keys.
+    pub(crate) fn key_index(&self) -> Result<KeyIndex> {
+        KeyIndex::new(Arc::clone(&self.key_schema))
+    }
+
+    /// Runs the input plan on one batch of the input streams, evaluates the
+    /// keys (interning them in `index`), the arguments and the filters.
+    pub(crate) async fn rows(
+        &self,
+        index: &mut KeyIndex,
+        input: impl Fn(NodeId) -> Option<RecordBatch>,
+    ) -> Result<Rows> {
+        let batch = run_plan(&self.input, &self.task, &self.scans, input).await?;
+        let n = batch.num_rows();
+        let keys = self
+            .keys
+            .iter()
+            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let mut groups = Vec::with_capacity(n);
+        index.intern(&keys, n, &mut groups)?;
+        let arguments = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .map(|f| {
+                        let array = f.evaluate(&batch)?.into_array(n)?;
+                        array
+                            .as_any()
+                            .downcast_ref::<BooleanArray>()
+                            .cloned()
+                            .ok_or_else(|| {
+                                datafusion::error::DataFusionError::Internal(
+                                    "an aggregate FILTER is not boolean".into(),
+                                )
+                            })
+                    })
+                    .transpose()
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(Rows {
+            groups,
+            arguments,
+            filters,
+        })
+    }
+
+    fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.aggregates
+            .iter()
+            .map(|a| {
+                Ok(if a.groups_accumulator_supported() {
+                    a.create_groups_accumulator()?
+                } else {
+                    let a = Arc::clone(a);
+                    Box::new(GroupsAccumulatorAdapter::new(move || a.create_accumulator()))
+                        as Box<dyn GroupsAccumulator>
+                })
+            })
+            .collect()
+    }
+
+    /// A builder of the partial states of some rows.
+    pub(crate) fn builder(&self) -> Result<Builder> {
+        Ok(Builder {
+            accumulators: self.accumulators()?,
+            counts: Vec::new(),
+        })
+    }
+
+    /// Merges partials into fresh accumulators, over `groups` groups.
+    fn merged(&self, parts: &[&Partial], groups: usize) -> Result<Builder> {
+        let mut builder = self.builder()?;
+        let mut counts = vec![0u64; groups];
+        let identity: Vec<usize> = (0..parts.iter().map(|p| p.len()).max().unwrap_or(0)).collect();
+        for part in parts.iter().filter(|p| p.len() > 0) {
+            for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
+                accumulator.merge_batch(states, &identity[..part.len()], groups)?;
+            }
+            for (total, n) in counts.iter_mut().zip(&part.counts) {
+                *total += n;
+            }
+        }
+        builder.update(&self.no_rows, groups)?;
+        builder.counts = counts;
+        Ok(builder)
+    }
+
+    /// The partial states of the rows of all `parts` together.
+    pub(crate) fn combine(&self, parts: &[&Partial]) -> Result<Partial> {
+        let groups = parts.iter().map(|p| p.len()).max().unwrap_or(0);
+        self.merged(parts, groups)?.finish()
+    }
+
+    /// The final values of `parts` together, over `groups` groups: one
+    /// array per aggregate, and the row count of each group.
+    pub(crate) fn evaluate(&self, parts: &[&Partial], groups: usize) -> Result<Evaluated> {
+        self.merged(parts, groups)?.evaluate()
+    }
+
+    /// The output rows of `groups` (ascending group indices) of `values`.
+    /// For a global aggregate (no keys) the one group is always output.
+    pub(crate) fn output(
+        &self,
+        index: &KeyIndex,
+        values: &Evaluated,
+        groups: Option<&UInt32Array>,
+    ) -> Result<RecordBatch> {
+        let pick = |a: &ArrayRef| -> Result<ArrayRef> {
+            Ok(match groups {
+                Some(g) => take(a.as_ref(), g, None)?,
+                None => Arc::clone(a),
+            })
+        };
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for key in index.keys()? {
+            columns.push(pick(&key)?);
+        }
+        for value in &values.values {
+            columns.push(pick(value)?);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// Final values of some groups: one array per aggregate, and how many rows
+/// each group had.
+pub(crate) struct Evaluated {
+    pub(crate) values: Vec<ArrayRef>,
+    pub(crate) counts: Vec<u64>,
+}
+
+impl Evaluated {
+    /// The groups that had rows, ascending; `None` when all of them had.
+    pub(crate) fn groups_with_rows(&self) -> Option<UInt32Array> {
+        if self.counts.iter().all(|&n| n > 0) {
+            return None;
+        }
+        Some(
+            self.counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(g, _)| g as u32)
+                .collect(),
+        )
+    }
+}
+
+/// Accumulators being fed rows.
+pub(crate) struct Builder {
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    counts: Vec<u64>,
+}
+
+impl Builder {
+    /// Adds `rows`, whose group indices are below `groups`.
+    pub(crate) fn update(&mut self, rows: &Rows, groups: usize) -> Result<()> {
+        for ((accumulator, arguments), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(&rows.arguments)
+            .zip(&rows.filters)
+        {
+            accumulator.update_batch(arguments, &rows.groups, filter.as_ref(), groups)?;
+        }
+        if self.counts.len() < groups {
+            self.counts.resize(groups, 0);
+        }
+        for &g in &rows.groups {
+            self.counts[g] += 1;
+        }
+        Ok(())
+    }
+
+    /// The partial states of what was added.
+    pub(crate) fn finish(mut self) -> Result<Partial> {
+        let states = self
+            .accumulators
+            .iter_mut()
+            .map(|a| {
+                if self.counts.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    a.state(EmitTo::All)
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(Partial {
+            states,
+            counts: self.counts,
+        })
+    }
+
+    /// The final values of what was added, for `counts.len()` groups.
+    pub(crate) fn evaluate(mut self) -> Result<Evaluated> {
+        let values = self
+            .accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(Evaluated {
+            values,
+            counts: self.counts,
+        })
+    }
+}
+
+/// The partial states of a set of rows: per aggregate its state columns,
+/// one row per group index `0..len`, and each group's row count.
+#[derive(Clone, Default)]
+pub(crate) struct Partial {
+    states: Vec<Vec<ArrayRef>>,
+    counts: Vec<u64>,
+}
+
+impl Partial {
+    /// How many group indices it covers.
+    pub(crate) fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// How many rows each group had.
+    pub(crate) fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.states
+            .iter()
+            .flatten()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>()
+            + self.counts.len() * 8
+    }
+
+    /// Keeps the groups `live` (ascending) that it covers, renumbered
+    /// `0..`: the partial after [`KeyIndex::compact`] with the same `live`.
+    pub(crate) fn compact(&self, live: &UInt32Array) -> Result<Partial> {
+        let covered = live.values().partition_point(|&g| (g as usize) < self.len());
+        let indices = live.slice(0, covered);
+        let states = self
+            .states
+            .iter()
+            .map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| Ok(take(c.as_ref(), &indices, None)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let counts = indices
+            .values()
+            .iter()
+            .map(|&g| self.counts[g as usize])
+            .collect();
+        Ok(Partial { states, counts })
+    }
+}
+
+/// Group keys to dense group indices (in order of first appearance), with
+/// the keys kept for output. A global aggregate (no keys) has one group.
+pub(crate) struct KeyIndex {
+    values: Option<Box<dyn GroupValues>>,
+    schema: SchemaRef,
+    keys: Vec<Vec<ArrayRef>>,
+    len: usize,
+}
+
+impl KeyIndex {
+    fn new(schema: SchemaRef) -> Result<Self> {
+        let global = schema.fields().is_empty();
+        Ok(KeyIndex {
+            values: if global {
+                None
+            } else {
+                Some(new_group_values(Arc::clone(&schema), &GroupOrdering::None)?)
+            },
+            schema,
+            keys: Vec::new(),
+            len: usize::from(global),
+        })
+    }
+
+    /// Whether this is the one group of an aggregate without keys.
+    pub(crate) fn is_global(&self) -> bool {
+        self.values.is_none()
+    }
+
+    /// How many groups there are.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes held by the index and its keys.
+    pub(crate) fn bytes(&self) -> usize {
+        self.values.as_ref().map_or(0, |v| v.size())
+            + self
+                .keys
+                .iter()
+                .flatten()
+                .map(|a| a.get_array_memory_size())
+                .sum::<usize>()
+    }
+
+    /// The group index of each of the `n` rows of key columns `keys`.
+    fn intern(&mut self, keys: &[ArrayRef], n: usize, groups: &mut Vec<usize>) -> Result<()> {
+        let Some(values) = self.values.as_mut() else {
+            groups.clear();
+            groups.resize(n, 0);
+            return Ok(());
+        };
+        if n == 0 {
+            groups.clear();
+            return Ok(());
+        }
+        values.intern(keys, groups)?;
+        let before = self.len;
+        // New groups are numbered in order of first appearance.
+        let mut first_rows: Vec<u32> = Vec::new();
+        for (row, &g) in groups.iter().enumerate() {
+            if g == before + first_rows.len() {
+                first_rows.push(row as u32);
+            }
+        }
+        if !first_rows.is_empty() {
+            let rows = UInt32Array::from(first_rows);
+            self.keys.push(
+                keys.iter()
+                    .map(|k| Ok(take(k.as_ref(), &rows, None)?))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            self.len = values.len();
+        }
+        Ok(())
+    }
+
+    /// The key columns, one row per group index.
+    pub(crate) fn keys(&self) -> Result<Vec<ArrayRef>> {
+        (0..self.schema.fields().len())
+            .map(|c| {
+                let parts: Vec<&dyn Array> = self.keys.iter().map(|k| k[c].as_ref()).collect();
+                Ok(match parts.len() {
+                    0 => arrow::array::new_empty_array(self.schema.field(c).data_type()),
+                    1 => Arc::clone(&self.keys[0][c]),
+                    _ => concat(&parts)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps only the groups `live` (ascending), renumbered `0..` in order.
+    pub(crate) fn compact(&mut self, live: &UInt32Array) -> Result<()> {
+        if self.values.is_none() {
+            return Ok(());
+        }
+        let keys = self
+            .keys()?
+            .iter()
+            .map(|k| Ok(take(k.as_ref(), live, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut fresh = new_group_values(Arc::clone(&self.schema), &GroupOrdering::None)?;
+        let mut groups = Vec::new();
+        if !live.is_empty() {
+            fresh.intern(&keys, &mut groups)?;
+        }
+        self.values = Some(fresh);
+        self.len = live.len();
+        self.keys = if live.is_empty() {
+            Vec::new()
+        } else {
+            vec![keys]
+        };
+        Ok(())
+    }
+}
