@@ -35,9 +35,9 @@ pub use brooklet_engine::datafusion;
 pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::{MemorySource, Source};
 pub use brooklet_engine::{
-    BatchInfo, BatchStream, BatchTime, Clock, DStream, ManualClock, Notices, QueryHandle,
-    QueryStatus, RecordBatch, SchemaRef, SinkInfo, SourceInfo, StopMode, StreamingListener,
-    SystemClock,
+    BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, ManualClock, Notices, QueryHandle,
+    QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo, SourceInfo, StopMode,
+    StreamingListener, SystemClock, WindowSpec,
 };
 pub use brooklet_sql as sql;
 pub use brooklet_sql::{Error, Location, Result};
@@ -51,7 +51,7 @@ pub mod prelude {
     pub use crate::datafusion::prelude::{col, lit};
     pub use crate::{
         BatchStream, BatchTime, DStream, Error, ManualClock, QueryHandle, RecordBatch, Result,
-        StopMode, StreamingContext,
+        RunningSpec, StopMode, StreamingContext, WindowSpec,
     };
 }
 

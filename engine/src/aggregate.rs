@@ -93,7 +93,11 @@ impl Aggregation {
                 "GROUPING SETS, CUBE and ROLLUP are not supported in a streaming aggregate".into(),
             ));
         }
-        if aggregate.aggr_expr().iter().any(|a| !a.order_bys().is_empty()) {
+        if aggregate
+            .aggr_expr()
+            .iter()
+            .any(|a| !a.order_bys().is_empty())
+        {
             return Err(Error::Plan(
                 "ordered aggregates (… ORDER BY inside an aggregate) are not supported in a streaming aggregate"
                     .into(),
@@ -140,11 +144,6 @@ impl Aggregation {
             filters: aggregate.filter_expr().to_vec(),
             schema: Arc::new(plan.schema().as_arrow().clone()),
         })
-    }
-
-    /// The output schema: group keys, then aggregates.
-    pub(crate) fn schema(&self) -> &SchemaRef {
-        &self.schema
     }
 
     /// An empty key index for this aggregate's keys.
@@ -213,8 +212,9 @@ impl Aggregation {
                     a.create_groups_accumulator()?
                 } else {
                     let a = Arc::clone(a);
-                    Box::new(GroupsAccumulatorAdapter::new(move || a.create_accumulator()))
-                        as Box<dyn GroupsAccumulator>
+                    Box::new(GroupsAccumulatorAdapter::new(move || {
+                        a.create_accumulator()
+                    })) as Box<dyn GroupsAccumulator>
                 })
             })
             .collect()
@@ -398,7 +398,9 @@ impl Partial {
     /// Keeps the groups `live` (ascending) that it covers, renumbered
     /// `0..`: the partial after [`KeyIndex::compact`] with the same `live`.
     pub(crate) fn compact(&self, live: &UInt32Array) -> Result<Partial> {
-        let covered = live.values().partition_point(|&g| (g as usize) < self.len());
+        let covered = live
+            .values()
+            .partition_point(|&g| (g as usize) < self.len());
         let indices = live.slice(0, covered);
         let states = self
             .states

@@ -21,11 +21,12 @@ use crate::error::{CallbackError, Result};
 use crate::graph::{Node, NodeKind};
 use crate::plan::{StreamTable, scanned_streams};
 use crate::query::{Output, QueryHandle};
+use crate::running::RunningSpec;
 use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
-use crate::window::{WindowSpec, output_schema};
+use crate::window::{WindowSpec, output_schema, with_bounds};
 
 /// A planned stream: nothing runs until an output operation.
 #[derive(Clone)]
@@ -82,6 +83,11 @@ impl DStream {
         Arc::new(StreamTable::new(self.node.clone()))
     }
 
+    /// A number identifying this stream in its engine.
+    pub fn id(&self) -> usize {
+        self.node.id
+    }
+
     /// The schema of the stream's batches.
     pub fn schema(&self) -> SchemaRef {
         self.node.schema.clone()
@@ -114,6 +120,7 @@ impl DStream {
             NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
             NodeKind::Source { .. }
             | NodeKind::WindowAggregate { .. }
+            | NodeKind::RunningAggregate { .. }
             | NodeKind::Window { .. } => self.scan()?,
         };
         let plan = f(builder)?.build()?;
@@ -160,16 +167,58 @@ impl DStream {
         })
     }
 
+    /// A running aggregate over every batch so far, grouped by `group`
+    /// (DStream `updateStateByKey`): every batch emits the keys that had
+    /// rows in it, or every key, as `spec` says; see [`crate::running`].
+    pub fn running_aggregate(
+        &self,
+        group: Vec<Expr>,
+        aggregates: Vec<Expr>,
+        spec: RunningSpec,
+    ) -> Result<Self> {
+        let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let node = self.engine.new_node(
+            schema,
+            NodeKind::RunningAggregate {
+                plan,
+                input: self.node.clone(),
+                spec,
+            },
+        );
+        Ok(DStream {
+            node,
+            ..self.clone()
+        })
+    }
+
     /// DStream `window()`: at each slide boundary of `spec`, every row of the
     /// window's batches (processing time; see [`crate::window`]). The rows
     /// themselves are kept while a window needs them.
     pub fn window(&self, spec: WindowSpec) -> Result<Self> {
+        self.raw_window(spec, false)
+    }
+
+    /// [`DStream::window`] with each row's window appended as
+    /// `window_start` and `window_end` (the rows of Flink's `TUMBLE` and
+    /// `HOP` table functions).
+    pub fn window_with_bounds(&self, spec: WindowSpec) -> Result<Self> {
+        self.raw_window(spec, true)
+    }
+
+    fn raw_window(&self, spec: WindowSpec, bounds: bool) -> Result<Self> {
         spec.validate(self.engine.batch_interval())?;
+        let schema = if bounds {
+            with_bounds(&self.node.schema)
+        } else {
+            self.node.schema.clone()
+        };
         let node = self.engine.new_node(
-            self.node.schema.clone(),
+            schema,
             NodeKind::Window {
                 input: self.node.clone(),
                 spec,
+                bounds,
             },
         );
         Ok(DStream {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 
+use crate::running::RunningSpec;
 use crate::window::WindowSpec;
 
 /// Identifies a node of the operator graph.
@@ -29,14 +30,26 @@ pub(crate) enum NodeKind {
         plan: LogicalPlan,
         inputs: Vec<Arc<Node>>,
     },
-    /// DStream `window()`: every slide, the rows of the window.
-    Window { input: Arc<Node>, spec: WindowSpec },
+    /// DStream `window()`: every slide, the rows of the window, with
+    /// `window_start` and `window_end` appended when `bounds`.
+    Window {
+        input: Arc<Node>,
+        spec: WindowSpec,
+        bounds: bool,
+    },
     /// A processing-time window aggregate of its input stream: `plan` is
     /// the aggregate over a scan of `input`, run by pane folding.
     WindowAggregate {
         plan: LogicalPlan,
         input: Arc<Node>,
         spec: WindowSpec,
+    },
+    /// A running aggregate of its input stream over all batches so far:
+    /// `plan` is the aggregate over a scan of `input`.
+    RunningAggregate {
+        plan: LogicalPlan,
+        input: Arc<Node>,
+        spec: RunningSpec,
     },
 }
 
@@ -46,7 +59,9 @@ impl Node {
         match &self.kind {
             NodeKind::Source { .. } => Vec::new(),
             NodeKind::Stateless { inputs, .. } => inputs.iter().collect(),
-            NodeKind::WindowAggregate { input, .. } | NodeKind::Window { input, .. } => vec![input],
+            NodeKind::WindowAggregate { input, .. }
+            | NodeKind::Window { input, .. }
+            | NodeKind::RunningAggregate { input, .. } => vec![input],
         }
     }
 

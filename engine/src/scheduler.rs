@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use tokio::sync::Notify;
 
+use crate::aggregate::Aggregation;
 use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
-use crate::aggregate::Aggregation;
 use crate::plan::StatelessOperator;
 use crate::query::{Output, QueryShared, QueryStatus};
+use crate::running::RunningAggregateOperator;
 use crate::source::{SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
@@ -58,6 +59,7 @@ enum Operator {
     Stateless(StatelessOperator),
     Window(WindowOperator),
     RawWindow(RawWindowOperator),
+    Running(RunningAggregateOperator),
 }
 
 /// An open source and how many running queries read it.
@@ -150,8 +152,26 @@ impl Engine {
                     },
                     Err(e) => Err(e),
                 },
-                NodeKind::Window { spec, .. } => spec.validate(interval).map(|()| {
-                    Operator::RawWindow(RawWindowOperator::new(*spec, start, node.schema.clone()))
+                NodeKind::RunningAggregate { plan, input, spec } => {
+                    match Aggregation::compile(&session, plan).await {
+                        Ok(aggregation) => {
+                            RunningAggregateOperator::new(input.id, aggregation, *spec)
+                                .map(Operator::Running)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                NodeKind::Window {
+                    input,
+                    spec,
+                    bounds,
+                } => spec.validate(interval).map(|()| {
+                    Operator::RawWindow(RawWindowOperator::new(
+                        *spec,
+                        start,
+                        input.schema.clone(),
+                        bounds.then(|| node.schema.clone()),
+                    ))
                 }),
             };
             match operator {
@@ -352,6 +372,7 @@ impl RunningQuery {
             .map(|op| match op {
                 Operator::Window(w) => w.state_bytes() as u64,
                 Operator::RawWindow(w) => w.state_bytes() as u64,
+                Operator::Running(r) => r.state_bytes() as u64,
                 Operator::Stateless(_) => 0,
             })
             .sum()
@@ -399,6 +420,9 @@ impl RunningQuery {
                             op.on_batch(time, input_batch(node, &values)).await?
                         }
                         Operator::RawWindow(op) => op.on_batch(time, input_batch(node, &values))?,
+                        Operator::Running(op) => {
+                            Some(op.on_batch(time, input_batch(node, &values)).await?)
+                        }
                     }
                 }
             };

@@ -28,9 +28,9 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
-use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
 use crate::time::{BatchTime, format_duration};
 
 /// The length and slide of a window.
@@ -118,6 +118,25 @@ pub(crate) fn output_schema(aggregate: &Schema) -> SchemaRef {
     ];
     fields.extend(aggregate.fields().iter().cloned());
     Arc::new(Schema::new(fields))
+}
+
+/// `schema` with `window_start` and `window_end` appended.
+pub(crate) fn with_bounds(schema: &Schema) -> SchemaRef {
+    let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("window_start", time.clone(), false)));
+    fields.push(Arc::new(Field::new("window_end", time, false)));
+    Arc::new(Schema::new(fields))
+}
+
+/// The bounds of the window ending at `time`, `rows` times each.
+fn bounds(time: BatchTime, length: Duration, rows: usize) -> [ArrayRef; 2] {
+    let end = time.millis();
+    let start = end - length.as_millis() as i64;
+    [
+        Arc::new(TimestampMillisecondArray::from(vec![start; rows])),
+        Arc::new(TimestampMillisecondArray::from(vec![end; rows])),
+    ]
 }
 
 /// Batches kept by pane, and the window arithmetic over batch times.
@@ -277,20 +296,12 @@ impl WindowOperator {
         } else {
             evaluated.groups_with_rows()
         };
-        let result = self.aggregation.output(&self.index, evaluated, groups.as_ref())?;
-        let rows = result.num_rows();
-        let length = self.spec.length.as_millis() as i64;
-        let start: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
-            time.millis() - length;
-            rows
-        ]));
-        let end: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![time.millis(); rows]));
-        let mut columns = vec![start, end];
+        let result = self
+            .aggregation
+            .output(&self.index, evaluated, groups.as_ref())?;
+        let mut columns = bounds(time, self.spec.length, result.num_rows()).to_vec();
         columns.extend(result.columns().iter().cloned());
-        Ok(RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            columns,
-        )?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 
@@ -371,7 +382,9 @@ impl PaneQueue {
             }
         }
         if !index.is_global() && live.iter().any(|l| !l) {
-            let live: UInt32Array = (0..live.len() as u32).filter(|&g| live[g as usize]).collect();
+            let live: UInt32Array = (0..live.len() as u32)
+                .filter(|&g| live[g as usize])
+                .collect();
             index.compact(&live)?;
             for (_, pane) in &mut self.back {
                 *pane = pane.compact(&live)?;
@@ -398,17 +411,25 @@ impl PaneQueue {
     }
 }
 
-/// DStream `window()`: every slide, all rows of the window. Panes hold the
-/// raw batches, as the result needs them.
+/// DStream `window()`: every slide, all rows of the window (with the
+/// window's bounds appended when asked). Panes hold the raw batches, as the
+/// result needs them.
 pub(crate) struct RawWindowOperator {
-    schema: SchemaRef,
+    input_schema: SchemaRef,
+    with_bounds: Option<SchemaRef>,
     panes: Panes,
 }
 
 impl RawWindowOperator {
-    pub(crate) fn new(spec: WindowSpec, zero: BatchTime, schema: SchemaRef) -> Self {
+    pub(crate) fn new(
+        spec: WindowSpec,
+        zero: BatchTime,
+        input_schema: SchemaRef,
+        with_bounds: Option<SchemaRef>,
+    ) -> Self {
         RawWindowOperator {
-            schema,
+            input_schema,
+            with_bounds,
             panes: Panes::new(spec, zero),
         }
     }
@@ -427,13 +448,16 @@ impl RawWindowOperator {
         if batch.num_rows() > 0 {
             self.panes.insert(time, batch);
         }
-        match self.panes.take_window(time) {
-            None => Ok(None),
-            Some(batches) => Ok(Some(arrow::compute::concat_batches(
-                &self.schema,
-                &batches,
-            )?)),
-        }
+        let Some(batches) = self.panes.take_window(time) else {
+            return Ok(None);
+        };
+        let rows = arrow::compute::concat_batches(&self.input_schema, &batches)?;
+        let Some(schema) = &self.with_bounds else {
+            return Ok(Some(rows));
+        };
+        let mut columns = rows.columns().to_vec();
+        columns.extend(bounds(time, self.panes.spec.length, rows.num_rows()));
+        Ok(Some(RecordBatch::try_new(Arc::clone(schema), columns)?))
     }
 }
 

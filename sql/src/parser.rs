@@ -217,6 +217,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
                 column: e.location.column,
             }),
         })?;
+    let tokens = drop_table_keyword_in_window_functions(tokens);
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens);
@@ -251,6 +252,34 @@ pub fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>> {
         });
     }
     Ok(statements)
+}
+
+/// Flink's window table functions take `TABLE t` as their first argument
+/// (`TUMBLE(TABLE bids, DESCRIPTOR(ts), …)`), which no sqlparser dialect
+/// reads as a function argument; the `TABLE` keyword right after
+/// `TUMBLE(`, `HOP(`, `SESSION(` or `CUMULATE(` is dropped (spans stay).
+fn drop_table_keyword_in_window_functions(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        if let Token::Word(w) = &token.token
+            && w.keyword == Keyword::TABLE
+        {
+            let mut before = out
+                .iter()
+                .rev()
+                .filter(|t| !matches!(t.token, Token::Whitespace(_)));
+            if let (Some(paren), Some(Token::Word(function))) =
+                (before.next(), before.next().map(|t| &t.token))
+                && paren.token == Token::LParen
+                && ["tumble", "hop", "session", "cumulate"]
+                    .contains(&function.value.to_ascii_lowercase().as_str())
+            {
+                continue;
+            }
+        }
+        out.push(token);
+    }
+    out
 }
 
 /// The position just after the last character: where `found: EOF` points.

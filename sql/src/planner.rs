@@ -12,13 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use brooklet_engine::datafusion::logical_expr::LogicalPlan;
 use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
 use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption, Ident};
-use brooklet_engine::time::parse_duration;
-use brooklet_engine::{DStream, Engine};
+use brooklet_engine::time::{format_duration, parse_duration};
+use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement};
 
 /// The settings `SET` knows, besides `datafusion.*`.
-pub const SETTINGS: &[&str] = &["batch.interval"];
+pub const SETTINGS: &[&str] = &["batch.interval", "state.ttl"];
 
 /// What a statement asks for.
 #[derive(Debug)]
@@ -49,6 +51,7 @@ pub enum Planned {
 pub struct Planner {
     engine: Engine,
     per_batch_notice_given: Arc<AtomicBool>,
+    state_ttl: Arc<Mutex<Option<Duration>>>,
 }
 
 /// A name as SQL means it: unquoted names are lower-cased.
@@ -66,6 +69,7 @@ impl Planner {
         Planner {
             engine,
             per_batch_notice_given: Arc::default(),
+            state_ttl: Arc::default(),
         }
     }
 
@@ -167,6 +171,17 @@ impl Planner {
                 self.engine.set_batch_interval(interval)?;
                 Ok(Planned::Done(format!("batch.interval = {value}")))
             }
+            "state.ttl" | "state_ttl" => {
+                let ttl = match value.trim().to_ascii_lowercase().as_str() {
+                    "" | "none" | "off" | "0" => None,
+                    _ => Some(parse_duration(value)?).filter(|d| !d.is_zero()),
+                };
+                *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner()) = ttl;
+                Ok(Planned::Done(format!(
+                    "state.ttl = {}",
+                    ttl.map_or("none".into(), format_duration)
+                )))
+            }
             _ if key.starts_with("datafusion.") => {
                 self.engine
                     .session()
@@ -221,32 +236,53 @@ impl Planner {
         emit: Option<Emit>,
         text: &str,
     ) -> Result<DStream> {
-        let statement =
-            DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
-        let plan = self
-            .engine
-            .session()
-            .state()
-            .statement_to_plan(statement)
-            .await?;
-        if let Some(stream) = crate::window::plan_windowed(&self.engine, &plan)? {
-            return match emit {
-                None | Some(Emit::OnWindowClose) => Ok(stream.describe(text)),
-                Some(emit) => Err(Error::plan(format!(
-                    "{emit} on a window is not supported yet; windows emit once, when they close"
-                ))),
-            };
+        let mut query = query.clone();
+        let mut windows = Vec::new();
+        let registered =
+            crate::window::register_window_tables(&self.engine, &mut query, &mut windows).await;
+        let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
+        let plan = match registered {
+            Ok(()) => self
+                .engine
+                .session()
+                .state()
+                .statement_to_plan(statement)
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        // The plan holds the window tables it reads; the names were only for planning.
+        for window in &windows {
+            let _ = self.engine.session().deregister_table(window.name());
         }
-        if let Some(emit) = emit {
-            return Err(Error::plan(format!(
-                "{emit} needs a window or a running aggregate; running aggregates are not supported yet, \
-                 so remove it to get per-batch results"
-            )));
+        let plan = plan?;
+        let ttl = *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner());
+        let running = match emit {
+            None | Some(Emit::OnWindowClose) => None,
+            Some(Emit::Changes) => Some(RunningSpec {
+                emit: EmitMode::Changes,
+                ttl,
+            }),
+            Some(Emit::Complete) => Some(RunningSpec {
+                emit: EmitMode::Complete,
+                ttl,
+            }),
+        };
+        if let Some(stream) = crate::window::plan_stateful(&self.engine, &plan, &windows, running)?
+        {
+            return Ok(stream.describe(text));
+        }
+        if emit == Some(Emit::OnWindowClose) {
+            return Err(Error::plan(
+                "EMIT ON WINDOW CLOSE needs a window: group by tumble(…) or hop(…), \
+                 or read FROM TABLE(TUMBLE(…))",
+            ));
         }
         if has_aggregate(&plan) && !self.per_batch_notice_given.swap(true, Ordering::SeqCst) {
             self.engine.notices().send(
                 "GROUP BY without a window is computed per batch (as DStream reduceByKey); \
-                 group by tumble(INTERVAL '10' SECOND) or hop(slide, size) to aggregate across batches",
+                 add EMIT CHANGES for a running aggregate over all input, \
+                 or group by tumble(INTERVAL '10' SECOND) for windows",
             );
         }
         Ok(DStream::from_plan(&self.engine, plan)?.describe(text))

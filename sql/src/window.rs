@@ -19,14 +19,17 @@
 use std::time::Duration;
 
 use brooklet_engine::time::parse_duration;
-use brooklet_engine::{DStream, Engine, WindowSpec};
+use std::sync::Arc;
+
+use brooklet_engine::datafusion::sql::sqlparser::ast;
+use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, WindowSpec};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions::core::expr_fn::named_struct;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::{col, lit};
@@ -162,76 +165,482 @@ fn strip_qualifiers(expr: Expr) -> Result<Expr> {
         .data)
 }
 
-/// If `plan` groups by a window, the stream that runs it; `None` otherwise.
-pub(crate) fn plan_windowed(engine: &Engine, plan: &LogicalPlan) -> Result<Option<DStream>> {
-    let mut windowed = Vec::new();
-    plan.apply(|p| {
-        if let LogicalPlan::Aggregate(a) = p
-            && a.group_expr.iter().any(|e| window_call(e).is_some())
+/// A window table function of the query (`TABLE(TUMBLE(TABLE s, …))`),
+/// registered under a name of its own while the query is planned.
+pub(crate) struct WindowTable {
+    name: String,
+    spec: WindowSpec,
+    /// The source's rows of each batch, with placeholder bounds: what an
+    /// aggregate over the window reads (the window operator adds the bounds).
+    per_batch: DStream,
+}
+
+impl WindowTable {
+    /// The name the query's plan knows the table by.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The processing-time column a window table function may name.
+pub const PROCTIME: &str = "proctime";
+
+/// Replaces every window table function in `query`'s FROM clauses with a
+/// table registered in the session: DStream `window()` over the source,
+/// with `window_start` and `window_end` appended. `proctime` (in
+/// `DESCRIPTOR(proctime)`) is the processing time, the batch time, which
+/// every stream has; a descriptor naming a column of the source asks for
+/// event time.
+pub(crate) async fn register_window_tables(
+    engine: &Engine,
+    query: &mut ast::Query,
+    tables: &mut Vec<WindowTable>,
+) -> Result<()> {
+    if let Some(with) = query.with.as_mut() {
+        for cte in &mut with.cte_tables {
+            Box::pin(register_window_tables(engine, &mut cte.query, tables)).await?;
+        }
+    }
+    Box::pin(rewrite_set_expr(engine, &mut query.body, tables)).await
+}
+
+async fn rewrite_set_expr(
+    engine: &Engine,
+    body: &mut ast::SetExpr,
+    tables: &mut Vec<WindowTable>,
+) -> Result<()> {
+    match body {
+        ast::SetExpr::Select(select) => {
+            for from in &mut select.from {
+                rewrite_factor(engine, &mut from.relation, tables).await?;
+                for join in &mut from.joins {
+                    rewrite_factor(engine, &mut join.relation, tables).await?;
+                }
+            }
+        }
+        ast::SetExpr::Query(q) => Box::pin(register_window_tables(engine, q, tables)).await?,
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            Box::pin(rewrite_set_expr(engine, left, tables)).await?;
+            Box::pin(rewrite_set_expr(engine, right, tables)).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn rewrite_factor(
+    engine: &Engine,
+    factor: &mut ast::TableFactor,
+    tables: &mut Vec<WindowTable>,
+) -> Result<()> {
+    let (function, alias) = match factor {
+        ast::TableFactor::Derived { subquery, .. } => {
+            return Box::pin(register_window_tables(engine, subquery, tables)).await;
+        }
+        ast::TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            Box::pin(rewrite_factor(
+                engine,
+                &mut table_with_joins.relation,
+                tables,
+            ))
+            .await?;
+            for join in &mut table_with_joins.joins {
+                Box::pin(rewrite_factor(engine, &mut join.relation, tables)).await?;
+            }
+            return Ok(());
+        }
+        ast::TableFactor::TableFunction {
+            expr: ast::Expr::Function(function),
+            alias,
+        } => (function, alias),
+        _ => return Ok(()),
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    if !["tumble", "hop"].contains(&name.as_str()) {
+        return Err(Error::plan(format!(
+            "TABLE({name}(…)) is not a window table function; use TUMBLE or HOP"
+        )));
+    }
+    let table = window_table(engine, &name, function).await?;
+    *factor = ast::TableFactor::Table {
+        name: ast::ObjectName::from(vec![ast::Ident::new(table.name.clone())]),
+        alias: alias.take(),
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
+    };
+    tables.push(table);
+    Ok(())
+}
+
+/// The arguments of `TUMBLE(TABLE s, DESCRIPTOR(c), size)` or
+/// `HOP(TABLE s, DESCRIPTOR(c), slide, size)`, positional or named
+/// (`DATA =>`, `TIMECOL =>`, `SLIDE =>`, `SIZE =>`).
+async fn window_table(
+    engine: &Engine,
+    function: &str,
+    call: &ast::Function,
+) -> Result<WindowTable> {
+    let usage = match function {
+        "tumble" => "TUMBLE(TABLE source, DESCRIPTOR(proctime), size)",
+        _ => "HOP(TABLE source, DESCRIPTOR(proctime), slide, size)",
+    };
+    let ast::FunctionArguments::List(list) = &call.args else {
+        return Err(Error::plan(format!("window table function: write {usage}")));
+    };
+    let positions: &[&str] = match function {
+        "tumble" => &["data", "timecol", "size"],
+        _ => &["data", "timecol", "slide", "size"],
+    };
+    let mut args: Vec<Option<&ast::Expr>> = vec![None; positions.len()];
+    for (i, arg) in list.args.iter().enumerate() {
+        let (slot, expr) = match arg {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => (i, e),
+            ast::FunctionArg::Named {
+                name,
+                arg: ast::FunctionArgExpr::Expr(e),
+                ..
+            } => {
+                let key = name.value.to_ascii_lowercase();
+                let slot = positions.iter().position(|p| *p == key).ok_or_else(|| {
+                    Error::plan(format!(
+                        "{} has no argument '{key}'; it takes {}",
+                        function.to_uppercase(),
+                        positions.join(", ")
+                    ))
+                })?;
+                (slot, e)
+            }
+            other => return Err(Error::plan(format!("unexpected argument {other}: {usage}"))),
+        };
+        if slot >= args.len() {
+            return Err(Error::plan(format!(
+                "{} takes {} arguments: {usage}",
+                function.to_uppercase(),
+                positions.len()
+            )));
+        }
+        args[slot] = Some(expr);
+    }
+    let missing = |what: &str| Error::plan(format!("missing {what}: {usage}"));
+    let source = match args[0].ok_or_else(|| missing("the table"))? {
+        ast::Expr::Identifier(ident) => crate::planner::normalize(ident),
+        ast::Expr::CompoundIdentifier(parts) => {
+            crate::planner::normalize(parts.last().expect("not empty"))
+        }
+        other => {
+            return Err(Error::plan(format!(
+                "the first argument of {} must name a source (TABLE source), not {other}",
+                function.to_uppercase()
+            )));
+        }
+    };
+    let source_stream = DStream::source(engine, &source)?;
+    let time = match args[1].ok_or_else(|| missing("the time column"))? {
+        ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("descriptor") => match &f
+            .args
         {
-            windowed.push(a.clone());
+            ast::FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(
+                    ident,
+                ))) => crate::planner::normalize(ident),
+                other => return Err(Error::plan(format!("DESCRIPTOR({other}): name a column"))),
+            },
+            _ => return Err(Error::plan("DESCRIPTOR takes one column name")),
+        },
+        other => {
+            return Err(Error::plan(format!(
+                "the time column is given as DESCRIPTOR(proctime), not {other}"
+            )));
+        }
+    };
+    if time != PROCTIME {
+        return Err(Error::plan(
+            if source_stream.schema().field_with_name(&time).is_ok() {
+                format!(
+                    "DESCRIPTOR({time}) is an event-time window, which this version does not run yet; \
+                     use DESCRIPTOR(proctime) for a window over processing time (batch time)"
+                )
+            } else {
+                format!(
+                    "source '{source}' has no column '{time}'; use DESCRIPTOR(proctime) for a \
+                     window over processing time (batch time)"
+                )
+            },
+        ));
+    }
+    let mut durations = Vec::new();
+    for (slot, what) in positions.iter().enumerate().skip(2) {
+        let expr = args[slot].ok_or_else(|| missing(what))?;
+        durations.push(literal_duration(engine, function, expr).await?);
+    }
+    let spec = match durations.as_slice() {
+        [size] => WindowSpec::tumbling(*size),
+        [slide, size] => WindowSpec::sliding(*size, *slide),
+        _ => unreachable!("two or three positions"),
+    };
+    let window = source_stream.window_with_bounds(spec)?;
+    let name = format!("__{function}_{}", window.id());
+    let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
+    let mut columns: Vec<Expr> = source_stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect();
+    columns.push(bound("window_start"));
+    columns.push(bound("window_end"));
+    let per_batch = source_stream.select(columns)?;
+    engine
+        .session()
+        .register_table(name.as_str(), window.table())?;
+    Ok(WindowTable {
+        name,
+        spec,
+        per_batch,
+    })
+}
+
+/// The value of a constant interval expression, via DataFusion.
+async fn literal_duration(engine: &Engine, function: &str, expr: &ast::Expr) -> Result<Duration> {
+    let plan = engine
+        .session()
+        .state()
+        .create_logical_plan(&format!("SELECT {expr}"))
+        .await?;
+    let LogicalPlan::Projection(projection) = plan else {
+        return Err(Error::plan(format!("{expr} is not an interval")));
+    };
+    let value = match &projection.expr[0] {
+        Expr::Alias(a) => a.expr.as_ref().clone(),
+        other => other.clone(),
+    };
+    duration_of(function, &value)
+}
+
+/// How a grouped window shows in the aggregate being replaced.
+enum WindowGroup {
+    /// A window function call at this group position: a `{start, end}` struct.
+    Function(usize),
+    /// The `window_start` and `window_end` columns of a window table.
+    Bounds { start: usize, end: usize },
+}
+
+/// If `plan` groups by a window, or asks for a running aggregate with
+/// `emit`, the stream that runs it; `None` for a per-batch plan.
+pub(crate) fn plan_stateful(
+    engine: &Engine,
+    plan: &LogicalPlan,
+    windows: &[WindowTable],
+    running: Option<RunningSpec>,
+) -> Result<Option<DStream>> {
+    let mut aggregates = Vec::new();
+    plan.apply(|p| {
+        if let LogicalPlan::Aggregate(a) = p {
+            aggregates.push(a.clone());
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    let aggregate = match windowed.len() {
-        0 => return Ok(None),
-        1 => windowed.remove(0),
-        _ => return Err(Error::plan("a query may group by a window only once")),
-    };
-    let calls: Vec<usize> = (0..aggregate.group_expr.len())
-        .filter(|i| window_call(&aggregate.group_expr[*i]).is_some())
-        .collect();
-    if calls.len() > 1 {
-        return Err(Error::plan("GROUP BY may name one window"));
+    let mut windowed = Vec::new();
+    for aggregate in &aggregates {
+        let calls: Vec<usize> = (0..aggregate.group_expr.len())
+            .filter(|i| window_call(&aggregate.group_expr[*i]).is_some())
+            .collect();
+        let table = windows.iter().find(|w| scans(&aggregate.input, w.name()));
+        match (calls.as_slice(), table) {
+            ([], None) => {}
+            ([at], None) => {
+                let (function, args) = window_call(&aggregate.group_expr[*at]).expect("found");
+                windowed.push((
+                    aggregate,
+                    spec_of(function, args)?,
+                    WindowGroup::Function(*at),
+                    None,
+                ));
+            }
+            ([_, _, ..], _) => return Err(Error::plan("GROUP BY may name one window")),
+            ([_], Some(_)) => {
+                return Err(Error::plan(
+                    "a window table function's rows are grouped by window_start, window_end, \
+                     not by another window",
+                ));
+            }
+            ([], Some(table)) => {
+                let position = |name: &str| {
+                    aggregate
+                        .group_expr
+                        .iter()
+                        .position(|e| matches!(e, Expr::Column(c) if c.name == name))
+                };
+                let (Some(start), Some(end)) = (position("window_start"), position("window_end"))
+                else {
+                    return Err(Error::plan(
+                        "an aggregate over a window table function must GROUP BY window_start, window_end",
+                    ));
+                };
+                windowed.push((
+                    aggregate,
+                    table.spec,
+                    WindowGroup::Bounds { start, end },
+                    Some(table),
+                ));
+            }
+        }
     }
-    let at = calls[0];
-    let (function, args) = window_call(&aggregate.group_expr[at]).expect("found above");
-    let spec = spec_of(function, args)?;
+    if windowed.len() > 1 {
+        return Err(Error::plan("a query may aggregate over a window only once"));
+    }
+    if let Some((aggregate, spec, group, table)) = windowed.pop() {
+        if running.is_some() {
+            return Err(Error::plan(
+                "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY; \
+                 a processing-time window emits once, when it closes",
+            ));
+        }
+        let mut input = aggregate.input.as_ref().clone();
+        if let Some(table) = table {
+            // The aggregate reads each batch's rows; the window operator
+            // assigns them to windows.
+            let per_batch = provider_as_source(table.per_batch.table());
+            input = input
+                .transform_up(|node| match node {
+                    LogicalPlan::TableScan(scan) if scan.table_name.table() == table.name() => {
+                        Ok(Transformed::yes(LogicalPlan::TableScan(
+                            datafusion::logical_expr::TableScan {
+                                source: Arc::clone(&per_batch),
+                                ..scan
+                            },
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })?
+                .data;
+        }
+        let skip: Vec<usize> = match group {
+            WindowGroup::Function(at) => vec![at],
+            WindowGroup::Bounds { start, end } => vec![start, end],
+        };
+        let keys = aggregate
+            .group_expr
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, e)| strip_qualifiers(e.clone()))
+            .collect::<Result<_>>()?;
+        let stream = DStream::from_plan(engine, input)?.window_aggregate(
+            keys,
+            strip_all(&aggregate.aggr_expr)?,
+            spec,
+        )?;
+        // window_start, window_end, then the other columns in order.
+        let column = |i: usize| -> Option<Expr> {
+            match group {
+                WindowGroup::Function(at) if i == at => Some(named_struct(vec![
+                    lit("start"),
+                    col("window_start"),
+                    lit("end"),
+                    col("window_end"),
+                ])),
+                WindowGroup::Bounds { start, .. } if i == start => Some(col("window_start")),
+                WindowGroup::Bounds { end, .. } if i == end => Some(col("window_end")),
+                _ => None,
+            }
+        };
+        let offset = |i: usize| 2 + i - skip.iter().filter(|s| **s < i).count();
+        return Ok(Some(replace_aggregate(
+            engine, plan, aggregate, &stream, column, offset,
+        )?));
+    }
+    let Some(running) = running else {
+        return Ok(None);
+    };
+    let aggregate = match aggregates.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(Error::plan(format!(
+                "{} needs a GROUP BY (a running aggregate); without one, remove it",
+                match running.emit {
+                    EmitMode::Changes => "EMIT CHANGES",
+                    EmitMode::Complete => "EMIT COMPLETE",
+                }
+            )));
+        }
+        _ => return Err(Error::plan("a running aggregate may have one GROUP BY")),
+    };
+    let stream = DStream::from_plan(engine, aggregate.input.as_ref().clone())?.running_aggregate(
+        aggregate
+            .group_expr
+            .iter()
+            .map(|e| strip_qualifiers(e.clone()))
+            .collect::<Result<_>>()?,
+        strip_all(&aggregate.aggr_expr)?,
+        running,
+    )?;
+    Ok(Some(replace_aggregate(
+        engine,
+        plan,
+        aggregate,
+        &stream,
+        |_| None,
+        |i| i,
+    )?))
+}
 
-    let input = DStream::from_plan(engine, aggregate.input.as_ref().clone())?;
-    let group: Vec<Expr> = aggregate
-        .group_expr
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != at)
-        .map(|(_, e)| strip_qualifiers(e.clone()))
-        .collect::<Result<_>>()?;
-    let aggregates: Vec<Expr> = aggregate
-        .aggr_expr
-        .iter()
-        .map(|e| strip_qualifiers(e.clone()))
-        .collect::<Result<_>>()?;
-    let window = input.window_aggregate(group, aggregates, spec)?;
+fn strip_all(exprs: &[Expr]) -> Result<Vec<Expr>> {
+    exprs.iter().map(|e| strip_qualifiers(e.clone())).collect()
+}
 
-    // The window's output, shaped as the aggregate was: same columns, same names.
-    let window_schema = window.schema();
+/// Whether `plan` scans the table registered as `name`.
+fn scans(plan: &LogicalPlan, name: &str) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|p| {
+        found |= matches!(p, LogicalPlan::TableScan(s) if s.table_name.table() == name);
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// `plan` with `aggregate` replaced by a scan of `stream`, shaped as the
+/// aggregate was (same columns, same names): column `i` of the aggregate is
+/// `special(i)` or column `position(i)` of the stream.
+fn replace_aggregate(
+    engine: &Engine,
+    plan: &LogicalPlan,
+    aggregate: &Aggregate,
+    stream: &DStream,
+    special: impl Fn(usize) -> Option<Expr>,
+    position: impl Fn(usize) -> usize,
+) -> Result<DStream> {
+    let schema = stream.schema();
     let mut columns = Vec::with_capacity(aggregate.schema.fields().len());
     for (i, (qualifier, field)) in aggregate.schema.iter().enumerate() {
-        let expr = if i == at {
-            named_struct(vec![
-                lit("start"),
-                col("window_start"),
-                lit("end"),
-                col("window_end"),
-            ])
-        } else {
-            // window_start, window_end, then the other columns in order.
-            let position = if i < at { i + 2 } else { i + 1 };
-            let name = window_schema.field(position).name();
-            let column = Expr::Column(Column::new_unqualified(name));
-            if qualifier.is_none() && name == field.name() {
-                // Same name: pass it through (an alias would shadow it ambiguously).
-                columns.push(column);
-                continue;
+        let expr = match special(i) {
+            Some(expr) => expr,
+            None => {
+                let name = schema.field(position(i)).name();
+                let column = Expr::Column(Column::new_unqualified(name));
+                if qualifier.is_none() && name == field.name() {
+                    // Same name: pass it through (an alias would shadow it ambiguously).
+                    columns.push(column);
+                    continue;
+                }
+                column
             }
-            column
         };
         columns.push(expr.alias_qualified(qualifier.cloned(), field.name()));
     }
-    let replacement = LogicalPlanBuilder::scan("window", provider_as_source(window.table()), None)?
-        .project(columns)?
-        .build()?;
-    let target = LogicalPlan::Aggregate(aggregate);
+    let replacement =
+        LogicalPlanBuilder::scan("stateful", provider_as_source(stream.table()), None)?
+            .project(columns)?
+            .build()?;
+    let target = LogicalPlan::Aggregate(aggregate.clone());
     let rewritten = plan
         .clone()
         .transform_up(|node| {
@@ -242,7 +651,7 @@ pub(crate) fn plan_windowed(engine: &Engine, plan: &LogicalPlan) -> Result<Optio
             }
         })?
         .data;
-    Ok(Some(DStream::from_plan(engine, rewritten)?))
+    Ok(DStream::from_plan(engine, rewritten)?)
 }
 
 /// Registers the window functions with the engine's session.

@@ -1,0 +1,157 @@
+//! Running aggregates: an unwindowed `GROUP BY` over all input since the
+//! query started (DStream `updateStateByKey`, Flink's and Arroyo's updating
+//! aggregates), in two output modes:
+//!
+//! - [`EmitMode::Changes`]: every batch emits the current value of each key
+//!   that had rows in that batch (an empty batch when none had), as
+//!   Spark's `mapWithState` does;
+//! - [`EmitMode::Complete`]: every batch emits every key's current value,
+//!   exactly what `updateStateByKey` outputs.
+//!
+//! State is one partial state per key ([`Partial`]), never raw rows. With
+//! a TTL, a key whose last row arrived at batch time `u` is dropped at the
+//! first batch `t ≥ u + ttl` in which it has no rows: nothing is emitted for
+//! it, and if it comes back it starts again from nothing. Without a TTL
+//! state grows with the number of distinct keys.
+//!
+//! Each batch costs a merge over all keys (the new rows' partial states
+//! into the running ones) and an evaluation; `Complete` output is that big
+//! anyway.
+
+use std::time::Duration;
+
+use arrow::array::{RecordBatch, UInt32Array};
+
+use crate::aggregate::{Aggregation, KeyIndex, Partial};
+use crate::error::Result;
+use crate::graph::NodeId;
+use crate::time::BatchTime;
+
+/// What a running aggregate emits every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// The keys that had rows in the batch, with their current values.
+    Changes,
+    /// Every key with its current value.
+    Complete,
+}
+
+/// How a running aggregate emits and how long it keeps idle keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningSpec {
+    /// What every batch emits.
+    pub emit: EmitMode,
+    /// Drop a key after this long without rows (`None`: keep every key).
+    pub ttl: Option<Duration>,
+}
+
+impl RunningSpec {
+    /// Emits the keys that changed, keeps keys forever.
+    pub fn changes() -> Self {
+        RunningSpec {
+            emit: EmitMode::Changes,
+            ttl: None,
+        }
+    }
+
+    /// Emits every key every batch, keeps keys forever.
+    pub fn complete() -> Self {
+        RunningSpec {
+            emit: EmitMode::Complete,
+            ttl: None,
+        }
+    }
+
+    /// Drops keys idle for `ttl`.
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        RunningSpec {
+            ttl: Some(ttl),
+            ..self
+        }
+    }
+}
+
+/// The operator of a running aggregate.
+pub(crate) struct RunningAggregateOperator {
+    input: NodeId,
+    aggregation: Aggregation,
+    spec: RunningSpec,
+    index: KeyIndex,
+    total: Partial,
+    /// The batch time of each key's last row.
+    last_rows: Vec<i64>,
+}
+
+impl RunningAggregateOperator {
+    pub(crate) fn new(input: NodeId, aggregation: Aggregation, spec: RunningSpec) -> Result<Self> {
+        Ok(RunningAggregateOperator {
+            input,
+            index: aggregation.key_index()?,
+            aggregation,
+            spec,
+            total: Partial::default(),
+            last_rows: Vec::new(),
+        })
+    }
+
+    /// Bytes of state held.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.index.bytes() + self.total.bytes() + self.last_rows.len() * 8
+    }
+
+    /// Folds the batch of `time` into the state and returns what it emits.
+    pub(crate) async fn on_batch(
+        &mut self,
+        time: BatchTime,
+        batch: RecordBatch,
+    ) -> Result<RecordBatch> {
+        let input = self.input;
+        let rows = self
+            .aggregation
+            .rows(&mut self.index, |id| (id == input).then(|| batch.clone()))
+            .await?;
+        let mut builder = self.aggregation.builder()?;
+        builder.update(&rows, self.index.len())?;
+        let mut delta = builder.finish()?;
+        self.total = self.aggregation.combine(&[&self.total, &delta])?;
+        self.last_rows.resize(self.index.len(), time.millis());
+        for &g in rows.groups() {
+            self.last_rows[g] = time.millis();
+        }
+        if let Some(ttl) = self.spec.ttl {
+            let ttl = ttl.as_millis() as i64;
+            let expired = |last: i64| time.millis() - last >= ttl;
+            if self.last_rows.iter().any(|&last| expired(last)) {
+                if self.index.is_global() {
+                    self.total = Partial::default();
+                    self.last_rows.clear();
+                } else {
+                    let live: UInt32Array = (0..self.last_rows.len() as u32)
+                        .filter(|&g| !expired(self.last_rows[g as usize]))
+                        .collect();
+                    self.index.compact(&live)?;
+                    self.total = self.total.compact(&live)?;
+                    delta = delta.compact(&live)?;
+                    self.last_rows = live
+                        .values()
+                        .iter()
+                        .map(|&g| self.last_rows[g as usize])
+                        .collect();
+                }
+            }
+        }
+        let groups = self.index.len();
+        let evaluated = self.aggregation.evaluate(&[&self.total], groups)?;
+        let picked: Option<UInt32Array> = match self.spec.emit {
+            EmitMode::Complete if self.index.is_global() => None,
+            EmitMode::Complete => evaluated.groups_with_rows(),
+            EmitMode::Changes => Some(
+                (0..delta.len() as u32)
+                    .filter(|&g| delta.counts()[g as usize] > 0)
+                    .collect(),
+            ),
+        };
+        self.aggregation
+            .output(&self.index, &evaluated, picked.as_ref())
+    }
+}
