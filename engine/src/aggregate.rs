@@ -20,9 +20,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array};
 use arrow::compute::{concat, take};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator, LogicalPlan};
@@ -49,8 +49,8 @@ pub(crate) struct Aggregation {
     aggregates: Vec<Arc<AggregateFunctionExpr>>,
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     schema: SchemaRef,
-    /// No rows, typed: feeding it sizes accumulators to a number of groups.
-    no_rows: Rows,
+    /// The types of each aggregate's arguments.
+    argument_types: Arc<[Vec<DataType>]>,
 }
 
 /// One batch's rows, ready to aggregate.
@@ -118,23 +118,18 @@ impl Aggregation {
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         let input = Arc::clone(aggregate.input());
-        let empty = RecordBatch::new_empty(Arc::clone(&input_schema));
-        let no_rows = Rows {
-            groups: Vec::new(),
-            arguments: aggregate
-                .aggr_expr()
-                .iter()
-                .map(|a| {
-                    a.expressions()
-                        .iter()
-                        .map(|e| e.evaluate(&empty).and_then(|v| v.into_array(0)))
-                        .collect::<datafusion::error::Result<Vec<_>>>()
-                })
-                .collect::<datafusion::error::Result<Vec<_>>>()?,
-            filters: vec![None; aggregate.aggr_expr().len()],
-        };
+        let argument_types = aggregate
+            .aggr_expr()
+            .iter()
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| e.data_type(&input_schema))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
         Ok(Aggregation {
-            no_rows,
+            argument_types: argument_types.into(),
             scans: scan_slots(&input)?,
             input,
             task: state.task_ctx(),
@@ -225,24 +220,26 @@ impl Aggregation {
         Ok(Builder {
             accumulators: self.accumulators()?,
             counts: Vec::new(),
+            argument_types: Arc::clone(&self.argument_types),
         })
     }
 
-    /// Merges partials into fresh accumulators, over `groups` groups.
+    /// Merges partials into fresh accumulators, sized to `groups` groups.
     fn merged(&self, parts: &[&Partial], groups: usize) -> Result<Builder> {
         let mut builder = self.builder()?;
-        let mut counts = vec![0u64; groups];
         let identity: Vec<usize> = (0..parts.iter().map(|p| p.len()).max().unwrap_or(0)).collect();
         for part in parts.iter().filter(|p| p.len() > 0) {
+            // Every index below the new total is in this call (see `Builder`).
+            let total = builder.counts.len().max(part.len());
             for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
-                accumulator.merge_batch(states, &identity[..part.len()], groups)?;
+                accumulator.merge_batch(states, &identity[..part.len()], total)?;
             }
-            for (total, n) in counts.iter_mut().zip(&part.counts) {
-                *total += n;
+            builder.counts.resize(total, 0);
+            for (sum, n) in builder.counts.iter_mut().zip(&part.counts) {
+                *sum += n;
             }
         }
-        builder.update(&self.no_rows, groups)?;
-        builder.counts = counts;
+        builder.fill(groups)?;
         Ok(builder)
     }
 
@@ -255,7 +252,7 @@ impl Aggregation {
     /// The final values of `parts` together, over `groups` groups: one
     /// array per aggregate, and the row count of each group.
     pub(crate) fn evaluate(&self, parts: &[&Partial], groups: usize) -> Result<Evaluated> {
-        self.merged(parts, groups)?.evaluate()
+        self.merged(parts, groups)?.evaluate(groups)
     }
 
     /// The output rows of `groups` (ascending group indices) of `values`.
@@ -308,28 +305,67 @@ impl Evaluated {
 }
 
 /// Accumulators being fed rows.
+///
+/// DataFusion's accumulators assume that when a call raises the number of
+/// groups, every new group index is in that call (their hash aggregate
+/// numbers groups as it meets them); some mark all groups up to the new
+/// total as having seen a value. Group indices here come from a key index
+/// shared across batches, so a builder never raises its total past the
+/// groups of the call, and first adds groups a call skips as rows that are
+/// filtered out ([`Builder::fill`]): they exist, with no value.
 pub(crate) struct Builder {
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     counts: Vec<u64>,
+    argument_types: Arc<[Vec<DataType>]>,
 }
 
 impl Builder {
-    /// Adds `rows`, whose group indices are below `groups`.
-    pub(crate) fn update(&mut self, rows: &Rows, groups: usize) -> Result<()> {
+    /// Adds `rows`.
+    pub(crate) fn update(&mut self, rows: &Rows) -> Result<()> {
+        let before = self.counts.len();
+        let needed = rows
+            .groups
+            .iter()
+            .max()
+            .map_or(before, |g| before.max(g + 1));
+        if needed > before {
+            let mut present = vec![false; needed - before];
+            for &g in rows.groups.iter().filter(|&&g| g >= before) {
+                present[g - before] = true;
+            }
+            if present.iter().any(|p| !p) {
+                self.fill(needed)?;
+            }
+        }
         for ((accumulator, arguments), filter) in self
             .accumulators
             .iter_mut()
             .zip(&rows.arguments)
             .zip(&rows.filters)
         {
-            accumulator.update_batch(arguments, &rows.groups, filter.as_ref(), groups)?;
+            accumulator.update_batch(arguments, &rows.groups, filter.as_ref(), needed)?;
         }
-        if self.counts.len() < groups {
-            self.counts.resize(groups, 0);
-        }
+        self.counts.resize(needed, 0);
         for &g in &rows.groups {
             self.counts[g] += 1;
         }
+        Ok(())
+    }
+
+    /// Raises the number of groups to `groups`, the new ones empty.
+    fn fill(&mut self, groups: usize) -> Result<()> {
+        let from = self.counts.len();
+        if groups <= from {
+            return Ok(());
+        }
+        let n = groups - from;
+        let indices: Vec<usize> = (from..groups).collect();
+        let filter = BooleanArray::from(vec![false; n]);
+        for (accumulator, types) in self.accumulators.iter_mut().zip(self.argument_types.iter()) {
+            let arguments: Vec<ArrayRef> = types.iter().map(|t| new_null_array(t, n)).collect();
+            accumulator.update_batch(&arguments, &indices, Some(&filter), groups)?;
+        }
+        self.counts.resize(groups, 0);
         Ok(())
     }
 
@@ -352,8 +388,9 @@ impl Builder {
         })
     }
 
-    /// The final values of what was added, for `counts.len()` groups.
-    pub(crate) fn evaluate(mut self) -> Result<Evaluated> {
+    /// The final values of what was added, for `groups` groups.
+    pub(crate) fn evaluate(mut self, groups: usize) -> Result<Evaluated> {
+        self.fill(groups)?;
         let values = self
             .accumulators
             .iter_mut()
@@ -510,6 +547,22 @@ impl KeyIndex {
                 })
             })
             .collect()
+    }
+
+    /// When most groups are dead (`live[g]` false), keeps only the live
+    /// ones, renumbered `0..` in order, and returns them (to compact the
+    /// partials kept with the same list). Compacting only then keeps the
+    /// index at most twice the live keys, at an amortized constant cost.
+    pub(crate) fn compact_if_sparse(&mut self, live: &[bool]) -> Result<Option<UInt32Array>> {
+        let alive = live.iter().filter(|l| **l).count();
+        if self.is_global() || alive * 2 >= live.len().max(1) {
+            return Ok(None);
+        }
+        let live: UInt32Array = (0..live.len() as u32)
+            .filter(|&g| live[g as usize])
+            .collect();
+        self.compact(&live)?;
+        Ok(Some(live))
     }
 
     /// Keeps only the groups `live` (ascending), renumbered `0..` in order.

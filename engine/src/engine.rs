@@ -123,7 +123,15 @@ impl EngineBuilder {
         // file scans for column pruning; per-batch plans read in-memory
         // batches, and over a window's output the rules build a schema with
         // a name both qualified and unqualified, which DataFusion rejects.
-        for rule in ["extract_leaf_expressions", "push_down_leaf_projections"] {
+        // `single_distinct_aggregation_to_group_by` turns `count(DISTINCT v)`
+        // into an inner GROUP BY v under an outer count: over one batch the
+        // same, but a stateful aggregate that keeps the outer one's states
+        // across batches would count a value once per batch.
+        for rule in [
+            "extract_leaf_expressions",
+            "push_down_leaf_projections",
+            "single_distinct_aggregation_to_group_by",
+        ] {
             session.remove_optimizer_rule(rule);
         }
         Ok(Engine {

@@ -111,7 +111,7 @@ impl RunningAggregateOperator {
             .rows(&mut self.index, |id| (id == input).then(|| batch.clone()))
             .await?;
         let mut builder = self.aggregation.builder()?;
-        builder.update(&rows, self.index.len())?;
+        builder.update(&rows)?;
         let mut delta = builder.finish()?;
         self.total = self.aggregation.combine(&[&self.total, &delta])?;
         self.last_rows.resize(self.index.len(), time.millis());

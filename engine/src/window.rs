@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
@@ -257,7 +257,7 @@ impl WindowOperator {
             Some(pane) => pane,
             None => self.pane.insert(self.aggregation.builder()?),
         };
-        pane.update(&rows, self.index.len())?;
+        pane.update(&rows)?;
         let (length, slide, pane_length) = (
             self.spec.length.as_millis() as i64,
             self.spec.slide.as_millis() as i64,
@@ -269,9 +269,12 @@ impl WindowOperator {
         }
         let pane = self.pane.take().expect("filled above");
         if length == slide {
-            // Tumbling: the window is this one pane, and nothing outlives it.
-            let batch = self.output(time, &pane.evaluate()?)?;
-            self.index = self.aggregation.key_index()?;
+            // Tumbling: the window is this one pane, and nothing outlives it
+            // but the keys (most come back in the next window).
+            let evaluated = pane.evaluate(self.index.len())?;
+            let batch = self.output(time, &evaluated)?;
+            let live: Vec<bool> = evaluated.counts.iter().map(|&n| n > 0).collect();
+            self.index.compact_if_sparse(&live)?;
             return Ok(Some(batch));
         }
         self.panes
@@ -314,9 +317,9 @@ impl WindowOperator {
 /// over its groups, amortized, whatever the window's length, and the
 /// window's result one more: the cost is nearly flat in `L / S`.
 ///
-/// That turn is also when the key index is compacted: keys with no rows in
-/// any pane still needed are dropped, so state stays sized by the keys of
-/// live panes.
+/// That turn is also when the key index may be compacted: when most keys
+/// have no rows in any pane still needed, they are dropped, so state stays
+/// sized by the keys of live panes.
 #[derive(Default)]
 struct PaneQueue {
     /// `(pane number, combination of this pane and every newer front pane)`,
@@ -381,11 +384,7 @@ impl PaneQueue {
                 live[g] |= n > 0;
             }
         }
-        if !index.is_global() && live.iter().any(|l| !l) {
-            let live: UInt32Array = (0..live.len() as u32)
-                .filter(|&g| live[g as usize])
-                .collect();
-            index.compact(&live)?;
+        if let Some(live) = index.compact_if_sparse(&live)? {
             for (_, pane) in &mut self.back {
                 *pane = pane.compact(&live)?;
             }
