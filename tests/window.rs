@@ -12,7 +12,7 @@ use brooklet::datafusion::functions_aggregate::expr_fn::{
 };
 use brooklet::datafusion::logical_expr::{Expr, cast};
 use brooklet::datafusion::prelude::SessionContext;
-use brooklet::engine::WindowSpec;
+use brooklet::engine::{RunningSpec, WindowSpec};
 use brooklet::prelude::*;
 
 use crate::support::{csv_rows, manual_context, record, wait_for_batch};
@@ -263,4 +263,110 @@ async fn a_raw_window_emits_every_row_of_the_window_at_each_slide() {
     // Only the panes a later window needs are kept: batches 5–6 (d, e) now.
     let state = handle.last_progress().unwrap().state_bytes;
     assert!(state > 0, "the panes of the next window are kept");
+}
+
+#[tokio::test]
+async fn a_running_aggregate_from_rust_emits_changed_keys_and_expires_idle_ones() {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    // updateStateByKey with a 2-second TTL, emitting the keys of each batch.
+    let running = ctx
+        .source("events")
+        .unwrap()
+        .running_aggregate(
+            vec![col("k")],
+            vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
+            RunningSpec::changes().with_ttl(secs(2)),
+        )
+        .unwrap();
+    let (handle, outputs) = record(running);
+    ctx.start().await.unwrap();
+    for (i, records) in ["a,1\nb,2", "a,3", "", "b,5", "a,1", "", "", "b,1"]
+        .iter()
+        .enumerate()
+    {
+        events.push_records(records);
+        let time = (i as i64 + 1) * 1000;
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    let mut outputs = outputs.lock().unwrap().clone();
+    for (_, rows) in &mut outputs {
+        rows.sort();
+    }
+    // b is idle from 1 s: dropped at 3 s, so at 4 s it starts again; a is
+    // idle from 2 s: dropped at 4 s, starts again at 5 s; b again at 8 s.
+    let expected: Vec<(i64, Vec<String>)> = vec![
+        (1000, rows(&["a,1,1", "b,1,2"])),
+        (2000, rows(&["a,2,4"])),
+        (3000, vec![]),
+        (4000, rows(&["b,1,5"])),
+        (5000, rows(&["a,1,1"])),
+        (6000, vec![]),
+        (7000, vec![]),
+        (8000, rows(&["b,1,1"])),
+    ];
+    assert_eq!(outputs, expected);
+    assert!(handle.last_progress().unwrap().state_bytes > 0);
+}
+
+#[tokio::test]
+async fn window_errors_name_the_values() {
+    let (ctx, _clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT, ts TIMESTAMP) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let error = |sql: &'static str| {
+        let ctx = &ctx;
+        async move { ctx.sql(sql).await.unwrap_err().to_string() }
+    };
+    let cases = [
+        (
+            "SELECT count(*) FROM events GROUP BY hop(INTERVAL '1500' MILLISECOND, INTERVAL '3' SECOND)",
+            "window slide 1500 ms is not a multiple of the batch interval 1 s",
+        ),
+        (
+            "SELECT window_start, count(*) FROM TABLE(HOP(TABLE events, DESCRIPTOR(proctime), INTERVAL '4' SECOND, INTERVAL '2' SECOND)) GROUP BY window_start, window_end",
+            "window slide 4 s is longer than its size 2 s",
+        ),
+        (
+            "SELECT count(*) FROM events GROUP BY window('5 seconds', '2 seconds')",
+            "window size 5 s is not a multiple of its slide 2 s",
+        ),
+        (
+            "SELECT count(*) FROM events GROUP BY tumble(INTERVAL '0' SECOND)",
+            "tumble() needs a positive interval",
+        ),
+        (
+            "SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '2' SECOND))",
+            "DESCRIPTOR(ts) is an event-time window",
+        ),
+        (
+            "SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(pt), INTERVAL '2' SECOND))",
+            "source 'events' has no column 'pt'",
+        ),
+        (
+            "SELECT k, count(*) FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(proctime), INTERVAL '2' SECOND)) GROUP BY k",
+            "must GROUP BY window_start, window_end",
+        ),
+        (
+            "SELECT k, count(*) FROM events GROUP BY tumble(INTERVAL '2' SECOND), k EMIT CHANGES",
+            "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY",
+        ),
+        (
+            "SELECT k FROM events EMIT COMPLETE",
+            "EMIT COMPLETE needs a GROUP BY",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let message = error(sql).await;
+        assert!(message.contains(expected), "{sql}\n  gave: {message}");
+    }
 }

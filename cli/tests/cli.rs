@@ -160,6 +160,29 @@ fn stdin_input_ends_the_run_after_its_last_batch() {
 }
 
 #[test]
+fn emit_complete_keeps_a_running_count_over_all_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sql_file(
+        &dir,
+        "SET batch.interval = '100 ms';\n\
+         CREATE SOURCE words (word TEXT) WITH (connector = 'stdin', format = 'lines');\n\
+         SELECT word, count(*) AS n FROM words GROUP BY word EMIT COMPLETE;\n",
+    );
+    let output = run_with_input(
+        &["run", file.to_str().unwrap(), "--format", "csv"],
+        b"spark\nflink\nspark\nbrooklet\nspark\n",
+    );
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // However the lines fell into batches, the last batch holds every
+    // word's count over all input (updateStateByKey's output).
+    let last = blocks(&stdout).pop().expect("at least one batch");
+    let mut rows: Vec<String> = last.1.into_iter().filter(|r| r != "word,n").collect();
+    rows.sort();
+    assert_eq!(rows, ["brooklet,1", "flink,1", "spark,3"], "{stdout}");
+}
+
+#[test]
 fn a_syntax_error_shows_the_line_and_a_caret() {
     let dir = tempfile::tempdir().unwrap();
     let file = sql_file(
@@ -287,7 +310,9 @@ fn insert_into_a_console_sink_uses_the_sinks_format() {
     // The first per-batch GROUP BY says so, and how to aggregate across batches.
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("computed per batch") && stderr.contains("tumble("),
+        stderr.contains("computed per batch")
+            && stderr.contains("EMIT CHANGES")
+            && stderr.contains("tumble("),
         "{stderr}"
     );
 }
