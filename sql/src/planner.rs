@@ -5,10 +5,15 @@
 //!   connector) and registers it with DataFusion as a stream table.
 //! - A query is planned by DataFusion against those tables, once; the plan
 //!   becomes a [`DStream`] whose stateless plan runs on every batch.
-//!   An unwindowed `GROUP BY` is per batch (DStream `reduceByKey` on each
-//!   batch); the first such query prints a notice saying so.
+//!   A `GROUP BY` over a window becomes a window operator; an unwindowed
+//!   `GROUP BY` with `EMIT CHANGES | COMPLETE` a running aggregate (with
+//!   the `state.ttl` set at planning time); without `EMIT` it is per batch
+//!   (DStream `reduceByKey` on each batch), and the first such query prints
+//!   a notice saying so and naming `EMIT CHANGES`.
 //! - `SET batch.interval` changes the engine's batch interval; `SET
-//!   datafusion.*` goes to DataFusion's configuration.
+//!   state.ttl` the TTL of running aggregates planned after it (`'none'` to
+//!   keep keys forever); `SET datafusion.*` goes to DataFusion's
+//!   configuration.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

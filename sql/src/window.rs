@@ -1,7 +1,21 @@
-//! Windows in SQL, group-by form (processing time): `tumble(size)`,
-//! `hop(slide, size)` (Arroyo's order) and Spark's `window(size [, slide])`
-//! in `GROUP BY`. Sizes are intervals (`INTERVAL '10' SECOND`) or duration
-//! strings (`'10 seconds'`).
+//! Windows and running aggregates in SQL (processing time).
+//!
+//! Two spellings of a window, one operator underneath:
+//!
+//! - group-by functions: `tumble(size)`, `hop(slide, size)` (Arroyo's
+//!   order) and Spark's `window(size [, slide])` in `GROUP BY`; the
+//!   window's value is a struct `{start, end}`;
+//! - Flink's table functions: `FROM TABLE(TUMBLE(TABLE s,
+//!   DESCRIPTOR(proctime), size))` and `HOP(…, slide, size)`, whose rows are
+//!   the source's columns with `window_start` and `window_end` appended.
+//!   `proctime` is the processing time (the batch time) that every stream
+//!   has, not a declared column. Grouped `BY window_start, window_end, …`
+//!   it is a window aggregate; without an aggregate it is DStream
+//!   `window()` (every row of the window at each slide).
+//!
+//! Sizes are intervals (`INTERVAL '10' SECOND`) or duration strings
+//! (`'10 seconds'`). An unwindowed `GROUP BY` with `EMIT CHANGES` or `EMIT
+//! COMPLETE` is a running aggregate (`crate::planner`).
 //!
 //! The functions are registered with DataFusion as placeholders so that the
 //! whole query is planned (and type-checked) by DataFusion; then the
