@@ -370,3 +370,104 @@ async fn window_errors_name_the_values() {
         assert!(message.contains(expected), "{sql}\n  gave: {message}");
     }
 }
+
+/// A user aggregate: the sum of squares, with a one-column state.
+#[derive(Debug, Default)]
+struct SumOfSquares(i64);
+
+impl brooklet::datafusion::logical_expr::Accumulator for SumOfSquares {
+    fn update_batch(
+        &mut self,
+        values: &[brooklet::datafusion::arrow::array::ArrayRef],
+    ) -> brooklet::datafusion::error::Result<()> {
+        use brooklet::datafusion::arrow::array::{Array, AsArray};
+        use brooklet::datafusion::arrow::datatypes::Int64Type;
+        let v = values[0].as_primitive::<Int64Type>();
+        self.0 += (0..v.len())
+            .filter(|i| v.is_valid(*i))
+            .map(|i| v.value(i) * v.value(i))
+            .sum::<i64>();
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+    ) -> brooklet::datafusion::error::Result<brooklet::datafusion::common::ScalarValue> {
+        Ok(brooklet::datafusion::common::ScalarValue::Int64(Some(
+            self.0,
+        )))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    fn state(
+        &mut self,
+    ) -> brooklet::datafusion::error::Result<Vec<brooklet::datafusion::common::ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(
+        &mut self,
+        states: &[brooklet::datafusion::arrow::array::ArrayRef],
+    ) -> brooklet::datafusion::error::Result<()> {
+        use brooklet::datafusion::arrow::array::AsArray;
+        use brooklet::datafusion::arrow::datatypes::Int64Type;
+        self.0 += states[0]
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .sum::<i64>();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_user_aggregate_registered_with_the_context_folds_over_panes() {
+    use std::sync::Arc;
+
+    use brooklet::datafusion::logical_expr::{Volatility, create_udaf};
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.session().register_udaf(create_udaf(
+        "sum_of_squares",
+        vec![DataType::Int64],
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(SumOfSquares::default()))),
+        Arc::new(vec![DataType::Int64]),
+    ));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let stream = ctx
+        .sql(
+            "SELECT CAST(window_end AS BIGINT) AS we, k, sum_of_squares(v) AS sq \
+             FROM TABLE(HOP(TABLE events, DESCRIPTOR(proctime), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) \
+             GROUP BY window_start, window_end, k",
+        )
+        .await
+        .unwrap();
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    for (i, records) in ["a,1\nb,2", "a,3", "", "a,2"].iter().enumerate() {
+        events.push_records(records);
+        let time = (i as i64 + 1) * 1000;
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    let mut outputs = outputs.lock().unwrap().clone();
+    for (_, rows) in &mut outputs {
+        rows.sort();
+    }
+    let expected: Vec<(i64, Vec<String>)> = vec![
+        (1000, rows(&["1000,a,1", "1000,b,4"])),
+        (2000, rows(&["2000,a,10", "2000,b,4"])),
+        (3000, rows(&["3000,a,10", "3000,b,4"])),
+        (4000, rows(&["4000,a,13"])),
+    ];
+    assert_eq!(outputs, expected);
+}
