@@ -52,3 +52,30 @@ pub fn record(stream: DStream) -> (QueryHandle, Outputs) {
         .unwrap();
     (handle, outputs)
 }
+
+/// Starts `ctx` with `stream` as its query and feeds memory source `source`
+/// one item of `batches` per batch (raw records; batch `k` at `k·I`).
+/// Returns what the query emitted, each batch's rows sorted, and its handle.
+pub async fn run_batches(
+    ctx: &StreamingContext,
+    clock: &ManualClock,
+    stream: DStream,
+    source: &str,
+    batches: &[&str],
+) -> (Vec<(i64, Vec<String>)>, QueryHandle) {
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    let memory = ctx.memory_source(source).unwrap();
+    let interval = ctx.batch_interval().as_millis() as i64;
+    for (i, records) in batches.iter().enumerate() {
+        memory.push_records(records);
+        let time = (i as i64 + 1) * interval;
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    let mut outputs = outputs.lock().unwrap().clone();
+    for (_, rows) in &mut outputs {
+        rows.sort();
+    }
+    (outputs, handle)
+}

@@ -15,7 +15,7 @@ use brooklet::datafusion::prelude::SessionContext;
 use brooklet::engine::{RunningSpec, WindowSpec};
 use brooklet::prelude::*;
 
-use crate::support::{csv_rows, manual_context, record, wait_for_batch};
+use crate::support::{csv_rows, manual_context, record, run_batches, wait_for_batch};
 
 /// Runs `batches` (csv records `k,v` per batch, batch k at k seconds) through
 /// a window aggregate and returns what it emitted, batch time by batch time.
@@ -31,7 +31,6 @@ async fn run_window(
     )
     .await
     .unwrap();
-    let events = ctx.memory_source("events").unwrap();
     let names: Vec<String> = group
         .iter()
         .chain(&aggregates)
@@ -49,19 +48,9 @@ async fn run_window(
         .unwrap()
         .select(columns)
         .unwrap();
-    let (handle, outputs) = record(windowed);
-    ctx.start().await.unwrap();
-    for (i, records) in batches.iter().enumerate() {
-        events.push_records(records);
-        let time = (i as i64 + 1) * 1000;
-        clock.set(time);
-        wait_for_batch(&handle, time).await;
-    }
-    let mut outputs = outputs.lock().unwrap().clone();
-    for (_, rows) in &mut outputs {
-        rows.sort();
-    }
-    outputs
+    run_batches(&ctx, &clock, windowed, "events", batches)
+        .await
+        .0
 }
 
 fn secs(s: u64) -> Duration {
@@ -273,7 +262,6 @@ async fn a_running_aggregate_from_rust_emits_changed_keys_and_expires_idle_ones(
     )
     .await
     .unwrap();
-    let events = ctx.memory_source("events").unwrap();
     // updateStateByKey with a 2-second TTL, emitting the keys of each batch.
     let running = ctx
         .source("events")
@@ -284,21 +272,8 @@ async fn a_running_aggregate_from_rust_emits_changed_keys_and_expires_idle_ones(
             RunningSpec::changes().with_ttl(secs(2)),
         )
         .unwrap();
-    let (handle, outputs) = record(running);
-    ctx.start().await.unwrap();
-    for (i, records) in ["a,1\nb,2", "a,3", "", "b,5", "a,1", "", "", "b,1"]
-        .iter()
-        .enumerate()
-    {
-        events.push_records(records);
-        let time = (i as i64 + 1) * 1000;
-        clock.set(time);
-        wait_for_batch(&handle, time).await;
-    }
-    let mut outputs = outputs.lock().unwrap().clone();
-    for (_, rows) in &mut outputs {
-        rows.sort();
-    }
+    let batches = ["a,1\nb,2", "a,3", "", "b,5", "a,1", "", "", "b,1"];
+    let (outputs, handle) = run_batches(&ctx, &clock, running, "events", &batches).await;
     // b is idle from 1 s: dropped at 3 s, so at 4 s it starts again; a is
     // idle from 2 s: dropped at 4 s, starts again at 5 s; b again at 8 s.
     let expected: Vec<(i64, Vec<String>)> = vec![
@@ -450,19 +425,8 @@ async fn a_user_aggregate_registered_with_the_context_folds_over_panes() {
         )
         .await
         .unwrap();
-    let (handle, outputs) = record(stream);
-    ctx.start().await.unwrap();
-    let events = ctx.memory_source("events").unwrap();
-    for (i, records) in ["a,1\nb,2", "a,3", "", "a,2"].iter().enumerate() {
-        events.push_records(records);
-        let time = (i as i64 + 1) * 1000;
-        clock.set(time);
-        wait_for_batch(&handle, time).await;
-    }
-    let mut outputs = outputs.lock().unwrap().clone();
-    for (_, rows) in &mut outputs {
-        rows.sort();
-    }
+    let batches = ["a,1\nb,2", "a,3", "", "a,2"];
+    let (outputs, _) = run_batches(&ctx, &clock, stream, "events", &batches).await;
     let expected: Vec<(i64, Vec<String>)> = vec![
         (1000, rows(&["1000,a,1", "1000,b,4"])),
         (2000, rows(&["2000,a,10", "2000,b,4"])),

@@ -151,19 +151,11 @@ impl DStream {
         spec: WindowSpec,
     ) -> Result<Self> {
         spec.validate(self.engine.batch_interval())?;
-        let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
-        let schema = output_schema(plan.schema().as_arrow());
-        let node = self.engine.new_node(
-            schema,
-            NodeKind::WindowAggregate {
-                plan,
-                input: self.node.clone(),
-                spec,
-            },
-        );
-        Ok(DStream {
-            node,
-            ..self.clone()
+        self.stateful_aggregate(group, aggregates, |plan, input| {
+            (
+                output_schema(plan.schema().as_arrow()),
+                NodeKind::WindowAggregate { plan, input, spec },
+            )
         })
     }
 
@@ -176,18 +168,27 @@ impl DStream {
         aggregates: Vec<Expr>,
         spec: RunningSpec,
     ) -> Result<Self> {
+        self.stateful_aggregate(group, aggregates, |plan, input| {
+            (
+                Arc::new(plan.schema().as_arrow().clone()),
+                NodeKind::RunningAggregate { plan, input, spec },
+            )
+        })
+    }
+
+    /// A node that runs the aggregate of this stream by `group` with state
+    /// across batches: `kind` gets the aggregate's plan and this stream's
+    /// node, and gives the node's schema and kind.
+    fn stateful_aggregate(
+        &self,
+        group: Vec<Expr>,
+        aggregates: Vec<Expr>,
+        kind: impl FnOnce(LogicalPlan, Arc<Node>) -> (SchemaRef, NodeKind),
+    ) -> Result<Self> {
         let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
-        let node = self.engine.new_node(
-            schema,
-            NodeKind::RunningAggregate {
-                plan,
-                input: self.node.clone(),
-                spec,
-            },
-        );
+        let (schema, kind) = kind(plan, self.node.clone());
         Ok(DStream {
-            node,
+            node: self.engine.new_node(schema, kind),
             ..self.clone()
         })
     }
