@@ -339,6 +339,17 @@ async fn window_errors_name_the_values() {
             "SELECT k FROM events EMIT COMPLETE",
             "EMIT COMPLETE needs a GROUP BY",
         ),
+        (
+            "SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(proctime), INTERVAL '2' SECOND)) \
+             WHERE window_end > TIMESTAMP '2020-01-01 00:00:00' GROUP BY window_start, window_end",
+            "reads window_start or window_end before the window is computed",
+        ),
+        (
+            "SELECT x.window_start, count(*) FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(proctime), INTERVAL '2' SECOND)) x \
+             JOIN TABLE(TUMBLE(TABLE events, DESCRIPTOR(proctime), INTERVAL '2' SECOND)) y ON x.k = y.k \
+             GROUP BY x.window_start, x.window_end",
+            "an aggregate may read one window table function",
+        ),
     ];
     for (sql, expected) in cases {
         let message = error(sql).await;
@@ -433,5 +444,23 @@ async fn a_user_aggregate_registered_with_the_context_folds_over_panes() {
         (3000, rows(&["3000,a,10", "3000,b,4"])),
         (4000, rows(&["4000,a,13"])),
     ];
+    assert_eq!(outputs, expected);
+}
+
+#[tokio::test]
+async fn a_running_aggregate_may_group_by_keys_derived_from_other_keys() {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let stream = ctx
+        .sql("SELECT k, upper(k) AS u, count(*) AS n FROM events GROUP BY k, upper(k) EMIT CHANGES")
+        .await
+        .unwrap();
+    let (outputs, _) = run_batches(&ctx, &clock, stream, "events", &["a,1\nb,2", "a,3"]).await;
+    let expected: Vec<(i64, Vec<String>)> =
+        vec![(1000, rows(&["a,A,1", "b,B,1"])), (2000, rows(&["a,A,2"]))];
     assert_eq!(outputs, expected);
 }

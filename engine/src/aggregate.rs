@@ -117,6 +117,14 @@ impl Aggregation {
                 ))
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        if keys.len() + aggregate.aggr_expr().len() != schema.fields().len() {
+            return Err(Error::Internal(format!(
+                "the physical aggregate ({} keys, {} aggregates) does not match its plan:\n{plan}",
+                keys.len(),
+                aggregate.aggr_expr().len()
+            )));
+        }
         let input = Arc::clone(aggregate.input());
         let argument_types = aggregate
             .aggr_expr()
@@ -137,7 +145,7 @@ impl Aggregation {
             key_schema: Arc::new(Schema::new(key_fields)),
             aggregates: aggregate.aggr_expr().to_vec(),
             filters: aggregate.filter_expr().to_vec(),
-            schema: Arc::new(plan.schema().as_arrow().clone()),
+            schema,
         })
     }
 
@@ -516,21 +524,26 @@ impl KeyIndex {
         }
         values.intern(keys, groups)?;
         let before = self.len;
-        // New groups are numbered in order of first appearance.
-        let mut first_rows: Vec<u32> = Vec::new();
-        for (row, &g) in groups.iter().enumerate() {
-            if g == before + first_rows.len() {
-                first_rows.push(row as u32);
+        let after = values.len();
+        if after > before {
+            // The first row of each new group, by group index.
+            let mut first_rows: Vec<Option<u32>> = vec![None; after - before];
+            for (row, &g) in groups.iter().enumerate() {
+                if g >= before && first_rows[g - before].is_none() {
+                    first_rows[g - before] = Some(row as u32);
+                }
             }
-        }
-        if !first_rows.is_empty() {
-            let rows = UInt32Array::from(first_rows);
+            let rows = first_rows
+                .into_iter()
+                .collect::<Option<Vec<u32>>>()
+                .map(UInt32Array::from)
+                .ok_or_else(|| Error::Internal("a new group without a row".into()))?;
             self.keys.push(
                 keys.iter()
                     .map(|k| Ok(take(k.as_ref(), &rows, None)?))
                     .collect::<Result<Vec<_>>>()?,
             );
-            self.len = values.len();
+            self.len = after;
         }
         Ok(())
     }

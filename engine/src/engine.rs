@@ -126,11 +126,15 @@ impl EngineBuilder {
         // `single_distinct_aggregation_to_group_by` turns `count(DISTINCT v)`
         // into an inner GROUP BY v under an outer count: over one batch the
         // same, but a stateful aggregate that keeps the outer one's states
-        // across batches would count a value once per batch.
+        // across batches would count a value once per batch. And
+        // `eliminate_group_by_constant` moves keys derived from other keys
+        // (`GROUP BY k, upper(k)`) into a projection above the aggregate,
+        // which the stateful operators, taking the aggregate alone, would lose.
         for rule in [
             "extract_leaf_expressions",
             "push_down_leaf_projections",
             "single_distinct_aggregation_to_group_by",
+            "eliminate_group_by_constant",
         ] {
             session.remove_optimizer_rule(rule);
         }

@@ -62,10 +62,10 @@ impl RunningSpec {
         }
     }
 
-    /// Drops keys idle for `ttl`.
+    /// Drops keys idle for `ttl` (zero: keep every key).
     pub fn with_ttl(self, ttl: Duration) -> Self {
         RunningSpec {
-            ttl: Some(ttl),
+            ttl: Some(ttl).filter(|t| !t.is_zero()),
             ..self
         }
     }
@@ -118,7 +118,7 @@ impl RunningAggregateOperator {
         for &g in rows.groups() {
             self.last_rows[g] = time.millis();
         }
-        if let Some(ttl) = self.spec.ttl {
+        if let Some(ttl) = self.spec.ttl.filter(|t| !t.is_zero()) {
             let ttl = ttl.as_millis() as i64;
             let expired = |last: i64| time.millis() - last >= ttl;
             if self.last_rows.iter().any(|&last| expired(last)) {

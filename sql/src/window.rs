@@ -467,7 +467,16 @@ pub(crate) fn plan_stateful(
         let calls: Vec<usize> = (0..aggregate.group_expr.len())
             .filter(|i| window_call(&aggregate.group_expr[*i]).is_some())
             .collect();
-        let table = windows.iter().find(|w| scans(&aggregate.input, w.name()));
+        let read: Vec<&WindowTable> = windows
+            .iter()
+            .filter(|w| scans(&aggregate.input, w.name()))
+            .collect();
+        if read.len() > 1 {
+            return Err(Error::plan(
+                "an aggregate may read one window table function; aggregate each window, then join the results",
+            ));
+        }
+        let table = read.first().copied();
         match (calls.as_slice(), table) {
             ([], None) => {}
             ([at], None) => {
@@ -499,6 +508,7 @@ pub(crate) fn plan_stateful(
                         "an aggregate over a window table function must GROUP BY window_start, window_end",
                     ));
                 };
+                check_bounds_only_grouped(aggregate, [start, end])?;
                 windowed.push((
                     aggregate,
                     table.spec,
@@ -611,14 +621,75 @@ fn strip_all(exprs: &[Expr]) -> Result<Vec<Expr>> {
     exprs.iter().map(|e| strip_qualifiers(e.clone())).collect()
 }
 
-/// Whether `plan` scans the table registered as `name`.
+/// Whether `plan` scans the table registered as `name`, not counting
+/// scans below another aggregate (that one reads it).
 fn scans(plan: &LogicalPlan, name: &str) -> bool {
     let mut found = false;
     let _ = plan.apply(|p| {
-        found |= matches!(p, LogicalPlan::TableScan(s) if s.table_name.table() == name);
-        Ok(TreeNodeRecursion::Continue)
+        Ok(match p {
+            LogicalPlan::Aggregate(_) => TreeNodeRecursion::Jump,
+            LogicalPlan::TableScan(s) if s.table_name.table() == name => {
+                found = true;
+                TreeNodeRecursion::Stop
+            }
+            _ => TreeNodeRecursion::Continue,
+        })
     });
     found
+}
+
+fn mentions_bounds(expr: &Expr) -> bool {
+    expr.column_refs()
+        .iter()
+        .any(|c| c.name == "window_start" || c.name == "window_end")
+}
+
+/// An aggregate over a window table function reads each batch's rows, before
+/// the window operator assigns them to windows: `window_start` and
+/// `window_end` exist below it only as the keys it groups by. Anything else
+/// that reads them below the aggregate is refused (it would see no value).
+fn check_bounds_only_grouped(aggregate: &Aggregate, grouped: [usize; 2]) -> Result<()> {
+    let refuse = |what: String| {
+        Err(Error::plan(format!(
+            "{what} reads window_start or window_end before the window is computed; \
+             use them in HAVING, in the SELECT list, or in an outer query"
+        )))
+    };
+    for (i, key) in aggregate.group_expr.iter().enumerate() {
+        if !grouped.contains(&i) && mentions_bounds(key) {
+            return refuse(format!("GROUP BY {key}"));
+        }
+    }
+    for value in &aggregate.aggr_expr {
+        if mentions_bounds(value) {
+            return refuse(format!("the aggregate {value}"));
+        }
+    }
+    let mut found = None;
+    aggregate.input.apply(|p| {
+        if let LogicalPlan::Aggregate(_) = p {
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        let passes_through = |e: &Expr| matches!(e, Expr::Column(_));
+        let reads = match p {
+            LogicalPlan::Projection(projection) => projection
+                .expr
+                .iter()
+                .find(|e| !passes_through(e) && mentions_bounds(e))
+                .cloned(),
+            LogicalPlan::SubqueryAlias(_) | LogicalPlan::TableScan(_) => None,
+            other => other.expressions().into_iter().find(mentions_bounds),
+        };
+        if let Some(expr) = reads {
+            found = Some(expr);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match found {
+        Some(expr) => refuse(format!("{expr}")),
+        None => Ok(()),
+    }
 }
 
 /// `plan` with `aggregate` replaced by a scan of `stream`, shaped as the
