@@ -9,14 +9,13 @@
 //! - a [`KeyIndex`]: each distinct group key gets a dense group index (with
 //!   DataFusion's `GroupValues`), and the keys are kept for output;
 //! - [`Partial`]s: the partial states (the accumulators' `state()`) of a set
-//!   of rows, one state row per group index, plus how many rows each group
-//!   had. Partials are combined with `merge_batch` by group index, with no
-//!   hashing, and evaluated with `evaluate`.
+//!   of rows, one state row for each group that had rows, with its group
+//!   index and row count. Partials are combined with `merge_batch` by group
+//!   index, with no hashing, and evaluated with `evaluate`.
 //!
 //! Group indices only grow until the operator compacts the index
-//! ([`KeyIndex::compact`]), which keeps the live groups in order, so every
-//! partial stays dense after a compaction by taking a prefix of the live
-//! groups.
+//! ([`KeyIndex::compact`]), which keeps the live groups in order; a
+//! partial is compacted with the same list ([`Partial::compact`]).
 
 use std::sync::Arc;
 
@@ -235,16 +234,18 @@ impl Aggregation {
     /// Merges partials into fresh accumulators, sized to `groups` groups.
     fn merged(&self, parts: &[&Partial], groups: usize) -> Result<Builder> {
         let mut builder = self.builder()?;
-        let identity: Vec<usize> = (0..parts.iter().map(|p| p.len()).max().unwrap_or(0)).collect();
         for part in parts.iter().filter(|p| p.len() > 0) {
             // Every index below the new total is in this call (see `Builder`).
+            if !part.is_dense() {
+                builder.fill(part.len())?;
+            }
             let total = builder.counts.len().max(part.len());
             for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
-                accumulator.merge_batch(states, &identity[..part.len()], total)?;
+                accumulator.merge_batch(states, &part.groups, total)?;
             }
             builder.counts.resize(total, 0);
-            for (sum, n) in builder.counts.iter_mut().zip(&part.counts) {
-                *sum += n;
+            for (g, n) in part.rows() {
+                builder.counts[g] += n;
             }
         }
         builder.fill(groups)?;
@@ -377,23 +378,30 @@ impl Builder {
         Ok(())
     }
 
-    /// The partial states of what was added.
+    /// The partial states of what was added, for the groups that had rows.
     pub(crate) fn finish(mut self) -> Result<Partial> {
+        if self.counts.iter().all(|&n| n == 0) {
+            return Ok(Partial::default());
+        }
         let states = self
             .accumulators
             .iter_mut()
-            .map(|a| {
-                if self.counts.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    a.state(EmitTo::All)
-                }
-            })
+            .map(|a| a.state(EmitTo::All))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(Partial {
+        let dense = Partial {
+            groups: (0..self.counts.len()).collect(),
             states,
             counts: self.counts,
-        })
+        };
+        if dense.counts.iter().all(|&n| n > 0) {
+            return Ok(dense);
+        }
+        let (rows, groups): (Vec<u32>, Vec<usize>) = dense
+            .rows()
+            .filter(|(_, n)| *n > 0)
+            .map(|(g, _)| (g as u32, g))
+            .unzip();
+        dense.select(&rows, groups)
     }
 
     /// The final values of what was added, for `groups` groups.
@@ -411,23 +419,31 @@ impl Builder {
     }
 }
 
-/// The partial states of a set of rows: per aggregate its state columns,
-/// one row per group index `0..len`, and each group's row count.
+/// The partial states of a set of rows: for each group that had rows, its
+/// group index, its state row (per aggregate, its state columns) and its row
+/// count. Only groups with rows are kept, so a pane's state is sized by the
+/// keys it saw, not by every key of the window.
 #[derive(Clone, Default)]
 pub(crate) struct Partial {
+    groups: Vec<usize>,
     states: Vec<Vec<ArrayRef>>,
     counts: Vec<u64>,
 }
 
 impl Partial {
-    /// How many group indices it covers.
+    /// One more than the highest group index it holds (0 when empty).
     pub(crate) fn len(&self) -> usize {
-        self.counts.len()
+        self.groups.last().map_or(0, |g| g + 1)
     }
 
-    /// How many rows each group had.
-    pub(crate) fn counts(&self) -> &[u64] {
-        &self.counts
+    /// Whether it holds every group index below [`Partial::len`].
+    fn is_dense(&self) -> bool {
+        self.groups.len() == self.len()
+    }
+
+    /// Each group it holds (ascending) with its row count.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.groups.iter().copied().zip(self.counts.iter().copied())
     }
 
     /// Bytes held.
@@ -437,32 +453,46 @@ impl Partial {
             .flatten()
             .map(|a| a.get_array_memory_size())
             .sum::<usize>()
-            + self.counts.len() * 8
+            + self.counts.len() * 16
     }
 
-    /// Keeps the groups `live` (ascending) that it covers, renumbered
-    /// `0..`: the partial after [`KeyIndex::compact`] with the same `live`.
-    pub(crate) fn compact(&self, live: &UInt32Array) -> Result<Partial> {
-        let covered = live
-            .values()
-            .partition_point(|&g| (g as usize) < self.len());
-        let indices = live.slice(0, covered);
+    /// The state rows at `rows` (ascending positions), renumbered `groups`.
+    fn select(&self, rows: &[u32], groups: Vec<usize>) -> Result<Partial> {
+        let rows = UInt32Array::from(rows.to_vec());
         let states = self
             .states
             .iter()
             .map(|columns| {
                 columns
                     .iter()
-                    .map(|c| Ok(take(c.as_ref(), &indices, None)?))
+                    .map(|c| Ok(take(c.as_ref(), &rows, None)?))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let counts = indices
+        let counts = rows
             .values()
             .iter()
-            .map(|&g| self.counts[g as usize])
+            .map(|&r| self.counts[r as usize])
             .collect();
-        Ok(Partial { states, counts })
+        Ok(Partial {
+            groups,
+            states,
+            counts,
+        })
+    }
+
+    /// Keeps the groups `live` (ascending), renumbered by their position in
+    /// `live`: the partial after [`KeyIndex::compact`] with the same `live`.
+    pub(crate) fn compact(&self, live: &UInt32Array) -> Result<Partial> {
+        let mut rows = Vec::new();
+        let mut groups = Vec::new();
+        for (row, &g) in self.groups.iter().enumerate() {
+            if let Ok(position) = live.values().binary_search(&(g as u32)) {
+                rows.push(row as u32);
+                groups.push(position);
+            }
+        }
+        self.select(&rows, groups)
     }
 }
 

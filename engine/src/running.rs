@@ -145,11 +145,7 @@ impl RunningAggregateOperator {
         let picked: Option<UInt32Array> = match self.spec.emit {
             EmitMode::Complete if self.index.is_global() => None,
             EmitMode::Complete => evaluated.groups_with_rows(),
-            EmitMode::Changes => Some(
-                (0..delta.len() as u32)
-                    .filter(|&g| delta.counts()[g as usize] > 0)
-                    .collect(),
-            ),
+            EmitMode::Changes => Some(delta.rows().map(|(g, _)| g as u32).collect()),
         };
         self.aggregation
             .output(&self.index, &evaluated, picked.as_ref())

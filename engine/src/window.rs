@@ -380,7 +380,7 @@ impl PaneQueue {
     fn turn(&mut self, aggregation: &Aggregation, index: &mut KeyIndex) -> Result<()> {
         let mut live = vec![false; index.len()];
         for (_, pane) in &self.back {
-            for (g, &n) in pane.counts().iter().enumerate() {
+            for (g, n) in pane.rows() {
                 live[g] |= n > 0;
             }
         }
