@@ -464,3 +464,42 @@ async fn a_running_aggregate_may_group_by_keys_derived_from_other_keys() {
         vec![(1000, rows(&["a,A,1", "b,B,1"])), (2000, rows(&["a,A,2"]))];
     assert_eq!(outputs, expected);
 }
+
+#[tokio::test]
+async fn window_state_is_bounded_when_keys_never_come_back() {
+    // Every batch brings five keys never seen before; a 10 s window sliding
+    // every second keeps at most ten batches' keys, so the state after 60
+    // batches is the state after 30 (same phase of the pane queue), not twice it.
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, v BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let windowed = ctx
+        .source("events")
+        .unwrap()
+        .window_aggregate(
+            vec![col("k")],
+            vec![count(lit(1)).alias("n")],
+            WindowSpec::sliding(secs(10), secs(1)),
+        )
+        .unwrap();
+    let (handle, _outputs) = record(windowed);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let mut state_at = std::collections::BTreeMap::new();
+    for batch in 1..=60i64 {
+        let records: String = (0..5).map(|j| format!("k{batch}_{j},1\n")).collect();
+        events.push_records(&records);
+        clock.set(batch * 1000);
+        wait_for_batch(&handle, batch * 1000).await;
+        state_at.insert(batch, handle.last_progress().unwrap().state_bytes);
+    }
+    let (at_30, at_60) = (state_at[&30], state_at[&60]);
+    assert!(at_30 > 0);
+    assert!(
+        at_60 * 2 < at_30 * 3,
+        "state grew with history: {at_30} bytes after 30 batches, {at_60} after 60"
+    );
+}

@@ -317,6 +317,11 @@ impl WindowOperator {
 /// over its groups, amortized, whatever the window's length, and the
 /// window's result one more: the cost is nearly flat in `L / S`.
 ///
+/// Memory: each front entry holds the keys of its panes together, at most
+/// the window's live keys, so the queue holds at most keys × live panes
+/// state rows; about that when keys repeat across panes (the usual case),
+/// more than the panes alone would when every pane brings new keys.
+///
 /// That turn is also when the key index may be compacted: when most keys
 /// have no rows in any pane still needed, they are dropped, so state stays
 /// sized by the keys of live panes.
