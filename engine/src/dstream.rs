@@ -21,12 +21,12 @@ use crate::error::{CallbackError, Result};
 use crate::graph::{Node, NodeKind};
 use crate::plan::{StreamTable, scanned_streams};
 use crate::query::{Output, QueryHandle};
-use crate::running::RunningSpec;
 use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
+use crate::spec::{RunningSpec, WindowSpec};
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
-use crate::window::{WindowSpec, output_schema, with_bounds};
+use crate::window::{output_schema, with_bounds};
 
 /// A planned stream: nothing runs until an output operation.
 #[derive(Clone)]

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::running::RunningSpec;
-use crate::window::WindowSpec;
+use crate::spec::{RunningSpec, WindowSpec};
 
 /// Identifies a node of the operator graph.
 pub(crate) type NodeId = usize;

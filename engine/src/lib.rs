@@ -43,6 +43,7 @@ pub mod running;
 mod scheduler;
 pub mod sink;
 pub mod source;
+pub mod spec;
 mod stream;
 mod sync;
 pub mod time;
@@ -57,10 +58,9 @@ pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;
 pub use plan::StreamTable;
 pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
-pub use running::{EmitMode, RunningSpec};
+pub use spec::{EmitMode, RunningSpec, WindowSpec};
 pub use stream::BatchStream;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
-pub use window::WindowSpec;
 
 /// Re-exported so that embedders use the same DataFusion and arrow.
 pub use datafusion;

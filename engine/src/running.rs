@@ -18,58 +18,13 @@
 //! into the running ones) and an evaluation; `Complete` output is that big
 //! anyway.
 
-use std::time::Duration;
-
 use arrow::array::{RecordBatch, UInt32Array};
 
 use crate::aggregate::{Aggregation, KeyIndex, Partial};
 use crate::error::Result;
 use crate::graph::NodeId;
+pub use crate::spec::{EmitMode, RunningSpec};
 use crate::time::BatchTime;
-
-/// What a running aggregate emits every batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitMode {
-    /// The keys that had rows in the batch, with their current values.
-    Changes,
-    /// Every key with its current value.
-    Complete,
-}
-
-/// How a running aggregate emits and how long it keeps idle keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunningSpec {
-    /// What every batch emits.
-    pub emit: EmitMode,
-    /// Drop a key after this long without rows (`None`: keep every key).
-    pub ttl: Option<Duration>,
-}
-
-impl RunningSpec {
-    /// Emits the keys that changed, keeps keys forever.
-    pub fn changes() -> Self {
-        RunningSpec {
-            emit: EmitMode::Changes,
-            ttl: None,
-        }
-    }
-
-    /// Emits every key every batch, keeps keys forever.
-    pub fn complete() -> Self {
-        RunningSpec {
-            emit: EmitMode::Complete,
-            ttl: None,
-        }
-    }
-
-    /// Drops keys idle for `ttl` (zero: keep every key).
-    pub fn with_ttl(self, ttl: Duration) -> Self {
-        RunningSpec {
-            ttl: Some(ttl).filter(|t| !t.is_zero()),
-            ..self
-        }
-    }
-}
 
 /// The operator of a running aggregate.
 pub(crate) struct RunningAggregateOperator {

@@ -28,6 +28,14 @@ use crate::error::{Error, Location, Result};
 /// (instead of overflowing the stack).
 pub const RECURSION_LIMIT: usize = 64;
 
+/// A name as SQL means it: unquoted names are lower-cased.
+pub fn normalize(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
 /// The `EMIT` clause of a continuous query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emit {

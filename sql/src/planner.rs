@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use brooklet_engine::datafusion::logical_expr::LogicalPlan;
 use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
-use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption, Ident};
+use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use brooklet_engine::time::{format_duration, parse_duration};
 use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
 use crate::error::{Error, Result};
+pub use crate::parser::normalize;
 use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement};
 
 /// The settings `SET` knows, besides `datafusion.*`.
@@ -57,14 +58,6 @@ pub struct Planner {
     engine: Engine,
     per_batch_notice_given: Arc<AtomicBool>,
     state_ttl: Arc<Mutex<Option<Duration>>>,
-}
-
-/// A name as SQL means it: unquoted names are lower-cased.
-pub fn normalize(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_ascii_lowercase(),
-    }
 }
 
 impl Planner {

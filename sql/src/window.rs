@@ -345,9 +345,9 @@ async fn window_table(
     }
     let missing = |what: &str| Error::plan(format!("missing {what}: {usage}"));
     let source = match args[0].ok_or_else(|| missing("the table"))? {
-        ast::Expr::Identifier(ident) => crate::planner::normalize(ident),
+        ast::Expr::Identifier(ident) => crate::parser::normalize(ident),
         ast::Expr::CompoundIdentifier(parts) => {
-            crate::planner::normalize(parts.last().expect("not empty"))
+            crate::parser::normalize(parts.last().expect("not empty"))
         }
         other => {
             return Err(Error::plan(format!(
@@ -364,7 +364,7 @@ async fn window_table(
             ast::FunctionArguments::List(l) if l.args.len() == 1 => match &l.args[0] {
                 ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(
                     ident,
-                ))) => crate::planner::normalize(ident),
+                ))) => crate::parser::normalize(ident),
                 other => return Err(Error::plan(format!("DESCRIPTOR({other}): name a column"))),
             },
             _ => return Err(Error::plan("DESCRIPTOR takes one column name")),
