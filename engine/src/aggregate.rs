@@ -23,7 +23,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_
 use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::execution::{SessionState, TaskContext};
+use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator, LogicalPlan};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::PhysicalExpr;
@@ -70,6 +70,27 @@ impl Aggregation {
     /// Takes apart `plan`, an aggregate over stream scans. Its output schema
     /// (group keys, then aggregates) is the plan's.
     pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
+        // Two rules reshape an aggregate in ways that hold for one batch but
+        // not for state kept across batches: `single_distinct_aggregation_to_group_by`
+        // turns `count(DISTINCT v)` into a `GROUP BY v` under an outer count
+        // (the kept outer states would count a value once per batch), and
+        // `eliminate_group_by_constant` moves keys derived from other keys
+        // (`GROUP BY k, upper(k)`) into a projection above the aggregate,
+        // which taking the aggregate alone would lose.
+        let rules = state
+            .optimizers()
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.name(),
+                    "single_distinct_aggregation_to_group_by" | "eliminate_group_by_constant"
+                )
+            })
+            .cloned()
+            .collect();
+        let state = SessionStateBuilder::new_from_existing(state.clone())
+            .with_optimizer_rules(rules)
+            .build();
         let physical = state.create_physical_plan(plan).await?;
         let mut found: Option<AggregateExec> = None;
         physical.apply(|p| {
@@ -268,7 +289,7 @@ impl Aggregation {
     /// For a global aggregate (no keys) the one group is always output.
     pub(crate) fn output(
         &self,
-        index: &KeyIndex,
+        index: &mut KeyIndex,
         values: &Evaluated,
         groups: Option<&UInt32Array>,
     ) -> Result<RecordBatch> {
@@ -578,18 +599,27 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// The key columns, one row per group index.
-    pub(crate) fn keys(&self) -> Result<Vec<ArrayRef>> {
-        (0..self.schema.fields().len())
-            .map(|c| {
-                let parts: Vec<&dyn Array> = self.keys.iter().map(|k| k[c].as_ref()).collect();
-                Ok(match parts.len() {
-                    0 => arrow::array::new_empty_array(self.schema.field(c).data_type()),
-                    1 => Arc::clone(&self.keys[0][c]),
-                    _ => concat(&parts)?,
+    /// The key columns, one row per group index. The keys of new groups
+    /// arrive in chunks; they are joined here once, and kept joined.
+    pub(crate) fn keys(&mut self) -> Result<Vec<ArrayRef>> {
+        if self.keys.len() > 1 {
+            let joined = (0..self.schema.fields().len())
+                .map(|c| {
+                    let parts: Vec<&dyn Array> = self.keys.iter().map(|k| k[c].as_ref()).collect();
+                    Ok(concat(&parts)?)
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>>>()?;
+            self.keys = vec![joined];
+        }
+        Ok(match self.keys.first() {
+            Some(keys) => keys.clone(),
+            None => self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| arrow::array::new_empty_array(f.data_type()))
+                .collect(),
+        })
     }
 
     /// When most groups are dead (`live[g]` false), keeps only the live

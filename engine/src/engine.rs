@@ -123,19 +123,7 @@ impl EngineBuilder {
         // file scans for column pruning; per-batch plans read in-memory
         // batches, and over a window's output the rules build a schema with
         // a name both qualified and unqualified, which DataFusion rejects.
-        // `single_distinct_aggregation_to_group_by` turns `count(DISTINCT v)`
-        // into an inner GROUP BY v under an outer count: over one batch the
-        // same, but a stateful aggregate that keeps the outer one's states
-        // across batches would count a value once per batch. And
-        // `eliminate_group_by_constant` moves keys derived from other keys
-        // (`GROUP BY k, upper(k)`) into a projection above the aggregate,
-        // which the stateful operators, taking the aggregate alone, would lose.
-        for rule in [
-            "extract_leaf_expressions",
-            "push_down_leaf_projections",
-            "single_distinct_aggregation_to_group_by",
-            "eliminate_group_by_constant",
-        ] {
+        for rule in ["extract_leaf_expressions", "push_down_leaf_projections"] {
             session.remove_optimizer_rule(rule);
         }
         Ok(Engine {

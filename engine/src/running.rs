@@ -103,6 +103,6 @@ impl RunningAggregateOperator {
             EmitMode::Changes => Some(delta.rows().map(|(g, _)| g as u32).collect()),
         };
         self.aggregation
-            .output(&self.index, &evaluated, picked.as_ref())
+            .output(&mut self.index, &evaluated, picked.as_ref())
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
 use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
 use crate::error::Result;
@@ -37,22 +37,25 @@ use crate::time::BatchTime;
 /// The output schema of a window aggregate: `window_start`, `window_end`,
 /// then the aggregate's columns.
 pub(crate) fn output_schema(aggregate: &Schema) -> SchemaRef {
-    let time = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut fields = vec![
-        Arc::new(Field::new("window_start", time.clone(), false)),
-        Arc::new(Field::new("window_end", time, false)),
-    ];
-    fields.extend(aggregate.fields().iter().cloned());
-    Arc::new(Schema::new(fields))
+    let fields = bound_fields()
+        .into_iter()
+        .chain(aggregate.fields().iter().cloned());
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// `schema` with `window_start` and `window_end` appended.
 pub(crate) fn with_bounds(schema: &Schema) -> SchemaRef {
+    let fields = schema.fields().iter().cloned().chain(bound_fields());
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+}
+
+/// The fields `window_start` and `window_end`.
+fn bound_fields() -> [FieldRef; 2] {
     let time = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("window_start", time.clone(), false)));
-    fields.push(Arc::new(Field::new("window_end", time, false)));
-    Arc::new(Schema::new(fields))
+    [
+        Arc::new(Field::new("window_start", time.clone(), false)),
+        Arc::new(Field::new("window_end", time, false)),
+    ]
 }
 
 /// The bounds of the window ending at `time`, `rows` times each.
@@ -219,7 +222,7 @@ impl WindowOperator {
 
     /// The window's rows: `window_start`, `window_end`, then the keys that
     /// had rows (all of them for a global aggregate) and their values.
-    fn output(&self, time: BatchTime, evaluated: &Evaluated) -> Result<RecordBatch> {
+    fn output(&mut self, time: BatchTime, evaluated: &Evaluated) -> Result<RecordBatch> {
         let groups = if self.index.is_global() {
             None
         } else {
@@ -227,7 +230,7 @@ impl WindowOperator {
         };
         let result = self
             .aggregation
-            .output(&self.index, evaluated, groups.as_ref())?;
+            .output(&mut self.index, evaluated, groups.as_ref())?;
         let mut columns = bounds(time, self.spec.length, result.num_rows()).to_vec();
         columns.extend(result.columns().iter().cloned());
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)

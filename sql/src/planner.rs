@@ -257,15 +257,10 @@ impl Planner {
         let ttl = *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner());
         let running = match emit {
             None | Some(Emit::OnWindowClose) => None,
-            Some(Emit::Changes) => Some(RunningSpec {
-                emit: EmitMode::Changes,
-                ttl,
-            }),
-            Some(Emit::Complete) => Some(RunningSpec {
-                emit: EmitMode::Complete,
-                ttl,
-            }),
-        };
+            Some(Emit::Changes) => Some(EmitMode::Changes),
+            Some(Emit::Complete) => Some(EmitMode::Complete),
+        }
+        .map(|emit| RunningSpec { emit, ttl });
         if let Some(stream) = crate::window::plan_stateful(&self.engine, &plan, &windows, running)?
         {
             return Ok(stream.describe(text));
