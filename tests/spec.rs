@@ -25,7 +25,8 @@
 //! the exact output, and a batch without `<` must output no rows; `< none`
 //! says the query must emit nothing at all at this batch; `! text` says the
 //! query fails with an error containing `text`; `malformed source n` checks
-//! a source's malformed-record count; `finished` says the query has ended.
+//! a source's malformed-record count, `late source n` its count of rows
+//! dropped behind the watermark; `finished` says the query has ended.
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +45,7 @@ struct Batch {
     expected: Option<Expected>,
     error: Option<String>,
     malformed: Vec<(String, u64)>,
+    late: Vec<(String, u64)>,
     finished: bool,
 }
 
@@ -104,14 +106,26 @@ fn parse(text: &str) -> Spec {
             into = Into::Expected;
         } else if let Some(error) = line.strip_prefix("! ") {
             batch.error = Some(error.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("malformed ") {
+        } else if let Some((kind, rest)) = line
+            .strip_prefix("malformed ")
+            .map(|r| ("malformed", r))
+            .or_else(|| {
+                // `late <source> <count>` (a data line may start with "late").
+                let rest = line.strip_prefix("late ")?;
+                let (_, n) = rest.trim().split_once(' ')?;
+                n.trim().parse::<u64>().ok().map(|_| ("late", rest))
+            })
+        {
             let (source, n) = rest
                 .trim()
                 .split_once(' ')
-                .expect("malformed <source> <count>");
-            batch
-                .malformed
-                .push((source.to_string(), n.trim().parse().expect("count")));
+                .expect("<malformed|late> <source> <count>");
+            let counts = if kind == "late" {
+                &mut batch.late
+            } else {
+                &mut batch.malformed
+            };
+            counts.push((source.to_string(), n.trim().parse().expect("count")));
         } else if line.trim() == "finished" {
             batch.finished = true;
         } else {
@@ -238,17 +252,20 @@ async fn run_spec(path: &Path) {
                 }
             }
         }
-        for (source, count) in &batch.malformed {
+        let counts = batch.malformed.iter().map(|c| ("malformed", c));
+        for (kind, (source, count)) in counts.chain(batch.late.iter().map(|c| ("late", c))) {
             let info = ctx
                 .engine()
                 .sources()
                 .into_iter()
                 .find(|s| &s.name == source)
                 .expect("source");
-            assert_eq!(
-                info.metrics.malformed, *count,
-                "{at}: malformed records of '{source}'"
-            );
+            let actual = if kind == "late" {
+                info.metrics.late
+            } else {
+                info.metrics.malformed
+            };
+            assert_eq!(actual, *count, "{at}: {kind} records of '{source}'");
         }
         if batch.finished {
             stream.handle().await_termination().await.unwrap();

@@ -50,6 +50,8 @@ pub(crate) struct Aggregation {
     schema: SchemaRef,
     /// The types of each aggregate's arguments.
     argument_types: Arc<[Vec<DataType>]>,
+    /// An event-time window's time expression (the plan's first group key).
+    time: Option<Arc<dyn PhysicalExpr>>,
 }
 
 /// One batch's rows, ready to aggregate.
@@ -57,6 +59,7 @@ pub(crate) struct Rows {
     groups: Vec<usize>,
     arguments: Vec<Vec<ArrayRef>>,
     filters: Vec<Option<BooleanArray>>,
+    times: Option<ArrayRef>,
 }
 
 impl Rows {
@@ -64,12 +67,69 @@ impl Rows {
     pub(crate) fn groups(&self) -> &[usize] {
         &self.groups
     }
+
+    /// Each row's event time, when the aggregation has a time key.
+    pub(crate) fn times(&self) -> Option<&ArrayRef> {
+        self.times.as_ref()
+    }
+
+    /// The rows at `picks` (a row may be picked more than once), in group
+    /// `groups[i]` each: how one row joins several windows. `None` keeps
+    /// every row in order.
+    pub(crate) fn regroup(&self, picks: Option<&[u32]>, groups: Vec<usize>) -> Result<Rows> {
+        let Some(picks) = picks else {
+            return Ok(Rows {
+                groups,
+                arguments: self.arguments.clone(),
+                filters: self.filters.clone(),
+                times: None,
+            });
+        };
+        let picks = UInt32Array::from(picks.to_vec());
+        let take_all = |arrays: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
+            arrays
+                .iter()
+                .map(|a| Ok(take(a.as_ref(), &picks, None)?))
+                .collect()
+        };
+        Ok(Rows {
+            groups,
+            arguments: self
+                .arguments
+                .iter()
+                .map(|a| take_all(a))
+                .collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .map(|f| {
+                            let taken = take(f, &picks, None)?;
+                            Ok(taken
+                                .as_any()
+                                .downcast_ref::<BooleanArray>()
+                                .expect("take keeps the type")
+                                .clone())
+                        })
+                        .transpose()
+                })
+                .collect::<Result<_>>()?,
+            times: None,
+        })
+    }
 }
 
 impl Aggregation {
     /// Takes apart `plan`, an aggregate over stream scans. Its output schema
-    /// (group keys, then aggregates) is the plan's.
-    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
+    /// (group keys, then aggregates) is the plan's. With `time_key`, the
+    /// plan's first group key is an event time: it is evaluated for every
+    /// row ([`Rows::times`]) but is not a key, and not in the output.
+    pub(crate) async fn compile(
+        state: &SessionState,
+        plan: &LogicalPlan,
+        time_key: bool,
+    ) -> Result<Self> {
         // Two rules reshape an aggregate in ways that hold for one batch but
         // not for state kept across batches: `single_distinct_aggregation_to_group_by`
         // turns `count(DISTINCT v)` into a `GROUP BY v` under an outer count
@@ -124,11 +184,26 @@ impl Aggregation {
             ));
         }
         let input_schema = aggregate.input().schema();
-        let keys: Vec<Arc<dyn PhysicalExpr>> =
+        let mut keys: Vec<Arc<dyn PhysicalExpr>> =
             group.expr().iter().map(|(e, _)| Arc::clone(e)).collect();
+        let mut key_names = group.expr().to_vec();
+        let mut schema = plan.schema().as_arrow().clone();
+        let time = if time_key {
+            if keys.is_empty() {
+                return Err(Error::Internal(format!(
+                    "an event-time aggregate without its time key:\n{plan}"
+                )));
+            }
+            key_names.remove(0);
+            let fields = schema.fields().iter().skip(1).cloned().collect::<Vec<_>>();
+            schema = Schema::new(fields);
+            Some(keys.remove(0))
+        } else {
+            None
+        };
         let key_fields = keys
             .iter()
-            .zip(group.expr())
+            .zip(&key_names)
             .map(|(e, (_, name))| {
                 Ok(arrow::datatypes::Field::new(
                     name,
@@ -137,7 +212,7 @@ impl Aggregation {
                 ))
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let schema = Arc::new(schema);
         if keys.len() + aggregate.aggr_expr().len() != schema.fields().len() {
             return Err(Error::Internal(format!(
                 "the physical aggregate ({} keys, {} aggregates) does not match its plan:\n{plan}",
@@ -166,6 +241,7 @@ impl Aggregation {
             aggregates: aggregate.aggr_expr().to_vec(),
             filters: aggregate.filter_expr().to_vec(),
             schema,
+            time,
         })
     }
 
@@ -220,10 +296,16 @@ impl Aggregation {
                     .transpose()
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let times = self
+            .time
+            .as_ref()
+            .map(|t| t.evaluate(&batch).and_then(|v| v.into_array(n)))
+            .transpose()?;
         Ok(Rows {
             groups,
             arguments,
             filters,
+            times,
         })
     }
 
@@ -279,6 +361,30 @@ impl Aggregation {
         self.merged(parts, groups)?.finish()
     }
 
+    /// The partial states of `parts` together over `groups` groups, each
+    /// part's group `g` counted as group `map[g]` (several groups may map
+    /// to one: how sessions merge). Groups left with no rows are dropped.
+    pub(crate) fn regroup(
+        &self,
+        parts: &[&Partial],
+        map: &[usize],
+        groups: usize,
+    ) -> Result<Partial> {
+        let mut builder = self.builder()?;
+        // Every group exists from the start, so no call raises the total.
+        builder.fill(groups)?;
+        for part in parts.iter().filter(|p| p.len() > 0) {
+            let mapped: Vec<usize> = part.groups.iter().map(|&g| map[g]).collect();
+            for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
+                accumulator.merge_batch(states, &mapped, groups)?;
+            }
+            for (&g, &n) in mapped.iter().zip(&part.counts) {
+                builder.counts[g] += n;
+            }
+        }
+        builder.finish()
+    }
+
     /// The final values of `parts` together, over `groups` groups: one
     /// array per aggregate, and the row count of each group.
     pub(crate) fn evaluate(&self, parts: &[&Partial], groups: usize) -> Result<Evaluated> {
@@ -306,6 +412,24 @@ impl Aggregation {
         for value in &values.values {
             columns.push(pick(value)?);
         }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Output rows whose keys are the groups `key_rows` of `index` and whose
+    /// values are `values` in order (one per output row).
+    pub(crate) fn output_keyed(
+        &self,
+        index: &mut KeyIndex,
+        key_rows: &UInt32Array,
+        values: &Evaluated,
+    ) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        if !index.is_global() {
+            for key in index.keys()? {
+                columns.push(take(key.as_ref(), key_rows, None)?);
+            }
+        }
+        columns.extend(values.values.iter().cloned());
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
@@ -500,6 +624,21 @@ impl Partial {
             states,
             counts,
         })
+    }
+
+    /// The states of `groups` (each held), renumbered `0..` in that order:
+    /// a dense partial to evaluate just those groups.
+    pub(crate) fn pick(&self, groups: &[usize]) -> Result<Partial> {
+        let rows = groups
+            .iter()
+            .map(|g| {
+                self.groups
+                    .binary_search(g)
+                    .map(|r| r as u32)
+                    .map_err(|_| Error::Internal(format!("group {g} has no state")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.select(&rows, (0..groups.len()).collect())
     }
 
     /// Keeps the groups `live` (ascending), renumbered by their position in

@@ -23,7 +23,7 @@ use crate::plan::{StreamTable, scanned_streams};
 use crate::query::{Output, QueryHandle};
 use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
-use crate::spec::{RunningSpec, WindowSpec};
+use crate::spec::{EventWindow, RunningSpec, WindowSpec};
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
 use crate::window::{output_schema, with_bounds};
@@ -120,6 +120,7 @@ impl DStream {
             NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
             NodeKind::Source { .. }
             | NodeKind::WindowAggregate { .. }
+            | NodeKind::EventWindowAggregate { .. }
             | NodeKind::RunningAggregate { .. }
             | NodeKind::Window { .. } => self.scan()?,
         };
@@ -155,6 +156,56 @@ impl DStream {
             (
                 output_schema(plan.schema().as_arrow()),
                 NodeKind::WindowAggregate { plan, input, spec },
+            )
+        })
+    }
+
+    /// An event-time window aggregate (Flink's window TVF aggregate,
+    /// Spark's `groupBy(window(ts, …), k).agg(…)` with a watermark): rows
+    /// go to windows by `window.time_column`, and each window is emitted
+    /// when the watermark of the sources passes its end, or at end of input
+    /// (see [`crate::event_window`]). Every source this stream reads must
+    /// declare a watermark on that column ([`Engine::set_watermark`]).
+    /// Output: `window_start`, `window_end`, the `group` keys, the
+    /// aggregates, and `is_final` with [`crate::WindowEmit::Changes`].
+    pub fn event_window_aggregate(
+        &self,
+        group: Vec<Expr>,
+        aggregates: Vec<Expr>,
+        window: EventWindow,
+    ) -> Result<Self> {
+        window.validate()?;
+        for source in self.sources() {
+            match self.engine.watermark(&source) {
+                None => {
+                    return Err(crate::Error::Plan(format!(
+                        "an event-time window over {} needs a watermark on source '{source}': \
+                         declare WATERMARK FOR {} in its column list",
+                        window.time_column, window.time_column
+                    )));
+                }
+                Some(w) if w.column != window.time_column => {
+                    return Err(crate::Error::Plan(format!(
+                        "the window's time column is {}, but source '{source}' has its watermark \
+                         on {}: window by {}",
+                        window.time_column, w.column, w.column
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let mut keys = vec![Expr::Column(datafusion::common::Column::new_unqualified(
+            &window.time_column,
+        ))];
+        keys.extend(group);
+        self.stateful_aggregate(keys, aggregates, |plan, input| {
+            (
+                crate::event_window::output_schema(plan.schema().as_arrow(), window.emit),
+                NodeKind::EventWindowAggregate {
+                    plan,
+                    input,
+                    window,
+                },
             )
         })
     }

@@ -24,10 +24,12 @@ use crate::sink::{ConsoleOptions, Sink};
 use crate::source::{MemorySource, Source};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};
+use crate::watermark::Watermark;
 
 pub(crate) struct RegisteredSource {
     pub(crate) source: Arc<dyn Source>,
     pub(crate) metrics: Arc<SourceMetrics>,
+    pub(crate) watermark: Option<Watermark>,
 }
 
 pub(crate) struct PendingQuery {
@@ -47,6 +49,9 @@ pub(crate) enum RunState {
 pub(crate) struct State {
     pub(crate) interval: Duration,
     pub(crate) console: ConsoleOptions,
+    /// How long a source may deliver nothing before it stops holding back
+    /// the watermark of operators reading it with other sources.
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) sources: BTreeMap<String, RegisteredSource>,
     pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
     pub(crate) queries: Vec<Arc<QueryShared>>,
@@ -135,6 +140,7 @@ impl EngineBuilder {
                 state: Mutex::new(State {
                     interval: self.interval,
                     console: self.console,
+                    idle_timeout: None,
                     sources: BTreeMap::new(),
                     sinks: BTreeMap::new(),
                     queries: Vec::new(),
@@ -193,6 +199,8 @@ pub struct SourceInfo {
     pub schema: SchemaRef,
     /// Its counters.
     pub metrics: SourceMetricsSnapshot,
+    /// Its watermark declaration, if it has event time.
+    pub watermark: Option<Watermark>,
 }
 
 /// What `\d` shows of a sink.
@@ -305,9 +313,45 @@ impl Engine {
             RegisteredSource {
                 source,
                 metrics: Arc::default(),
+                watermark: None,
             },
         );
         Ok(())
+    }
+
+    /// Declares `name`'s event-time column and allowed disorder
+    /// (`WATERMARK FOR column AS column - INTERVAL …`): what event-time
+    /// windows over the source close on.
+    pub fn set_watermark(&self, name: &str, watermark: Watermark) -> Result<()> {
+        let mut state = self.state();
+        let source = state
+            .sources
+            .get_mut(name)
+            .ok_or_else(|| Error::Config(format!("no source named '{name}'")))?;
+        watermark.check(name, &source.source.schema())?;
+        source.watermark = Some(watermark);
+        Ok(())
+    }
+
+    /// The watermark declared on source `name`, if any.
+    pub fn watermark(&self, name: &str) -> Option<Watermark> {
+        self.state()
+            .sources
+            .get(name)
+            .and_then(|s| s.watermark.clone())
+    }
+
+    /// Sets `watermark.idle.timeout`: a source that delivers no rows for
+    /// this long stops holding back the watermark of an operator that reads
+    /// other sources too (zero: never, the default, as in Flink). Applies to
+    /// queries started later.
+    pub fn set_watermark_idle_timeout(&self, timeout: Duration) {
+        self.state().idle_timeout = Some(timeout).filter(|t| !t.is_zero());
+    }
+
+    /// The current `watermark.idle.timeout`.
+    pub fn watermark_idle_timeout(&self) -> Option<Duration> {
+        self.state().idle_timeout
     }
 
     /// Creates and registers a source from `CREATE SOURCE` options; `schema`
@@ -512,6 +556,7 @@ impl Engine {
                 description: s.source.describe(),
                 schema: s.source.schema(),
                 metrics: s.metrics.snapshot(),
+                watermark: s.watermark.clone(),
             })
             .collect()
     }

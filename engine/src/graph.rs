@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::spec::{RunningSpec, WindowSpec};
+use crate::spec::{EventWindow, RunningSpec, WindowSpec};
 
 /// Identifies a node of the operator graph.
 pub(crate) type NodeId = usize;
@@ -43,6 +43,13 @@ pub(crate) enum NodeKind {
         input: Arc<Node>,
         spec: WindowSpec,
     },
+    /// An event-time window aggregate of its input stream: `plan` is the
+    /// aggregate over a scan of `input`, grouped first by the time column.
+    EventWindowAggregate {
+        plan: LogicalPlan,
+        input: Arc<Node>,
+        window: EventWindow,
+    },
     /// A running aggregate of its input stream over all batches so far:
     /// `plan` is the aggregate over a scan of `input`.
     RunningAggregate {
@@ -59,6 +66,7 @@ impl Node {
             NodeKind::Source { .. } => Vec::new(),
             NodeKind::Stateless { inputs, .. } => inputs.iter().collect(),
             NodeKind::WindowAggregate { input, .. }
+            | NodeKind::EventWindowAggregate { input, .. }
             | NodeKind::Window { input, .. }
             | NodeKind::RunningAggregate { input, .. } => vec![input],
         }

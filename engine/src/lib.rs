@@ -33,6 +33,7 @@ pub mod connector;
 pub mod dstream;
 pub mod engine;
 pub mod error;
+pub mod event_window;
 pub mod format;
 mod graph;
 pub mod metrics;
@@ -47,6 +48,7 @@ pub mod spec;
 mod stream;
 mod sync;
 pub mod time;
+pub mod watermark;
 pub mod window;
 
 pub use arrow::array::RecordBatch;
@@ -58,9 +60,10 @@ pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;
 pub use plan::StreamTable;
 pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
-pub use spec::{EmitMode, RunningSpec, WindowSpec};
+pub use spec::{Assigner, EmitMode, EventWindow, RunningSpec, WindowEmit, WindowSpec};
 pub use stream::BatchStream;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
+pub use watermark::Watermark;
 
 /// Re-exported so that embedders use the same DataFusion and arrow.
 pub use datafusion;

@@ -17,6 +17,7 @@ pub struct SourceMetrics {
     malformed: AtomicU64,
     reconnects: AtomicU64,
     cut_lines: AtomicU64,
+    late: AtomicU64,
     skipped_in_batch: Mutex<Option<SkipReport>>,
 }
 
@@ -40,6 +41,9 @@ pub struct SourceMetricsSnapshot {
     pub reconnects: u64,
     /// Lines cut short by a dropped connection (never merged with the next).
     pub cut_lines: u64,
+    /// Rows dropped by an event-time window because their window had
+    /// already closed (behind the watermark).
+    pub late: u64,
 }
 
 impl SourceMetrics {
@@ -53,6 +57,10 @@ impl SourceMetrics {
 
     pub(crate) fn add_reconnect(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_late(&self, n: u64) {
+        self.late.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn add_cut_line(&self) {
@@ -85,6 +93,7 @@ impl SourceMetrics {
             malformed: self.malformed.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             cut_lines: self.cut_lines.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,4 +116,9 @@ pub struct BatchInfo {
     /// Bytes of operator state the query holds after this batch (window
     /// panes' partial aggregates): sized by keys × live panes.
     pub state_bytes: u64,
+    /// Rows this batch dropped as late (behind the watermark).
+    pub late_rows: u64,
+    /// The event-time watermark after this batch (epoch milliseconds), for
+    /// a query with an event-time window; `None` before any event.
+    pub watermark: Option<i64>,
 }

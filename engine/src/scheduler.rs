@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::aggregate::Aggregation;
 use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
+use crate::event_window::{EventWindowOperator, Late};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
 use crate::plan::StatelessOperator;
@@ -33,6 +34,7 @@ use crate::running::RunningAggregateOperator;
 use crate::source::{SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
+use crate::watermark::{NO_WATERMARK, WatermarkTracker, format_lateness, format_watermark};
 use crate::window::{RawWindowOperator, WindowOperator};
 
 /// A query the scheduler runs.
@@ -42,6 +44,8 @@ struct RunningQuery {
     operators: HashMap<NodeId, Operator>,
     output: Output,
     batches: u64,
+    /// Whether the first late row was already reported.
+    reported_late: bool,
 }
 
 /// The batch a single-input node reads at this batch time.
@@ -58,6 +62,7 @@ fn input_batch(node: &Node, values: &HashMap<NodeId, Option<RecordBatch>>) -> Re
 enum Operator {
     Stateless(StatelessOperator),
     Window(WindowOperator),
+    EventWindow(EventWindowOperator, WatermarkTracker),
     RawWindow(RawWindowOperator),
     Running(RunningAggregateOperator),
 }
@@ -139,7 +144,7 @@ impl Engine {
                     .await
                     .map(Operator::Stateless),
                 NodeKind::WindowAggregate { plan, input, spec } => match spec.validate(interval) {
-                    Ok(()) => match Aggregation::compile(&session, plan).await {
+                    Ok(()) => match Aggregation::compile(&session, plan, false).await {
                         Ok(aggregation) => WindowOperator::new(
                             *spec,
                             start,
@@ -152,8 +157,25 @@ impl Engine {
                     },
                     Err(e) => Err(e),
                 },
+                NodeKind::EventWindowAggregate {
+                    plan,
+                    input,
+                    window,
+                } => match self.watermark_tracker(node, start) {
+                    Ok(tracker) => match Aggregation::compile(&session, plan, true).await {
+                        Ok(aggregation) => EventWindowOperator::new(
+                            input.id,
+                            aggregation,
+                            node.schema.clone(),
+                            window.clone(),
+                        )
+                        .map(|op| Operator::EventWindow(op, tracker)),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
                 NodeKind::RunningAggregate { plan, input, spec } => {
-                    match Aggregation::compile(&session, plan).await {
+                    match Aggregation::compile(&session, plan, false).await {
                         Ok(aggregation) => {
                             RunningAggregateOperator::new(input.id, aggregation, *spec)
                                 .map(Operator::Running)
@@ -222,7 +244,66 @@ impl Engine {
             operators,
             output,
             batches: 0,
+            reported_late: false,
         })
+    }
+
+    /// The watermark of an event-time node: over the sources it reads,
+    /// with their declared watermarks.
+    fn watermark_tracker(&self, node: &Arc<Node>, start: BatchTime) -> Result<WatermarkTracker> {
+        let state = self.state();
+        let sources = node
+            .sources()
+            .into_iter()
+            .map(|name| {
+                let watermark = state
+                    .sources
+                    .get(&name)
+                    .and_then(|s| s.watermark.clone())
+                    .ok_or_else(|| {
+                        Error::Plan(format!(
+                            "source '{name}' has no watermark, which an event-time window needs"
+                        ))
+                    })?;
+                Ok((name, watermark))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(WatermarkTracker::new(sources, state.idle_timeout, start))
+    }
+
+    /// Counts late rows on their source and warns the first time a query
+    /// drops any.
+    fn report_late(
+        &self,
+        query: &mut RunningQuery,
+        time: BatchTime,
+        late: &[(Vec<String>, Late, i64)],
+    ) {
+        for (sources, late, watermark) in late.iter().filter(|(_, l, _)| l.rows > 0) {
+            if let [only] = sources.as_slice()
+                && let Some(s) = self.state().sources.get(only)
+            {
+                s.metrics.add_late(late.rows);
+            }
+            if query.reported_late {
+                continue;
+            }
+            query.reported_late = true;
+            let from = match sources.as_slice() {
+                [one] => format!("source '{one}'"),
+                many => format!("sources {}", many.join(", ")),
+            };
+            self.inner.notices.send(format!(
+                "query '{}': dropped {} late row{} from {from} in batch {time} (up to {} behind the \
+                 watermark {}; their windows had closed). Later drops are only counted (\\d, \
+                 --progress); to keep such rows, raise the delay in WATERMARK FOR … AS … - INTERVAL …",
+                query.shared.name,
+                late.rows,
+                if late.rows == 1 { "" } else { "s" },
+                format_lateness(late.max_behind),
+                format_watermark(*watermark)
+            ));
+        }
     }
 
     /// Releases one query's hold on its sources; a source nobody reads is closed.
@@ -302,13 +383,17 @@ impl Engine {
         for (index, query) in running.iter_mut().enumerate() {
             let started = Instant::now();
             let outcome = query.run_batch(time, &polled).await;
+            let mut late_rows = 0;
             let (status, input_rows, output_rows) = match outcome {
                 Ok(BatchOutcome {
                     input_rows,
                     output_rows,
                     end_of_input,
                     consumer_gone,
+                    late,
                 }) => {
+                    late_rows = late.iter().map(|(_, l, _)| l.rows).sum();
+                    self.report_late(query, time, &late);
                     let status = if consumer_gone {
                         Some(QueryStatus::Stopped)
                     } else if end_of_input {
@@ -340,6 +425,8 @@ impl Engine {
                 processing_time: started.elapsed(),
                 batches: query.batches,
                 state_bytes: query.state_bytes(),
+                late_rows,
+                watermark: query.watermark(),
             };
             query.shared.progress.send_replace(Some(info.clone()));
             for listener in &listeners {
@@ -362,6 +449,9 @@ struct BatchOutcome {
     output_rows: u64,
     end_of_input: bool,
     consumer_gone: bool,
+    /// Late rows of each event-time window: its sources, the rows, and the
+    /// watermark they were behind.
+    late: Vec<(Vec<String>, Late, i64)>,
 }
 
 impl RunningQuery {
@@ -371,11 +461,25 @@ impl RunningQuery {
             .values()
             .map(|op| match op {
                 Operator::Window(w) => w.state_bytes() as u64,
+                Operator::EventWindow(w, _) => w.state_bytes() as u64,
                 Operator::RawWindow(w) => w.state_bytes() as u64,
                 Operator::Running(r) => r.state_bytes() as u64,
                 Operator::Stateless(_) => 0,
             })
             .sum()
+    }
+
+    /// The lowest watermark of its event-time windows, if it has any and
+    /// they have one.
+    fn watermark(&self) -> Option<i64> {
+        self.operators
+            .values()
+            .filter_map(|op| match op {
+                Operator::EventWindow(_, clock) => Some(clock.current()),
+                _ => None,
+            })
+            .min()
+            .filter(|&w| w != NO_WATERMARK)
     }
 
     /// Runs the operators on this batch and delivers the output.
@@ -389,6 +493,7 @@ impl RunningQuery {
         let mut values: HashMap<NodeId, Option<RecordBatch>> = HashMap::new();
         let mut input_rows = 0;
         let mut end_of_input = true;
+        let mut late = Vec::new();
         for node in &self.order {
             let value = match &node.kind {
                 NodeKind::Source { name } => match polled.get(name) {
@@ -420,6 +525,15 @@ impl RunningQuery {
                             op.on_batch(time, input_batch(node, &values)).await?
                         }
                         Operator::RawWindow(op) => op.on_batch(time, input_batch(node, &values))?,
+                        Operator::EventWindow(op, clock) => {
+                            let step = clock.advance(time, polled)?;
+                            let (output, dropped) =
+                                op.on_batch(input_batch(node, &values), step).await?;
+                            let sources = clock.source_names();
+                            let sources = sources.iter().map(|s| s.to_string()).collect();
+                            late.push((sources, dropped, step.before));
+                            Some(output)
+                        }
                         Operator::Running(op) => {
                             Some(op.on_batch(time, input_batch(node, &values)).await?)
                         }
@@ -435,6 +549,7 @@ impl RunningQuery {
                 output_rows: 0,
                 end_of_input,
                 consumer_gone: false,
+                late,
             });
         };
         let output_rows = output.num_rows() as u64;
@@ -452,6 +567,7 @@ impl RunningQuery {
             output_rows,
             end_of_input,
             consumer_gone,
+            late,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! What a stateful operator is asked to do: the length and slide of a
-//! window ([`WindowSpec`], with its rules), and how a running aggregate
-//! emits and expires keys ([`RunningSpec`]). The operator graph holds these;
-//! the operators in `window` and `running` carry them out.
+//! window ([`WindowSpec`], with its rules), an event-time window
+//! ([`EventWindow`]: its time column, its windows and what it emits), and
+//! how a running aggregate emits and expires keys ([`RunningSpec`]). The
+//! operator graph holds these; the operators in `window`, `event_window` and
+//! `running` carry them out.
 
 use std::time::Duration;
 
@@ -77,9 +79,108 @@ impl WindowSpec {
         Ok(())
     }
 
+    /// Checks the rules of an event-time window: both positive, the slide
+    /// no longer than the length, and the length a multiple of the slide
+    /// (there is no batch interval to divide).
+    pub fn validate_event_time(&self) -> Result<()> {
+        let (l, s) = (self.length.as_millis(), self.slide.as_millis());
+        let (fl, fs) = (format_duration(self.length), format_duration(self.slide));
+        if l == 0 || s == 0 {
+            return Err(Error::Plan(format!(
+                "window size ({fl}) and slide ({fs}) must be positive"
+            )));
+        }
+        if s > l {
+            return Err(Error::Plan(format!(
+                "window slide {fs} is longer than its size {fl}"
+            )));
+        }
+        if l % s != 0 {
+            return Err(Error::Plan(format!(
+                "window size {fl} is not a multiple of its slide {fs}"
+            )));
+        }
+        Ok(())
+    }
+
     /// The pane length: `gcd(length, slide)`, in milliseconds.
     pub(crate) fn pane_millis(&self) -> i64 {
         gcd(self.length.as_millis(), self.slide.as_millis()) as i64
+    }
+}
+
+/// Which windows an event-time row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assigner {
+    /// Windows `[k·slide, k·slide + length)` aligned to the epoch (tumbling
+    /// when the slide is the length).
+    Fixed(WindowSpec),
+    /// Per key, rows closer than `gap` to each other share a session
+    /// `[first event, last event + gap)`.
+    Session {
+        /// How long a key may be silent before its session ends.
+        gap: Duration,
+    },
+}
+
+/// What an event-time window emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEmit {
+    /// One final row per window and key, at the first batch whose
+    /// watermark passes the window's end (Flink's and Spark's append mode).
+    OnClose,
+    /// Also, every batch, the current values of the open windows that got
+    /// rows in it: an updating stream with a trailing `is_final` column.
+    Changes,
+}
+
+/// An event-time window aggregate: the time column of its input, its
+/// windows and what it emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWindow {
+    /// The input column holding each row's event time (a timestamp, or
+    /// milliseconds since the epoch). Every source the window reads must
+    /// declare a watermark on it.
+    pub time_column: String,
+    /// Which windows a row belongs to.
+    pub assigner: Assigner,
+    /// What the window emits.
+    pub emit: WindowEmit,
+}
+
+impl EventWindow {
+    /// Fixed (tumbling or sliding) windows over `time_column`.
+    pub fn fixed(time_column: &str, spec: WindowSpec) -> Self {
+        EventWindow {
+            time_column: time_column.to_string(),
+            assigner: Assigner::Fixed(spec),
+            emit: WindowEmit::OnClose,
+        }
+    }
+
+    /// Session windows over `time_column` that end after `gap` of silence.
+    pub fn session(time_column: &str, gap: Duration) -> Self {
+        EventWindow {
+            time_column: time_column.to_string(),
+            assigner: Assigner::Session { gap },
+            emit: WindowEmit::OnClose,
+        }
+    }
+
+    /// The same windows, emitting as `emit` says.
+    pub fn with_emit(self, emit: WindowEmit) -> Self {
+        EventWindow { emit, ..self }
+    }
+
+    /// Checks the sizes, with errors that name the values.
+    pub fn validate(&self) -> Result<()> {
+        match self.assigner {
+            Assigner::Fixed(spec) => spec.validate_event_time(),
+            Assigner::Session { gap } if gap.is_zero() => Err(Error::Plan(
+                "a session gap must be positive, got 0 ms".into(),
+            )),
+            Assigner::Session { .. } => Ok(()),
+        }
     }
 }
 

@@ -84,6 +84,8 @@ pub enum Statement {
         name: Ident,
         /// The declared columns (empty: the connector's default).
         columns: Vec<ColumnDef>,
+        /// `WATERMARK FOR column [AS column - INTERVAL …]` in the column list.
+        watermark: Option<WatermarkClause>,
         /// The options.
         options: Vec<SqlOption>,
         /// `IF NOT EXISTS`.
@@ -140,12 +142,33 @@ fn write_options(f: &mut fmt::Formatter<'_>, options: &[SqlOption]) -> fmt::Resu
     write!(f, " WITH ({})", list.join(", "))
 }
 
+/// `WATERMARK FOR column [AS expression]` (Flink's and Arroyo's syntax).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkClause {
+    /// The event-time column.
+    pub column: Ident,
+    /// The watermark expression: `column - INTERVAL …`, or `column` itself.
+    /// `None` (no `AS`): no disorder allowed.
+    pub expression: Option<ast::Expr>,
+}
+
+impl fmt::Display for WatermarkClause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WATERMARK FOR {}", self.column)?;
+        if let Some(e) = &self.expression {
+            write!(f, " AS {e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Statement::CreateSource {
                 name,
                 columns,
+                watermark,
                 options,
                 if_not_exists,
             } => {
@@ -155,7 +178,8 @@ impl fmt::Display for Statement {
                     if *if_not_exists { "IF NOT EXISTS " } else { "" }
                 )?;
                 if !columns.is_empty() {
-                    let cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
+                    let mut cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
+                    cols.extend(watermark.iter().map(ToString::to_string));
                     write!(f, " ({})", cols.join(", "))?;
                 }
                 write_options(f, options)
@@ -386,6 +410,7 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_identifier()?;
     let mut columns = Vec::new();
+    let mut watermark = None;
     if parser.consume_token(&Token::LParen) {
         if kind == ObjectKind::Sink {
             return Err(Error::from(ParserError::ParserError(format!(
@@ -396,17 +421,23 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
         loop {
             let next = parser.peek_token();
             if word_is(&next, "watermark") {
-                return Err(Error::Plan {
-                    message:
-                        "WATERMARK (event time) is not supported yet; declare the column without it"
-                            .into(),
-                    location: Some(Location {
-                        line: next.span.start.line,
-                        column: next.span.start.column,
-                    }),
-                });
+                if watermark.is_some() {
+                    return parser
+                        .expected("one WATERMARK per source", next)
+                        .map_err(Error::from);
+                }
+                parser.next_token();
+                parser.expect_keyword(Keyword::FOR)?;
+                let column = parser.parse_identifier()?;
+                let expression = if parser.parse_keyword(Keyword::AS) {
+                    Some(parser.parse_expr()?)
+                } else {
+                    None
+                };
+                watermark = Some(WatermarkClause { column, expression });
+            } else {
+                columns.push(parser.parse_column_def()?);
             }
-            columns.push(parser.parse_column_def()?);
             if !parser.consume_token(&Token::Comma) {
                 parser.expect_token(&Token::RParen)?;
                 break;
@@ -424,6 +455,7 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
         ObjectKind::Source => Statement::CreateSource {
             name,
             columns,
+            watermark,
             options,
             if_not_exists,
         },

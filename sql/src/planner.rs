@@ -25,16 +25,16 @@ use brooklet_engine::datafusion::logical_expr::LogicalPlan;
 use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
 use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use brooklet_engine::time::{format_duration, parse_duration};
-use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec};
+use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, Watermark};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
 use crate::error::{Error, Result};
 pub use crate::parser::normalize;
-use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement};
+use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement, WatermarkClause};
 
 /// The settings `SET` knows, besides `datafusion.*`.
-pub const SETTINGS: &[&str] = &["batch.interval", "state.ttl"];
+pub const SETTINGS: &[&str] = &["batch.interval", "state.ttl", "watermark.idle.timeout"];
 
 /// What a statement asks for.
 #[derive(Debug)]
@@ -88,6 +88,7 @@ impl Planner {
             Statement::CreateSource {
                 name,
                 columns,
+                watermark,
                 options,
                 if_not_exists,
             } => {
@@ -104,7 +105,17 @@ impl Planner {
                     .iter()
                     .map(|o| (o.key.clone(), o.value.clone()))
                     .collect();
+                let watermark = match watermark {
+                    Some(clause) => Some(self.watermark_of(clause).await?),
+                    None => None,
+                };
                 self.engine.create_source(&name, schema, options)?;
+                if let Some(watermark) = watermark
+                    && let Err(e) = self.engine.set_watermark(&name, watermark)
+                {
+                    let _ = self.engine.drop_source(&name);
+                    return Err(e.into());
+                }
                 let table = self.engine.stream_table(&name)?;
                 if let Err(e) = self.engine.session().register_table(name.as_str(), table) {
                     let _ = self.engine.drop_source(&name);
@@ -180,6 +191,21 @@ impl Planner {
                     ttl.map_or("none".into(), format_duration)
                 )))
             }
+            "watermark.idle.timeout" | "watermark_idle_timeout" => {
+                let timeout = match value.trim().to_ascii_lowercase().as_str() {
+                    "" | "none" | "off" | "0" => Duration::ZERO,
+                    _ => parse_duration(value)?,
+                };
+                self.engine.set_watermark_idle_timeout(timeout);
+                Ok(Planned::Done(format!(
+                    "watermark.idle.timeout = {}",
+                    if timeout.is_zero() {
+                        "none".into()
+                    } else {
+                        format_duration(timeout)
+                    }
+                )))
+            }
             _ if key.starts_with("datafusion.") => {
                 self.engine
                     .session()
@@ -195,6 +221,33 @@ impl Planner {
                 SETTINGS.join(", ")
             ))),
         }
+    }
+
+    /// The watermark a `WATERMARK FOR c [AS c - INTERVAL …]` clause declares.
+    async fn watermark_of(&self, clause: &WatermarkClause) -> Result<Watermark> {
+        let column = normalize(&clause.column);
+        let names = |e: &ast::Expr| match e {
+            ast::Expr::Identifier(i) => normalize(i) == column,
+            _ => false,
+        };
+        let delay = match &clause.expression {
+            None => Duration::ZERO,
+            Some(e) if names(e) => Duration::ZERO,
+            Some(ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Minus,
+                right,
+            }) if names(left) => {
+                crate::window::literal_duration(&self.engine, "WATERMARK", right).await?
+            }
+            Some(other) => {
+                return Err(Error::plan(format!(
+                    "WATERMARK FOR {column} AS {other}: write {column} - INTERVAL '5' SECOND \
+                     (the delay allowed for out-of-order rows), or leave out AS for none"
+                )));
+            }
+        };
+        Ok(Watermark::new(&column, delay))
     }
 
     /// The arrow schema of a column list, with DataFusion's SQL type mapping.

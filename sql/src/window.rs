@@ -1,4 +1,4 @@
-//! Windows and running aggregates in SQL (processing time).
+//! Windows and running aggregates in SQL.
 //!
 //! Two spellings of a window, one operator underneath:
 //!
@@ -12,6 +12,17 @@
 //!   has, not a declared column. Grouped `BY window_start, window_end, …`
 //!   it is a window aggregate; without an aggregate it is DStream
 //!   `window()` (every row of the window at each slide).
+//!
+//! **Event time**: a time column as the first argument (`tumble(ts, size)`,
+//! `hop(ts, slide, size)`, `window(ts, size [, slide])`, `session(ts, gap)`
+//! and Spark's `session_window(ts, gap)`), or `DESCRIPTOR(ts)` naming a
+//! column of the source, makes an event-time window
+//! ([`brooklet_engine::event_window`]): the source must declare
+//! `WATERMARK FOR ts`. Windows then emit when the watermark passes their
+//! end (`EMIT ON WINDOW CLOSE`, the default), or also every batch while
+//! open (`EMIT CHANGES`, with a trailing `is_final` column). An event-time
+//! `TUMBLE` table read without an aggregate gives each row its window's
+//! bounds, as in Flink.
 //!
 //! Sizes are intervals (`INTERVAL '10' SECOND`) or duration strings
 //! (`'10 seconds'`). An unwindowed `GROUP BY` with `EMIT CHANGES` or `EMIT
@@ -36,22 +47,26 @@ use brooklet_engine::time::parse_duration;
 use std::sync::Arc;
 
 use brooklet_engine::datafusion::sql::sqlparser::ast;
-use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, WindowSpec};
+use brooklet_engine::event_window::IS_FINAL;
+use brooklet_engine::{
+    Assigner, DStream, EmitMode, Engine, EventWindow, RunningSpec, WindowEmit, WindowSpec,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions::core::expr_fn::named_struct;
+use datafusion::functions::expr_fn::date_bin;
 use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Projection,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::{cast, col, lit};
 
 use crate::error::{Error, Result};
 
 /// The names of the window functions.
-const WINDOW_FUNCTIONS: &[&str] = &["tumble", "hop", "window"];
+const WINDOW_FUNCTIONS: &[&str] = &["tumble", "hop", "window", "session", "session_window"];
 
 /// The type of a window value: `{start, end}` timestamps (milliseconds).
 fn window_type() -> DataType {
@@ -142,30 +157,58 @@ fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
     Ok(Duration::from_millis(millis as u64))
 }
 
+/// A window as SQL describes it: over processing time (batch times) or
+/// over an event-time column.
+#[derive(Debug, Clone)]
+enum SqlWindow {
+    Processing(WindowSpec),
+    Event { column: String, assigner: Assigner },
+}
+
 /// The window a window function call describes.
-fn spec_of(function: &str, args: &[Expr]) -> Result<WindowSpec> {
-    if let Some(Expr::Column(c)) = args.first() {
-        return Err(Error::plan(format!(
-            "{function}() with a time column ({}) is an event-time window, which this version does not run yet; \
-             leave the column out for a processing-time window",
-            c.name
-        )));
-    }
-    let d = |i: usize| duration_of(function, &args[i]);
-    match (function, args.len()) {
-        ("tumble", 1) | ("window", 1) => Ok(WindowSpec::tumbling(d(0)?)),
-        ("hop", 2) => Ok(WindowSpec::sliding(d(1)?, d(0)?)),
-        ("window", 2) => Ok(WindowSpec::sliding(d(0)?, d(1)?)),
-        _ => Err(Error::plan(format!(
-            "{function}() takes {}, got {} arguments",
-            match function {
-                "tumble" => "(size)",
-                "hop" => "(slide, size)",
-                _ => "(size) or (size, slide)",
-            },
-            args.len()
-        ))),
-    }
+fn spec_of(function: &str, args: &[Expr]) -> Result<SqlWindow> {
+    let (column, sizes) = match args.first() {
+        Some(Expr::Column(c)) => (Some(c.name.clone()), &args[1..]),
+        _ => (None, args),
+    };
+    let d = |i: usize| duration_of(function, &sizes[i]);
+    let usage = |function: &str| match function {
+        "tumble" => "([ts,] size)",
+        "hop" => "([ts,] slide, size)",
+        "session" | "session_window" => "(ts, gap)",
+        _ => "([ts,] size) or ([ts,] size, slide)",
+    };
+    let spec = match (function, sizes.len()) {
+        ("tumble", 1) | ("window", 1) => WindowSpec::tumbling(d(0)?),
+        ("hop", 2) => WindowSpec::sliding(d(1)?, d(0)?),
+        ("window", 2) => WindowSpec::sliding(d(0)?, d(1)?),
+        ("session" | "session_window", 1) => {
+            let Some(column) = column else {
+                return Err(Error::plan(format!(
+                    "{function}() is an event-time window: write {function}(ts, gap) with a column \
+                     that has a WATERMARK"
+                )));
+            };
+            return Ok(SqlWindow::Event {
+                column,
+                assigner: Assigner::Session { gap: d(0)? },
+            });
+        }
+        _ => {
+            return Err(Error::plan(format!(
+                "{function}() takes {}, got {} arguments",
+                usage(function),
+                args.len()
+            )));
+        }
+    };
+    Ok(match column {
+        Some(column) => SqlWindow::Event {
+            column,
+            assigner: Assigner::Fixed(spec),
+        },
+        None => SqlWindow::Processing(spec),
+    })
 }
 
 fn strip_qualifiers(expr: Expr) -> Result<Expr> {
@@ -183,7 +226,7 @@ fn strip_qualifiers(expr: Expr) -> Result<Expr> {
 /// registered under a name of its own while the query is planned.
 pub(crate) struct WindowTable {
     name: String,
-    spec: WindowSpec,
+    spec: SqlWindow,
     /// The source's rows of each batch, with placeholder bounds: what an
     /// aggregate over the window reads (the window operator adds the bounds).
     per_batch: DStream,
@@ -375,20 +418,12 @@ async fn window_table(
             )));
         }
     };
-    if time != PROCTIME {
-        return Err(Error::plan(
-            if source_stream.schema().field_with_name(&time).is_ok() {
-                format!(
-                    "DESCRIPTOR({time}) is an event-time window, which this version does not run yet; \
-                     use DESCRIPTOR(proctime) for a window over processing time (batch time)"
-                )
-            } else {
-                format!(
-                    "source '{source}' has no column '{time}'; use DESCRIPTOR(proctime) for a \
-                     window over processing time (batch time)"
-                )
-            },
-        ));
+    let event_time = time != PROCTIME;
+    if event_time && source_stream.schema().field_with_name(&time).is_err() {
+        return Err(Error::plan(format!(
+            "source '{source}' has no column '{time}'; name its event-time column, or use \
+             DESCRIPTOR(proctime) for a window over processing time (batch time)"
+        )));
     }
     let mut durations = Vec::new();
     for (slot, what) in positions.iter().enumerate().skip(2) {
@@ -400,8 +435,6 @@ async fn window_table(
         [slide, size] => WindowSpec::sliding(*size, *slide),
         _ => unreachable!("two or three positions"),
     };
-    let window = source_stream.window_with_bounds(spec)?;
-    let name = format!("__{function}_{}", window.id());
     let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
     let mut columns: Vec<Expr> = source_stream
         .schema()
@@ -409,12 +442,57 @@ async fn window_table(
         .iter()
         .map(|f| Expr::Column(Column::new_unqualified(f.name())))
         .collect();
+    let source_columns = columns.clone();
     columns.push(bound("window_start"));
     columns.push(bound("window_end"));
     let per_batch = source_stream.select(columns)?;
+    let (registered, spec) = if event_time {
+        spec.validate_event_time()?;
+        // Read without an aggregate, each row carries its window's bounds
+        // (Flink's window TVF); a hop would repeat rows, which only an
+        // aggregate may ask for.
+        let registered = if spec.length == spec.slide {
+            let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+            let start = cast(
+                date_bin(
+                    lit(ScalarValue::new_interval_mdn(
+                        0,
+                        0,
+                        spec.length.as_nanos() as i64,
+                    )),
+                    cast(Expr::Column(Column::new_unqualified(&time)), millis.clone()),
+                    lit(ScalarValue::TimestampMillisecond(Some(0), None)),
+                ),
+                millis.clone(),
+            );
+            let end = cast(
+                cast(start.clone(), DataType::Int64) + lit(spec.length.as_millis() as i64),
+                millis,
+            );
+            let mut columns = source_columns;
+            columns.push(start.alias("window_start"));
+            columns.push(end.alias("window_end"));
+            source_stream.select(columns)?
+        } else {
+            per_batch.clone()
+        };
+        (
+            registered,
+            SqlWindow::Event {
+                column: time,
+                assigner: Assigner::Fixed(spec),
+            },
+        )
+    } else {
+        (
+            source_stream.window_with_bounds(spec)?,
+            SqlWindow::Processing(spec),
+        )
+    };
+    let name = format!("__{function}_{}", registered.id());
     engine
         .session()
-        .register_table(name.as_str(), window.table())?;
+        .register_table(name.as_str(), registered.table())?;
     Ok(WindowTable {
         name,
         spec,
@@ -423,7 +501,11 @@ async fn window_table(
 }
 
 /// The value of a constant interval expression, via DataFusion.
-async fn literal_duration(engine: &Engine, function: &str, expr: &ast::Expr) -> Result<Duration> {
+pub(crate) async fn literal_duration(
+    engine: &Engine,
+    function: &str,
+    expr: &ast::Expr,
+) -> Result<Duration> {
     let plan = engine
         .session()
         .state()
@@ -511,7 +593,7 @@ pub(crate) fn plan_stateful(
                 check_bounds_only_grouped(aggregate, [start, end])?;
                 windowed.push((
                     aggregate,
-                    table.spec,
+                    table.spec.clone(),
                     WindowGroup::Bounds { start, end },
                     Some(table),
                 ));
@@ -521,13 +603,24 @@ pub(crate) fn plan_stateful(
     if windowed.len() > 1 {
         return Err(Error::plan("a query may aggregate over a window only once"));
     }
-    if let Some((aggregate, spec, group, table)) = windowed.pop() {
-        if running.is_some() {
+    for table in windows {
+        let aggregated = windowed
+            .iter()
+            .any(|(_, _, _, t)| t.is_some_and(|t| t.name() == table.name()));
+        if let SqlWindow::Event {
+            assigner: Assigner::Fixed(spec),
+            ..
+        } = &table.spec
+            && spec.length != spec.slide
+            && !aggregated
+        {
             return Err(Error::plan(
-                "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY; \
-                 a processing-time window emits once, when it closes",
+                "an event-time HOP table is read by an aggregate grouped by window_start, \
+                 window_end; without one, use TUMBLE (each row gets its window's bounds)",
             ));
         }
+    }
+    if let Some((aggregate, spec, group, table)) = windowed.pop() {
         let mut input = aggregate.input.as_ref().clone();
         if let Some(table) = table {
             // The aggregate reads each batch's rows; the window operator
@@ -558,11 +651,37 @@ pub(crate) fn plan_stateful(
             .filter(|(i, _)| !skip.contains(i))
             .map(|(_, e)| strip_qualifiers(e.clone()))
             .collect::<Result<_>>()?;
-        let stream = DStream::from_plan(engine, input)?.window_aggregate(
-            keys,
-            strip_all(&aggregate.aggr_expr)?,
-            spec,
-        )?;
+        let input = DStream::from_plan(engine, input)?;
+        let aggregates = strip_all(&aggregate.aggr_expr)?;
+        let stream = match spec {
+            SqlWindow::Processing(spec) => {
+                if running.is_some() {
+                    return Err(Error::plan(
+                        "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY or an \
+                         event-time window; a processing-time window emits once, when it closes",
+                    ));
+                }
+                input.window_aggregate(keys, aggregates, spec)?
+            }
+            SqlWindow::Event { column, assigner } => {
+                let emit = match running.map(|r| r.emit) {
+                    None => WindowEmit::OnClose,
+                    Some(EmitMode::Changes) => WindowEmit::Changes,
+                    Some(EmitMode::Complete) => {
+                        return Err(Error::plan(
+                            "EMIT COMPLETE is for an unwindowed GROUP BY; an event-time window \
+                             emits ON WINDOW CLOSE (the default) or CHANGES",
+                        ));
+                    }
+                };
+                let window = EventWindow {
+                    time_column: column,
+                    assigner,
+                    emit,
+                };
+                input.event_window_aggregate(keys, aggregates, window)?
+            }
+        };
         // window_start, window_end, then the other columns in order.
         let column = |i: usize| -> Option<Expr> {
             match group {
@@ -721,6 +840,11 @@ fn replace_aggregate(
         };
         columns.push(expr.alias_qualified(qualifier.cloned(), field.name()));
     }
+    // An updating window's `is_final` column goes through to the output.
+    let updating = schema.field_with_name(IS_FINAL).is_ok();
+    if updating {
+        columns.push(col(IS_FINAL));
+    }
     let replacement =
         LogicalPlanBuilder::scan("stateful", provider_as_source(stream.table()), None)?
             .project(columns)?
@@ -730,13 +854,63 @@ fn replace_aggregate(
         .clone()
         .transform_up(|node| {
             if node == target {
-                Ok(Transformed::yes(replacement.clone()))
-            } else {
-                Ok(Transformed::yes(node.recompute_schema()?))
+                return Ok(Transformed::yes(replacement.clone()));
             }
+            if !updating {
+                return Ok(Transformed::yes(node.recompute_schema()?));
+            }
+            Ok(Transformed::yes(pass_is_final(node)?))
         })?
         .data;
+    if updating
+        && rewritten
+            .schema()
+            .field_with_unqualified_name(IS_FINAL)
+            .is_err()
+    {
+        return Err(Error::plan(
+            "EMIT CHANGES over an event-time window: the output must keep is_final",
+        ));
+    }
     Ok(DStream::from_plan(engine, rewritten)?)
+}
+
+/// `node` (above an updating window) with the `is_final` column of its
+/// input kept: projections pass it on; nodes that would combine rows of
+/// different windows' updates are refused.
+fn pass_is_final(node: LogicalPlan) -> datafusion::error::Result<LogicalPlan> {
+    let found = node.inputs().iter().find_map(|input| {
+        input
+            .schema()
+            .qualified_field_with_unqualified_name(IS_FINAL)
+            .ok()
+            .map(|(q, _)| Column::new(q.cloned(), IS_FINAL))
+    });
+    let Some(column) = found else {
+        return node.recompute_schema();
+    };
+    match node {
+        LogicalPlan::Projection(p) => {
+            if p.schema.field_with_unqualified_name(IS_FINAL).is_ok() {
+                return Ok(LogicalPlan::Projection(p));
+            }
+            let mut exprs = p.expr.clone();
+            exprs.push(Expr::Column(column));
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::clone(&p.input),
+            )?))
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_) => node.recompute_schema(),
+        other => datafusion::common::plan_err!(
+            "EMIT CHANGES over an event-time window emits updates; {} over them is not \
+             supported (aggregate the window's final rows instead, without EMIT CHANGES)",
+            other.display()
+        ),
+    }
 }
 
 /// Registers the window functions with the engine's session.

@@ -1,0 +1,306 @@
+//! Event time: a source's watermark declaration ([`Watermark`]) and the
+//! watermark an event-time operator follows ([`WatermarkTracker`]).
+//!
+//! Semantics (Structured Streaming's, with Flink's idle sources):
+//!
+//! - a source's watermark is the largest event time it has delivered minus
+//!   its delay, and is advanced at the end of each batch: rows of a batch
+//!   are judged against the watermark of the batch before, and windows close
+//!   on the watermark after it;
+//! - an operator reading several sources follows the minimum of their
+//!   watermarks; a source that delivered nothing for the engine's idle
+//!   timeout (`watermark.idle.timeout`, off by default as in Flink) stops
+//!   holding the others back, until it delivers again;
+//! - a source that has ended (bounded input) has a watermark of +∞, so when
+//!   every source has ended every open window closes;
+//! - the watermark never goes back.
+//!
+//! Event times are milliseconds since the epoch: a column of any timestamp
+//! type (its UTC instant), or an integer (taken as milliseconds).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+
+use crate::error::{Error, Result};
+use crate::source::SourceBatch;
+use crate::time::{BatchTime, format_duration};
+
+/// A source's event-time column and how far out of order its rows may be
+/// (`WATERMARK FOR column AS column - INTERVAL 'delay'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// The column holding each row's event time.
+    pub column: String,
+    /// How far behind the largest event time seen rows may still arrive.
+    pub delay: Duration,
+}
+
+impl Watermark {
+    /// A watermark on `column` with `delay` of allowed disorder.
+    pub fn new(column: &str, delay: Duration) -> Self {
+        Watermark {
+            column: column.to_string(),
+            delay,
+        }
+    }
+
+    /// Checks that `schema` (the source's) has the column, with a type that
+    /// holds an event time.
+    pub(crate) fn check(&self, source: &str, schema: &Schema) -> Result<()> {
+        let field = schema.field_with_name(&self.column).map_err(|_| {
+            Error::Plan(format!(
+                "WATERMARK FOR {}: source '{source}' has no such column (columns: {})",
+                self.column,
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if !is_event_time_type(field.data_type()) {
+            return Err(Error::Plan(format!(
+                "WATERMARK FOR {}: the column is {}, not a TIMESTAMP or BIGINT (milliseconds)",
+                self.column,
+                field.data_type()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a column of `data_type` can hold event times.
+pub(crate) fn is_event_time_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(_, _) | DataType::Int64 | DataType::Int32 | DataType::Date64
+    )
+}
+
+/// `array`'s values as milliseconds since the epoch (nulls stay null).
+pub(crate) fn event_millis(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
+    let target = match array.data_type() {
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        _ => DataType::Timestamp(TimeUnit::Millisecond, None),
+    };
+    let millis = cast(array, &target)?;
+    Ok(millis
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .ok_or_else(|| Error::Internal("an event time did not cast to milliseconds".into()))?
+        .clone())
+}
+
+/// The largest event time in `column` of `batch`, if it has any non-null.
+fn max_event_time(batch: &RecordBatch, column: &str) -> Result<Option<i64>> {
+    let Some(array) = batch.column_by_name(column) else {
+        return Err(Error::Internal(format!(
+            "the watermark column '{column}' is missing from a batch"
+        )));
+    };
+    Ok(arrow::compute::max(&event_millis(array)?))
+}
+
+/// Watermark "not yet": before any row, nothing is late and nothing closes.
+pub(crate) const NO_WATERMARK: i64 = i64::MIN;
+/// Watermark at end of input: everything closes.
+pub(crate) const END_OF_TIME: i64 = i64::MAX;
+
+/// What one source contributes to a watermark.
+#[derive(Debug)]
+struct SourceClock {
+    name: String,
+    watermark: Watermark,
+    max_event: Option<i64>,
+    last_rows: BatchTime,
+    ended: bool,
+}
+
+impl SourceClock {
+    fn watermark(&self) -> i64 {
+        if self.ended {
+            return END_OF_TIME;
+        }
+        self.max_event.map_or(NO_WATERMARK, |max| {
+            max.saturating_sub(self.watermark.delay.as_millis() as i64)
+        })
+    }
+}
+
+/// The watermark before and after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WatermarkStep {
+    /// What rows of the batch are judged against.
+    pub(crate) before: i64,
+    /// What windows close on at the end of the batch.
+    pub(crate) after: i64,
+}
+
+/// The watermark of an operator reading some sources.
+#[derive(Debug)]
+pub(crate) struct WatermarkTracker {
+    sources: Vec<SourceClock>,
+    idle_timeout: Option<Duration>,
+    current: i64,
+}
+
+impl WatermarkTracker {
+    /// A tracker over `sources` (name and watermark), from batch time `start`.
+    pub(crate) fn new(
+        sources: Vec<(String, Watermark)>,
+        idle_timeout: Option<Duration>,
+        start: BatchTime,
+    ) -> Self {
+        WatermarkTracker {
+            sources: sources
+                .into_iter()
+                .map(|(name, watermark)| SourceClock {
+                    name,
+                    watermark,
+                    max_event: None,
+                    last_rows: start,
+                    ended: false,
+                })
+                .collect(),
+            idle_timeout,
+            current: NO_WATERMARK,
+        }
+    }
+
+    /// The names of the sources it follows.
+    pub(crate) fn source_names(&self) -> Vec<&str> {
+        self.sources.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The watermark now.
+    pub(crate) fn current(&self) -> i64 {
+        self.current
+    }
+
+    /// Folds in the sources' batches of `time`; returns the watermark
+    /// before and after them.
+    pub(crate) fn advance(
+        &mut self,
+        time: BatchTime,
+        polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
+    ) -> Result<WatermarkStep> {
+        let before = self.current;
+        for source in &mut self.sources {
+            let Some(Ok(batch)) = polled.get(&source.name) else {
+                continue;
+            };
+            if batch.batch.num_rows() > 0 {
+                source.last_rows = time;
+                if let Some(max) = max_event_time(&batch.batch, &source.watermark.column)? {
+                    source.max_event = Some(source.max_event.map_or(max, |m| m.max(max)));
+                }
+            }
+            source.ended |= batch.end_of_input;
+        }
+        let idle = |s: &SourceClock| {
+            self.idle_timeout
+                .is_some_and(|t| time.millis() - s.last_rows.millis() >= t.as_millis() as i64)
+        };
+        let holding: Vec<i64> = self
+            .sources
+            .iter()
+            .filter(|s| s.ended || !idle(s))
+            .map(SourceClock::watermark)
+            .collect();
+        if let Some(min) = holding.iter().min() {
+            self.current = self.current.max(*min);
+        }
+        Ok(WatermarkStep {
+            before,
+            after: self.current,
+        })
+    }
+}
+
+/// How a watermark reads in messages.
+pub(crate) fn format_watermark(millis: i64) -> String {
+    match millis {
+        NO_WATERMARK => "none yet".into(),
+        END_OF_TIME => "end of input".into(),
+        m => format!("{m} ms"),
+    }
+}
+
+/// How late a row was, for the warning.
+pub(crate) fn format_lateness(millis: i64) -> String {
+    format_duration(Duration::from_millis(millis.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::Field;
+
+    fn polled(
+        name: &str,
+        times: &[i64],
+        end: bool,
+    ) -> BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(times.to_vec()))]).unwrap();
+        [(
+            name.to_string(),
+            Ok(SourceBatch {
+                batch,
+                end_of_input: end,
+            }),
+        )]
+        .into()
+    }
+
+    #[test]
+    fn minimum_of_sources_idle_ones_excluded_and_never_back() {
+        let wm = |s: &str| {
+            (
+                s.to_string(),
+                Watermark::new("ts", Duration::from_millis(100)),
+            )
+        };
+        let mut tracker = WatermarkTracker::new(
+            vec![wm("a"), wm("b")],
+            Some(Duration::from_secs(3)),
+            BatchTime::from_millis(0),
+        );
+        let t = BatchTime::from_millis;
+        let step = tracker
+            .advance(t(1000), &polled("a", &[500, 900], false))
+            .unwrap();
+        // b has no rows yet: it holds the watermark back.
+        assert_eq!((step.before, step.after), (NO_WATERMARK, NO_WATERMARK));
+        let step = tracker
+            .advance(t(2000), &polled("b", &[300], false))
+            .unwrap();
+        assert_eq!(step.after, 200);
+        // b idle since 2000: at 5000 it no longer holds a back.
+        tracker
+            .advance(t(4000), &polled("a", &[2000], false))
+            .unwrap();
+        assert_eq!(tracker.current(), 200);
+        let step = tracker
+            .advance(t(5000), &polled("a", &[2500], false))
+            .unwrap();
+        assert_eq!(step.after, 2400);
+        // b comes back with old rows: the watermark does not go back.
+        let step = tracker
+            .advance(t(6000), &polled("b", &[1000], false))
+            .unwrap();
+        assert_eq!(step.after, 2400);
+        let step = tracker.advance(t(7000), &polled("b", &[], true)).unwrap();
+        assert_eq!(step.after, 2400, "a still holds it");
+        let step = tracker.advance(t(8000), &polled("a", &[], true)).unwrap();
+        assert_eq!(step.after, END_OF_TIME);
+    }
+}
