@@ -35,9 +35,9 @@ pub use brooklet_engine::datafusion;
 pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::{MemorySource, Source};
 pub use brooklet_engine::{
-    BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, ManualClock, Notices, QueryHandle,
-    QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo, SourceInfo, StopMode,
-    StreamingListener, SystemClock, WindowSpec,
+    Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,
+    ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo,
+    SourceInfo, StopMode, StreamingListener, SystemClock, Watermark, WindowEmit, WindowSpec,
 };
 pub use brooklet_sql as sql;
 pub use brooklet_sql::{Error, Location, Result};
@@ -50,8 +50,8 @@ use datafusion::prelude::SessionContext;
 pub mod prelude {
     pub use crate::datafusion::prelude::{col, lit};
     pub use crate::{
-        BatchStream, BatchTime, DStream, Error, ManualClock, QueryHandle, RecordBatch, Result,
-        RunningSpec, StopMode, StreamingContext, WindowSpec,
+        BatchStream, BatchTime, DStream, Error, EventWindow, ManualClock, QueryHandle, RecordBatch,
+        Result, RunningSpec, StopMode, StreamingContext, Watermark, WindowEmit, WindowSpec,
     };
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use brooklet::engine::time::format_duration;
 use brooklet::{BatchInfo, StreamingContext};
 
 /// The error with its whole chain, and, when it has a position in `text`,
@@ -55,15 +56,27 @@ pub fn describe(ctx: &StreamingContext) -> String {
             .map(|f| format!("{} {}", f.name(), f.data_type()))
             .collect();
         let m = s.metrics;
+        let watermark = s
+            .watermark
+            .map(|w| {
+                format!(
+                    "  WATERMARK FOR {} AS {} - {}",
+                    w.column,
+                    w.column,
+                    format_duration(w.delay)
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} ({})  {}  [{}]\n    records={} malformed={} reconnects={} cut_lines={}",
+            "  {} ({})  {}  [{}]{watermark}\n    records={} malformed={} late={} reconnects={} cut_lines={}",
             s.name,
             s.connector,
             s.description,
             columns.join(", "),
             m.records,
             m.malformed,
+            m.late,
             m.reconnects,
             m.cut_lines
         );
@@ -103,7 +116,7 @@ pub fn describe(ctx: &StreamingContext) -> String {
 
 /// One batch's figures, as `--progress` and `\d` show them.
 pub fn progress_fields(info: &BatchInfo) -> String {
-    format!(
+    let mut fields = format!(
         "time={} rows_in={} rows_out={} processing_ms={} scheduling_delay_ms={} state_bytes={}",
         info.batch_time.millis(),
         info.input_rows,
@@ -111,7 +124,16 @@ pub fn progress_fields(info: &BatchInfo) -> String {
         info.processing_time.as_millis(),
         info.scheduling_delay.as_millis(),
         info.state_bytes
-    )
+    );
+    if let Some(watermark) = info.watermark {
+        let shown = if watermark == i64::MAX {
+            "end".to_string()
+        } else {
+            watermark.to_string()
+        };
+        fields.push_str(&format!(" watermark={shown} late_rows={}", info.late_rows));
+    }
+    fields
 }
 
 #[cfg(test)]

@@ -1,0 +1,227 @@
+//! Property: for random event sequences whose disorder stays within the
+//! watermark's delay (so no row is late), however they fall into batches,
+//! the final rows of an event-time window — tumbling, sliding or session —
+//! equal a batch DataFusion query over all events: `GROUP BY` the window
+//! computed in SQL (integer arithmetic for fixed windows; `lag` and a
+//! running `sum` for sessions, which start where a key's gap to its
+//! previous event exceeds the session gap).
+
+use std::time::Duration;
+
+use brooklet::datafusion::prelude::SessionContext;
+use proptest::prelude::*;
+
+use crate::support::{csv_rows, manual_context, record, wait_for_batch};
+
+const AGGREGATES: &[&str] = &[
+    "count(*)",
+    "sum(v)",
+    "min(v)",
+    "max(v)",
+    "round(avg(v), 6)",
+    "count(DISTINCT v)",
+];
+
+/// Which windows.
+#[derive(Debug, Clone, Copy)]
+enum Windows {
+    Tumbling { size: i64 },
+    Sliding { size: i64, slide: i64 },
+    Session { gap: i64 },
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    windows: Windows,
+    delay: i64,
+    aggregate: &'static str,
+    /// Per batch, the events `(key, value, event time ms)`.
+    batches: Vec<Vec<(u8, i64, i64)>>,
+}
+
+fn windows() -> impl Strategy<Value = Windows> {
+    prop_oneof![
+        (1i64..=5).prop_map(|s| Windows::Tumbling { size: s * 1000 }),
+        (1i64..=3, 1i64..=3).prop_map(|(slide, n)| Windows::Sliding {
+            size: slide * n * 1000,
+            slide: slide * 1000,
+        }),
+        (1i64..=4).prop_map(|g| Windows::Session { gap: g * 700 }),
+    ]
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        windows(),
+        0i64..=3000,
+        prop::sample::select(AGGREGATES.to_vec()),
+        // Events: key, value, how far the time moves on (ms), and how far
+        // behind that time this event is (a fraction of the delay).
+        prop::collection::vec((0u8..3, -5i64..20, 0i64..1500, 0.0f64..=1.0), 0..60),
+        prop::collection::vec(0usize..6, 1..30),
+    )
+        .prop_map(|(windows, delay, aggregate, events, cuts)| {
+            let mut now = 1_000_000i64;
+            let events: Vec<(u8, i64, i64)> = events
+                .into_iter()
+                .map(|(k, v, step, behind)| {
+                    now += step;
+                    (k, v, now - (behind * delay as f64) as i64)
+                })
+                .collect();
+            // Cut the events into batches of the given sizes (the rest last).
+            let mut batches = Vec::new();
+            let mut rest = events.as_slice();
+            for n in cuts {
+                let (batch, tail) = rest.split_at(n.min(rest.len()));
+                batches.push(batch.to_vec());
+                rest = tail;
+            }
+            batches.push(rest.to_vec());
+            Case {
+                windows,
+                delay,
+                aggregate,
+                batches,
+            }
+        })
+}
+
+fn key(k: u8) -> &'static str {
+    ["a", "b", "c"][k as usize]
+}
+
+/// The query under test, and the batch query that must agree with it.
+fn queries(case: &Case) -> (String, String) {
+    let agg = case.aggregate;
+    match case.windows {
+        Windows::Tumbling { size } => (
+            format!(
+                "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, {agg} AS x \
+                 FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), '{size} ms')) \
+                 GROUP BY window_start, window_end, k"
+            ),
+            format!(
+                "SELECT ts / {size} * {size} AS ws, ts / {size} * {size} + {size} AS we, k, {agg} AS x \
+                 FROM t GROUP BY ts / {size} * {size}, k"
+            ),
+        ),
+        Windows::Sliding { size, slide } => {
+            let offsets: Vec<String> = (0..size / slide).map(|i| format!("({i})")).collect();
+            (
+                format!(
+                    "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, {agg} AS x \
+                     FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), '{slide} ms', '{size} ms')) \
+                     GROUP BY window_start, window_end, k"
+                ),
+                format!(
+                    "SELECT ws, ws + {size} AS we, k, {agg} AS x FROM \
+                     (SELECT ts / {slide} * {slide} - i * {slide} AS ws, k, v FROM t \
+                      CROSS JOIN (VALUES {}) AS o(i)) \
+                     GROUP BY ws, k",
+                    offsets.join(", ")
+                ),
+            )
+        }
+        Windows::Session { gap } => (
+            format!(
+                "SELECT CAST(s['start'] AS BIGINT) AS ws, CAST(s['end'] AS BIGINT) AS we, k, x FROM \
+                 (SELECT session(ts, '{gap} ms') AS s, k, {agg} AS x FROM events \
+                  GROUP BY session(ts, '{gap} ms'), k)"
+            ),
+            format!(
+                "WITH starts AS (SELECT k, v, ts, \
+                   CASE WHEN ts - lag(ts) OVER (PARTITION BY k ORDER BY ts) <= {gap} THEN 0 ELSE 1 END AS new \
+                   FROM t), \
+                 numbered AS (SELECT k, v, ts, sum(new) OVER (PARTITION BY k ORDER BY ts \
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session FROM starts) \
+                 SELECT min(ts) AS ws, max(ts) + {gap} AS we, k, {agg} AS x \
+                 FROM numbered GROUP BY k, session"
+            ),
+        ),
+    }
+}
+
+async fn check(case: Case) {
+    let interval = Duration::from_secs(1);
+    let (ctx, clock) = manual_context(0, interval);
+    ctx.execute(&format!(
+        "CREATE SOURCE events (k TEXT, v BIGINT, ts BIGINT NOT NULL, \
+         WATERMARK FOR ts AS ts - INTERVAL '{} milliseconds') \
+         WITH (connector = 'memory', format = 'csv')",
+        case.delay
+    ))
+    .await
+    .unwrap();
+    let (query, batch_query) = queries(&case);
+    let (handle, outputs) = record(ctx.sql(&query).await.unwrap());
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let mut time = 0;
+    for batch in &case.batches {
+        let records: String = batch
+            .iter()
+            .map(|(k, v, ts)| format!("{},{v},{ts}\n", key(*k)))
+            .collect();
+        events.push_records(&records);
+        time += 1000;
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    events.finish();
+    clock.set(time + 1000);
+    handle.await_termination().await.unwrap();
+    let mut emitted: Vec<String> = outputs
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, rows)| rows.clone())
+        .collect();
+    emitted.sort();
+
+    let all: Vec<String> = case
+        .batches
+        .iter()
+        .flatten()
+        .map(|(k, v, ts)| format!("('{}', CAST({v} AS BIGINT), CAST({ts} AS BIGINT))", key(*k)))
+        .collect();
+    let session = SessionContext::new();
+    let mut expected = Vec::new();
+    if !all.is_empty() {
+        session
+            .sql(&format!(
+                "CREATE VIEW t AS SELECT * FROM (VALUES {}) AS e(k, v, ts)",
+                all.join(", ")
+            ))
+            .await
+            .unwrap();
+        let batches = session
+            .sql(&batch_query)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        expected = batches.iter().flat_map(csv_rows).collect();
+        expected.sort();
+    }
+    assert_eq!(emitted, expected, "{query}\nvs {batch_query}");
+    let late: u64 = ctx.engine().sources().iter().map(|s| s.metrics.late).sum();
+    assert_eq!(
+        late, 0,
+        "no row is late when disorder stays within the delay"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn final_window_rows_equal_a_batch_group_by_over_all_events(case in cases()) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(check(case));
+    }
+}
