@@ -5,11 +5,14 @@
 //! - `api`: the Rust API (`foreach_batch`, `into_stream`, `print`, the
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
+//! - `event_time`: event-time windows through the Rust API, late rows,
+//!   planning errors;
 //! - `window_props`: a property test of pane folding against brute force;
 //! - `event_time_props`: a property test of event-time windows against a
 //!   batch `GROUP BY` over all events.
 
 mod api;
+mod event_time;
 mod event_time_props;
 mod spec;
 mod support;

@@ -320,8 +320,8 @@ async fn window_errors_name_the_values() {
             "tumble() needs a positive interval",
         ),
         (
-            "SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '2' SECOND))",
-            "DESCRIPTOR(ts) is an event-time window",
+            "SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY window_start, window_end",
+            "an event-time window over ts needs a watermark on source 'events'",
         ),
         (
             "SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(pt), INTERVAL '2' SECOND))",

@@ -138,12 +138,6 @@ impl EventWindowOperator {
             + self.slots.len() * (std::mem::size_of::<Slot>() + 32)
     }
 
-    /// How many windows (per key) are open.
-    #[cfg(test)]
-    pub(crate) fn open_windows(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Takes one batch and the watermark step around it; returns what the
     /// batch emits and the rows it dropped as late.
     pub(crate) async fn on_batch(

@@ -85,7 +85,7 @@ pub enum Statement {
         /// The declared columns (empty: the connector's default).
         columns: Vec<ColumnDef>,
         /// `WATERMARK FOR column [AS column - INTERVAL …]` in the column list.
-        watermark: Option<WatermarkClause>,
+        watermark: Option<Box<WatermarkClause>>,
         /// The options.
         options: Vec<SqlOption>,
         /// `IF NOT EXISTS`.
@@ -434,7 +434,7 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
                 } else {
                     None
                 };
-                watermark = Some(WatermarkClause { column, expression });
+                watermark = Some(Box::new(WatermarkClause { column, expression }));
             } else {
                 columns.push(parser.parse_column_def()?);
             }

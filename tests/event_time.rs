@@ -1,0 +1,152 @@
+//! Event-time windows through the Rust API: a watermark declared with
+//! `Engine::set_watermark`, `DStream::event_window_aggregate`, late rows
+//! counted on the source and in `BatchInfo` and warned about once, and the
+//! planning errors a user meets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brooklet::datafusion::functions_aggregate::expr_fn::count;
+use brooklet::prelude::*;
+
+use crate::support::{record, wait_for_batch};
+
+#[tokio::test]
+async fn late_rows_are_dropped_counted_and_warned_about_once() {
+    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&notices);
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .notices(brooklet::Notices::new(move |m| {
+            seen.lock().unwrap().push(m.to_string())
+        }))
+        .build()
+        .unwrap();
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    ctx.engine()
+        .set_watermark("events", Watermark::new("ts", Duration::from_secs(1)))
+        .unwrap();
+    let window = EventWindow::fixed("ts", WindowSpec::tumbling(Duration::from_secs(5)));
+    let counts = ctx
+        .source("events")
+        .unwrap()
+        .event_window_aggregate(vec![col("k")], vec![count(lit(1)).alias("n")], window)
+        .unwrap();
+    assert_eq!(
+        counts
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>(),
+        ["window_start", "window_end", "k", "n"]
+    );
+    let (handle, outputs) = record(counts);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let batches = [
+        "a,1000\na,2000\nb,7000\n", // watermark 6000 closes [0, 5000)
+        "a,3000\na,4000\nb,8000\n", // two late rows, 3000 and 2000 ms behind
+        "b,3000\n",                 // one more
+    ];
+    let mut late = Vec::new();
+    for (i, records) in batches.iter().enumerate() {
+        events.push_records(records);
+        let time = 1000 * (i as i64 + 1);
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+        let progress = handle.last_progress().unwrap();
+        late.push((progress.late_rows, progress.watermark));
+    }
+    assert_eq!(
+        late,
+        [(0, Some(6000)), (2, Some(7000)), (1, Some(7000))],
+        "late rows and watermark per batch"
+    );
+    let source = &ctx.engine().sources()[0];
+    assert_eq!(source.metrics.late, 3);
+    let outputs = outputs.lock().unwrap().clone();
+    assert_eq!(
+        outputs[0],
+        (
+            1000,
+            vec!["1970-01-01T00:00:00,1970-01-01T00:00:05,a,2".to_string()]
+        )
+    );
+    assert!(outputs[1..].iter().all(|(_, rows)| rows.is_empty()));
+    let warnings: Vec<String> = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.contains("late"))
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("dropped 2 late rows from source 'events' in batch 2000 ms")
+            && warnings[0].contains("up to 3 s behind the watermark 6000 ms")
+            && warnings[0].contains("raise the delay in WATERMARK FOR"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[tokio::test]
+async fn event_time_mistakes_get_errors_that_say_what_to_do() {
+    let ctx = StreamingContext::new(Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE plain (k TEXT, ts TIMESTAMP) WITH (connector = 'memory', format = 'csv');
+         CREATE SOURCE timed (k TEXT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let error = |sql: &'static str| {
+        let ctx = &ctx;
+        async move { ctx.sql(sql).await.unwrap_err().to_string() }
+    };
+    let e =
+        error("SELECT k, count(*) FROM plain GROUP BY tumble(ts, INTERVAL '5' SECOND), k").await;
+    assert!(
+        e.contains("needs a watermark on source 'plain'") && e.contains("WATERMARK FOR ts"),
+        "{e}"
+    );
+    let e = error(
+        "SELECT k, count(*) FROM timed GROUP BY tumble(ts, INTERVAL '5' SECOND), k EMIT COMPLETE",
+    )
+    .await;
+    assert!(
+        e.contains("EMIT COMPLETE is for an unwindowed GROUP BY"),
+        "{e}"
+    );
+    let e = error("SELECT k, count(*) FROM timed GROUP BY session(INTERVAL '5' SECOND), k").await;
+    assert!(e.contains("session() is an event-time window"), "{e}");
+    let e = error("SELECT * FROM TABLE(HOP(TABLE timed, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND))").await;
+    assert!(
+        e.contains("event-time HOP table is read by an aggregate"),
+        "{e}"
+    );
+    let e = error("SELECT * FROM TABLE(TUMBLE(TABLE timed, DESCRIPTOR(tss), INTERVAL '1' SECOND))")
+        .await;
+    assert!(e.contains("source 'timed' has no column 'tss'"), "{e}");
+    let e = ctx
+        .execute("CREATE SOURCE bad (k TEXT, WATERMARK FOR k) WITH (connector = 'memory')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("WATERMARK FOR k: the column is") && e.contains("not a TIMESTAMP or BIGINT"),
+        "{e}"
+    );
+    let e = ctx
+        .execute("CREATE SOURCE bad (ts TIMESTAMP, WATERMARK FOR ts AS ts + INTERVAL '1' SECOND) WITH (connector = 'memory')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("write ts - INTERVAL '5' SECOND"), "{e}");
+}
