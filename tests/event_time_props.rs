@@ -35,6 +35,9 @@ struct Case {
     windows: Windows,
     delay: i64,
     aggregate: &'static str,
+    /// Which spelling of the window: a table function or a group-by
+    /// function (Arroyo's, or Spark's `window`/`session_window`).
+    form: u8,
     /// Per batch, the events `(key, value, event time ms)`.
     batches: Vec<Vec<(u8, i64, i64)>>,
 }
@@ -59,8 +62,9 @@ fn cases() -> impl Strategy<Value = Case> {
         // behind that time this event is (a fraction of the delay).
         prop::collection::vec((0u8..3, -5i64..20, 0i64..1500, 0.0f64..=1.0), 0..60),
         prop::collection::vec(0usize..6, 1..30),
+        0u8..3,
     )
-        .prop_map(|(windows, delay, aggregate, events, cuts)| {
+        .prop_map(|(windows, delay, aggregate, events, cuts, form)| {
             let mut now = 1_000_000i64;
             let events: Vec<(u8, i64, i64)> = events
                 .into_iter()
@@ -82,6 +86,7 @@ fn cases() -> impl Strategy<Value = Case> {
                 windows,
                 delay,
                 aggregate,
+                form,
                 batches,
             }
         })
@@ -91,16 +96,31 @@ fn key(k: u8) -> &'static str {
     ["a", "b", "c"][k as usize]
 }
 
+/// A query grouping by the window function call `window`.
+fn grouped_by(window: &str, agg: &str) -> String {
+    format!(
+        "SELECT CAST(w['start'] AS BIGINT) AS ws, CAST(w['end'] AS BIGINT) AS we, k, x FROM \
+         (SELECT {window} AS w, k, {agg} AS x FROM events GROUP BY {window}, k)"
+    )
+}
+
 /// The query under test, and the batch query that must agree with it.
 fn queries(case: &Case) -> (String, String) {
     let agg = case.aggregate;
+    let table = |function: &str, sizes: &str| {
+        format!(
+            "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, {agg} AS x \
+             FROM TABLE({function}(TABLE events, DESCRIPTOR(ts), {sizes})) \
+             GROUP BY window_start, window_end, k"
+        )
+    };
     match case.windows {
         Windows::Tumbling { size } => (
-            format!(
-                "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, {agg} AS x \
-                 FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), '{size} ms')) \
-                 GROUP BY window_start, window_end, k"
-            ),
+            match case.form {
+                0 => table("TUMBLE", &format!("'{size} ms'")),
+                1 => grouped_by(&format!("tumble(ts, '{size} ms')"), agg),
+                _ => grouped_by(&format!("window(ts, '{size} ms')"), agg),
+            },
             format!(
                 "SELECT ts / {size} * {size} AS ws, ts / {size} * {size} + {size} AS we, k, {agg} AS x \
                  FROM t GROUP BY ts / {size} * {size}, k"
@@ -109,11 +129,11 @@ fn queries(case: &Case) -> (String, String) {
         Windows::Sliding { size, slide } => {
             let offsets: Vec<String> = (0..size / slide).map(|i| format!("({i})")).collect();
             (
-                format!(
-                    "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, {agg} AS x \
-                     FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), '{slide} ms', '{size} ms')) \
-                     GROUP BY window_start, window_end, k"
-                ),
+                match case.form {
+                    0 => table("HOP", &format!("'{slide} ms', '{size} ms'")),
+                    1 => grouped_by(&format!("hop(ts, '{slide} ms', '{size} ms')"), agg),
+                    _ => grouped_by(&format!("window(ts, '{size} ms', '{slide} ms')"), agg),
+                },
                 format!(
                     "SELECT ws, ws + {size} AS we, k, {agg} AS x FROM \
                      (SELECT ts / {slide} * {slide} - i * {slide} AS ws, k, v FROM t \
@@ -124,11 +144,10 @@ fn queries(case: &Case) -> (String, String) {
             )
         }
         Windows::Session { gap } => (
-            format!(
-                "SELECT CAST(s['start'] AS BIGINT) AS ws, CAST(s['end'] AS BIGINT) AS we, k, x FROM \
-                 (SELECT session(ts, '{gap} ms') AS s, k, {agg} AS x FROM events \
-                  GROUP BY session(ts, '{gap} ms'), k)"
-            ),
+            match case.form {
+                0 => grouped_by(&format!("session(ts, '{gap} ms')"), agg),
+                _ => grouped_by(&format!("session_window(ts, '{gap} ms')"), agg),
+            },
             format!(
                 "WITH starts AS (SELECT k, v, ts, \
                    CASE WHEN ts - lag(ts) OVER (PARTITION BY k ORDER BY ts) <= {gap} THEN 0 ELSE 1 END AS new \

@@ -293,15 +293,28 @@ impl Engine {
                 [one] => format!("source '{one}'"),
                 many => format!("sources {}", many.join(", ")),
             };
+            let declared: Vec<String> = sources
+                .iter()
+                .filter_map(|name| {
+                    let w = self.state().sources.get(name)?.watermark.clone()?;
+                    Some(format!(
+                        "WATERMARK FOR {} AS {} - INTERVAL '{} milliseconds'",
+                        w.column,
+                        w.column,
+                        w.delay.as_millis()
+                    ))
+                })
+                .collect();
             self.inner.notices.send(format!(
                 "query '{}': dropped {} late row{} from {from} in batch {time} (up to {} behind the \
                  watermark {}; their windows had closed). Later drops are only counted (\\d, \
-                 --progress); to keep such rows, raise the delay in WATERMARK FOR … AS … - INTERVAL …",
+                 --progress); to keep such rows, raise the delay in {}",
                 query.shared.name,
                 late.rows,
                 if late.rows == 1 { "" } else { "s" },
                 format_lateness(late.max_behind),
-                format_watermark(*watermark)
+                format_watermark(*watermark),
+                declared.join(" and ")
             ));
         }
     }
