@@ -13,14 +13,8 @@ use proptest::prelude::*;
 
 use crate::support::{csv_rows, manual_context, record, wait_for_batch};
 
-const AGGREGATES: &[&str] = &[
-    "count(*)",
-    "sum(v)",
-    "min(v)",
-    "max(v)",
-    "round(avg(v), 6)",
-    "count(DISTINCT v)",
-];
+/// The window property's aggregates (all mergeable; floats rounded).
+const AGGREGATES: &[&str] = crate::window_props::AGGREGATES;
 
 /// Which windows.
 #[derive(Debug, Clone, Copy)]

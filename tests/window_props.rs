@@ -19,7 +19,7 @@ use crate::support::{csv_rows, manual_context, record, run_batches, wait_for_bat
 
 /// Aggregates with mergeable states; floating results are rounded, as
 /// merging partial states may differ from a one-pass result in the last bits.
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "count(*)",
     "sum(v)",
     "min(v)",

@@ -37,44 +37,20 @@ impl WindowSpec {
         WindowSpec { length, slide }
     }
 
-    /// Checks the rules, with errors that name the values: both positive,
-    /// both multiples of the batch interval, the slide no longer than the
-    /// length, and the length a multiple of the slide.
+    /// Checks the rules, with errors that name the values: those of
+    /// [`WindowSpec::validate_event_time`], and both multiples of the batch
+    /// interval.
     pub fn validate(&self, interval: Duration) -> Result<()> {
-        let (l, s, i) = (
-            self.length.as_millis(),
-            self.slide.as_millis(),
-            interval.as_millis(),
-        );
-        let (fl, fs, fi) = (
-            format_duration(self.length),
-            format_duration(self.slide),
-            format_duration(interval),
-        );
-        if l == 0 || s == 0 {
-            return Err(Error::Plan(format!(
-                "window size ({fl}) and slide ({fs}) must be positive"
-            )));
-        }
-        if l % i != 0 {
-            return Err(Error::Plan(format!(
-                "window size {fl} is not a multiple of the batch interval {fi}"
-            )));
-        }
-        if s % i != 0 {
-            return Err(Error::Plan(format!(
-                "window slide {fs} is not a multiple of the batch interval {fi}"
-            )));
-        }
-        if s > l {
-            return Err(Error::Plan(format!(
-                "window slide {fs} is longer than its size {fl}"
-            )));
-        }
-        if l % s != 0 {
-            return Err(Error::Plan(format!(
-                "window size {fl} is not a multiple of its slide {fs}"
-            )));
+        self.validate_event_time()?;
+        let i = interval.as_millis();
+        let fi = format_duration(interval);
+        for (what, value) in [("size", self.length), ("slide", self.slide)] {
+            if value.as_millis() % i != 0 {
+                return Err(Error::Plan(format!(
+                    "window {what} {} is not a multiple of the batch interval {fi}",
+                    format_duration(value)
+                )));
+            }
         }
         Ok(())
     }
