@@ -5,6 +5,12 @@
 //! per-batch cost of a long sliding window close to the tumbling one; the
 //! state is reported too (keys × live panes, never raw rows).
 //!
+//! Event-time windows run on the same rows, each with an event time inside
+//! its batch's second and a watermark without delay: a tumbling 1-second
+//! window (closes every batch), a 10-second window sliding by 1 second (each
+//! row folded into its 10 windows on arrival), and sessions with a
+//! 2-second gap (every key comes back every batch: sessions stay open).
+//!
 //! `cargo bench --bench windows`
 
 use std::sync::Arc;
@@ -14,7 +20,8 @@ use std::time::{Duration, Instant};
 use brooklet::datafusion::arrow::array::{Int64Array, RecordBatch};
 use brooklet::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use brooklet::datafusion::functions_aggregate::expr_fn::{count, sum};
-use brooklet::engine::WindowSpec;
+use brooklet::datafusion::logical_expr::Expr;
+use brooklet::engine::{EventWindow, Watermark, WindowSpec};
 use brooklet::prelude::*;
 use brooklet::{MemorySource, Notices};
 use criterion::{Criterion, criterion_main};
@@ -27,11 +34,16 @@ fn batch(schema: &Arc<Schema>, n: i64) -> RecordBatch {
         .map(|i| (i * 7919 + n * 31) % KEYS)
         .collect();
     let values: Vec<i64> = (0..ROWS_PER_BATCH).map(|i| i % 100).collect();
+    // Event times within the batch's second, slightly out of order.
+    let times: Vec<i64> = (0..ROWS_PER_BATCH)
+        .map(|i| (n - 1) * 1000 + (i * 37) % 1000)
+        .collect();
     RecordBatch::try_new(
         schema.clone(),
         vec![
             Arc::new(Int64Array::from(keys)),
             Arc::new(Int64Array::from(values)),
+            Arc::new(Int64Array::from(times)),
         ],
     )
     .unwrap()
@@ -48,7 +60,11 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(runtime: &tokio::runtime::Runtime, spec: WindowSpec) -> Self {
+    /// `window` makes the query's window aggregate from the source stream.
+    fn new(
+        runtime: &tokio::runtime::Runtime,
+        window: impl FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream,
+    ) -> Self {
         runtime.block_on(async {
             let clock = ManualClock::at(0);
             let ctx = StreamingContext::builder(Duration::from_secs(1))
@@ -59,27 +75,27 @@ impl Fixture {
             let schema = Arc::new(Schema::new(vec![
                 Field::new("k", DataType::Int64, false),
                 Field::new("v", DataType::Int64, false),
+                Field::new("ts", DataType::Int64, false),
             ]));
             let source = MemorySource::new("events", schema.clone());
             ctx.register_source("events", Arc::new(source.clone()))
                 .unwrap();
+            ctx.engine()
+                .set_watermark("events", Watermark::new("ts", Duration::ZERO))
+                .unwrap();
             let batches = Arc::new(AtomicU64::new(0));
             let seen = Arc::clone(&batches);
-            let handle = ctx
-                .source("events")
-                .unwrap()
-                .window_aggregate(
-                    vec![col("k")],
-                    vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
-                    spec,
-                )
-                .unwrap()
-                .foreach_batch(move |_, batch| {
-                    std::hint::black_box(batch.num_rows());
-                    seen.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                })
-                .unwrap();
+            let handle = window(
+                ctx.source("events").unwrap(),
+                vec![col("k")],
+                vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
+            )
+            .foreach_batch(move |_, batch| {
+                std::hint::black_box(batch.num_rows());
+                seen.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap();
             ctx.start().await.unwrap();
             // The context lives as long as its query handle keeps the engine.
             std::mem::forget(ctx);
@@ -116,24 +132,64 @@ fn windows(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(10));
-    for (name, spec) in [
-        ("tumbling_1s", WindowSpec::tumbling(Duration::from_secs(1))),
+    let secs = Duration::from_secs;
+    let processing =
+        |spec: WindowSpec| move |s: DStream, k, a| s.window_aggregate(k, a, spec).unwrap();
+    let event = |window: EventWindow| {
+        move |s: DStream, k, a| s.event_window_aggregate(k, a, window).unwrap()
+    };
+    type Case = (
+        &'static str,
+        u64,
+        Box<dyn FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "tumbling_1s",
+            1,
+            Box::new(processing(WindowSpec::tumbling(secs(1)))),
+        ),
         (
             "sliding_10s_by_1s",
-            WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(1)),
+            10,
+            Box::new(processing(WindowSpec::sliding(secs(10), secs(1)))),
         ),
         (
             "sliding_60s_by_1s",
-            WindowSpec::sliding(Duration::from_secs(60), Duration::from_secs(1)),
+            60,
+            Box::new(processing(WindowSpec::sliding(secs(60), secs(1)))),
         ),
         (
             "sliding_300s_by_1s",
-            WindowSpec::sliding(Duration::from_secs(300), Duration::from_secs(1)),
+            300,
+            Box::new(processing(WindowSpec::sliding(secs(300), secs(1)))),
         ),
-    ] {
-        let mut fixture = Fixture::new(&runtime, spec);
+        (
+            "event_tumbling_1s",
+            2,
+            Box::new(event(EventWindow::fixed(
+                "ts",
+                WindowSpec::tumbling(secs(1)),
+            ))),
+        ),
+        (
+            "event_sliding_10s_by_1s",
+            11,
+            Box::new(event(EventWindow::fixed(
+                "ts",
+                WindowSpec::sliding(secs(10), secs(1)),
+            ))),
+        ),
+        (
+            "event_session_gap_2s",
+            3,
+            Box::new(event(EventWindow::session("ts", secs(2)))),
+        ),
+    ];
+    for (name, warm_up, window) in cases {
+        let mut fixture = Fixture::new(&runtime, window);
         // Fill the window first: steady state is what costs.
-        for _ in 0..spec.length.as_secs() {
+        for _ in 0..warm_up {
             fixture.step(&runtime);
         }
         group.bench_function(name, |b| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use brooklet::datafusion::functions_aggregate::expr_fn::count;
 use brooklet::prelude::*;
 
-use crate::support::{record, wait_for_batch};
+use crate::support::{manual_context, record, wait_for_batch};
 
 #[tokio::test]
 async fn late_rows_are_dropped_counted_and_warned_about_once() {
@@ -151,4 +151,46 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("write ts - INTERVAL '5' SECOND"), "{e}");
+}
+
+#[tokio::test]
+async fn event_window_state_is_sized_by_open_windows_not_by_history() {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
+         WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let stream = ctx
+        .sql(
+            "SELECT window_end, k, count(*) AS n \
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+             GROUP BY window_start, window_end, k",
+        )
+        .await
+        .unwrap();
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let mut state = Vec::new();
+    for b in 1..=40i64 {
+        // 500 keys never seen before, within this batch's second.
+        let records: String = (0..500)
+            .map(|i| format!("k{b}_{i},{}\n", (b - 1) * 1000 + i))
+            .collect();
+        events.push_records(&records);
+        clock.set(b * 1000);
+        wait_for_batch(&handle, b * 1000).await;
+        state.push(handle.last_progress().unwrap().state_bytes);
+    }
+    // Each second's windows close at the next batch and are freed, keys too.
+    assert!(
+        state[39] < state[9] * 3 / 2,
+        "state grew with history: {} bytes at batch 10, {} at batch 40",
+        state[9],
+        state[39]
+    );
+    let emitted: usize = outputs.lock().unwrap().iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(emitted, 39 * 500, "every closed window emitted once");
 }
