@@ -362,18 +362,14 @@ impl Aggregation {
     }
 
     /// The partial states of `parts` together over `groups` groups, each
-    /// part's group `g` counted as group `map[g]` (several groups may map
-    /// to one: how sessions merge). Groups left with no rows are dropped.
-    pub(crate) fn regroup(
-        &self,
-        parts: &[&Partial],
-        map: &[usize],
-        groups: usize,
-    ) -> Result<Partial> {
+    /// part's group `g` counted as group `map[g]` of that part's map
+    /// (several groups may map to one: how sessions merge and how a window
+    /// gathers its panes' keys). Groups left with no rows are dropped.
+    pub(crate) fn regroup(&self, parts: &[(&Partial, &[usize])], groups: usize) -> Result<Partial> {
         let mut builder = self.builder()?;
         // Every group exists from the start, so no call raises the total.
         builder.fill(groups)?;
-        for part in parts.iter().filter(|p| p.len() > 0) {
+        for (part, map) in parts.iter().filter(|(p, _)| p.len() > 0) {
             let mapped: Vec<usize> = part.groups.iter().map(|&g| map[g]).collect();
             for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
                 accumulator.merge_batch(states, &mapped, groups)?;
@@ -412,24 +408,6 @@ impl Aggregation {
         for value in &values.values {
             columns.push(pick(value)?);
         }
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
-    }
-
-    /// Output rows whose keys are the groups `key_rows` of `index` and whose
-    /// values are `values` in order (one per output row).
-    pub(crate) fn output_keyed(
-        &self,
-        index: &mut KeyIndex,
-        key_rows: &UInt32Array,
-        values: &Evaluated,
-    ) -> Result<RecordBatch> {
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        if !index.is_global() {
-            for key in index.keys()? {
-                columns.push(take(key.as_ref(), key_rows, None)?);
-            }
-        }
-        columns.extend(values.values.iter().cloned());
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
@@ -547,6 +525,11 @@ impl Builder {
             .map(|(g, _)| (g as u32, g))
             .unzip();
         dense.select(&rows, groups)
+    }
+
+    /// Bytes held by the accumulators.
+    pub(crate) fn bytes(&self) -> usize {
+        self.accumulators.iter().map(|a| a.size()).sum::<usize>() + self.counts.len() * 8
     }
 
     /// The final values of what was added, for `groups` groups.
