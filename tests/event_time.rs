@@ -136,6 +136,48 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     let e = error("SELECT * FROM TABLE(TUMBLE(TABLE timed, DESCRIPTOR(tss), INTERVAL '1' SECOND))")
         .await;
     assert!(e.contains("source 'timed' has no column 'tss'"), "{e}");
+    let e = error(
+        "SELECT k, count(*) FROM (SELECT k, ts + INTERVAL '1' HOUR AS ts FROM timed) \
+         GROUP BY tumble(ts, INTERVAL '5' SECOND), k",
+    )
+    .await;
+    assert!(
+        e.contains("the window's time column ts is computed in the query"),
+        "{e}"
+    );
+    ctx.execute(
+        "CREATE SOURCE two (k TEXT, ts TIMESTAMP, created TIMESTAMP, WATERMARK FOR ts) \
+         WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let e = error(
+        "SELECT k, count(*) FROM (SELECT k, created AS ts FROM two) \
+         GROUP BY tumble(ts, INTERVAL '5' SECOND), k",
+    )
+    .await;
+    assert!(
+        e.contains("is column created of source 'two', whose watermark is on ts"),
+        "{e}"
+    );
+    let e = error(
+        "SELECT window_end, k, count(*) > 3 AS is_final \
+         FROM TABLE(TUMBLE(TABLE timed, DESCRIPTOR(ts), INTERVAL '5' SECOND)) \
+         GROUP BY window_start, window_end, k EMIT CHANGES",
+    )
+    .await;
+    assert!(
+        e.contains("is_final is the column EMIT CHANGES adds"),
+        "{e}"
+    );
+    // Passing the column through (renamed by a subquery alias, filtered,
+    // unioned) is fine.
+    ctx.sql(
+        "SELECT k, count(*) FROM (SELECT k, ts FROM timed WHERE k <> 'x' \
+         UNION ALL SELECT k, ts FROM two) AS u GROUP BY tumble(u.ts, INTERVAL '5' SECOND), k",
+    )
+    .await
+    .unwrap();
     let e = ctx
         .execute("CREATE SOURCE bad (k TEXT, WATERMARK FOR k) WITH (connector = 'memory')")
         .await
@@ -193,4 +235,42 @@ async fn event_window_state_is_sized_by_open_windows_not_by_history() {
     );
     let emitted: usize = outputs.lock().unwrap().iter().map(|(_, r)| r.len()).sum();
     assert_eq!(emitted, 39 * 500, "every closed window emitted once");
+}
+
+#[tokio::test]
+async fn event_times_out_of_range_are_late_not_a_crash() {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
+         WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let stream = ctx
+        .sql(
+            "SELECT CAST(window_start AS BIGINT) AS ws, k, count(*) AS n \
+             FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
+             GROUP BY window_start, window_end, k",
+        )
+        .await
+        .unwrap();
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    events.push_records("a,9223372036854775807\nb,-9223372036854775808\nc,1500\n");
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    events.finish();
+    clock.set(2000);
+    handle.await_termination().await.unwrap();
+    assert!(matches!(handle.status(), brooklet::QueryStatus::Finished));
+    assert_eq!(ctx.engine().sources()[0].metrics.late, 2);
+    let mut rows: Vec<String> = outputs
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, r)| r.clone())
+        .collect();
+    rows.sort();
+    assert_eq!(rows, ["0,c,1", "1000,c,1"]);
 }

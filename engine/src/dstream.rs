@@ -175,29 +175,53 @@ impl DStream {
         window: EventWindow,
     ) -> Result<Self> {
         window.validate()?;
+        let time = &window.time_column;
         for source in self.sources() {
-            match self.engine.watermark(&source) {
-                None => {
-                    return Err(crate::Error::Plan(format!(
-                        "an event-time window over {} needs a watermark on source '{source}': \
-                         declare WATERMARK FOR {} in its column list",
-                        window.time_column, window.time_column
-                    )));
-                }
-                Some(w) if w.column != window.time_column => {
-                    return Err(crate::Error::Plan(format!(
-                        "the window's time column is {}, but source '{source}' has its watermark \
-                         on {}: window by {}",
-                        window.time_column, w.column, w.column
-                    )));
-                }
-                Some(_) => {}
+            if self.engine.watermark(&source).is_none() {
+                return Err(crate::Error::Plan(format!(
+                    "an event-time window over {time} needs a watermark on source '{source}': \
+                     declare WATERMARK FOR {time} in its column list"
+                )));
+            }
+        }
+        // The time column must be a source's watermark column as it arrives
+        // (Flink's time attribute): windows close on that source's watermark.
+        let origins = match &self.node.kind {
+            NodeKind::Source { name } => Some(vec![(name.clone(), time.clone())]),
+            NodeKind::Stateless { plan, .. } => column_origins(plan, time),
+            _ => None,
+        };
+        let Some(origins) = origins else {
+            return Err(crate::Error::Plan(format!(
+                "the window's time column {time} is computed in the query; window by a source's \
+                 watermark column itself, as the source delivers it"
+            )));
+        };
+        for (source, column) in origins {
+            let watermark = self.engine.watermark(&source);
+            if watermark.as_ref().is_none_or(|w| w.column != column) {
+                return Err(crate::Error::Plan(format!(
+                    "the window's time column {time} is column {column} of source '{source}', \
+                     whose watermark is {}: window by the watermark column",
+                    watermark.map_or("not declared".into(), |w| format!("on {}", w.column))
+                )));
             }
         }
         let mut keys = vec![Expr::Column(datafusion::common::Column::new_unqualified(
             &window.time_column,
         ))];
         keys.extend(group);
+        let names_is_final =
+            |e: &Expr| e.schema_name().to_string() == crate::event_window::IS_FINAL;
+        if window.emit == crate::spec::WindowEmit::Changes
+            && keys.iter().chain(&aggregates).any(names_is_final)
+        {
+            return Err(crate::Error::Plan(format!(
+                "{} is the column EMIT CHANGES adds to tell updates from final rows; \
+                 name the key or aggregate otherwise",
+                crate::event_window::IS_FINAL
+            )));
+        }
         self.stateful_aggregate(keys, aggregates, |plan, input| {
             (
                 crate::event_window::output_schema(plan.schema().as_arrow(), window.emit),
@@ -342,5 +366,52 @@ impl DStream {
     fn run(self, output: Output) -> Result<QueryHandle> {
         self.engine
             .register_query(self.node, output, self.name, self.description)
+    }
+}
+
+/// Where column `column` of `plan`'s output comes from, when it passes
+/// through unchanged (renamed or not): each source and source column it is
+/// read from. `None` when it is computed, or comes from a stateful stream.
+fn column_origins(plan: &LogicalPlan, column: &str) -> Option<Vec<(String, String)>> {
+    use datafusion::datasource::source_as_provider;
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let at = p.schema.fields().iter().position(|f| f.name() == column)?;
+            let read = match &p.expr[at] {
+                Expr::Alias(alias) => alias.expr.as_ref(),
+                other => other,
+            };
+            match read {
+                Expr::Column(c) => column_origins(&p.input, &c.name),
+                _ => None,
+            }
+        }
+        LogicalPlan::Union(union) => {
+            let at = union
+                .schema
+                .fields()
+                .iter()
+                .position(|f| f.name() == column)?;
+            let mut all = Vec::new();
+            for input in &union.inputs {
+                all.extend(column_origins(input, input.schema().field(at).name())?);
+            }
+            Some(all)
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Repartition(_) => column_origins(plan.inputs()[0], column),
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            let table = provider.downcast_ref::<StreamTable>()?;
+            match &table.node().kind {
+                NodeKind::Source { name } => Some(vec![(name.clone(), column.to_string())]),
+                NodeKind::Stateless { plan, .. } => column_origins(plan, column),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }

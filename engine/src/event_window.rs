@@ -12,7 +12,8 @@
 //!    in Flink and Spark);
 //! 2. a window whose end the watermark has already reached is *closed*: a
 //!    row whose every window is closed is **late** — dropped and counted
-//!    (as is a row with a NULL event time, which belongs to no window);
+//!    (as is a row with a NULL event time, or one beyond ±2^60 ms, which
+//!    belongs to no window);
 //! 3. the watermark advances ([`crate::watermark`]), and every window whose
 //!    end it reaches is emitted once, complete, with `window_start` and
 //!    `window_end`, ordered by end, start, then key; its state is freed.
@@ -48,7 +49,7 @@ use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial, Rows}
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
 use crate::spec::{Assigner, EventWindow, WindowEmit};
-use crate::watermark::{WatermarkStep, event_millis};
+use crate::watermark::{TIME_LIMIT, WatermarkStep, event_millis, in_time_range};
 
 /// The output schema of an event-time window aggregate: `window_start`,
 /// `window_end`, the aggregate's columns (keys, then values), then
@@ -210,6 +211,52 @@ impl FixedWindows {
         (first..=last).map(move |k| k * slide)
     }
 
+    /// The starts of the windows that close at `watermark` and hold rows:
+    /// ends in `(emitted_through, watermark]`. Found by stepping through
+    /// those ends, or through the live panes' windows when there are fewer
+    /// of those (end of input, or panes far apart).
+    fn closing(&self, watermark: i64) -> BTreeSet<i64> {
+        let (Some(&first), Some(&last)) = (self.panes.keys().next(), self.panes.keys().last())
+        else {
+            return BTreeSet::new();
+        };
+        let slide = self.slide;
+        let ceil =
+            |x: i64| x.div_euclid(slide) * slide + if x.rem_euclid(slide) == 0 { 0 } else { slide };
+        let floor = |x: i64| x.div_euclid(slide) * slide;
+        // Pane and window times are within ±2^61 (see `TIME_LIMIT`).
+        let mut from = ceil(first + self.pane - self.length);
+        if self.emitted_through > -TIME_LIMIT {
+            from = from.max(ceil(self.emitted_through - self.length + 1));
+        }
+        let mut to = floor(last);
+        if watermark < TIME_LIMIT {
+            to = to.min(floor(watermark - self.length));
+        }
+        if to < from {
+            return BTreeSet::new();
+        }
+        let steps = (to - from) / slide + 1;
+        let per_pane = self.panes.len() as i64 * (self.length / slide);
+        if steps <= per_pane {
+            (0..steps)
+                .map(|i| from + i * slide)
+                .filter(|&start| {
+                    self.panes
+                        .range(start..start + self.length)
+                        .next()
+                        .is_some()
+                })
+                .collect()
+        } else {
+            self.panes
+                .keys()
+                .flat_map(|&pane| self.windows_of(pane))
+                .filter(|&start| start >= from && start <= to)
+                .collect()
+        }
+    }
+
     /// Folds the rows into their panes; returns the panes and keys touched.
     fn add(
         &mut self,
@@ -264,15 +311,7 @@ impl FixedWindows {
         changes: bool,
         out: &mut Emitted,
     ) -> Result<()> {
-        let mut closing = BTreeSet::new();
-        for &pane in self.panes.keys() {
-            for start in self.windows_of(pane) {
-                let end = start + self.length;
-                if end > self.emitted_through && end <= watermark {
-                    closing.insert(start);
-                }
-            }
-        }
+        let closing = self.closing(watermark);
         let mut updated: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
         if changes {
             for (&pane, keys) in touched {
@@ -694,7 +733,15 @@ impl EventWindowOperator {
         let times = rows
             .times()
             .ok_or_else(|| Error::Internal("an event-time window without times".into()))?;
-        let times = event_millis(times)?;
+        let mut times = event_millis(times)?;
+        // Times out of range belong to no window: dropped as late, like NULLs.
+        let out_of_range = |t: Option<i64>| t.is_some_and(|t| !in_time_range(t));
+        if out_of_range(arrow::compute::min(&times)) || out_of_range(arrow::compute::max(&times)) {
+            times = times
+                .iter()
+                .map(|t| t.filter(|&t| in_time_range(t)))
+                .collect();
+        }
         let mut late = Late::default();
         let mut out = Emitted::new();
         let changes = self.emit == WindowEmit::Changes;

@@ -150,6 +150,18 @@ impl EventWindow {
 
     /// Checks the sizes, with errors that name the values.
     pub fn validate(&self) -> Result<()> {
+        // Far beyond any real window; keeps window arithmetic in range.
+        const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+        let longest = match self.assigner {
+            Assigner::Fixed(spec) => spec.length.max(spec.slide),
+            Assigner::Session { gap } => gap,
+        };
+        if longest > LONGEST {
+            return Err(Error::Plan(format!(
+                "window size {} is longer than 100 years",
+                format_duration(longest)
+            )));
+        }
         match self.assigner {
             Assigner::Fixed(spec) => spec.validate_event_time(),
             Assigner::Session { gap } if gap.is_zero() => Err(Error::Plan(

@@ -84,27 +84,54 @@ pub(crate) fn is_event_time_type(data_type: &DataType) -> bool {
 }
 
 /// `array`'s values as milliseconds since the epoch (nulls stay null).
+/// Finer timestamps are floored (a time just before the epoch stays before
+/// it), as window assignment needs.
 pub(crate) fn event_millis(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
-    let target = match array.data_type() {
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
-        _ => DataType::Timestamp(TimeUnit::Millisecond, None),
-    };
-    let millis = cast(array, &target)?;
-    Ok(millis
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .ok_or_else(|| Error::Internal("an event time did not cast to milliseconds".into()))?
-        .clone())
+    use arrow::array::AsArray;
+    use arrow::datatypes::{TimestampMicrosecondType, TimestampNanosecondType};
+    match array.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(array
+            .as_primitive::<TimestampNanosecondType>()
+            .unary(|v| v.div_euclid(1_000_000))),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(array
+            .as_primitive::<TimestampMicrosecondType>()
+            .unary(|v| v.div_euclid(1_000))),
+        _ => {
+            let millis = cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+            Ok(millis
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .ok_or_else(|| {
+                    Error::Internal("an event time did not cast to milliseconds".into())
+                })?
+                .clone())
+        }
+    }
 }
 
-/// The largest event time in `column` of `batch`, if it has any non-null.
+/// Event times beyond ±2^60 ms (about 36 million years) belong to no
+/// window and do not move the watermark: window arithmetic never overflows.
+pub(crate) const TIME_LIMIT: i64 = 1 << 60;
+
+/// Whether `t` is an event time windows take.
+pub(crate) fn in_time_range(t: i64) -> bool {
+    (-TIME_LIMIT..=TIME_LIMIT).contains(&t)
+}
+
+/// The largest event time in `column` of `batch`, if it has any (nulls and
+/// times out of range left out).
 fn max_event_time(batch: &RecordBatch, column: &str) -> Result<Option<i64>> {
     let Some(array) = batch.column_by_name(column) else {
         return Err(Error::Internal(format!(
             "the watermark column '{column}' is missing from a batch"
         )));
     };
-    Ok(arrow::compute::max(&event_millis(array)?))
+    let times = event_millis(array)?;
+    Ok(match arrow::compute::max(&times) {
+        Some(max) if in_time_range(max) => Some(max),
+        Some(_) => times.iter().flatten().filter(|&t| in_time_range(t)).max(),
+        None => None,
+    })
 }
 
 /// Watermark "not yet": before any row, nothing is late and nothing closes.
@@ -123,10 +150,8 @@ struct SourceClock {
 }
 
 impl SourceClock {
+    /// Its own watermark, while it has not ended.
     fn watermark(&self) -> i64 {
-        if self.ended {
-            return END_OF_TIME;
-        }
         self.max_event.map_or(NO_WATERMARK, |max| {
             max.saturating_sub(self.watermark.delay.as_millis() as i64)
         })
@@ -207,14 +232,19 @@ impl WatermarkTracker {
             self.idle_timeout
                 .is_some_and(|t| time.millis() - s.last_rows.millis() >= t.as_millis() as i64)
         };
-        let holding: Vec<i64> = self
-            .sources
+        // Sources that ended no longer hold anything back; idle ones neither.
+        // When every source has ended, everything closes; when every one
+        // left is idle, the watermark stays.
+        let live: Vec<&SourceClock> = self.sources.iter().filter(|s| !s.ended).collect();
+        if live.is_empty() {
+            self.current = END_OF_TIME;
+        } else if let Some(min) = live
             .iter()
-            .filter(|s| s.ended || !idle(s))
-            .map(SourceClock::watermark)
-            .collect();
-        if let Some(min) = holding.iter().min() {
-            self.current = self.current.max(*min);
+            .filter(|s| !idle(s))
+            .map(|s| s.watermark())
+            .min()
+        {
+            self.current = self.current.max(min);
         }
         Ok(WatermarkStep {
             before,
@@ -302,5 +332,38 @@ mod tests {
         assert_eq!(step.after, 2400, "a still holds it");
         let step = tracker.advance(t(8000), &polled("a", &[], true)).unwrap();
         assert_eq!(step.after, END_OF_TIME);
+    }
+
+    #[test]
+    fn an_ended_source_and_an_idle_one_do_not_close_everything() {
+        let wm = |s: &str| (s.to_string(), Watermark::new("ts", Duration::ZERO));
+        let mut tracker = WatermarkTracker::new(
+            vec![wm("a"), wm("b")],
+            Some(Duration::from_secs(2)),
+            BatchTime::from_millis(0),
+        );
+        let t = BatchTime::from_millis;
+        tracker
+            .advance(t(1000), &polled("a", &[100], false))
+            .unwrap();
+        tracker
+            .advance(t(1000), &polled("b", &[500], false))
+            .unwrap();
+        assert_eq!(tracker.current(), 100);
+        let step = tracker.advance(t(2000), &polled("a", &[], true)).unwrap();
+        assert_eq!(step.after, 500, "a ended: b alone");
+        // b idle: the watermark stays, it does not jump to the end.
+        let step = tracker.advance(t(5000), &polled("b", &[], false)).unwrap();
+        assert_eq!(step.after, 500);
+        let step = tracker.advance(t(6000), &polled("b", &[], true)).unwrap();
+        assert_eq!(step.after, END_OF_TIME);
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_floored_to_milliseconds() {
+        use arrow::array::TimestampNanosecondArray;
+        let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![-500_000, 1_500_000]));
+        let millis = event_millis(&nanos).unwrap();
+        assert_eq!(millis.values().to_vec(), vec![-1, 1]);
     }
 }

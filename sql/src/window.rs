@@ -842,6 +842,12 @@ fn replace_aggregate(
     }
     // An updating window's `is_final` column goes through to the output.
     let updating = schema.field_with_name(IS_FINAL).is_ok();
+    if updating && plan.schema().field_with_unqualified_name(IS_FINAL).is_ok() {
+        return Err(Error::plan(format!(
+            "{IS_FINAL} is the column EMIT CHANGES adds to tell updates from final rows; \
+             name the query's column otherwise"
+        )));
+    }
     if updating {
         columns.push(col(IS_FINAL));
     }
