@@ -178,6 +178,17 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     )
     .await
     .unwrap();
+    // No delay, spelled out, is a watermark like no AS at all.
+    ctx.execute(
+        "CREATE SOURCE exact (ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '0' SECOND) \
+         WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ctx.engine().watermark("exact"),
+        Some(Watermark::new("ts", Duration::ZERO))
+    );
     let e = ctx
         .execute("CREATE SOURCE bad (k TEXT, WATERMARK FOR k) WITH (connector = 'memory')")
         .await

@@ -238,7 +238,7 @@ impl Planner {
                 op: ast::BinaryOperator::Minus,
                 right,
             }) if names(left) => {
-                crate::window::literal_duration(&self.engine, "WATERMARK", right).await?
+                crate::window::literal_interval(&self.engine, "the WATERMARK delay", right).await?
             }
             Some(other) => {
                 return Err(Error::plan(format!(

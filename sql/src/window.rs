@@ -127,7 +127,19 @@ fn window_call(expr: &Expr) -> Option<(&str, &[Expr])> {
     }
 }
 
+/// The length of interval `arg` given to `function`: positive.
 fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
+    let duration = interval_of(function, arg)?;
+    if duration.is_zero() {
+        return Err(Error::plan(format!(
+            "{function}() needs a positive interval, got {arg}"
+        )));
+    }
+    Ok(duration)
+}
+
+/// The length of interval `arg` given to `function`: zero or more.
+fn interval_of(function: &str, arg: &Expr) -> Result<Duration> {
     let millis = match arg {
         Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
             v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000
@@ -149,9 +161,9 @@ fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
             )));
         }
     };
-    if millis <= 0 {
+    if millis < 0 {
         return Err(Error::plan(format!(
-            "{function}() needs a positive interval, got {arg}"
+            "{function} needs an interval of zero or more, got {arg}"
         )));
     }
     Ok(Duration::from_millis(millis as u64))
@@ -506,6 +518,21 @@ pub(crate) async fn literal_duration(
     function: &str,
     expr: &ast::Expr,
 ) -> Result<Duration> {
+    duration_of(function, &literal_value(engine, expr).await?)
+}
+
+/// The value of a constant interval expression that may be zero (a
+/// watermark's delay).
+pub(crate) async fn literal_interval(
+    engine: &Engine,
+    function: &str,
+    expr: &ast::Expr,
+) -> Result<Duration> {
+    interval_of(function, &literal_value(engine, expr).await?)
+}
+
+/// A constant expression, evaluated by DataFusion's planner.
+async fn literal_value(engine: &Engine, expr: &ast::Expr) -> Result<Expr> {
     let plan = engine
         .session()
         .state()
@@ -514,11 +541,10 @@ pub(crate) async fn literal_duration(
     let LogicalPlan::Projection(projection) = plan else {
         return Err(Error::plan(format!("{expr} is not an interval")));
     };
-    let value = match &projection.expr[0] {
+    Ok(match &projection.expr[0] {
         Expr::Alias(a) => a.expr.as_ref().clone(),
         other => other.clone(),
-    };
-    duration_of(function, &value)
+    })
 }
 
 /// How a grouped window shows in the aggregate being replaced.
