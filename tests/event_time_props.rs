@@ -1,6 +1,7 @@
 //! Property: for random event sequences whose disorder stays within the
 //! watermark's delay (so no row is late), however they fall into batches,
-//! the final rows of an event-time window — tumbling, sliding or session —
+//! the final rows of an event-time window — tumbling, sliding or session;
+//! emitted on close, or with `EMIT CHANGES` its rows with `is_final` —
 //! equal a batch DataFusion query over all events: `GROUP BY` the window
 //! computed in SQL (integer arithmetic for fixed windows; `lag` and a
 //! running `sum` for sessions, which start where a key's gap to its
@@ -32,6 +33,8 @@ struct Case {
     /// Which spelling of the window: a table function or a group-by
     /// function (Arroyo's, or Spark's `window`/`session_window`).
     form: u8,
+    /// `EMIT CHANGES` (updates, then each window's final row).
+    changes: bool,
     /// Per batch, the events `(key, value, event time ms)`.
     batches: Vec<Vec<(u8, i64, i64)>>,
 }
@@ -57,8 +60,9 @@ fn cases() -> impl Strategy<Value = Case> {
         prop::collection::vec((0u8..3, -5i64..20, 0i64..1500, 0.0f64..=1.0), 0..60),
         prop::collection::vec(0usize..6, 1..30),
         0u8..3,
+        any::<bool>(),
     )
-        .prop_map(|(windows, delay, aggregate, events, cuts, form)| {
+        .prop_map(|(windows, delay, aggregate, events, cuts, form, changes)| {
             let mut now = 1_000_000i64;
             let events: Vec<(u8, i64, i64)> = events
                 .into_iter()
@@ -81,6 +85,7 @@ fn cases() -> impl Strategy<Value = Case> {
                 delay,
                 aggregate,
                 form,
+                changes,
                 batches,
             }
         })
@@ -166,7 +171,10 @@ async fn check(case: Case) {
     ))
     .await
     .unwrap();
-    let (query, batch_query) = queries(&case);
+    let (mut query, batch_query) = queries(&case);
+    if case.changes {
+        query.push_str(" EMIT CHANGES");
+    }
     let (handle, outputs) = record(ctx.sql(&query).await.unwrap());
     ctx.start().await.unwrap();
     let events = ctx.memory_source("events").unwrap();
@@ -189,6 +197,11 @@ async fn check(case: Case) {
         .unwrap()
         .iter()
         .flat_map(|(_, rows)| rows.clone())
+        .filter_map(|row| match case.changes {
+            // Keep the final rows, without the flag.
+            true => row.strip_suffix(",true").map(str::to_string),
+            false => Some(row),
+        })
         .collect();
     emitted.sort();
 
