@@ -307,7 +307,10 @@ fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
     let mut repl = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
     repl.exp_string("brooklet> ").unwrap();
     // A statement over two lines.
-    repl.send_line("CREATE SOURCE seq").unwrap();
+    repl.send_line(
+        "CREATE SOURCE seq (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)",
+    )
+    .unwrap();
     repl.send_line("  WITH (connector = 'sequence', rows.per.second = 5);")
         .unwrap();
     repl.exp_string("source 'seq' created").unwrap();
@@ -316,6 +319,8 @@ fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
     repl.exp_string("batch.interval = 200 ms").unwrap();
     repl.send_line("\\d").unwrap();
     repl.exp_string("seq (sequence)").unwrap();
+    repl.exp_string("WATERMARK FOR ts AS ts - 2 s").unwrap();
+    repl.exp_string("late=0").unwrap();
     repl.exp_string("Running queries:").unwrap();
     repl.exp_string("brooklet> ").unwrap();
     // A running query prints batch after batch until Ctrl-C.
