@@ -208,13 +208,7 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
 
 #[tokio::test]
 async fn event_window_state_is_sized_by_open_windows_not_by_history() {
-    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
-    ctx.execute(
-        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
-         WITH (connector = 'memory', format = 'csv')",
-    )
-    .await
-    .unwrap();
+    let (ctx, clock) = events_in_milliseconds().await;
     let stream = ctx
         .sql(
             "SELECT window_end, k, count(*) AS n \
@@ -250,13 +244,7 @@ async fn event_window_state_is_sized_by_open_windows_not_by_history() {
 
 #[tokio::test]
 async fn event_times_out_of_range_are_late_not_a_crash() {
-    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
-    ctx.execute(
-        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
-         WITH (connector = 'memory', format = 'csv')",
-    )
-    .await
-    .unwrap();
+    let (ctx, clock) = events_in_milliseconds().await;
     let stream = ctx
         .sql(
             "SELECT CAST(window_start AS BIGINT) AS ws, k, count(*) AS n \
@@ -284,4 +272,17 @@ async fn event_times_out_of_range_are_late_not_a_crash() {
         .collect();
     rows.sort();
     assert_eq!(rows, ["0,c,1", "1000,c,1"]);
+}
+
+/// A context on a manual clock with source `events (k, ts)`, event times
+/// in milliseconds, watermark without delay.
+async fn events_in_milliseconds() -> (StreamingContext, ManualClock) {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "CREATE SOURCE events (k TEXT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
+         WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    (ctx, clock)
 }
