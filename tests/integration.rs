@@ -5,6 +5,7 @@
 //! - `api`: the Rust API (`foreach_batch`, `into_stream`, `print`, the
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
+//! - `files`: the files source and sink on real directories;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
 //! - `window_props`: a property test of pane folding against brute force;
@@ -14,6 +15,7 @@
 mod api;
 mod event_time;
 mod event_time_props;
+mod files;
 mod spec;
 mod support;
 mod window;

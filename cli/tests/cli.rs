@@ -465,3 +465,66 @@ fn a_tumbling_window_over_a_socket_emits_at_slide_boundaries_and_counts_every_li
         "the tumbling counts add up to the lines sent"
     );
 }
+
+/// The issue's files-to-files job: a directory of log files in, one CSV
+/// file per window with rows out, written atomically.
+#[test]
+fn a_files_source_feeds_a_windowed_query_into_a_files_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.log"), "ERROR disk\nINFO up\nERROR net\n").unwrap();
+    let file = sql_file(
+        &dir,
+        &format!(
+            "SET batch.interval = '200 ms';\n\
+             CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = '{}', format = 'lines');\n\
+             CREATE SINK counts WITH (connector = 'files', path = '{}', format = 'csv');\n\
+             INSERT INTO counts\n\
+             SELECT split_part(line, ' ', 1) AS level, count(*) AS n\n\
+             FROM logs GROUP BY hop(INTERVAL '1' SECOND, INTERVAL '2' SECOND), level;\n",
+            input.display(),
+            output.display()
+        ),
+    );
+    let child = brooklet()
+        .args(["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let mut files: Vec<_> = std::fs::read_dir(&output)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        if let Some(first) = files.first() {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "no output file");
+        thread::sleep(Duration::from_millis(50));
+    };
+    sigint(&child);
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let stem = first.strip_suffix(".csv").expect("a .csv file");
+    assert_eq!(
+        stem.parse::<i64>().unwrap() % 200,
+        0,
+        "named after its batch time"
+    );
+    let text = std::fs::read_to_string(output.join(&first)).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.remove(0), "level,n");
+    lines.sort();
+    assert_eq!(lines, ["ERROR,2", "INFO,1"]);
+}

@@ -139,6 +139,9 @@ pub struct RecordDecoder {
     metrics: Arc<SourceMetrics>,
     max_record_bytes: usize,
     next: Position,
+    /// Where the input comes from, when the source has several inputs
+    /// (`file in/a.log, `), put before positions in messages.
+    origin: String,
 }
 
 impl RecordDecoder {
@@ -158,7 +161,14 @@ impl RecordDecoder {
             metrics,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             next: Position { line: 1, byte: 0 },
+            origin: String::new(),
         }
+    }
+
+    /// Names the input positions are in (a file), for messages.
+    pub fn with_origin(mut self, origin: impl std::fmt::Display) -> Self {
+        self.origin = format!("{origin}, ");
+        self
     }
 
     /// Sets the longest record accepted, in bytes.
@@ -229,12 +239,13 @@ impl RecordDecoder {
             ErrorPolicy::Fail => Err(Error::Source {
                 source_name: self.source.clone(),
                 message: format!(
-                    "malformed record at {position}: {reason} (set on-error = 'skip' to skip such records)"
+                    "malformed record at {}{position}: {reason} (set on-error = 'skip' to skip such records)",
+                    self.origin
                 ),
             }),
             ErrorPolicy::Skip => {
                 self.metrics
-                    .note_skipped(|| format!("{position}: {reason}"));
+                    .note_skipped(|| format!("{}{position}: {reason}", self.origin));
                 Ok(())
             }
         }

@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 
 use crate::connector::Options;
 use crate::error::{Error, Result};
-use crate::sink::{Sink, SinkWriter};
+use crate::sink::{RowFormat, Sink, SinkWriter, encode};
 use crate::sync::lock;
 use crate::time::BatchTime;
 
@@ -91,17 +91,10 @@ pub fn render(
                 out.push('\n');
             }
             ConsoleFormat::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(Vec::new());
-                writer.write(&shown)?;
-                out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
+                out.push_str(&String::from_utf8_lossy(&encode(&shown, RowFormat::Csv)?));
             }
             ConsoleFormat::Json => {
-                let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-                writer.write(&shown)?;
-                writer.finish()?;
-                out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
+                out.push_str(&String::from_utf8_lossy(&encode(&shown, RowFormat::Json)?));
             }
         }
         if batch.num_rows() > max_rows {

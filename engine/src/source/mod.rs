@@ -12,6 +12,7 @@
 //! stops reading, so TCP pushes back on the sender. Generating sources
 //! (sequence, memory) produce a batch as a function of the batch time.
 
+mod files;
 mod memory;
 mod receiver;
 mod sequence;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+pub use files::FilesSource;
 pub use memory::MemorySource;
 pub use sequence::SequenceSource;
 pub use socket::SocketSource;
@@ -106,9 +108,12 @@ pub(crate) fn create(
         "stdin" => Arc::new(StdinSource::from_options(name, schema, &mut options)?),
         "sequence" => Arc::new(SequenceSource::from_options(schema, &mut options)?),
         "memory" => Arc::new(MemorySource::from_options(name, schema, &mut options)?),
+        "files" | "file" | "filesystem" => {
+            Arc::new(FilesSource::from_options(name, schema, &mut options)?)
+        }
         other => {
             return Err(crate::Error::Config(format!(
-                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, sequence, memory"
+                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, files, sequence, memory"
             )));
         }
     };

@@ -1,0 +1,150 @@
+//! The `files` source and sink on real directories: which batch takes a
+//! file (its modification time, or the first batch after a late one
+//! appears), `files.existing`, malformed records named by file and line,
+//! and one atomically written file per batch with rows.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::support::{manual_context, record, wait_for_batch};
+
+/// Writes `text` to `dir/name` with modification time `millis` after the
+/// epoch, as a writer renaming a finished file in would.
+fn put(dir: &Path, name: &str, text: &str, millis: u64) {
+    let hidden = dir.join(format!(".{name}.part"));
+    std::fs::write(&hidden, text).unwrap();
+    let file = std::fs::File::options().write(true).open(&hidden).unwrap();
+    file.set_modified(UNIX_EPOCH + Duration::from_millis(millis))
+        .unwrap();
+    drop(file);
+    std::fs::rename(&hidden, dir.join(name)).unwrap();
+}
+
+#[tokio::test]
+async fn each_batch_takes_the_files_of_its_interval() {
+    let input = tempfile::tempdir().unwrap();
+    let dir = input.path();
+    put(dir, "a.txt", "existing 1\nexisting 2\n", 500);
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!(
+        "CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = '{}')",
+        dir.display()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT line FROM logs").await.unwrap());
+    ctx.start().await.unwrap();
+    let step = |batch: i64| {
+        clock.set(batch * 1000);
+        wait_for_batch(&handle, batch * 1000)
+    };
+    step(1).await;
+    put(dir, "b.txt", "second\n", 1500);
+    put(dir, "c.txt", "from the future\n", 5000);
+    put(dir, ".hidden", "never\n", 1500);
+    step(2).await;
+    step(3).await;
+    // Renamed in late: its time (1.2 s) has passed, so the next batch takes it.
+    put(dir, "d.txt", "late\n", 1200);
+    step(4).await;
+    step(5).await;
+    // A taken file that is removed and written again is a new file.
+    std::fs::remove_file(dir.join("b.txt")).unwrap();
+    step(6).await;
+    put(dir, "b.txt", "again\n", 6500);
+    step(7).await;
+    let outputs = outputs.lock().unwrap().clone();
+    let expected: Vec<(i64, Vec<&str>)> = vec![
+        (1000, vec!["existing 1", "existing 2"]),
+        (2000, vec!["second"]),
+        (3000, vec![]),
+        (4000, vec!["late"]),
+        (5000, vec!["from the future"]),
+        (6000, vec![]),
+        (7000, vec!["again"]),
+    ];
+    let expected: Vec<(i64, Vec<String>)> = expected
+        .into_iter()
+        .map(|(t, rows)| (t, rows.into_iter().map(String::from).collect()))
+        .collect();
+    assert_eq!(outputs, expected);
+}
+
+#[tokio::test]
+async fn existing_files_can_be_ignored_and_bad_records_name_their_file() {
+    let input = tempfile::tempdir().unwrap();
+    let dir = input.path();
+    put(dir, "old.csv", "1,old\n", 500);
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!(
+        "CREATE SOURCE rows (n BIGINT, word TEXT) WITH (connector = 'files', path = '{}', \
+         format = 'csv', files.existing = 'ignore')",
+        dir.display()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT n, word FROM rows").await.unwrap());
+    ctx.start().await.unwrap();
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    put(dir, "new.csv", "2,new\nthree,bad\n", 1500);
+    clock.set(2000);
+    let error = handle.await_termination().await.unwrap_err().to_string();
+    let path = dir.join("new.csv");
+    assert!(
+        error.contains(&format!(
+            "malformed record at file {}, line 2",
+            path.display()
+        )),
+        "{error}"
+    );
+    assert_eq!(outputs.lock().unwrap().clone(), vec![(1000, vec![])]);
+}
+
+#[tokio::test]
+async fn the_files_sink_writes_one_complete_file_per_batch_with_rows() {
+    let output = tempfile::tempdir().unwrap();
+    let out = output.path().join("out");
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!(
+        "CREATE SOURCE words (word TEXT) WITH (connector = 'memory');
+         CREATE SINK counts WITH (connector = 'files', path = '{}', format = 'csv')",
+        out.display()
+    ))
+    .await
+    .unwrap();
+    let executed = ctx
+        .execute("INSERT INTO counts SELECT word, count(*) AS n FROM words GROUP BY word")
+        .await
+        .unwrap();
+    let Some(brooklet::Executed::Insert(handle)) = executed.into_iter().next() else {
+        panic!("INSERT INTO starts a query");
+    };
+    ctx.start().await.unwrap();
+    let words = ctx.memory_source("words").unwrap();
+    for (batch, text) in ["a\nb\na\n", "", "c\n"].iter().enumerate() {
+        words.push_records(text);
+        let time = 1000 * (batch as i64 + 1);
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["1000.csv", "3000.csv"],
+        "no file for the empty batch, no temporary left"
+    );
+    let first = std::fs::read_to_string(out.join("1000.csv")).unwrap();
+    let mut lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.remove(0), "word,n");
+    lines.sort();
+    assert_eq!(lines, ["a,2", "b,1"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("3000.csv")).unwrap(),
+        "word,n\nc,1\n"
+    );
+}
