@@ -295,3 +295,88 @@ async fn every_spec_file_holds() {
         run_spec(&file).await;
     }
 }
+
+/// What a run of batches emitted: per batch, its rows (sorted), `None` when
+/// it emitted nothing, or the error.
+type Emitted = Vec<(i64, Result<Option<Vec<String>>, String>)>;
+
+/// Runs batches `from..=to` of `spec` on a fresh context that checkpoints
+/// into `dir` (restoring what an earlier run left there), with the clock
+/// at the batch before `from`. Stops at the end of the query.
+async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!("SET checkpoint.dir = '{}'", dir.display()))
+        .await
+        .unwrap();
+    let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
+    let (query, setup) = statements.split_last().expect("a query");
+    for statement in setup {
+        ctx.execute(&statement.text).await.unwrap();
+    }
+    let mut stream = ctx.sql(&query.text).await.unwrap().into_stream().unwrap();
+    let interval = ctx.batch_interval().as_millis() as i64;
+    clock.set((from as i64 - 1) * interval);
+    ctx.start().await.unwrap();
+    let mut emitted = Vec::new();
+    for batch in &spec.batches[from - 1..to] {
+        for (source, records) in &batch.inputs {
+            ctx.memory_source(source).unwrap().push_records(records);
+        }
+        for source in &batch.ends {
+            ctx.memory_source(source).unwrap().finish();
+        }
+        let time = BatchTime::from_millis(batch.number * interval);
+        clock.set(time.millis());
+        let output = match next_output(&mut stream, time).await {
+            None => Ok(None),
+            Some(Ok((_, rows))) => {
+                let mut rows = csv_rows(&rows);
+                rows.sort();
+                Ok(Some(rows))
+            }
+            Some(Err(e)) => Err(e.to_string()),
+        };
+        let ended = output.is_err() || stream.handle().status().is_terminal();
+        emitted.push((time.millis(), output));
+        if ended {
+            break;
+        }
+    }
+    ctx.stop(StopMode::Immediate).await.unwrap();
+    emitted
+}
+
+/// Spark's CheckpointSuite: for every stateful spec file (windows, running
+/// aggregates, event time) and every batch `k`, running batches `1..=k`,
+/// dropping the context, and finishing from the checkpoint directory alone
+/// emits batch for batch what the uninterrupted run emits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_restart_point_gives_the_uninterrupted_output() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.ends_with(".spec")
+                && ["window_", "running_", "event_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "stateful spec files are missing");
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let spec = parse(&std::fs::read_to_string(&file).unwrap());
+        let n = spec.batches.len();
+        let whole_dir = tempfile::tempdir().unwrap();
+        let whole = run_range(&spec, whole_dir.path(), 1, n).await;
+        for k in 1..whole.len() {
+            let checkpoint = tempfile::tempdir().unwrap();
+            let mut restarted = run_range(&spec, checkpoint.path(), 1, k).await;
+            restarted.extend(run_range(&spec, checkpoint.path(), k + 1, n).await);
+            assert_eq!(restarted, whole, "{name}: restarted after batch {k}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::CheckpointDir;
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeKind};
 use crate::metrics::{SourceMetrics, SourceMetricsSnapshot};
@@ -30,6 +32,15 @@ pub(crate) struct RegisteredSource {
     pub(crate) source: Arc<dyn Source>,
     pub(crate) metrics: Arc<SourceMetrics>,
     pub(crate) watermark: Option<Watermark>,
+}
+
+/// Where queries save checkpoints and how often they save state.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointSettings {
+    /// Each query checkpoints into `<dir>/<query name>`.
+    pub(crate) dir: PathBuf,
+    /// State is saved every this many batches (progress every batch).
+    pub(crate) every: u64,
 }
 
 pub(crate) struct PendingQuery {
@@ -52,6 +63,8 @@ pub(crate) struct State {
     /// How long a source may deliver nothing before it stops holding back
     /// the watermark of operators reading it with other sources.
     pub(crate) idle_timeout: Option<Duration>,
+    /// Where queries checkpoint, if they do.
+    pub(crate) checkpoint: Option<CheckpointSettings>,
     pub(crate) sources: BTreeMap<String, RegisteredSource>,
     pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
     pub(crate) queries: Vec<Arc<QueryShared>>,
@@ -141,6 +154,7 @@ impl EngineBuilder {
                     interval: self.interval,
                     console: self.console,
                     idle_timeout: None,
+                    checkpoint: None,
                     sources: BTreeMap::new(),
                     sinks: BTreeMap::new(),
                     queries: Vec::new(),
@@ -347,6 +361,42 @@ impl Engine {
     /// queries started later.
     pub fn set_watermark_idle_timeout(&self, timeout: Duration) {
         self.state().idle_timeout = Some(timeout).filter(|t| !t.is_zero());
+    }
+
+    /// Sets `checkpoint.dir`: queries started later save their state and
+    /// progress in `<dir>/<query name>`, and resume from there when the
+    /// directory holds an earlier run of the same query (see
+    /// [`crate::checkpoint`]). `None` turns checkpoints off.
+    pub fn set_checkpoint_dir(&self, dir: Option<PathBuf>) {
+        let mut state = self.state();
+        let every = state.checkpoint.as_ref().map_or(1, |c| c.every);
+        state.checkpoint = dir.map(|dir| CheckpointSettings { dir, every });
+    }
+
+    /// Sets `checkpoint.interval`: state is saved every `batches` batches
+    /// (default 1, every batch; progress is recorded every batch). Between
+    /// two saves, a restart resumes from the older state.
+    pub fn set_checkpoint_interval(&self, batches: u64) -> Result<()> {
+        if batches == 0 {
+            return Err(Error::Config(
+                "checkpoint.interval must be at least 1 batch".into(),
+            ));
+        }
+        let mut state = self.state();
+        match state.checkpoint.as_mut() {
+            Some(c) => c.every = batches,
+            None => {
+                return Err(Error::Config(
+                    "set checkpoint.dir before checkpoint.interval".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The current `checkpoint.dir`.
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.state().checkpoint.as_ref().map(|c| c.dir.clone())
     }
 
     /// The current `watermark.idle.timeout`.
@@ -594,6 +644,20 @@ impl Engine {
         }
         let zero = BatchTime::aligned_floor(self.inner.clock.now_millis(), state.interval);
         state.next_batch = zero.plus(state.interval);
+        // A checkpointed query resumes after its last committed batch: the
+        // batches whose times passed while it was down run first.
+        if let Some(settings) = state.checkpoint.clone() {
+            let names: Vec<String> = state
+                .pending
+                .iter()
+                .map(|q| q.shared.name.clone())
+                .collect();
+            for name in names {
+                if let Some(last) = CheckpointDir::new(settings.dir.join(name)).last_commit()? {
+                    state.next_batch = state.next_batch.min(last.plus(state.interval));
+                }
+            }
+        }
         state.run = RunState::Running;
         let task = tokio::spawn(crate::scheduler::run(
             Arc::downgrade(&self.inner),

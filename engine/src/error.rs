@@ -42,6 +42,10 @@ pub enum Error {
         /// What happened, with the position.
         message: String,
     },
+    /// A checkpoint directory that cannot be used: of another query,
+    /// damaged, or not writable.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// DataFusion reported an error while planning or running a batch.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
@@ -89,7 +93,7 @@ impl Error {
             Error::Config(_) | Error::Plan(_) | Error::Source { .. } | Error::Callback { .. } => {
                 ErrorKind::User
             }
-            Error::Io { .. } => ErrorKind::External,
+            Error::Io { .. } | Error::Checkpoint(_) => ErrorKind::External,
             Error::Arrow(_) => ErrorKind::User,
             Error::DataFusion(e) => match e {
                 DataFusionError::Internal(_) => ErrorKind::Internal,

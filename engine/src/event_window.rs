@@ -46,6 +46,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::HashMap;
 
 use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial, Rows};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
 use crate::spec::{Assigner, EventWindow, WindowEmit};
@@ -716,6 +717,77 @@ impl EventWindowOperator {
                 State::Fixed(f) => f.bytes(),
                 State::Sessions(s) => s.bytes(),
             }
+    }
+
+    /// Saves the keys and the open windows' states.
+    pub(crate) fn save(&mut self, state: &mut StateWriter) -> Result<()> {
+        use serde_json::json;
+        self.index.save(state, "keys")?;
+        let aggregation = &self.aggregation;
+        match &mut self.state {
+            State::Fixed(fixed) => {
+                state.value("emitted_through", json!(fixed.emitted_through));
+                state.value("panes", json!(fixed.panes.keys().collect::<Vec<_>>()));
+                for (start, pane) in &mut fixed.panes {
+                    let partial = pane.partial(aggregation)?;
+                    aggregation.save_partial(partial, state, &format!("pane.{start}"))?;
+                    state.value(&format!("pane.{start}.keys"), json!(pane.keys));
+                }
+            }
+            State::Sessions(sessions) => {
+                let column = |f: fn(&Session) -> i64| {
+                    json!(sessions.slots.iter().map(f).collect::<Vec<_>>())
+                };
+                state.value("session.keys", column(|s| s.key as i64));
+                state.value("session.starts", column(|s| s.start));
+                state.value("session.ends", column(|s| s.end));
+                aggregation.save_partial(&sessions.total, state, "sessions")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores what [`EventWindowOperator::save`] saved.
+    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+        self.index.load(state, "keys")?;
+        let aggregation = &self.aggregation;
+        match &mut self.state {
+            State::Fixed(fixed) => {
+                fixed.emitted_through = state.i64("emitted_through")?;
+                for start in state.i64s("panes")? {
+                    let keys: Vec<usize> = state
+                        .i64s(&format!("pane.{start}.keys"))?
+                        .into_iter()
+                        .map(|k| k as usize)
+                        .collect();
+                    let pane = Pane {
+                        local: keys.iter().enumerate().map(|(g, &k)| (k, g)).collect(),
+                        keys,
+                        building: None,
+                        frozen: aggregation.load_partial(state, &format!("pane.{start}"))?,
+                    };
+                    fixed.panes.insert(start, pane);
+                }
+            }
+            State::Sessions(sessions) => {
+                let keys = state.i64s("session.keys")?;
+                let starts = state.i64s("session.starts")?;
+                let ends = state.i64s("session.ends")?;
+                sessions.slots = keys
+                    .iter()
+                    .zip(starts.iter().zip(&ends))
+                    .map(|(&key, (&start, &end))| Session {
+                        key: key as usize,
+                        start,
+                        end,
+                        merged: false,
+                    })
+                    .collect();
+                sessions.total = aggregation.load_partial(state, "sessions")?;
+                sessions.rebuild();
+            }
+        }
+        Ok(())
     }
 
     /// Takes one batch and the watermark step around it; returns what the

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod aggregate;
+mod checkpoint;
 pub mod connector;
 pub mod dstream;
 pub mod engine;

@@ -21,6 +21,7 @@
 use arrow::array::{RecordBatch, UInt32Array};
 
 use crate::aggregate::{Aggregation, KeyIndex, Partial};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::graph::NodeId;
 pub use crate::spec::{EmitMode, RunningSpec};
@@ -52,6 +53,22 @@ impl RunningAggregateOperator {
     /// Bytes of state held.
     pub(crate) fn state_bytes(&self) -> usize {
         self.index.bytes() + self.total.bytes() + self.last_rows.len() * 8
+    }
+
+    /// Saves the keys, their states and their last batch times.
+    pub(crate) fn save(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.index.save(state, "keys")?;
+        self.aggregation.save_partial(&self.total, state, "total")?;
+        state.value("last_rows", serde_json::json!(self.last_rows));
+        Ok(())
+    }
+
+    /// Restores what [`RunningAggregateOperator::save`] saved.
+    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+        self.index.load(state, "keys")?;
+        self.total = self.aggregation.load_partial(state, "total")?;
+        self.last_rows = state.i64s("last_rows")?;
+        Ok(())
     }
 
     /// Folds the batch of `time` into the state and returns what it emits.

@@ -23,6 +23,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::Notify;
 
 use crate::aggregate::Aggregation;
+use crate::checkpoint::{CheckpointDir, Fingerprint, StateReader, StateWriter};
 use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
 use crate::event_window::{EventWindowOperator, Late};
@@ -46,6 +47,38 @@ struct RunningQuery {
     batches: u64,
     /// Whether the first late row was already reported.
     reported_late: bool,
+    /// Where its checkpoints go, and every how many batches state is saved.
+    checkpoint: Option<(CheckpointDir, u64)>,
+    /// Batches up to this time ran before a restart: they are not run again.
+    resume_after: Option<BatchTime>,
+}
+
+/// Restores each operator's state saved by [`RunningQuery::save_states`].
+fn load_states(
+    order: &[Arc<Node>],
+    operators: &mut HashMap<NodeId, Operator>,
+    states: &[StateReader],
+) -> Result<()> {
+    if states.len() != order.len() {
+        return Err(Error::Checkpoint(format!(
+            "the saved state has {} operators, the query has {}",
+            states.len(),
+            order.len()
+        )));
+    }
+    for (node, state) in order.iter().zip(states) {
+        match operators.get_mut(&node.id) {
+            Some(Operator::Window(op)) => op.load(state)?,
+            Some(Operator::RawWindow(op)) => op.load(state)?,
+            Some(Operator::Running(op)) => op.load(state)?,
+            Some(Operator::EventWindow(op, clock)) => {
+                op.load(state)?;
+                clock.load(state)?;
+            }
+            Some(Operator::Stateless(_)) | None => {}
+        }
+    }
+    Ok(())
 }
 
 /// The batch a single-input node reads at this batch time.
@@ -135,6 +168,33 @@ impl Engine {
             return Err((shared, Error::Internal("stopped before start".into())));
         }
         let order = node.post_order();
+        let checkpoint = self.state().checkpoint.clone();
+        // The query's zero: where its processing-time windows start counting.
+        let mut zero = start;
+        let mut restored = None;
+        let mut checkpoint_dir = None;
+        if let Some(settings) = &checkpoint {
+            let dir = CheckpointDir::new(settings.dir.join(&shared.name));
+            let query = shared
+                .description
+                .clone()
+                .unwrap_or_else(|| shared.name.clone());
+            let fingerprint = Fingerprint::new(&query, &node.schema);
+            match dir.open(&fingerprint, start, interval.as_millis() as i64) {
+                Ok(Some(found)) => {
+                    for warning in &found.warnings {
+                        self.inner
+                            .notices
+                            .send(format!("query '{}': {warning}", shared.name));
+                    }
+                    zero = found.zero;
+                    restored = Some(found);
+                }
+                Ok(None) => {}
+                Err(e) => return Err((shared, e)),
+            }
+            checkpoint_dir = Some((dir, settings.every.max(1)));
+        }
         let mut operators = HashMap::new();
         let session = self.inner.session.state();
         for node in &order {
@@ -147,7 +207,7 @@ impl Engine {
                     Ok(()) => match Aggregation::compile(&session, plan, false).await {
                         Ok(aggregation) => WindowOperator::new(
                             *spec,
-                            start,
+                            zero,
                             input.id,
                             aggregation,
                             node.schema.clone(),
@@ -190,7 +250,7 @@ impl Engine {
                 } => spec.validate(interval).map(|()| {
                     Operator::RawWindow(RawWindowOperator::new(
                         *spec,
-                        start,
+                        zero,
                         input.schema.clone(),
                         bounds.then(|| node.schema.clone()),
                     ))
@@ -237,6 +297,16 @@ impl Engine {
                 }
             }
         }
+        let mut resume_after = None;
+        if let Some(found) = restored {
+            if let Some((_, states)) = found.state
+                && let Err(e) = load_states(&order, &mut operators, &states)
+            {
+                self.release_sources(&shared.sources, readers);
+                return Err((shared, e));
+            }
+            resume_after = found.committed;
+        }
         shared.status.send_replace(QueryStatus::Running);
         Ok(RunningQuery {
             shared,
@@ -245,6 +315,8 @@ impl Engine {
             output,
             batches: 0,
             reported_late: false,
+            checkpoint: checkpoint_dir,
+            resume_after,
         })
     }
 
@@ -394,6 +466,10 @@ impl Engine {
         let listeners = lock(&self.inner.listeners).clone();
         let mut ended = Vec::new();
         for (index, query) in running.iter_mut().enumerate() {
+            // Batches a restored query already ran before it stopped.
+            if query.resume_after.is_some_and(|last| time <= last) {
+                continue;
+            }
             let started = Instant::now();
             let outcome = query.run_batch(time, &polled).await;
             let mut late_rows = 0;
@@ -495,6 +571,40 @@ impl RunningQuery {
             .filter(|&w| w != NO_WATERMARK)
     }
 
+    /// Each operator's state, in graph order.
+    fn save_states(&mut self) -> Result<Vec<StateWriter>> {
+        let mut states = Vec::with_capacity(self.order.len());
+        for node in &self.order {
+            let mut state = StateWriter::default();
+            match self.operators.get_mut(&node.id) {
+                Some(Operator::Window(op)) => op.save(&mut state)?,
+                Some(Operator::RawWindow(op)) => op.save(&mut state)?,
+                Some(Operator::Running(op)) => op.save(&mut state)?,
+                Some(Operator::EventWindow(op, clock)) => {
+                    op.save(&mut state)?;
+                    clock.save(&mut state);
+                }
+                Some(Operator::Stateless(_)) | None => {}
+            }
+            states.push(state);
+        }
+        Ok(states)
+    }
+
+    /// After batch `time`'s output was delivered: saves state when due, then
+    /// commits the batch.
+    fn checkpoint(&mut self, time: BatchTime) -> Result<()> {
+        let Some((dir, every)) = self.checkpoint.clone() else {
+            return Ok(());
+        };
+        // `batches` counts the batches before this one.
+        if (self.batches + 1).is_multiple_of(every) {
+            let states = self.save_states()?;
+            dir.save_state(time, states)?;
+        }
+        dir.commit(time)
+    }
+
     /// Runs the operators on this batch and delivers the output.
     async fn run_batch(
         &mut self,
@@ -557,6 +667,7 @@ impl RunningQuery {
         }
         let root = self.order.last().map(|n| n.id).unwrap_or_default();
         let Some(output) = values.remove(&root).flatten() else {
+            self.checkpoint(time)?;
             return Ok(BatchOutcome {
                 input_rows,
                 output_rows: 0,
@@ -575,6 +686,7 @@ impl RunningQuery {
             Output::Channel(tx) => consumer_gone = tx.send(Ok((time, output))).await.is_err(),
             Output::Sink(writer) => writer.write(time, &output)?,
         }
+        self.checkpoint(time)?;
         Ok(BatchOutcome {
             input_rows,
             output_rows,

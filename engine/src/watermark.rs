@@ -26,6 +26,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::source::SourceBatch;
 use crate::time::{BatchTime, format_duration};
@@ -206,6 +207,30 @@ impl WatermarkTracker {
     /// The watermark now.
     pub(crate) fn current(&self) -> i64 {
         self.current
+    }
+
+    /// Saves each source's progress and the watermark.
+    pub(crate) fn save(&self, state: &mut StateWriter) {
+        use serde_json::json;
+        state.value("watermark", json!(self.current));
+        for source in &self.sources {
+            state.value(
+                &format!("source.{}", source.name),
+                json!([source.max_event, source.last_rows.millis(), source.ended]),
+            );
+        }
+    }
+
+    /// Restores what [`WatermarkTracker::save`] saved.
+    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+        self.current = state.i64("watermark")?;
+        for source in &mut self.sources {
+            let saved = state.value(&format!("source.{}", source.name))?;
+            source.max_event = saved[0].as_i64();
+            source.last_rows = BatchTime::from_millis(saved[1].as_i64().unwrap_or(0));
+            source.ended = saved[2].as_bool().unwrap_or(false);
+        }
+        Ok(())
     }
 
     /// Folds in the sources' batches of `time`; returns the watermark

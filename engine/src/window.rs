@@ -29,6 +29,7 @@ use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
 use crate::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Partial};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::graph::NodeId;
 pub use crate::spec::WindowSpec;
@@ -168,6 +169,67 @@ impl WindowOperator {
     /// Bytes of state held: the keys and the partial states of live panes.
     pub(crate) fn state_bytes(&self) -> usize {
         self.index.bytes() + self.panes.bytes()
+    }
+
+    /// Saves the keys, the open pane and the closed panes.
+    pub(crate) fn save(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.index.save(state, "keys")?;
+        if let Some(pane) = self.pane.take() {
+            let partial = pane.finish()?;
+            self.aggregation.save_partial(&partial, state, "pane")?;
+            self.pane = Some(self.aggregation.builder_from(&partial)?);
+        }
+        let queue = &self.panes;
+        let mut save_list = |name: &str, list: &[(i64, Partial)]| -> Result<()> {
+            state.value(
+                name,
+                serde_json::json!(list.iter().map(|(n, _)| n).collect::<Vec<_>>()),
+            );
+            for (i, (_, partial)) in list.iter().enumerate() {
+                self.aggregation
+                    .save_partial(partial, state, &format!("{name}.{i}"))?;
+            }
+            Ok(())
+        };
+        save_list("front", &queue.front)?;
+        save_list("back", &queue.back)?;
+        if let Some(total) = &queue.back_total {
+            self.aggregation.save_partial(total, state, "back_total")?;
+        }
+        Ok(())
+    }
+
+    /// Restores what [`WindowOperator::save`] saved.
+    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+        self.index.load(state, "keys")?;
+        if state.has("pane") {
+            let partial = self.aggregation.load_partial(state, "pane")?;
+            self.pane = Some(self.aggregation.builder_from(&partial)?);
+        }
+        let load_list = |name: &str| -> Result<Vec<(i64, Partial)>> {
+            state
+                .i64s(name)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    Ok((
+                        n,
+                        self.aggregation
+                            .load_partial(state, &format!("{name}.{i}"))?,
+                    ))
+                })
+                .collect()
+        };
+        self.panes = PaneQueue {
+            front: load_list("front")?,
+            back: load_list("back")?,
+            back_total: if state.has("back_total") {
+                Some(self.aggregation.load_partial(state, "back_total")?)
+            } else {
+                None
+            },
+        };
+        Ok(())
     }
 
     /// Takes the batch of `time`; returns the window ending at `time` if a
@@ -370,6 +432,26 @@ impl RawWindowOperator {
     /// Bytes of state held (the rows of the live panes).
     pub(crate) fn state_bytes(&self) -> usize {
         self.panes.bytes()
+    }
+
+    /// Saves the live panes' rows.
+    pub(crate) fn save(&self, state: &mut StateWriter) -> Result<()> {
+        let numbers: Vec<i64> = self.panes.panes.keys().copied().collect();
+        state.value("panes", serde_json::json!(numbers));
+        for (number, batches) in &self.panes.panes {
+            let rows = arrow::compute::concat_batches(&self.input_schema, batches)?;
+            state.batch(format!("pane.{number}"), rows);
+        }
+        Ok(())
+    }
+
+    /// Restores what [`RawWindowOperator::save`] saved.
+    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+        for number in state.i64s("panes")? {
+            let rows = state.batch(&format!("pane.{number}"))?.clone();
+            self.panes.panes.insert(number, vec![rows]);
+        }
+        Ok(())
     }
 
     /// Takes the batch of `time`; returns the window's rows at a slide boundary.

@@ -34,7 +34,13 @@ pub use crate::parser::normalize;
 use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement, WatermarkClause};
 
 /// The settings `SET` knows, besides `datafusion.*`.
-pub const SETTINGS: &[&str] = &["batch.interval", "state.ttl", "watermark.idle.timeout"];
+pub const SETTINGS: &[&str] = &[
+    "batch.interval",
+    "state.ttl",
+    "watermark.idle.timeout",
+    "checkpoint.dir",
+    "checkpoint.interval",
+];
 
 /// What a statement asks for.
 #[derive(Debug)]
@@ -189,6 +195,34 @@ impl Planner {
                 Ok(Planned::Done(format!(
                     "state.ttl = {}",
                     ttl.map_or("none".into(), format_duration)
+                )))
+            }
+            "checkpoint.dir" | "checkpoint_dir" => {
+                let dir = match value.trim() {
+                    "" | "none" | "off" => None,
+                    dir => Some(std::path::PathBuf::from(dir)),
+                };
+                self.engine.set_checkpoint_dir(dir.clone());
+                Ok(Planned::Done(format!(
+                    "checkpoint.dir = {}",
+                    dir.map_or("none".into(), |d| d.display().to_string())
+                )))
+            }
+            "checkpoint.interval" | "checkpoint_interval" => {
+                let text = value.trim();
+                let number = text
+                    .strip_suffix("batches")
+                    .or_else(|| text.strip_suffix("batch"))
+                    .unwrap_or(text)
+                    .trim();
+                let batches: u64 = number.parse().map_err(|_| {
+                    Error::plan(format!(
+                        "checkpoint.interval is a number of batches (such as 10), not '{value}'"
+                    ))
+                })?;
+                self.engine.set_checkpoint_interval(batches)?;
+                Ok(Planned::Done(format!(
+                    "checkpoint.interval = {batches} batches"
                 )))
             }
             "watermark.idle.timeout" | "watermark_idle_timeout" => {

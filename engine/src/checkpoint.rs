@@ -1,0 +1,464 @@
+//! Checkpoints: a query's state and progress in a directory, so that a
+//! restarted query resumes where it stopped (Spark Streaming's checkpoint
+//! directory).
+//!
+//! A query's directory (`<checkpoint.dir>/<query name>/`) holds:
+//!
+//! - `metadata.json`: the query's text and output schema (its
+//!   fingerprint), the batch interval and the query's zero time. Restoring
+//!   into a different query is an error that shows both;
+//! - `commit`: the time of the last batch whose output was delivered,
+//!   rewritten after every batch;
+//! - `state-<batch time>.bin`: every operator's state after that batch, one
+//!   file per generation, written every `checkpoint.interval` batches. The
+//!   two newest generations are kept: if the newest is damaged, the one
+//!   before is used, and the message says so.
+//!
+//! Every file is written to a temporary name, fsynced and renamed
+//! (`crate::sink::files::write_atomically`), so a crash leaves either the
+//! old file or the new one.
+//!
+//! A state file is `BROOKLET-STATE 1\n`, a little-endian `u64` header
+//! length, a JSON header (batch time; per operator, its own metadata and
+//! the byte ranges of its parts), then each part as an Arrow IPC stream,
+//! and `\nEND\n`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::sink::files::write_atomically;
+use crate::time::BatchTime;
+
+const MAGIC: &[u8] = b"BROOKLET-STATE 1\n";
+const TRAILER: &[u8] = b"\nEND\n";
+
+/// One operator's state, being written: named Arrow batches and JSON
+/// values.
+#[derive(Default)]
+pub(crate) struct StateWriter {
+    meta: serde_json::Map<String, Value>,
+    parts: Vec<(String, RecordBatch)>,
+}
+
+impl StateWriter {
+    /// Adds a batch under `name`.
+    pub(crate) fn batch(&mut self, name: impl Into<String>, batch: RecordBatch) {
+        self.parts.push((name.into(), batch));
+    }
+
+    /// Adds a JSON value under `name`.
+    pub(crate) fn value(&mut self, name: &str, value: Value) {
+        self.meta.insert(name.to_string(), value);
+    }
+}
+
+/// One operator's state, being read.
+#[derive(Debug)]
+pub(crate) struct StateReader {
+    meta: serde_json::Map<String, Value>,
+    parts: BTreeMap<String, RecordBatch>,
+}
+
+impl StateReader {
+    /// The batch stored under `name`.
+    pub(crate) fn batch(&self, name: &str) -> Result<&RecordBatch> {
+        self.parts
+            .get(name)
+            .ok_or_else(|| damaged(format!("the state part '{name}' is missing")))
+    }
+
+    /// Whether a batch is stored under `name`.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.parts.contains_key(name)
+    }
+
+    /// The value stored under `name`.
+    pub(crate) fn value(&self, name: &str) -> Result<&Value> {
+        self.meta
+            .get(name)
+            .ok_or_else(|| damaged(format!("the state value '{name}' is missing")))
+    }
+
+    /// The integer stored under `name`.
+    pub(crate) fn i64(&self, name: &str) -> Result<i64> {
+        self.value(name)?
+            .as_i64()
+            .ok_or_else(|| damaged(format!("the state value '{name}' is not an integer")))
+    }
+
+    /// The integers stored under `name`.
+    pub(crate) fn i64s(&self, name: &str) -> Result<Vec<i64>> {
+        self.value(name)?
+            .as_array()
+            .and_then(|a| a.iter().map(Value::as_i64).collect())
+            .ok_or_else(|| {
+                damaged(format!(
+                    "the state value '{name}' is not a list of integers"
+                ))
+            })
+    }
+}
+
+fn damaged(message: String) -> Error {
+    Error::Checkpoint(format!("damaged state: {message}"))
+}
+
+/// Encodes the operators' states after batch `time` as one state file.
+pub(crate) fn encode(time: BatchTime, operators: Vec<StateWriter>) -> Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    let mut described = Vec::new();
+    for operator in operators {
+        let mut parts = Vec::new();
+        for (name, batch) in operator.parts {
+            let start = payload.len();
+            let mut writer = StreamWriter::try_new(&mut payload, &batch.schema())?;
+            writer.write(&batch)?;
+            writer.finish()?;
+            drop(writer);
+            parts.push(json!({"name": name, "start": start, "end": payload.len()}));
+        }
+        described.push(json!({"meta": Value::Object(operator.meta), "parts": parts}));
+    }
+    let header = serde_json::to_vec(&json!({"time": time.millis(), "operators": described}))
+        .map_err(|e| Error::Internal(format!("cannot encode a state header: {e}")))?;
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + header.len() + payload.len() + 5);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(TRAILER);
+    Ok(out)
+}
+
+/// Decodes a state file: its batch time and each operator's state.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| damaged("not a Brooklet state file".into()))?;
+    let rest = rest
+        .strip_suffix(TRAILER)
+        .ok_or_else(|| damaged("the file is cut short".into()))?;
+    if rest.len() < 8 {
+        return Err(damaged("the file is cut short".into()));
+    }
+    let header_len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
+    let header_bytes = rest
+        .get(8..8 + header_len)
+        .ok_or_else(|| damaged("the header is cut short".into()))?;
+    let payload = &rest[8 + header_len..];
+    let header: Value = serde_json::from_slice(header_bytes)
+        .map_err(|e| damaged(format!("unreadable header: {e}")))?;
+    let time = header["time"]
+        .as_i64()
+        .ok_or_else(|| damaged("no batch time".into()))?;
+    let mut operators = Vec::new();
+    for operator in header["operators"]
+        .as_array()
+        .ok_or_else(|| damaged("no operators".into()))?
+    {
+        let meta = operator["meta"].as_object().cloned().unwrap_or_default();
+        let mut parts = BTreeMap::new();
+        for part in operator["parts"].as_array().into_iter().flatten() {
+            let (Some(name), Some(start), Some(end)) = (
+                part["name"].as_str(),
+                part["start"].as_u64(),
+                part["end"].as_u64(),
+            ) else {
+                return Err(damaged("a part without name or range".into()));
+            };
+            let bytes = payload
+                .get(start as usize..end as usize)
+                .ok_or_else(|| damaged(format!("part '{name}' is out of range")))?;
+            let mut reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+            let batch = match reader.next() {
+                Some(batch) => batch?,
+                None => RecordBatch::new_empty(reader.schema()),
+            };
+            parts.insert(name.to_string(), batch);
+        }
+        operators.push(StateReader { meta, parts });
+    }
+    Ok((BatchTime::from_millis(time), operators))
+}
+
+/// What identifies a query across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    /// The query's text (or description).
+    pub(crate) query: String,
+    /// Its output schema, printed.
+    pub(crate) schema: String,
+}
+
+impl Fingerprint {
+    pub(crate) fn new(query: &str, schema: &SchemaRef) -> Self {
+        let fields: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        Fingerprint {
+            query: query.trim().to_string(),
+            schema: fields.join(", "),
+        }
+    }
+}
+
+/// A query's checkpoint directory.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointDir {
+    dir: PathBuf,
+}
+
+/// What a checkpoint directory says about a query that ran before.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    /// The query's zero time (the batch time before its first batch).
+    pub(crate) zero: BatchTime,
+    /// The last batch whose output was delivered.
+    pub(crate) committed: Option<BatchTime>,
+    /// The operators' states after batch `state_time`, if any was saved.
+    pub(crate) state: Option<(BatchTime, Vec<StateReader>)>,
+    /// Warnings for the user (a damaged generation that was skipped).
+    pub(crate) warnings: Vec<String>,
+}
+
+impl CheckpointDir {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
+        CheckpointDir { dir: dir.into() }
+    }
+
+    fn io(&self, what: &str, path: &Path, e: std::io::Error) -> Error {
+        Error::Checkpoint(format!("cannot {what} {}: {e}", path.display()))
+    }
+
+    /// Opens the directory for `fingerprint`: what an earlier run left
+    /// there, or `None` for a new query (whose metadata is then written,
+    /// with `zero` and `interval`).
+    pub(crate) fn open(
+        &self,
+        fingerprint: &Fingerprint,
+        zero: BatchTime,
+        interval_ms: i64,
+    ) -> Result<Option<Restored>> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.io("create", &self.dir, e))?;
+        let metadata = self.dir.join("metadata.json");
+        if !metadata.exists() {
+            let text = serde_json::to_vec_pretty(&json!({
+                "query": fingerprint.query,
+                "schema": fingerprint.schema,
+                "interval_ms": interval_ms,
+                "zero": zero.millis(),
+            }))
+            .map_err(|e| Error::Internal(format!("cannot encode metadata: {e}")))?;
+            write_atomically(&metadata, &text)?;
+            return Ok(None);
+        }
+        let text = fs::read(&metadata).map_err(|e| self.io("read", &metadata, e))?;
+        let saved: Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::Checkpoint(format!("{} is unreadable: {e}", metadata.display())))?;
+        let field = |name: &str| saved[name].as_str().unwrap_or_default().to_string();
+        if field("query") != fingerprint.query || field("schema") != fingerprint.schema {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} is of another query.\n  checkpointed: {}\n    ({})\n  this query:   {}\n    ({})\nUse another checkpoint directory, or remove this one to start over.",
+                self.dir.display(),
+                field("query"),
+                field("schema"),
+                fingerprint.query,
+                fingerprint.schema
+            )));
+        }
+        if saved["interval_ms"].as_i64() != Some(interval_ms) {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} was taken with batch.interval = {} ms; this run has {interval_ms} ms",
+                self.dir.display(),
+                saved["interval_ms"]
+            )));
+        }
+        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or(zero.millis()));
+        let committed = self.committed()?;
+        let mut warnings = Vec::new();
+        let mut state = None;
+        // The newest generation not after the last commit (a newer one is
+        // of a batch whose output was not delivered).
+        for (time, path) in self.generations()?.into_iter().rev() {
+            if committed.is_none_or(|c| time > c) {
+                continue;
+            }
+            let loaded = fs::read(&path)
+                .map_err(|e| self.io("read", &path, e))
+                .and_then(|bytes| decode(&bytes));
+            match loaded {
+                Ok(loaded) => {
+                    state = Some(loaded);
+                    break;
+                }
+                Err(e) => warnings.push(format!(
+                    "checkpoint state {} is damaged ({e}); using the one before",
+                    path.display()
+                )),
+            }
+        }
+        Ok(Some(Restored {
+            zero,
+            committed,
+            state,
+            warnings,
+        }))
+    }
+
+    /// The last committed batch, if the directory has one.
+    pub(crate) fn last_commit(&self) -> Result<Option<BatchTime>> {
+        self.committed()
+    }
+
+    /// The last committed batch.
+    fn committed(&self) -> Result<Option<BatchTime>> {
+        let path = self.dir.join("commit");
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(|t| Some(BatchTime::from_millis(t)))
+                .map_err(|_| Error::Checkpoint(format!("{} is damaged", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("read", &path, e)),
+        }
+    }
+
+    /// State generations, oldest first.
+    fn generations(&self) -> Result<Vec<(BatchTime, PathBuf)>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| self.io("list", &self.dir, e))? {
+            let entry = entry.map_err(|e| self.io("list", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(time) = name
+                .strip_prefix("state-")
+                .and_then(|n| n.strip_suffix(".bin"))
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                found.push((BatchTime::from_millis(time), entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Saves the operators' states after batch `time`, and prunes all but
+    /// the two newest generations.
+    pub(crate) fn save_state(&self, time: BatchTime, operators: Vec<StateWriter>) -> Result<usize> {
+        let bytes = encode(time, operators)?;
+        let path = self.dir.join(format!("state-{}.bin", time.millis()));
+        write_atomically(&path, &bytes)?;
+        let generations = self.generations()?;
+        for (_, old) in generations.iter().rev().skip(2) {
+            fs::remove_file(old).map_err(|e| self.io("remove", old, e))?;
+        }
+        Ok(bytes.len())
+    }
+
+    /// Records that batch `time`'s output was delivered.
+    pub(crate) fn commit(&self, time: BatchTime) -> Result<()> {
+        write_atomically(
+            &self.dir.join("commit"),
+            time.millis().to_string().as_bytes(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn state_files_round_trip_and_damage_is_detected() {
+        let mut one = StateWriter::default();
+        one.batch("keys", batch(&[1, 2, 3]));
+        one.value("numbers", json!([4, 5]));
+        let two = StateWriter::default();
+        let bytes = encode(BatchTime::from_millis(7000), vec![one, two]).unwrap();
+        let (time, operators) = decode(&bytes).unwrap();
+        assert_eq!(time.millis(), 7000);
+        assert_eq!(operators.len(), 2);
+        assert_eq!(operators[0].batch("keys").unwrap(), &batch(&[1, 2, 3]));
+        assert_eq!(operators[0].i64s("numbers").unwrap(), vec![4, 5]);
+        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+        let mut flipped = bytes.clone();
+        let at = flipped.len() - 20;
+        flipped[at] ^= 0xff;
+        // A flipped payload byte is either caught by IPC decoding or
+        // changes a value; the header and trailer checks catch cuts.
+        let _ = decode(&flipped);
+    }
+
+    #[test]
+    fn a_different_query_is_refused_and_the_newest_good_generation_is_used() {
+        let dir = tempfile_dir();
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let checkpoint = CheckpointDir::new(&dir);
+        let print = Fingerprint::new("SELECT n FROM s", &schema);
+        assert!(
+            checkpoint
+                .open(&print, BatchTime::from_millis(0), 1000)
+                .unwrap()
+                .is_none()
+        );
+        for t in [1000, 2000, 3000] {
+            let mut state = StateWriter::default();
+            state.value("t", json!(t));
+            checkpoint
+                .save_state(BatchTime::from_millis(t), vec![state])
+                .unwrap();
+            checkpoint.commit(BatchTime::from_millis(t)).unwrap();
+        }
+        assert!(!dir.join("state-1000.bin").exists(), "pruned");
+        // The newest generation is damaged: the one before is used.
+        fs::write(dir.join("state-3000.bin"), b"garbage").unwrap();
+        let restored = checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap()
+            .unwrap();
+        let (time, state) = restored.state.unwrap();
+        assert_eq!(time.millis(), 2000);
+        assert_eq!(state[0].i64("t").unwrap(), 2000);
+        assert_eq!(restored.warnings.len(), 1);
+        let other = Fingerprint::new("SELECT n + 1 FROM s", &schema);
+        let e = checkpoint
+            .open(&other, BatchTime::from_millis(0), 1000)
+            .unwrap_err();
+        assert!(e.to_string().contains("is of another query"), "{e}");
+        assert!(e.to_string().contains("SELECT n + 1 FROM s"), "{e}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "brooklet-checkpoint-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
