@@ -40,6 +40,10 @@ struct Cli {
     /// Print each batch's figures (rows in and out, processing time, scheduling delay) on stderr.
     #[arg(long, global = true)]
     progress: bool,
+    /// Checkpoint every query into this directory, and resume from it: a
+    /// restarted run goes on after its last finished batch (`SET checkpoint.dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
     #[command(subcommand)]
     subcommand: Option<Command>,
 }
@@ -106,6 +110,9 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
         })
         .build()
         .map_err(|e| e.to_string())?;
+    if let Some(dir) = &cli.checkpoint {
+        ctx.engine().set_checkpoint_dir(Some(dir.clone()));
+    }
     if cli.progress {
         ctx.add_listener(Arc::new(Progress));
     }

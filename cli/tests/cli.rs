@@ -528,3 +528,116 @@ fn a_files_source_feeds_a_windowed_query_into_a_files_sink() {
     lines.sort();
     assert_eq!(lines, ["ERROR,2", "INFO,1"]);
 }
+
+/// Spark's MasterFailureTest, with `kill -9`: the files-to-files job is
+/// killed at ten pseudo-random moments while its input arrives and started
+/// again each time with the same command; its output directory ends up
+/// byte for byte what an uninterrupted run of the same job writes.
+#[test]
+fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let job = |name: &str| {
+        let path = dir.path().join(format!("{name}.sql"));
+        std::fs::write(
+            &path,
+            format!(
+                "SET batch.interval = '200 ms';\n\
+                 CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = '{}', format = 'lines');\n\
+                 CREATE SINK counts WITH (connector = 'files', path = '{}', format = 'csv');\n\
+                 INSERT INTO counts\n\
+                 SELECT split_part(line, ' ', 1) AS level, count(*) AS n\n\
+                 FROM logs GROUP BY hop(INTERVAL '1' SECOND, INTERVAL '2' SECOND), level;\n",
+                input.display(),
+                dir.path().join(format!("out-{name}")).display()
+            ),
+        )
+        .unwrap();
+        let checkpoint = dir.path().join(format!("checkpoint-{name}"));
+        move || {
+            brooklet()
+                .args(["run", path.to_str().unwrap(), "--checkpoint"])
+                .arg(&checkpoint)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // Input files, one per batch, with modification times from 2 s on: each
+    // belongs to the batch its time falls in, whenever the job runs it.
+    let first = (now() / 2000 + 2) * 2000;
+    let files = 20u64;
+    for i in 0..files {
+        let text: String = (0..=i % 4)
+            .map(|j| {
+                format!(
+                    "{} event {i}.{j}\n",
+                    ["ERROR", "INFO", "WARN"][(i + j) as usize % 3]
+                )
+            })
+            .collect();
+        let hidden = input.join(format!(".{i:03}.log"));
+        std::fs::write(&hidden, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&hidden)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(first + i * 200 + 50))
+            .unwrap();
+        std::fs::rename(&hidden, input.join(format!("{i:03}.log"))).unwrap();
+    }
+    let end = first + files * 200 + 3000;
+    let mut reference = job("reference")();
+    let crashing = job("crashing");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..10 {
+        let mut child = crashing();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        thread::sleep(Duration::from_millis(300 + seed % 500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut last = crashing();
+    while now() < end {
+        thread::sleep(Duration::from_millis(100));
+    }
+    for child in [&mut reference, &mut last] {
+        sigint(child);
+    }
+    for child in [reference, last] {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let listing = |name: &str| {
+        let mut files: Vec<(String, String)> =
+            std::fs::read_dir(dir.path().join(format!("out-{name}")))
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+        files.sort();
+        files
+    };
+    let expected = listing("reference");
+    assert!(expected.len() >= 5, "{expected:?}");
+    assert_eq!(listing("crashing"), expected);
+}

@@ -51,6 +51,8 @@ struct RunningQuery {
     checkpoint: Option<(CheckpointDir, u64)>,
     /// Batches up to this time ran before a restart: they are not run again.
     resume_after: Option<BatchTime>,
+    /// The last batch it ran.
+    last_batch: Option<BatchTime>,
 }
 
 /// Restores each operator's state saved by [`RunningQuery::save_states`].
@@ -59,7 +61,7 @@ fn load_states(
     operators: &mut HashMap<NodeId, Operator>,
     states: &[StateReader],
 ) -> Result<()> {
-    if states.len() != order.len() {
+    if states.len() < order.len() {
         return Err(Error::Checkpoint(format!(
             "the saved state has {} operators, the query has {}",
             states.len(),
@@ -100,6 +102,9 @@ enum Operator {
     Running(RunningAggregateOperator),
 }
 
+/// Each source's position after this batch's poll, for checkpoints.
+type Positions = BTreeMap<String, Option<serde_json::Value>>;
+
 /// An open source and how many running queries read it.
 struct ActiveReader {
     reader: Box<dyn SourceReader>,
@@ -118,6 +123,10 @@ pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Noti
             engine.reap_stopped(&mut running, &mut readers);
             let state = engine.state();
             if state.run != RunState::Running {
+                drop(state);
+                // A graceful stop: the last batch finished; save its state so
+                // that a restart recomputes nothing.
+                engine.final_checkpoints(&mut running, &readers);
                 return;
             }
             state.next_batch
@@ -263,11 +272,15 @@ impl Engine {
                 Err(e) => return Err((shared, e)),
             }
         }
+        // The sources this query opened (a source another query already
+        // reads keeps that query's position).
+        let mut opened = Vec::new();
         for name in &shared.sources {
             if let Some(active) = readers.get_mut(name) {
                 active.users += 1;
                 continue;
             }
+            opened.push(name.clone());
             let (source, metrics) = {
                 let state = self.state();
                 match state.sources.get(name) {
@@ -299,11 +312,21 @@ impl Engine {
         }
         let mut resume_after = None;
         if let Some(found) = restored {
-            if let Some((_, states)) = found.state
-                && let Err(e) = load_states(&order, &mut operators, &states)
-            {
-                self.release_sources(&shared.sources, readers);
-                return Err((shared, e));
+            if let Some((_, states)) = found.state {
+                let loaded = load_states(&order, &mut operators, &states).and_then(|()| {
+                    let sources = &states[order.len()..];
+                    for (name, state) in shared.sources.iter().zip(sources) {
+                        if let (true, Some(active)) = (opened.contains(name), readers.get_mut(name))
+                        {
+                            active.reader.load(state.value("position")?)?;
+                        }
+                    }
+                    Ok(())
+                });
+                if let Err(e) = loaded {
+                    self.release_sources(&shared.sources, readers);
+                    return Err((shared, e));
+                }
             }
             resume_after = found.committed;
         }
@@ -317,6 +340,7 @@ impl Engine {
             reported_late: false,
             checkpoint: checkpoint_dir,
             resume_after,
+            last_batch: None,
         })
     }
 
@@ -403,6 +427,28 @@ impl Engine {
         }
     }
 
+    /// Saves the state of every checkpointed query after its last batch.
+    fn final_checkpoints(
+        &self,
+        running: &mut [RunningQuery],
+        readers: &BTreeMap<String, ActiveReader>,
+    ) {
+        let positions: Positions = readers
+            .iter()
+            .map(|(name, active)| (name.clone(), active.reader.save()))
+            .collect();
+        for query in running.iter_mut() {
+            if let Some(last) = query.last_batch
+                && let Err(e) = query.checkpoint(last, &positions, true)
+            {
+                self.inner.notices.send(format!(
+                    "query '{}': the checkpoint at stop failed: {e}",
+                    query.shared.name
+                ));
+            }
+        }
+    }
+
     /// Ends queries whose stop was requested, and pending ones too.
     fn reap_stopped(
         &self,
@@ -463,6 +509,14 @@ impl Engine {
                 ));
             }
         }
+        let positions: Positions = if running.iter().any(|q| q.checkpoint.is_some()) {
+            readers
+                .iter()
+                .map(|(name, active)| (name.clone(), active.reader.save()))
+                .collect()
+        } else {
+            Positions::new()
+        };
         let listeners = lock(&self.inner.listeners).clone();
         let mut ended = Vec::new();
         for (index, query) in running.iter_mut().enumerate() {
@@ -471,7 +525,8 @@ impl Engine {
                 continue;
             }
             let started = Instant::now();
-            let outcome = query.run_batch(time, &polled).await;
+            let outcome = query.run_batch(time, &polled, &positions).await;
+            query.last_batch = Some(time);
             let mut late_rows = 0;
             let (status, input_rows, output_rows) = match outcome {
                 Ok(BatchOutcome {
@@ -591,15 +646,22 @@ impl RunningQuery {
         Ok(states)
     }
 
-    /// After batch `time`'s output was delivered: saves state when due, then
-    /// commits the batch.
-    fn checkpoint(&mut self, time: BatchTime) -> Result<()> {
+    /// After batch `time`'s output was delivered: saves state when due (or
+    /// when `force`d: a graceful stop), then commits the batch. The state
+    /// holds every operator's, then the position of each source it reads.
+    fn checkpoint(&mut self, time: BatchTime, positions: &Positions, force: bool) -> Result<()> {
         let Some((dir, every)) = self.checkpoint.clone() else {
             return Ok(());
         };
         // `batches` counts the batches before this one.
-        if (self.batches + 1).is_multiple_of(every) {
-            let states = self.save_states()?;
+        if force || (self.batches + 1).is_multiple_of(every) {
+            let mut states = self.save_states()?;
+            for name in &self.shared.sources {
+                let mut state = StateWriter::default();
+                let position = positions.get(name).cloned().flatten();
+                state.value("position", position.unwrap_or(serde_json::Value::Null));
+                states.push(state);
+            }
             dir.save_state(time, states)?;
         }
         dir.commit(time)
@@ -610,6 +672,7 @@ impl RunningQuery {
         &mut self,
         time: BatchTime,
         polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
+        positions: &Positions,
     ) -> Result<BatchOutcome> {
         // A node's value is `None` at batch times where it emits nothing
         // (a window between its slides); what reads it emits nothing too.
@@ -667,7 +730,7 @@ impl RunningQuery {
         }
         let root = self.order.last().map(|n| n.id).unwrap_or_default();
         let Some(output) = values.remove(&root).flatten() else {
-            self.checkpoint(time)?;
+            self.checkpoint(time, positions, false)?;
             return Ok(BatchOutcome {
                 input_rows,
                 output_rows: 0,
@@ -686,7 +749,7 @@ impl RunningQuery {
             Output::Channel(tx) => consumer_gone = tx.send(Ok((time, output))).await.is_err(),
             Output::Sink(writer) => writer.write(time, &output)?,
         }
-        self.checkpoint(time)?;
+        self.checkpoint(time, positions, false)?;
         Ok(BatchOutcome {
             input_rows,
             output_rows,

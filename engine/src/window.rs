@@ -4,9 +4,12 @@
 //! With batch interval `I`, window length `L` and slide `S` (both multiples
 //! of `I`, `L` a multiple of `S`), a window is emitted at each batch time `t`
 //! with `t − zero` a multiple of `S`; it covers the batches with times in
-//! `(t − L, t]` that come after `zero` (the batch time before the query's
-//! first batch). The first windows after the start are therefore partial,
-//! as in Spark. Each output row carries `window_start = t − L` and
+//! `(t − L, t]` that come after `zero`. The first windows after the start
+//! are therefore partial, as in Spark. `zero` is the batch time before the
+//! query's first batch rounded down to a multiple of `S` — Spark's rule
+//! with windows aligned to the epoch, as Flink's processing-time windows
+//! are: windows end at the same times whenever the query started, so two
+//! runs (or a run and its restart) cut the same windows. Each output row carries `window_start = t − L` and
 //! `window_end = t`. At other batch times the operator emits nothing.
 //!
 //! The stream is cut into panes of `P = gcd(L, S)`: pane `k ≥ 1` holds the
@@ -69,6 +72,12 @@ fn bounds(time: BatchTime, length: Duration, rows: usize) -> [ArrayRef; 2] {
     ]
 }
 
+/// `zero` rounded down to a multiple of the slide (see the module docs).
+fn aligned(zero: BatchTime, spec: &WindowSpec) -> BatchTime {
+    let slide = spec.slide.as_millis().max(1) as i64;
+    BatchTime::from_millis(zero.millis().div_euclid(slide) * slide)
+}
+
 /// Batches kept by pane, and the window arithmetic over batch times.
 struct Panes {
     spec: WindowSpec,
@@ -80,7 +89,7 @@ impl Panes {
     fn new(spec: WindowSpec, zero: BatchTime) -> Self {
         Panes {
             spec,
-            zero,
+            zero: aligned(zero, &spec),
             panes: BTreeMap::new(),
         }
     }
@@ -160,7 +169,7 @@ impl WindowOperator {
             aggregation,
             schema,
             spec,
-            zero,
+            zero: aligned(zero, &spec),
             pane: None,
             panes: PaneQueue::default(),
         })

@@ -19,7 +19,8 @@
 //!
 //! What it remembers is the names of the files taken that are still in the
 //! directory: removing processed files keeps both the listing and the
-//! memory small.
+//! memory small. That set is its position in a checkpoint, so a restarted
+//! query takes no file twice.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -216,5 +217,26 @@ impl SourceReader for FilesReader {
             batch: arrow::compute::concat_batches(&schema, &batches)?,
             end_of_input: false,
         })
+    }
+
+    /// The names of the files taken that are still there.
+    fn save(&self) -> Option<serde_json::Value> {
+        let mut names: Vec<String> = self
+            .taken
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Some(serde_json::json!({ "taken": names }))
+    }
+
+    fn load(&mut self, position: &serde_json::Value) -> Result<()> {
+        if let Some(names) = position["taken"].as_array() {
+            self.taken = names
+                .iter()
+                .filter_map(|n| n.as_str().map(OsString::from))
+                .collect();
+        }
+        Ok(())
     }
 }

@@ -75,6 +75,18 @@ pub trait SourceReader: Send {
     /// The batch for `time`: what arrived after the previous batch, up to
     /// `time`. An error fails every query reading the source.
     fn next_batch(&mut self, time: BatchTime) -> Result<SourceBatch>;
+
+    /// Where the reader is, for a checkpoint (`None`: a source that cannot
+    /// resume, such as a socket).
+    fn save(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Resumes from a position [`SourceReader::save`] gave (`null` when it
+    /// gave none).
+    fn load(&mut self, _position: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One source's contribution to a batch.
