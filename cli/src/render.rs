@@ -125,6 +125,13 @@ pub fn progress_fields(info: &BatchInfo) -> String {
         info.scheduling_delay.as_millis(),
         info.state_bytes
     );
+    if info.checkpoint_bytes > 0 {
+        fields.push_str(&format!(
+            " checkpoint_bytes={} checkpoint_ms={}",
+            info.checkpoint_bytes,
+            info.checkpoint_time.as_millis()
+        ));
+    }
     if let Some(watermark) = info.watermark {
         let shown = if watermark == i64::MAX {
             "end".to_string()

@@ -529,17 +529,60 @@ fn a_files_source_feeds_a_windowed_query_into_a_files_sink() {
     assert_eq!(lines, ["ERROR,2", "INFO,1"]);
 }
 
-/// Spark's MasterFailureTest, with `kill -9`: the files-to-files job is
-/// killed at ten pseudo-random moments while its input arrives and started
-/// again each time with the same command; its output directory ends up
-/// byte for byte what an uninterrupted run of the same job writes.
-#[test]
-fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    std::fs::create_dir(&input).unwrap();
-    let job = |name: &str| {
-        let path = dir.path().join(format!("{name}.sql"));
+/// A files-to-files job for recovery tests: an input directory of 20
+/// files, one per 200 ms batch, with modification times from 2 s ahead, so
+/// each file belongs to the batch its time falls in whenever a run (or a
+/// restart) reads it; each run writes its own output and checkpoint.
+struct Recovery {
+    dir: tempfile::TempDir,
+    input: std::path::PathBuf,
+    /// When every file's windows have closed (epoch ms).
+    end: u64,
+}
+
+fn epoch_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Recovery {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        let first = (epoch_millis() / 2000 + 2) * 2000;
+        let files = 20u64;
+        for i in 0..files {
+            let text: String = (0..=i % 4)
+                .map(|j| {
+                    format!(
+                        "{} event {i}.{j}\n",
+                        ["ERROR", "INFO", "WARN"][(i + j) as usize % 3]
+                    )
+                })
+                .collect();
+            let hidden = input.join(format!(".{i:03}.log"));
+            std::fs::write(&hidden, text).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&hidden)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(first + i * 200 + 50))
+                .unwrap();
+            std::fs::rename(&hidden, input.join(format!("{i:03}.log"))).unwrap();
+        }
+        Recovery {
+            dir,
+            input,
+            end: first + files * 200 + 3000,
+        }
+    }
+
+    /// Starts run `name` of the job (again), with `env` set.
+    fn start(&self, name: &str, env: &[(&str, &str)]) -> Child {
+        let path = self.dir.path().join(format!("{name}.sql"));
         std::fs::write(
             &path,
             format!(
@@ -549,95 +592,120 @@ fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
                  INSERT INTO counts\n\
                  SELECT split_part(line, ' ', 1) AS level, count(*) AS n\n\
                  FROM logs GROUP BY hop(INTERVAL '1' SECOND, INTERVAL '2' SECOND), level;\n",
-                input.display(),
-                dir.path().join(format!("out-{name}")).display()
+                self.input.display(),
+                self.dir.path().join(format!("out-{name}")).display()
             ),
         )
         .unwrap();
-        let checkpoint = dir.path().join(format!("checkpoint-{name}"));
-        move || {
-            brooklet()
-                .args(["run", path.to_str().unwrap(), "--checkpoint"])
-                .arg(&checkpoint)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+        brooklet()
+            .args(["run", path.to_str().unwrap(), "--checkpoint"])
+            .arg(self.dir.path().join(format!("checkpoint-{name}")))
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until every window has closed, then stops the runs with Ctrl-C.
+    fn finish(&self, runs: Vec<Child>) {
+        while epoch_millis() < self.end {
+            thread::sleep(Duration::from_millis(100));
         }
-    };
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
-    // Input files, one per batch, with modification times from 2 s on: each
-    // belongs to the batch its time falls in, whenever the job runs it.
-    let first = (now() / 2000 + 2) * 2000;
-    let files = 20u64;
-    for i in 0..files {
-        let text: String = (0..=i % 4)
-            .map(|j| {
-                format!(
-                    "{} event {i}.{j}\n",
-                    ["ERROR", "INFO", "WARN"][(i + j) as usize % 3]
-                )
-            })
-            .collect();
-        let hidden = input.join(format!(".{i:03}.log"));
-        std::fs::write(&hidden, text).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&hidden)
-            .unwrap()
-            .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(first + i * 200 + 50))
-            .unwrap();
-        std::fs::rename(&hidden, input.join(format!("{i:03}.log"))).unwrap();
+        for run in &runs {
+            sigint(run);
+        }
+        for run in runs {
+            let output = run.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
-    let end = first + files * 200 + 3000;
-    let mut reference = job("reference")();
-    let crashing = job("crashing");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..10 {
-        let mut child = crashing();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        thread::sleep(Duration::from_millis(300 + seed % 500));
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    let mut last = crashing();
-    while now() < end {
-        thread::sleep(Duration::from_millis(100));
-    }
-    for child in [&mut reference, &mut last] {
-        sigint(child);
-    }
-    for child in [reference, last] {
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let listing = |name: &str| {
+
+    /// Run `name`'s output files (every file, hidden ones too) and contents.
+    fn output(&self, name: &str) -> Vec<(String, String)> {
         let mut files: Vec<(String, String)> =
-            std::fs::read_dir(dir.path().join(format!("out-{name}")))
+            std::fs::read_dir(self.dir.path().join(format!("out-{name}")))
                 .unwrap()
                 .map(|e| {
                     let e = e.unwrap();
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read_to_string(e.path()).unwrap(),
-                    )
+                    let text = std::fs::read_to_string(e.path()).unwrap();
+                    (e.file_name().to_string_lossy().into_owned(), text)
                 })
                 .collect();
         files.sort();
         files
-    };
-    let expected = listing("reference");
+    }
+}
+
+/// Spark's MasterFailureTest, with `kill -9`: the files-to-files job is
+/// killed at ten pseudo-random moments while its input arrives and started
+/// again each time with the same command; its output directory ends up
+/// byte for byte what an uninterrupted run of the same job writes.
+#[test]
+fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
+    let recovery = Recovery::new();
+    let reference = recovery.start("reference", &[]);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..10 {
+        let mut run = recovery.start("crashing", &[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        thread::sleep(Duration::from_millis(300 + seed % 500));
+        run.kill().unwrap();
+        run.wait().unwrap();
+    }
+    let last = recovery.start("crashing", &[]);
+    recovery.finish(vec![reference, last]);
+    let expected = recovery.output("reference");
     assert!(expected.len() >= 5, "{expected:?}");
-    assert_eq!(listing("crashing"), expected);
+    assert_eq!(recovery.output("crashing"), expected);
+}
+
+/// Crashes placed exactly (`BROOKLET_CRASH_AT`): after a state file is
+/// written but before its rename, after a batch ran but before its output,
+/// in the middle of an output file, and after the output but before the
+/// commit. Each must fire (exit code 86); the run started again afterwards
+/// ends with the uninterrupted run's output, no file missing, partial or
+/// left over.
+#[test]
+fn crashes_at_each_crash_point_leave_the_same_output() {
+    let recovery = Recovery::new();
+    let reference = recovery.start("reference", &[]);
+    let points = [
+        ("state-written", "state-written:18"),
+        ("before-sink", "before-sink:4"),
+        ("sink-mid-write", "sink-mid-write:2"),
+        ("before-commit", "before-commit:18"),
+    ];
+    let crashing: Vec<(&str, Child)> = points
+        .iter()
+        .map(|(name, plan)| (*name, recovery.start(name, &[("BROOKLET_CRASH_AT", plan)])))
+        .collect();
+    let mut restarted = Vec::new();
+    for (name, run) in crashing {
+        let output = run.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(86),
+            "{name} did not fire: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("crash point {name} fired")),
+            "{stderr}"
+        );
+        restarted.push(recovery.start(name, &[]));
+    }
+    restarted.push(reference);
+    recovery.finish(restarted);
+    let expected = recovery.output("reference");
+    assert!(expected.len() >= 5, "{expected:?}");
+    for (name, _) in points {
+        assert_eq!(recovery.output(name), expected, "after a crash at {name}");
+    }
 }

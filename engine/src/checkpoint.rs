@@ -35,7 +35,7 @@ use arrow::ipc::writer::StreamWriter;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::sink::files::write_atomically;
+use crate::sink::files::{write_atomically, write_with_crash_points};
 use crate::time::BatchTime;
 
 const MAGIC: &[u8] = b"BROOKLET-STATE 1\n";
@@ -230,6 +230,8 @@ pub(crate) struct Restored {
     pub(crate) state: Option<(BatchTime, Vec<StateReader>)>,
     /// Warnings for the user (a damaged generation that was skipped).
     pub(crate) warnings: Vec<String>,
+    /// Bytes of the state file read.
+    pub(crate) bytes: usize,
 }
 
 impl CheckpointDir {
@@ -288,6 +290,7 @@ impl CheckpointDir {
         let committed = self.committed()?;
         let mut warnings = Vec::new();
         let mut state = None;
+        let mut bytes_read = 0;
         // The newest generation not after the last commit (a newer one is
         // of a batch whose output was not delivered).
         for (time, path) in self.generations()?.into_iter().rev() {
@@ -296,9 +299,10 @@ impl CheckpointDir {
             }
             let loaded = fs::read(&path)
                 .map_err(|e| self.io("read", &path, e))
-                .and_then(|bytes| decode(&bytes));
+                .and_then(|bytes| Ok((bytes.len(), decode(&bytes)?)));
             match loaded {
-                Ok(loaded) => {
+                Ok((bytes, loaded)) => {
+                    bytes_read = bytes;
                     state = Some(loaded);
                     break;
                 }
@@ -313,6 +317,7 @@ impl CheckpointDir {
             committed,
             state,
             warnings,
+            bytes: bytes_read,
         }))
     }
 
@@ -358,7 +363,7 @@ impl CheckpointDir {
     pub(crate) fn save_state(&self, time: BatchTime, operators: Vec<StateWriter>) -> Result<usize> {
         let bytes = encode(time, operators)?;
         let path = self.dir.join(format!("state-{}.bin", time.millis()));
-        write_atomically(&path, &bytes)?;
+        write_with_crash_points(&path, &bytes, None, Some("state-written"))?;
         let generations = self.generations()?;
         for (_, old) in generations.iter().rev().skip(2) {
             fs::remove_file(old).map_err(|e| self.io("remove", old, e))?;

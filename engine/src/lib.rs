@@ -31,6 +31,7 @@
 mod aggregate;
 mod checkpoint;
 pub mod connector;
+pub mod crash;
 pub mod dstream;
 pub mod engine;
 pub mod error;

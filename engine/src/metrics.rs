@@ -121,4 +121,8 @@ pub struct BatchInfo {
     /// The event-time watermark after this batch (epoch milliseconds), for
     /// a query with an event-time window; `None` before any event.
     pub watermark: Option<i64>,
+    /// Bytes of the state checkpoint written after this batch (0: none).
+    pub checkpoint_bytes: u64,
+    /// How long writing that checkpoint (state and commit) took.
+    pub checkpoint_time: Duration,
 }

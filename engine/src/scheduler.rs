@@ -53,6 +53,8 @@ struct RunningQuery {
     resume_after: Option<BatchTime>,
     /// The last batch it ran.
     last_batch: Option<BatchTime>,
+    /// The bytes and time of the checkpoint after the last batch.
+    last_checkpoint: (u64, Duration),
 }
 
 /// Restores each operator's state saved by [`RunningQuery::save_states`].
@@ -312,6 +314,8 @@ impl Engine {
         }
         let mut resume_after = None;
         if let Some(found) = restored {
+            let restoring = Instant::now();
+            let state_time = found.state.as_ref().map(|(t, _)| *t);
             if let Some((_, states)) = found.state {
                 let loaded = load_states(&order, &mut operators, &states).and_then(|()| {
                     let sources = &states[order.len()..];
@@ -329,6 +333,15 @@ impl Engine {
                 }
             }
             resume_after = found.committed;
+            if let Some(last) = found.committed {
+                self.inner.notices.send(format!(
+                    "query '{}': resuming after batch {last} from its checkpoint ({}, {} bytes, restored in {} ms)",
+                    shared.name,
+                    state_time.map_or("no state".into(), |t| format!("state of batch {t}")),
+                    found.bytes,
+                    restoring.elapsed().as_millis()
+                ));
+            }
         }
         shared.status.send_replace(QueryStatus::Running);
         Ok(RunningQuery {
@@ -341,6 +354,7 @@ impl Engine {
             checkpoint: checkpoint_dir,
             resume_after,
             last_batch: None,
+            last_checkpoint: (0, Duration::ZERO),
         })
     }
 
@@ -525,6 +539,7 @@ impl Engine {
                 continue;
             }
             let started = Instant::now();
+            query.last_checkpoint = (0, Duration::ZERO);
             let outcome = query.run_batch(time, &polled, &positions).await;
             query.last_batch = Some(time);
             let mut late_rows = 0;
@@ -571,6 +586,8 @@ impl Engine {
                 state_bytes: query.state_bytes(),
                 late_rows,
                 watermark: query.watermark(),
+                checkpoint_bytes: query.last_checkpoint.0,
+                checkpoint_time: query.last_checkpoint.1,
             };
             query.shared.progress.send_replace(Some(info.clone()));
             for listener in &listeners {
@@ -653,6 +670,8 @@ impl RunningQuery {
         let Some((dir, every)) = self.checkpoint.clone() else {
             return Ok(());
         };
+        let started = Instant::now();
+        let mut bytes = 0;
         // `batches` counts the batches before this one.
         if force || (self.batches + 1).is_multiple_of(every) {
             let mut states = self.save_states()?;
@@ -662,9 +681,12 @@ impl RunningQuery {
                 state.value("position", position.unwrap_or(serde_json::Value::Null));
                 states.push(state);
             }
-            dir.save_state(time, states)?;
+            bytes = dir.save_state(time, states)?;
         }
-        dir.commit(time)
+        crate::crash::point("before-commit");
+        dir.commit(time)?;
+        self.last_checkpoint = (bytes as u64, started.elapsed());
+        Ok(())
     }
 
     /// Runs the operators on this batch and delivers the output.
@@ -741,6 +763,7 @@ impl RunningQuery {
         };
         let output_rows = output.num_rows() as u64;
         let mut consumer_gone = false;
+        crate::crash::point("before-sink");
         match &mut self.output {
             Output::Callback(f) => f(time, output).map_err(|source| Error::Callback {
                 time: time.millis(),

@@ -72,7 +72,7 @@ impl SinkWriter for FilesSink {
             return Ok(());
         }
         let bytes = encode(batch, self.format)?;
-        write_atomically(&self.file_of(time), &bytes)
+        write_with_crash_points(&self.file_of(time), &bytes, Some("sink-mid-write"), None)
     }
 }
 
@@ -84,6 +84,17 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
 /// all of `bytes`, durably: a hidden temporary file in the same directory,
 /// fsynced, renamed over `path`, then the directory fsynced.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with_crash_points(path, bytes, None, None)
+}
+
+/// [`write_atomically`], passing the test-only crash points `mid_write`
+/// (half the bytes written) and `written` (all written, not renamed).
+pub(crate) fn write_with_crash_points(
+    path: &Path,
+    bytes: &[u8],
+    mid_write: Option<&str>,
+    written: Option<&str>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -91,10 +102,22 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let temporary = dir.join(format!(".{name}.tmp"));
     let mut file = fs::File::create(&temporary).map_err(|e| io_error(&temporary, "create", e))?;
-    file.write_all(bytes)
+    let half = bytes.len() / 2;
+    file.write_all(&bytes[..half])
+        .map_err(|e| io_error(&temporary, "write", e))?;
+    if let Some(point) = mid_write {
+        if crate::crash::planned(point) {
+            let _ = file.sync_all();
+        }
+        crate::crash::point(point);
+    }
+    file.write_all(&bytes[half..])
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error(&temporary, "write", e))?;
     drop(file);
+    if let Some(point) = written {
+        crate::crash::point(point);
+    }
     fs::rename(&temporary, path).map_err(|e| io_error(path, "rename into", e))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
