@@ -143,6 +143,49 @@ impl StreamingContext {
         self.engine().batch_interval()
     }
 
+    /// Checkpoints every query into `dir/<query name>` and resumes each
+    /// from there (`SET checkpoint.dir`); see [`StreamingContext::get_or_create`].
+    pub fn checkpoint(&self, dir: impl Into<std::path::PathBuf>) {
+        self.engine().set_checkpoint_dir(Some(dir.into()));
+    }
+
+    /// Spark's `StreamingContext.getOrCreate`: a context whose queries
+    /// checkpoint into `dir` and, when `dir` holds an earlier run of them,
+    /// resume where it stopped. `setup` builds the context and declares its
+    /// sources, sinks and queries (without starting it); it runs every time,
+    /// since queries are code, not data: what the checkpoint restores is
+    /// their state and progress, and a query that changed is refused with
+    /// both versions shown.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brooklet::Result<()> {
+    /// use std::time::Duration;
+    /// use brooklet::prelude::*;
+    ///
+    /// let ctx = StreamingContext::get_or_create("ckpt/", || async {
+    ///     let ctx = StreamingContext::new(Duration::from_secs(1));
+    ///     ctx.execute("CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = 'in/');
+    ///                  SELECT line, count(*) FROM logs GROUP BY line EMIT CHANGES").await?;
+    ///     Ok(ctx)
+    /// })
+    /// .await?;
+    /// ctx.start().await?;
+    /// ctx.await_termination().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_create<F, Fut>(
+        dir: impl Into<std::path::PathBuf>,
+        setup: F,
+    ) -> Result<StreamingContext>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<StreamingContext>>,
+    {
+        let ctx = setup().await?;
+        ctx.checkpoint(dir);
+        Ok(ctx)
+    }
+
     /// Runs statements separated by `;`, in order: DDL and `SET` take effect
     /// at once; each `SELECT` (to the console) and `INSERT INTO` (to a sink)
     /// becomes a query, which runs once the context has started. Errors

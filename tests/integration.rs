@@ -6,6 +6,7 @@
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
 //! - `files`: the files source and sink on real directories;
+//! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
 //! - `window_props`: a property test of pane folding against brute force;
@@ -13,6 +14,7 @@
 //!   batch `GROUP BY` over all events.
 
 mod api;
+mod checkpoint;
 mod event_time;
 mod event_time_props;
 mod files;

@@ -1,0 +1,82 @@
+//! Checkpoints from Rust: `StreamingContext::get_or_create` resumes a
+//! running aggregate where it stopped, and refuses a changed query.
+
+use std::time::Duration;
+
+use brooklet::prelude::*;
+
+use crate::support::{record, wait_for_batch};
+
+/// A context on a manual clock at `millis`, counting words from memory
+/// source `words` with `query`, checkpointing into `dir`.
+async fn counting(
+    dir: &std::path::Path,
+    millis: i64,
+    query: &str,
+) -> (StreamingContext, ManualClock, DStream) {
+    let clock = ManualClock::at(millis);
+    let setup_clock = clock.clone();
+    let ctx = StreamingContext::get_or_create(dir, || async move {
+        let ctx = StreamingContext::builder(Duration::from_secs(1))
+            .clock(setup_clock)
+            .notices(brooklet::Notices::new(|_| {}))
+            .build()?;
+        ctx.execute("CREATE SOURCE words (word TEXT) WITH (connector = 'memory')")
+            .await?;
+        Ok(ctx)
+    })
+    .await
+    .unwrap();
+    let stream = ctx.sql(query).await.unwrap();
+    (ctx, clock, stream)
+}
+
+const QUERY: &str = "SELECT word, count(*) AS n FROM words GROUP BY word EMIT COMPLETE";
+
+#[tokio::test]
+async fn get_or_create_resumes_a_running_aggregate_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, clock, stream) = counting(dir.path(), 0, QUERY).await;
+    let (handle, _) = record(stream);
+    ctx.start().await.unwrap();
+    let words = ctx.memory_source("words").unwrap();
+    for (batch, text) in ["a\nb\n", "a\n"].iter().enumerate() {
+        words.push_records(text);
+        let time = 1000 * (batch as i64 + 1);
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    ctx.stop(StopMode::Graceful).await.unwrap();
+
+    // Started again two batches later: batch 3 (down time) runs first.
+    let (ctx, clock, stream) = counting(dir.path(), 4000, QUERY).await;
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    ctx.memory_source("words").unwrap().push_records("b\nc\n");
+    wait_for_batch(&handle, 3000).await;
+    clock.set(5000);
+    wait_for_batch(&handle, 5000).await;
+    let outputs = outputs.lock().unwrap().clone();
+    let sorted = |rows: &[&str]| {
+        let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(outputs[0], (3000, sorted(&["a,2", "b,2", "c,1"])));
+    assert_eq!(
+        outputs.last().unwrap(),
+        &(5000, sorted(&["a,2", "b,2", "c,1"]))
+    );
+    ctx.stop(StopMode::Graceful).await.unwrap();
+
+    // Another query on the same checkpoint is refused, showing both.
+    let (ctx, _clock, stream) = counting(dir.path(), 6000, "SELECT word FROM words").await;
+    let handle = stream.name("q1").foreach_batch(|_, _| Ok(())).unwrap();
+    ctx.start().await.unwrap();
+    let error = handle.await_termination().await.unwrap_err().to_string();
+    assert!(error.contains("is of another query"), "{error}");
+    assert!(
+        error.contains(QUERY) && error.contains("SELECT word FROM words"),
+        "{error}"
+    );
+}
