@@ -13,114 +13,16 @@
 //!
 //! `cargo bench --bench windows`
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use brooklet::datafusion::arrow::array::{Int64Array, RecordBatch};
-use brooklet::datafusion::arrow::datatypes::{DataType, Field, Schema};
-use brooklet::datafusion::functions_aggregate::expr_fn::{count, sum};
 use brooklet::datafusion::logical_expr::Expr;
-use brooklet::engine::{EventWindow, Watermark, WindowSpec};
+use brooklet::engine::{EventWindow, WindowSpec};
 use brooklet::prelude::*;
-use brooklet::{MemorySource, Notices};
+use common::Fixture;
 use criterion::{Criterion, criterion_main};
-
-const KEYS: i64 = 10_000;
-const ROWS_PER_BATCH: i64 = 20_000;
-
-fn batch(schema: &Arc<Schema>, n: i64) -> RecordBatch {
-    let keys: Vec<i64> = (0..ROWS_PER_BATCH)
-        .map(|i| (i * 7919 + n * 31) % KEYS)
-        .collect();
-    let values: Vec<i64> = (0..ROWS_PER_BATCH).map(|i| i % 100).collect();
-    // Event times within the batch's second, slightly out of order.
-    let times: Vec<i64> = (0..ROWS_PER_BATCH)
-        .map(|i| (n - 1) * 1000 + (i * 37) % 1000)
-        .collect();
-    RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from(keys)),
-            Arc::new(Int64Array::from(values)),
-            Arc::new(Int64Array::from(times)),
-        ],
-    )
-    .unwrap()
-}
-
-/// A running window query on a manual clock, fed one batch per step.
-struct Fixture {
-    clock: ManualClock,
-    source: MemorySource,
-    handle: QueryHandle,
-    batches: Arc<AtomicU64>,
-    schema: Arc<Schema>,
-    time: i64,
-}
-
-impl Fixture {
-    /// `window` makes the query's window aggregate from the source stream.
-    fn new(
-        runtime: &tokio::runtime::Runtime,
-        window: impl FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream,
-    ) -> Self {
-        runtime.block_on(async {
-            let clock = ManualClock::at(0);
-            let ctx = StreamingContext::builder(Duration::from_secs(1))
-                .clock(clock.clone())
-                .notices(Notices::new(|_| {}))
-                .build()
-                .unwrap();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("k", DataType::Int64, false),
-                Field::new("v", DataType::Int64, false),
-                Field::new("ts", DataType::Int64, false),
-            ]));
-            let source = MemorySource::new("events", schema.clone());
-            ctx.register_source("events", Arc::new(source.clone()))
-                .unwrap();
-            ctx.engine()
-                .set_watermark("events", Watermark::new("ts", Duration::ZERO))
-                .unwrap();
-            let batches = Arc::new(AtomicU64::new(0));
-            let seen = Arc::clone(&batches);
-            let handle = window(
-                ctx.source("events").unwrap(),
-                vec![col("k")],
-                vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
-            )
-            .foreach_batch(move |_, batch| {
-                std::hint::black_box(batch.num_rows());
-                seen.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-            .unwrap();
-            ctx.start().await.unwrap();
-            // The context lives as long as its query handle keeps the engine.
-            std::mem::forget(ctx);
-            Fixture {
-                clock,
-                source,
-                handle,
-                batches,
-                schema,
-                time: 0,
-            }
-        })
-    }
-
-    /// Runs one batch and waits until it is done.
-    fn step(&mut self, runtime: &tokio::runtime::Runtime) {
-        self.time += 1000;
-        self.source
-            .push(batch(&self.schema, self.time / 1000))
-            .unwrap();
-        self.clock.set(self.time);
-        let time = self.time;
-        runtime.block_on(self.handle.await_batch(BatchTime::from_millis(time)));
-    }
-}
 
 fn windows(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

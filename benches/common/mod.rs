@@ -1,0 +1,132 @@
+//! What the benchmarks share: the input (10 000 keys, 20 000 rows per
+//! 1-second batch, each with an event time inside its batch's second) and a
+//! running window query on a manual clock, fed one batch per step.
+
+// Each benchmark uses part of what is shared.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use brooklet::datafusion::arrow::array::{Int64Array, RecordBatch};
+use brooklet::datafusion::arrow::datatypes::{DataType, Field, Schema};
+use brooklet::datafusion::functions_aggregate::expr_fn::{count, sum};
+use brooklet::datafusion::logical_expr::Expr;
+use brooklet::engine::Watermark;
+use brooklet::prelude::*;
+use brooklet::{MemorySource, Notices};
+
+pub const KEYS: i64 = 10_000;
+pub const ROWS_PER_BATCH: i64 = 20_000;
+
+pub fn batch(schema: &Arc<Schema>, n: i64) -> RecordBatch {
+    let keys: Vec<i64> = (0..ROWS_PER_BATCH)
+        .map(|i| (i * 7919 + n * 31) % KEYS)
+        .collect();
+    let values: Vec<i64> = (0..ROWS_PER_BATCH).map(|i| i % 100).collect();
+    // Event times within the batch's second, slightly out of order.
+    let times: Vec<i64> = (0..ROWS_PER_BATCH)
+        .map(|i| (n - 1) * 1000 + (i * 37) % 1000)
+        .collect();
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(keys)),
+            Arc::new(Int64Array::from(values)),
+            Arc::new(Int64Array::from(times)),
+        ],
+    )
+    .unwrap()
+}
+
+/// A running window query on a manual clock, fed one batch per step.
+pub struct Fixture {
+    clock: ManualClock,
+    source: MemorySource,
+    /// The query.
+    pub handle: QueryHandle,
+    /// Batches that emitted output.
+    pub batches: Arc<AtomicU64>,
+    schema: Arc<Schema>,
+    /// The last batch time (ms).
+    pub time: i64,
+}
+
+impl Fixture {
+    /// `window` makes the query's window aggregate from the source stream.
+    pub fn new(
+        runtime: &tokio::runtime::Runtime,
+        window: impl FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream,
+    ) -> Self {
+        Fixture::with_checkpoint(runtime, window, None)
+    }
+
+    /// A fixture whose query checkpoints into `checkpoint` (directory, state
+    /// saved every so many batches).
+    pub fn with_checkpoint(
+        runtime: &tokio::runtime::Runtime,
+        window: impl FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream,
+        checkpoint: Option<(PathBuf, u64)>,
+    ) -> Self {
+        runtime.block_on(async {
+            let clock = ManualClock::at(0);
+            let ctx = StreamingContext::builder(Duration::from_secs(1))
+                .clock(clock.clone())
+                .notices(Notices::new(|_| {}))
+                .build()
+                .unwrap();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, false),
+                Field::new("v", DataType::Int64, false),
+                Field::new("ts", DataType::Int64, false),
+            ]));
+            let source = MemorySource::new("events", schema.clone());
+            ctx.register_source("events", Arc::new(source.clone()))
+                .unwrap();
+            ctx.engine()
+                .set_watermark("events", Watermark::new("ts", Duration::ZERO))
+                .unwrap();
+            if let Some((dir, every)) = checkpoint {
+                ctx.engine().set_checkpoint_dir(Some(dir));
+                ctx.engine().set_checkpoint_interval(every).unwrap();
+            }
+            let batches = Arc::new(AtomicU64::new(0));
+            let seen = Arc::clone(&batches);
+            let handle = window(
+                ctx.source("events").unwrap(),
+                vec![col("k")],
+                vec![count(lit(1)).alias("n"), sum(col("v")).alias("total")],
+            )
+            .foreach_batch(move |_, batch| {
+                std::hint::black_box(batch.num_rows());
+                seen.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap();
+            ctx.start().await.unwrap();
+            // The context lives as long as its query handle keeps the engine.
+            std::mem::forget(ctx);
+            Fixture {
+                clock,
+                source,
+                handle,
+                batches,
+                schema,
+                time: 0,
+            }
+        })
+    }
+
+    /// Runs one batch and waits until it is done.
+    pub fn step(&mut self, runtime: &tokio::runtime::Runtime) {
+        self.time += 1000;
+        self.source
+            .push(batch(&self.schema, self.time / 1000))
+            .unwrap();
+        self.clock.set(self.time);
+        let time = self.time;
+        runtime.block_on(self.handle.await_batch(BatchTime::from_millis(time)));
+    }
+}
