@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
+use brooklet::StopMode;
+
 use crate::support::{manual_context, record, wait_for_batch};
 
 /// Writes `text` to `dir/name` with modification time `millis` after the
@@ -147,4 +149,60 @@ async fn the_files_sink_writes_one_complete_file_per_batch_with_rows() {
         std::fs::read_to_string(out.join("3000.csv")).unwrap(),
         "word,n\nc,1\n"
     );
+}
+
+/// With state saved every 3 batches, a restart runs again the batches
+/// after the last state; each takes exactly the files the offset log says
+/// it took — here a file that appeared late goes again to the batch that
+/// took it, not to the first batch that could see it.
+#[tokio::test]
+async fn a_batch_that_runs_again_takes_the_files_it_took_the_first_time() {
+    let input = tempfile::tempdir().unwrap();
+    let checkpoint = tempfile::tempdir().unwrap();
+    let dir = input.path();
+    let start = |millis: i64| {
+        let (ctx, clock) = manual_context(millis, Duration::from_secs(1));
+        let checkpoint = checkpoint.path().to_path_buf();
+        async move {
+            ctx.execute(&format!(
+                "SET checkpoint.dir = '{}'; SET checkpoint.interval = 3;
+                 CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = '{}')",
+                checkpoint.display(),
+                dir.display()
+            ))
+            .await
+            .unwrap();
+            let (handle, outputs) = record(ctx.sql("SELECT line FROM logs").await.unwrap());
+            ctx.start().await.unwrap();
+            (ctx, clock, handle, outputs)
+        }
+    };
+    put(dir, "a.txt", "first\n", 500);
+    let (ctx, clock, handle, outputs) = start(0).await;
+    for batch in 1..=5 {
+        if batch == 5 {
+            // Appears at batch 5 with a time of batch 4.
+            put(dir, "late.txt", "late\n", 3500);
+        }
+        clock.set(batch * 1000);
+        wait_for_batch(&handle, batch * 1000).await;
+    }
+    assert_eq!(outputs.lock().unwrap()[4], (5000, vec!["late".to_string()]));
+    // Killed: no state after batch 3.
+    ctx.stop(StopMode::Immediate).await.unwrap();
+
+    let (ctx, clock, handle, outputs) = start(5000).await;
+    wait_for_batch(&handle, 5000).await;
+    put(dir, "b.txt", "second\n", 5500);
+    clock.set(6000);
+    wait_for_batch(&handle, 6000).await;
+    assert_eq!(
+        outputs.lock().unwrap().clone(),
+        vec![
+            (4000, vec![]),
+            (5000, vec!["late".to_string()]),
+            (6000, vec!["second".to_string()]),
+        ]
+    );
+    ctx.stop(StopMode::Immediate).await.unwrap();
 }

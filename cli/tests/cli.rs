@@ -536,6 +536,8 @@ fn a_files_source_feeds_a_windowed_query_into_a_files_sink() {
 struct Recovery {
     dir: tempfile::TempDir,
     input: std::path::PathBuf,
+    /// Statements before the job's (settings).
+    settings: String,
     /// When every file's windows have closed (epoch ms).
     end: u64,
 }
@@ -548,7 +550,7 @@ fn epoch_millis() -> u64 {
 }
 
 impl Recovery {
-    fn new() -> Self {
+    fn new(settings: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in");
         std::fs::create_dir(&input).unwrap();
@@ -576,6 +578,7 @@ impl Recovery {
         Recovery {
             dir,
             input,
+            settings: settings.to_string(),
             end: first + files * 200 + 3000,
         }
     }
@@ -586,12 +589,13 @@ impl Recovery {
         std::fs::write(
             &path,
             format!(
-                "SET batch.interval = '200 ms';\n\
+                "SET batch.interval = '200 ms';\n{}\n\
                  CREATE SOURCE logs (line TEXT) WITH (connector = 'files', path = '{}', format = 'lines');\n\
                  CREATE SINK counts WITH (connector = 'files', path = '{}', format = 'csv');\n\
                  INSERT INTO counts\n\
                  SELECT split_part(line, ' ', 1) AS level, count(*) AS n\n\
                  FROM logs GROUP BY hop(INTERVAL '1' SECOND, INTERVAL '2' SECOND), level;\n",
+                self.settings,
                 self.input.display(),
                 self.dir.path().join(format!("out-{name}")).display()
             ),
@@ -647,7 +651,19 @@ impl Recovery {
 /// byte for byte what an uninterrupted run of the same job writes.
 #[test]
 fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
-    let recovery = Recovery::new();
+    kill_9_ten_times("");
+}
+
+/// The same with state saved every 5 batches: after each kill the batches
+/// since the last state run again, each with the files the offset log
+/// recorded for it.
+#[test]
+fn kill_9_with_state_every_5_batches_replays_the_logged_batches() {
+    kill_9_ten_times("SET checkpoint.interval = 5;");
+}
+
+fn kill_9_ten_times(settings: &str) {
+    let recovery = Recovery::new(settings);
     let reference = recovery.start("reference", &[]);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..10 {
@@ -674,7 +690,7 @@ fn kill_9_at_random_moments_leaves_the_same_output_as_an_uninterrupted_run() {
 /// left over.
 #[test]
 fn crashes_at_each_crash_point_leave_the_same_output() {
-    let recovery = Recovery::new();
+    let recovery = Recovery::new("");
     let reference = recovery.start("reference", &[]);
     let points = [
         ("state-written", "state-written:18"),

@@ -7,6 +7,9 @@
 //! - `metadata.json`: the query's text and output schema (its
 //!   fingerprint), the batch interval and the query's zero time. Restoring
 //!   into a different query is an error that shows both;
+//! - `offsets/<batch time>.json`: what each source took for the batch (the
+//!   files source: the files), written before the batch runs; a batch that
+//!   runs again after a restart takes exactly that;
 //! - `commit`: the time of the last batch whose output was delivered,
 //!   rewritten after every batch;
 //! - `state-<batch time>.bin`: every operator's state after that batch, one
@@ -232,6 +235,9 @@ pub(crate) struct Restored {
     pub(crate) warnings: Vec<String>,
     /// Bytes of the state file read.
     pub(crate) bytes: usize,
+    /// What the sources took in the batches after the state, as logged
+    /// before they ran: those batches run again with exactly that input.
+    pub(crate) replay: BTreeMap<BatchTime, BTreeMap<String, Value>>,
 }
 
 impl CheckpointDir {
@@ -288,11 +294,27 @@ impl CheckpointDir {
         }
         let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or(zero.millis()));
         let committed = self.committed()?;
+        let (state, bytes, warnings) = self.newest_state(committed)?;
+        let replay = self.logged_offsets(state.as_ref().map_or(zero, |(t, _)| *t))?;
+        Ok(Some(Restored {
+            zero,
+            committed,
+            state,
+            warnings,
+            bytes,
+            replay,
+        }))
+    }
+
+    /// The newest state generation not after the last commit (a newer one
+    /// is of a batch whose output was not delivered) that decodes, with its
+    /// size, and a warning for each damaged one skipped.
+    #[allow(clippy::type_complexity)]
+    fn newest_state(
+        &self,
+        committed: Option<BatchTime>,
+    ) -> Result<(Option<(BatchTime, Vec<StateReader>)>, usize, Vec<String>)> {
         let mut warnings = Vec::new();
-        let mut state = None;
-        let mut bytes_read = 0;
-        // The newest generation not after the last commit (a newer one is
-        // of a batch whose output was not delivered).
         for (time, path) in self.generations()?.into_iter().rev() {
             if committed.is_none_or(|c| time > c) {
                 continue;
@@ -301,29 +323,82 @@ impl CheckpointDir {
                 .map_err(|e| self.io("read", &path, e))
                 .and_then(|bytes| Ok((bytes.len(), decode(&bytes)?)));
             match loaded {
-                Ok((bytes, loaded)) => {
-                    bytes_read = bytes;
-                    state = Some(loaded);
-                    break;
-                }
+                Ok((bytes, loaded)) => return Ok((Some(loaded), bytes, warnings)),
                 Err(e) => warnings.push(format!(
                     "checkpoint state {} is damaged ({e}); using the one before",
                     path.display()
                 )),
             }
         }
-        Ok(Some(Restored {
-            zero,
-            committed,
-            state,
-            warnings,
-            bytes: bytes_read,
-        }))
+        Ok((None, 0, warnings))
     }
 
-    /// The last committed batch, if the directory has one.
-    pub(crate) fn last_commit(&self) -> Result<Option<BatchTime>> {
-        self.committed()
+    /// Where a restarted query resumes: after the batch of its newest good
+    /// state, or after its zero when it has none; `None` for a new query.
+    pub(crate) fn resume_point(&self) -> Result<Option<BatchTime>> {
+        let metadata = self.dir.join("metadata.json");
+        let Ok(text) = fs::read(&metadata) else {
+            return Ok(None);
+        };
+        let saved: Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::Checkpoint(format!("{} is unreadable: {e}", metadata.display())))?;
+        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or_default());
+        let (state, _, _) = self.newest_state(self.committed()?)?;
+        Ok(Some(state.map_or(zero, |(t, _)| t)))
+    }
+
+    /// Logs what each source took for batch `time`, before it runs.
+    pub(crate) fn log_offsets(
+        &self,
+        time: BatchTime,
+        offsets: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let dir = self.dir.join("offsets");
+        fs::create_dir_all(&dir).map_err(|e| self.io("create", &dir, e))?;
+        let text = serde_json::to_vec(offsets)
+            .map_err(|e| Error::Internal(format!("cannot encode offsets: {e}")))?;
+        write_atomically(&dir.join(format!("{}.json", time.millis())), &text)
+    }
+
+    /// The offsets logged for batches after `after`, by batch time.
+    fn logged_offsets(
+        &self,
+        after: BatchTime,
+    ) -> Result<BTreeMap<BatchTime, BTreeMap<String, Value>>> {
+        let mut logged = BTreeMap::new();
+        for (time, path) in self.offset_files()? {
+            if time <= after {
+                continue;
+            }
+            let text = fs::read(&path).map_err(|e| self.io("read", &path, e))?;
+            // A log entry cut by a crash cannot exist (atomic writes); one that
+            // does not parse is damage worth stopping for.
+            let offsets: BTreeMap<String, Value> = serde_json::from_slice(&text)
+                .map_err(|e| Error::Checkpoint(format!("{} is damaged: {e}", path.display())))?;
+            logged.insert(time, offsets);
+        }
+        Ok(logged)
+    }
+
+    /// The offset log's entries, oldest first.
+    fn offset_files(&self) -> Result<Vec<(BatchTime, PathBuf)>> {
+        let dir = self.dir.join("offsets");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io("list", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(time) = name
+                .strip_suffix(".json")
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                found.push((BatchTime::from_millis(time), entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     /// The last committed batch.
@@ -367,6 +442,14 @@ impl CheckpointDir {
         let generations = self.generations()?;
         for (_, old) in generations.iter().rev().skip(2) {
             fs::remove_file(old).map_err(|e| self.io("remove", old, e))?;
+        }
+        // Offsets before the oldest kept state are never replayed.
+        if let Some((oldest, _)) = generations.iter().rev().nth(1).or(generations.last()) {
+            for (time, path) in self.offset_files()? {
+                if time <= *oldest {
+                    fs::remove_file(&path).map_err(|e| self.io("remove", &path, e))?;
+                }
+            }
         }
         Ok(bytes.len())
     }

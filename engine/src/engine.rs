@@ -644,8 +644,9 @@ impl Engine {
         }
         let zero = BatchTime::aligned_floor(self.inner.clock.now_millis(), state.interval);
         state.next_batch = zero.plus(state.interval);
-        // A checkpointed query resumes after its last committed batch: the
-        // batches whose times passed while it was down run first.
+        // A checkpointed query resumes after the batch of its saved state:
+        // batches after it run again (with the logged input) and the batches
+        // whose times passed while it was down run first.
         if let Some(settings) = state.checkpoint.clone() {
             let names: Vec<String> = state
                 .pending
@@ -653,7 +654,7 @@ impl Engine {
                 .map(|q| q.shared.name.clone())
                 .collect();
             for name in names {
-                if let Some(last) = CheckpointDir::new(settings.dir.join(name)).last_commit()? {
+                if let Some(last) = CheckpointDir::new(settings.dir.join(name)).resume_point()? {
                     state.next_batch = state.next_batch.min(last.plus(state.interval));
                 }
             }

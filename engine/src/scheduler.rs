@@ -55,6 +55,8 @@ struct RunningQuery {
     last_batch: Option<BatchTime>,
     /// The bytes and time of the checkpoint after the last batch.
     last_checkpoint: (u64, Duration),
+    /// Batches to run again after a restart, with what each source took.
+    replay: BTreeMap<BatchTime, BTreeMap<String, serde_json::Value>>,
 }
 
 /// Restores each operator's state saved by [`RunningQuery::save_states`].
@@ -313,6 +315,7 @@ impl Engine {
             }
         }
         let mut resume_after = None;
+        let mut replay = BTreeMap::new();
         if let Some(found) = restored {
             let restoring = Instant::now();
             let state_time = found.state.as_ref().map(|(t, _)| *t);
@@ -332,14 +335,20 @@ impl Engine {
                     return Err((shared, e));
                 }
             }
-            resume_after = found.committed;
+            // Batches after the saved state run again, with the input the
+            // offset log recorded for them.
+            let resume = state_time.unwrap_or(found.zero);
+            resume_after = Some(resume);
+            replay = found.replay;
             if let Some(last) = found.committed {
                 self.inner.notices.send(format!(
-                    "query '{}': resuming after batch {last} from its checkpoint ({}, {} bytes, restored in {} ms)",
+                    "query '{}': resuming after batch {resume} from its checkpoint (last finished batch {last}; {}, {} bytes, restored in {} ms; {} logged batch{} to run again)",
                     shared.name,
                     state_time.map_or("no state".into(), |t| format!("state of batch {t}")),
                     found.bytes,
-                    restoring.elapsed().as_millis()
+                    restoring.elapsed().as_millis(),
+                    replay.len(),
+                    if replay.len() == 1 { "" } else { "es" }
                 ));
             }
         }
@@ -355,6 +364,7 @@ impl Engine {
             resume_after,
             last_batch: None,
             last_checkpoint: (0, Duration::ZERO),
+            replay,
         })
     }
 
@@ -504,11 +514,17 @@ impl Engine {
         // Each source is asked once; every query reading it gets the same batch.
         let mut polled: BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> =
             BTreeMap::new();
+        // A batch that ran before a restart takes what it took then.
+        let replay: BTreeMap<String, serde_json::Value> = running
+            .iter_mut()
+            .find_map(|q| q.replay.remove(&time))
+            .unwrap_or_default();
         for (name, active) in readers.iter_mut() {
-            polled.insert(
-                name.clone(),
-                active.reader.next_batch(time).map_err(Arc::new),
-            );
+            let batch = match replay.get(name) {
+                Some(offsets) => active.reader.replay(time, offsets),
+                None => active.reader.next_batch(time),
+            };
+            polled.insert(name.clone(), batch.map_err(Arc::new));
             let skipped = self
                 .state()
                 .sources
@@ -523,13 +539,20 @@ impl Engine {
                 ));
             }
         }
-        let positions: Positions = if running.iter().any(|q| q.checkpoint.is_some()) {
-            readers
-                .iter()
-                .map(|(name, active)| (name.clone(), active.reader.save()))
-                .collect()
+        let checkpointing = running.iter().any(|q| q.checkpoint.is_some());
+        let (positions, offsets): (Positions, Positions) = if checkpointing {
+            (
+                readers
+                    .iter()
+                    .map(|(name, active)| (name.clone(), active.reader.save()))
+                    .collect(),
+                readers
+                    .iter()
+                    .map(|(name, active)| (name.clone(), active.reader.offsets()))
+                    .collect(),
+            )
         } else {
-            Positions::new()
+            (Positions::new(), Positions::new())
         };
         let listeners = lock(&self.inner.listeners).clone();
         let mut ended = Vec::new();
@@ -540,7 +563,10 @@ impl Engine {
             }
             let started = Instant::now();
             query.last_checkpoint = (0, Duration::ZERO);
-            let outcome = query.run_batch(time, &polled, &positions).await;
+            let outcome = match query.log_offsets(time, &offsets) {
+                Ok(()) => query.run_batch(time, &polled, &positions).await,
+                Err(e) => Err(e),
+            };
             query.last_batch = Some(time);
             let mut late_rows = 0;
             let (status, input_rows, output_rows) = match outcome {
@@ -641,6 +667,24 @@ impl RunningQuery {
             })
             .min()
             .filter(|&w| w != NO_WATERMARK)
+    }
+
+    /// Logs what its replayable sources took for batch `time`, before it
+    /// runs (nothing when no source can replay).
+    fn log_offsets(&self, time: BatchTime, offsets: &Positions) -> Result<()> {
+        let Some((dir, _)) = &self.checkpoint else {
+            return Ok(());
+        };
+        let logged: BTreeMap<String, serde_json::Value> = self
+            .shared
+            .sources
+            .iter()
+            .filter_map(|name| Some((name.clone(), offsets.get(name)?.clone()?)))
+            .collect();
+        if logged.is_empty() {
+            return Ok(());
+        }
+        dir.log_offsets(time, &logged)
     }
 
     /// Each operator's state, in graph order.

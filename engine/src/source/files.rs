@@ -120,6 +120,7 @@ impl Source for FilesSource {
             decoding: self.decoding.clone(),
             metrics: ctx.metrics,
             taken: HashSet::new(),
+            last: Vec::new(),
         };
         if !self.include_existing {
             reader.taken = reader
@@ -143,6 +144,8 @@ struct FilesReader {
     metrics: Arc<SourceMetrics>,
     /// Files taken (or skipped as existing) that are still in the directory.
     taken: HashSet<OsString>,
+    /// The files the last batch took, in order.
+    last: Vec<OsString>,
 }
 
 /// A file in the directory: modification time (epoch ms), name, path.
@@ -185,6 +188,21 @@ impl FilesReader {
         Ok(files)
     }
 
+    /// Reads the files `names`, in order, as one batch, and notes them taken.
+    fn take(&mut self, names: Vec<OsString>) -> Result<SourceBatch> {
+        let mut batches = Vec::with_capacity(names.len());
+        for name in &names {
+            batches.push(self.read(&self.dir.join(name))?);
+            self.taken.insert(name.clone());
+        }
+        self.last = names;
+        let schema = self.decoding.schema.clone();
+        Ok(SourceBatch {
+            batch: arrow::compute::concat_batches(&schema, &batches)?,
+            end_of_input: false,
+        })
+    }
+
     fn read(&self, path: &Path) -> Result<RecordBatch> {
         let bytes = fs::read(path)
             .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?;
@@ -207,16 +225,30 @@ impl SourceReader for FilesReader {
             .filter(|(modified, name, _)| *modified <= time.millis() && !self.taken.contains(name))
             .collect();
         due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut batches = Vec::with_capacity(due.len());
-        for (_, name, path) in due {
-            batches.push(self.read(path)?);
-            self.taken.insert(name.clone());
-        }
-        let schema = self.decoding.schema.clone();
-        Ok(SourceBatch {
-            batch: arrow::compute::concat_batches(&schema, &batches)?,
-            end_of_input: false,
-        })
+        let names: Vec<OsString> = due.into_iter().map(|(_, name, _)| name.clone()).collect();
+        self.take(names)
+    }
+
+    fn offsets(&self) -> Option<serde_json::Value> {
+        let names: Vec<String> = self
+            .last
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        Some(serde_json::json!({ "files": names }))
+    }
+
+    fn replay(&mut self, _time: BatchTime, offsets: &serde_json::Value) -> Result<SourceBatch> {
+        let names = offsets["files"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(OsString::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.take(names)
     }
 
     /// The names of the files taken that are still there.

@@ -87,6 +87,18 @@ pub trait SourceReader: Send {
     fn load(&mut self, _position: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+
+    /// What the last batch took, for the offset log (`None`: a source that
+    /// cannot replay).
+    fn offsets(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The batch of `time` again, with exactly what the offset log says it
+    /// took. Only called with offsets this reader gave.
+    fn replay(&mut self, time: BatchTime, _offsets: &serde_json::Value) -> Result<SourceBatch> {
+        self.next_batch(time)
+    }
 }
 
 /// One source's contribution to a batch.
