@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brooklet::engine::WindowSpec;
 use brooklet::prelude::*;
@@ -17,15 +17,8 @@ use common::Fixture;
 use criterion::{Criterion, criterion_main};
 
 fn checkpoints(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut group = c.benchmark_group("checkpoint_per_batch");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(10));
+    let runtime = common::runtime();
+    let mut group = common::group(c, "checkpoint_per_batch");
     let spec = WindowSpec::sliding(Duration::from_secs(10), Duration::from_secs(1));
     let dir = tempfile::tempdir().unwrap();
     for (name, every) in [
@@ -42,15 +35,7 @@ fn checkpoints(c: &mut Criterion) {
         for _ in 0..10 {
             fixture.step(&runtime);
         }
-        group.bench_function(name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    fixture.step(&runtime);
-                }
-                started.elapsed()
-            })
-        });
+        common::measure(&mut group, name, &mut fixture, &runtime);
         if let Some(progress) = fixture.handle.last_progress() {
             println!(
                 "{name}: state {:.1} MiB, last checkpoint {} bytes in {} ms",

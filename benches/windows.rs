@@ -16,7 +16,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brooklet::datafusion::logical_expr::Expr;
 use brooklet::engine::{EventWindow, WindowSpec};
@@ -25,15 +25,8 @@ use common::Fixture;
 use criterion::{Criterion, criterion_main};
 
 fn windows(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut group = c.benchmark_group("window_per_batch");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(10));
+    let runtime = common::runtime();
+    let mut group = common::group(c, "window_per_batch");
     let secs = Duration::from_secs;
     let processing =
         |spec: WindowSpec| move |s: DStream, k, a| s.window_aggregate(k, a, spec).unwrap();
@@ -94,15 +87,7 @@ fn windows(c: &mut Criterion) {
         for _ in 0..warm_up {
             fixture.step(&runtime);
         }
-        group.bench_function(name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    fixture.step(&runtime);
-                }
-                started.elapsed()
-            })
-        });
+        common::measure(&mut group, name, &mut fixture, &runtime);
         let state = fixture.handle.last_progress().map_or(0, |p| p.state_bytes);
         println!(
             "{name}: state {:.1} MiB after {} batches ({} windows emitted)",

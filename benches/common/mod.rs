@@ -130,3 +130,42 @@ impl Fixture {
         runtime.block_on(self.handle.await_batch(BatchTime::from_millis(time)));
     }
 }
+
+/// The runtime the benchmarks drive queries on: one tokio worker.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A group of per-batch measurements: 20 samples over 10 seconds each.
+pub fn group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    group
+}
+
+/// Measures `fixture`'s batches (one iteration: one batch) as `name`.
+pub fn measure(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    fixture: &mut Fixture,
+    runtime: &tokio::runtime::Runtime,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let started = std::time::Instant::now();
+            for _ in 0..iterations {
+                fixture.step(runtime);
+            }
+            started.elapsed()
+        })
+    });
+}
