@@ -703,7 +703,16 @@ fn crashes_at_each_crash_point_leave_the_same_output() {
         .map(|(name, plan)| (*name, recovery.start(name, &[("BROOKLET_CRASH_AT", plan)])))
         .collect();
     let mut restarted = Vec::new();
-    for (name, run) in crashing {
+    for (name, mut run) in crashing {
+        // A point that never fires must fail the test, not hang it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while run.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                run.kill().unwrap();
+                panic!("crash point {name} never fired");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
         let output = run.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(
