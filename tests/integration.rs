@@ -5,6 +5,7 @@
 //! - `api`: the Rust API (`foreach_batch`, `into_stream`, `print`, the
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
+//! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
 //! - `files`: the files source and sink on real directories;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
@@ -14,6 +15,7 @@
 //!   batch `GROUP BY` over all events.
 
 mod api;
+mod bad_input;
 mod checkpoint;
 mod event_time;
 mod event_time_props;

@@ -69,13 +69,23 @@ pub fn describe(ctx: &StreamingContext) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} ({})  {}  [{}]{watermark}\n    records={} malformed={} late={} reconnects={} cut_lines={}",
+            "  {} ({})  {}  [{}]{watermark}\n    records={} malformed={}{} late={} reconnects={} cut_lines={}",
             s.name,
             s.connector,
             s.description,
             columns.join(", "),
             m.records,
             m.malformed,
+            if m.malformed_by_kind.is_empty() {
+                String::new()
+            } else {
+                let kinds: Vec<String> = m
+                    .malformed_by_kind
+                    .iter()
+                    .map(|(kind, n)| format!("{kind}={n}"))
+                    .collect();
+                format!(" ({})", kinds.join(", "))
+            },
             m.late,
             m.reconnects,
             m.cut_lines

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 
 use crate::error::{Error, Result};
-use crate::format::{DEFAULT_MAX_RECORD_BYTES, ErrorPolicy, Format, RecordDecoder};
+use crate::format::{DEFAULT_MAX_RECORD_BYTES, DeadLetter, ErrorPolicy, Format, RecordDecoder};
 use crate::metrics::SourceMetrics;
 
 /// The options of one source or sink, consumed as the connector reads them.
@@ -121,11 +121,28 @@ impl Options {
         let max_record_bytes = self
             .take_parsed(&["max.record.bytes"], "a number of bytes")?
             .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        let dead_letter = match (policy, self.take(&["dead-letter.path", "dead_letter.path"])) {
+            (ErrorPolicy::DeadLetter, Some(path)) => Some(DeadLetter::open(path)?),
+            (ErrorPolicy::DeadLetter, None) => {
+                return Err(Error::Config(format!(
+                    "on-error = 'dead-letter' of {} '{}' needs 'dead-letter.path', the file malformed records are appended to",
+                    self.what, self.name
+                )));
+            }
+            (_, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "option 'dead-letter.path' of {} '{}' is for on-error = 'dead-letter'",
+                    self.what, self.name
+                )));
+            }
+            (_, None) => None,
+        };
         Ok(Decoding {
             schema: schema.clone(),
             format,
             policy,
             max_record_bytes,
+            dead_letter,
         })
     }
 
@@ -160,6 +177,8 @@ pub struct Decoding {
     pub policy: ErrorPolicy,
     /// The longest record accepted.
     pub max_record_bytes: usize,
+    /// Where malformed records go under `on-error = 'dead-letter'`.
+    pub dead_letter: Option<DeadLetter>,
 }
 
 impl Decoding {
@@ -173,6 +192,7 @@ impl Decoding {
             metrics,
         )
         .with_max_record_bytes(self.max_record_bytes)
+        .with_dead_letter(self.dead_letter.clone())
     }
 
     /// Decoding of text lines into one `line` column, failing on bad input.
@@ -182,6 +202,7 @@ impl Decoding {
             format: Format::Lines,
             policy: ErrorPolicy::Fail,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            dead_letter: None,
         }
     }
 }

@@ -7,14 +7,18 @@
 //! record is always reported with its position (line number and byte offset
 //! in the source's input) and handled by the source's [`ErrorPolicy`]:
 //! `fail` stops the query with the position and reason, `skip` counts it and
-//! warns once per batch. It is never dropped silently.
+//! warns once per batch, `dead-letter` also appends it, with its position,
+//! kind and reason, to a file of JSON lines ([`DeadLetter`]). It is never
+//! dropped silently, and it is counted by kind ([`MalformedKind`]).
 //!
 //! Decisions: a trailing `\r` is removed (CRLF input); blank lines carry no
 //! record in `csv` and `json` and are passed over, while in `lines` a blank
 //! line is an empty string, as Spark's `socketTextStream` gives it.
 
 use std::fmt;
-use std::sync::Arc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -98,6 +102,8 @@ pub enum ErrorPolicy {
     Fail,
     /// Count the record, warn once per batch with the first position, go on.
     Skip,
+    /// As `Skip`, and append the record to the source's dead-letter file.
+    DeadLetter,
 }
 
 impl ErrorPolicy {
@@ -106,10 +112,127 @@ impl ErrorPolicy {
         match name.to_ascii_lowercase().as_str() {
             "fail" => Ok(ErrorPolicy::Fail),
             "skip" => Ok(ErrorPolicy::Skip),
+            "dead-letter" | "dead_letter" | "deadletter" => Ok(ErrorPolicy::DeadLetter),
             other => Err(Error::Config(format!(
-                "unknown on-error policy '{other}'; valid policies: fail, skip"
+                "unknown on-error policy '{other}'; valid policies: fail, skip, dead-letter"
             ))),
         }
+    }
+}
+
+/// Why a record is malformed, as counted in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MalformedKind {
+    /// Longer than `max.record.bytes`.
+    TooLong,
+    /// Not valid UTF-8.
+    Utf8,
+    /// A CSV record with the wrong number of fields.
+    FieldCount,
+    /// A value that does not fit its column's type (a number, a timestamp
+    /// out of range, …).
+    Value,
+    /// Not a JSON object.
+    Json,
+    /// Anything else the decoder refused.
+    Other,
+}
+
+impl MalformedKind {
+    /// The kind of a decoder's reason.
+    pub fn of(reason: &str) -> Self {
+        let lower = reason.to_ascii_lowercase();
+        if lower.contains("utf-8") || lower.contains("utf8") {
+            MalformedKind::Utf8
+        } else if lower.contains("number of fields") || lower.contains("expected one record") {
+            MalformedKind::FieldCount
+        } else if lower.contains("pars") || lower.contains("cast") || lower.contains("overflow") {
+            MalformedKind::Value
+        } else if lower.contains("json") || lower.contains("expected") || lower.contains("eof") {
+            MalformedKind::Json
+        } else {
+            MalformedKind::Other
+        }
+    }
+
+    /// Its name in metrics and dead-letter lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            MalformedKind::TooLong => "too_long",
+            MalformedKind::Utf8 => "utf8",
+            MalformedKind::FieldCount => "field_count",
+            MalformedKind::Value => "value",
+            MalformedKind::Json => "json",
+            MalformedKind::Other => "other",
+        }
+    }
+}
+
+/// A dead-letter file: one JSON line per malformed record, appended —
+/// `{"source", "file"?, "line", "byte", "kind", "reason", "record"}`, with
+/// `record_hex` too when the record is not valid UTF-8 (so nothing of it is
+/// lost). Clones share the file.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    path: PathBuf,
+    file: Arc<Mutex<std::fs::File>>,
+}
+
+impl DeadLetter {
+    /// Opens (creating it if needed) the file at `path` for appending.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot open the dead-letter file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        Ok(DeadLetter {
+            path,
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &self,
+        source: &str,
+        file: Option<&str>,
+        position: Position,
+        kind: MalformedKind,
+        reason: &str,
+        raw: &[u8],
+    ) -> Result<()> {
+        let mut line = serde_json::json!({
+            "source": source,
+            "line": position.line,
+            "byte": position.byte,
+            "kind": kind.name(),
+            "reason": reason,
+            "record": String::from_utf8_lossy(raw),
+        });
+        if let Some(file) = file {
+            line["file"] = serde_json::json!(file);
+        }
+        if std::str::from_utf8(raw).is_err() {
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            line["record_hex"] = serde_json::json!(hex);
+        }
+        let mut text = line.to_string();
+        text.push('\n');
+        crate::sync::lock(&self.file)
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("cannot append to {}", self.path.display()), e))
     }
 }
 
@@ -139,9 +262,9 @@ pub struct RecordDecoder {
     metrics: Arc<SourceMetrics>,
     max_record_bytes: usize,
     next: Position,
-    /// Where the input comes from, when the source has several inputs
-    /// (`file in/a.log, `), put before positions in messages.
-    origin: String,
+    /// The file the input comes from, when the source reads files.
+    file: Option<String>,
+    dead_letter: Option<DeadLetter>,
 }
 
 impl RecordDecoder {
@@ -161,14 +284,28 @@ impl RecordDecoder {
             metrics,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             next: Position { line: 1, byte: 0 },
-            origin: String::new(),
+            file: None,
+            dead_letter: None,
         }
     }
 
-    /// Names the input positions are in (a file), for messages.
-    pub fn with_origin(mut self, origin: impl std::fmt::Display) -> Self {
-        self.origin = format!("{origin}, ");
+    /// Names the file positions are in, for messages and dead letters.
+    pub fn with_file(mut self, path: &Path) -> Self {
+        self.file = Some(path.display().to_string());
         self
+    }
+
+    /// Sends malformed records to `dead_letter` under `on-error = 'dead-letter'`.
+    pub fn with_dead_letter(mut self, dead_letter: Option<DeadLetter>) -> Self {
+        self.dead_letter = dead_letter;
+        self
+    }
+
+    /// `file <path>, ` before positions in messages, when reading files.
+    fn origin(&self) -> String {
+        self.file
+            .as_ref()
+            .map_or(String::new(), |f| format!("file {f}, "))
     }
 
     /// Sets the longest record accepted, in bytes.
@@ -196,6 +333,9 @@ impl RecordDecoder {
     /// it at the end of input).
     pub fn decode(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
         let mut records: Vec<(Position, &[u8])> = Vec::new();
+        // Decoded runs of records, cut where an over-long record is handled,
+        // so that bad records meet the policy in input order.
+        let mut decoded = Vec::new();
         let mut start = 0;
         while start < chunk.len() {
             let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
@@ -216,7 +356,9 @@ impl RecordDecoder {
                     record.len(),
                     self.max_record_bytes
                 );
-                self.malformed(position, &reason)?;
+                decoded.push(self.decode_records(&std::mem::take(&mut records))?);
+                let record = &record[..record.len().min(crate::source::MALFORMED_PREFIX)];
+                self.malformed(position, MalformedKind::TooLong, &reason, record)?;
                 continue;
             }
             let header =
@@ -228,24 +370,55 @@ impl RecordDecoder {
             }
             records.push((position, record));
         }
-        self.decode_records(&records)
+        if decoded.is_empty() {
+            return self.decode_records(&records);
+        }
+        decoded.push(self.decode_records(&records)?);
+        Ok(arrow::compute::concat_batches(&self.schema, &decoded)?)
     }
 
-    /// Notes a record that is known to be malformed before decoding (a line
-    /// over the length limit, cut by a disconnect is counted elsewhere).
-    pub fn malformed(&self, position: Position, reason: &str) -> Result<()> {
-        self.metrics.add_malformed(1);
+    /// Handles a malformed record `raw` at `position` per the policy: counts
+    /// it by kind, then fails, or skips it (warning once per batch), or
+    /// also appends it to the dead-letter file.
+    pub fn malformed(
+        &self,
+        position: Position,
+        kind: MalformedKind,
+        reason: &str,
+        raw: &[u8],
+    ) -> Result<()> {
+        self.metrics.add_malformed(kind);
+        let origin = self.origin();
         match self.policy {
             ErrorPolicy::Fail => Err(Error::Source {
                 source_name: self.source.clone(),
                 message: format!(
-                    "malformed record at {}{position}: {reason} (set on-error = 'skip' to skip such records)",
-                    self.origin
+                    "malformed record at {origin}{position}: {reason} (set on-error = 'skip' or 'dead-letter' to go on without such records)"
                 ),
             }),
             ErrorPolicy::Skip => {
                 self.metrics
-                    .note_skipped(|| format!("{}{position}: {reason}", self.origin));
+                    .note_skipped(|| format!("{origin}{position}: {reason}"));
+                Ok(())
+            }
+            ErrorPolicy::DeadLetter => {
+                let dead_letter = self.dead_letter.as_ref().ok_or_else(|| {
+                    Error::Internal("on-error = 'dead-letter' without its file".into())
+                })?;
+                dead_letter.append(
+                    &self.source,
+                    self.file.as_deref(),
+                    position,
+                    kind,
+                    reason,
+                    raw,
+                )?;
+                self.metrics.note_skipped(|| {
+                    format!(
+                        "{origin}{position}: {reason} (sent to {})",
+                        dead_letter.path().display()
+                    )
+                });
                 Ok(())
             }
         }
@@ -288,9 +461,11 @@ impl RecordDecoder {
                 Ok(batch) if batch.num_rows() == 1 => good.push(batch),
                 Ok(batch) => {
                     let reason = format!("expected one record, found {}", batch.num_rows());
-                    self.malformed(*position, &reason)?
+                    self.malformed(*position, MalformedKind::FieldCount, &reason, record)?
                 }
-                Err(reason) => self.malformed(*position, &reason)?,
+                Err(reason) => {
+                    self.malformed(*position, MalformedKind::of(&reason), &reason, record)?
+                }
             }
         }
         self.metrics.add_records(good.len() as u64);
@@ -307,7 +482,12 @@ impl RecordDecoder {
                     builder.append_value(text);
                     rows += 1;
                 }
-                Err(e) => self.malformed(*position, &format!("invalid UTF-8: {e}"))?,
+                Err(e) => self.malformed(
+                    *position,
+                    MalformedKind::Utf8,
+                    &format!("invalid UTF-8: {e}"),
+                    record,
+                )?,
             }
         }
         self.metrics.add_records(rows);

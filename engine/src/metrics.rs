@@ -3,6 +3,7 @@
 //! Counters are atomics updated by the receivers and the scheduler; readers
 //! take a [`SourceMetricsSnapshot`] or a [`BatchInfo`].
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub struct SourceMetrics {
     reconnects: AtomicU64,
     cut_lines: AtomicU64,
     late: AtomicU64,
+    malformed_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     skipped_in_batch: Mutex<Option<SkipReport>>,
 }
 
@@ -35,8 +37,11 @@ pub struct SkipReport {
 pub struct SourceMetricsSnapshot {
     /// Records decoded and handed to batches.
     pub records: u64,
-    /// Records that did not decode (skipped or failed).
+    /// Records that did not decode (skipped, dead-lettered or failed).
     pub malformed: u64,
+    /// The same, by kind (`too_long`, `utf8`, `field_count`, `value`,
+    /// `json`, `other`).
+    pub malformed_by_kind: BTreeMap<String, u64>,
     /// Times a socket source reconnected.
     pub reconnects: u64,
     /// Lines cut short by a dropped connection (never merged with the next).
@@ -51,8 +56,11 @@ impl SourceMetrics {
         self.records.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_malformed(&self, n: u64) {
-        self.malformed.fetch_add(n, Ordering::Relaxed);
+    pub(crate) fn add_malformed(&self, kind: crate::format::MalformedKind) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.malformed_by_kind)
+            .entry(kind.name())
+            .or_default() += 1;
     }
 
     pub(crate) fn add_reconnect(&self) {
@@ -91,6 +99,10 @@ impl SourceMetrics {
         SourceMetricsSnapshot {
             records: self.records.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
+            malformed_by_kind: lock(&self.malformed_by_kind)
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect(),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             cut_lines: self.cut_lines.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),

@@ -209,7 +209,7 @@ impl FilesReader {
         let mut decoder = self
             .decoding
             .decoder(&self.name, Arc::clone(&self.metrics))
-            .with_origin(format_args!("file {}", path.display()));
+            .with_file(path);
         decoder.decode(&bytes)
     }
 }

@@ -30,6 +30,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 pub use files::FilesSource;
 pub use memory::MemorySource;
+pub(crate) use receiver::MALFORMED_PREFIX;
 pub use sequence::SequenceSource;
 pub use socket::SocketSource;
 pub use stdin::StdinSource;

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::format::MalformedKind;
 use crate::format::RecordDecoder;
 use crate::source::{SourceBatch, SourceReader};
 use crate::time::BatchTime;
@@ -45,8 +46,9 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
     tx: &mpsc::Sender<ReceiverEvent>,
 ) -> Result<PumpEnd> {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BYTES);
-    // Bytes of an over-long line being discarded, if any.
-    let mut discarding: Option<(crate::format::Position, u64)> = None;
+    // An over-long line being discarded, if any: where it starts, its
+    // length so far, and its first bytes (for the dead-letter file).
+    let mut discarding: Option<(crate::format::Position, u64, Vec<u8>)> = None;
     loop {
         let start = buffer.len();
         buffer.resize(start + READ_BYTES, 0);
@@ -56,8 +58,9 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
             .map_err(|e| Error::io("reading input", e))?;
         buffer.truncate(start + n);
         if n == 0 {
-            if let Some((position, len)) = discarding.take() {
-                decoder.malformed(position, &too_long(len, decoder.max_record_bytes()))?;
+            if let Some((position, len, prefix)) = discarding.take() {
+                let reason = too_long(len, decoder.max_record_bytes());
+                decoder.malformed(position, MalformedKind::TooLong, &reason, &prefix)?;
                 decoder.skip_line(len);
                 return Ok(PumpEnd::Eof {
                     partial: Vec::new(),
@@ -67,7 +70,7 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
                 partial: std::mem::take(&mut buffer),
             });
         }
-        if let Some((position, len)) = discarding.as_mut() {
+        if let Some((position, len, prefix)) = discarding.as_mut() {
             match memchr::memchr(b'\n', &buffer) {
                 None => {
                     *len += buffer.len() as u64;
@@ -76,9 +79,10 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
                 }
                 Some(i) => {
                     *len += i as u64 + 1;
-                    let (position, len) = (*position, *len);
+                    let (position, len, prefix) = (*position, *len, std::mem::take(prefix));
                     discarding = None;
-                    decoder.malformed(position, &too_long(len - 1, decoder.max_record_bytes()))?;
+                    let reason = too_long(len - 1, decoder.max_record_bytes());
+                    decoder.malformed(position, MalformedKind::TooLong, &reason, &prefix)?;
                     decoder.skip_line(len);
                     buffer.drain(..=i);
                 }
@@ -93,11 +97,15 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
             }
         }
         if buffer.len() > decoder.max_record_bytes() {
-            discarding = Some((decoder.position(), buffer.len() as u64));
+            let prefix = buffer[..buffer.len().min(MALFORMED_PREFIX)].to_vec();
+            discarding = Some((decoder.position(), buffer.len() as u64, prefix));
             buffer.clear();
         }
     }
 }
+
+/// How much of an over-long record is kept for its dead letter.
+pub(crate) const MALFORMED_PREFIX: usize = 1024;
 
 fn too_long(len: u64, max: usize) -> String {
     format!("record is {len} bytes long, longer than max.record.bytes = {max}")

@@ -1,0 +1,201 @@
+//! Bad input: 100 000 CSV lines, 1 % malformed across the kinds (wrong
+//! field count, a non-number, invalid UTF-8, an over-long line, a timestamp
+//! out of range), with CRLF endings, blank lines and NUL bytes among the
+//! good ones, under each error policy: no panic, counts exact by kind, the
+//! dead-letter file lists every bad line with its position, and the good
+//! records' output equals that of the clean subset.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::support::{manual_context, record};
+
+const LINES: usize = 100_000;
+
+/// The input's bytes, the kind of each bad line by line number, and the
+/// clean subset's count and sum of `n` per word.
+type Input = (
+    Vec<u8>,
+    BTreeMap<u64, &'static str>,
+    BTreeMap<String, (u64, i64)>,
+);
+
+/// The input (see [`Input`]).
+fn input() -> Input {
+    let kinds = ["field_count", "value", "utf8", "too_long", "value"];
+    let mut text = Vec::new();
+    let mut bad = BTreeMap::new();
+    let mut clean: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let mut line = 0u64;
+    for i in 0..LINES {
+        line += 1;
+        if i % 100 == 37 {
+            let kind = kinds[(i / 100) % kinds.len()];
+            match (i / 100) % kinds.len() {
+                0 => text.extend_from_slice(format!("{i},only two\n").as_bytes()),
+                1 => text.extend_from_slice(format!("x{i},w,2020-01-01T00:00:00\n").as_bytes()),
+                2 => {
+                    text.extend_from_slice(format!("{i},bad ").as_bytes());
+                    text.extend_from_slice(&[0xff, 0xfe]);
+                    text.extend_from_slice(b",2020-01-01T00:00:00\n");
+                }
+                3 => text.extend_from_slice(
+                    format!("{i},{},2020-01-01T00:00:00\n", "y".repeat(300)).as_bytes(),
+                ),
+                _ => text.extend_from_slice(format!("{i},w,99999-99-99T00:00:00\n").as_bytes()),
+            }
+            bad.insert(line, kind);
+            continue;
+        }
+        let word = match i % 3 {
+            0 => "plain".to_string(),
+            1 => "with\0nul".to_string(),
+            _ => "crlf".to_string(),
+        };
+        let end = if i % 3 == 2 { "\r\n" } else { "\n" };
+        text.extend_from_slice(
+            format!("{i},{word},2020-01-01T00:00:{:02}{end}", i % 60).as_bytes(),
+        );
+        let entry = clean.entry(word).or_default();
+        entry.0 += 1;
+        entry.1 += i as i64;
+        if i % 1000 == 999 {
+            // A blank line is no record (and no error).
+            text.extend_from_slice(b"\n");
+            line += 1;
+        }
+    }
+    (text, bad, clean)
+}
+
+/// Runs `SELECT word, count(*), sum(n)` over the input under `policy`;
+/// returns the rows, or the error.
+async fn run(
+    policy: &str,
+    dead_letter: Option<&std::path::Path>,
+) -> (Result<Vec<String>, String>, brooklet::SourceInfo) {
+    let input = tempfile::tempdir().unwrap();
+    let (text, _, _) = input_cached();
+    let path = input.path().join("data.csv");
+    std::fs::write(&path, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_millis(500))
+        .unwrap();
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    let dead = dead_letter.map_or(String::new(), |p| {
+        format!(", dead-letter.path = '{}'", p.display())
+    });
+    ctx.execute(&format!(
+        "CREATE SOURCE rows (n BIGINT, word TEXT, ts TIMESTAMP) WITH (connector = 'files', \
+         path = '{}', format = 'csv', max.record.bytes = 200, on-error = '{policy}'{dead})",
+        input.path().display()
+    ))
+    .await
+    .unwrap();
+    let stream = ctx
+        .sql("SELECT word, count(*) AS c, sum(n) AS s FROM rows GROUP BY word")
+        .await
+        .unwrap();
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    clock.set(1000);
+    let _ = handle
+        .await_batch(brooklet::BatchTime::from_millis(1000))
+        .await;
+    let result = match handle.status() {
+        brooklet::QueryStatus::Failed(e) => Err(e.to_string()),
+        _ => {
+            let mut rows = outputs.lock().unwrap()[0].1.clone();
+            rows.sort();
+            Ok(rows)
+        }
+    };
+    let info = ctx.engine().sources().pop().unwrap();
+    (result, info)
+}
+
+fn input_cached() -> &'static Input {
+    static INPUT: std::sync::OnceLock<Input> = std::sync::OnceLock::new();
+    INPUT.get_or_init(input)
+}
+
+fn clean_rows() -> Vec<String> {
+    let (_, _, clean) = input_cached();
+    let mut rows: Vec<String> = clean
+        .iter()
+        .map(|(word, (c, s))| format!("{word},{c},{s}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn kinds_expected() -> BTreeMap<String, u64> {
+    let (_, bad, _) = input_cached();
+    let mut kinds = BTreeMap::new();
+    for kind in bad.values() {
+        *kinds.entry(kind.to_string()).or_default() += 1;
+    }
+    kinds
+}
+
+#[tokio::test]
+async fn skip_counts_every_bad_line_by_kind_and_keeps_every_good_one() {
+    let (rows, info) = run("skip", None).await;
+    assert_eq!(rows.unwrap(), clean_rows());
+    assert_eq!(info.metrics.malformed, 1000);
+    assert_eq!(info.metrics.malformed_by_kind, kinds_expected());
+}
+
+#[tokio::test]
+async fn dead_letter_lists_every_bad_line_with_its_position() {
+    let out = tempfile::tempdir().unwrap();
+    let dead = out.path().join("dead.jsonl");
+    let (rows, info) = run("dead-letter", Some(&dead)).await;
+    assert_eq!(rows.unwrap(), clean_rows());
+    assert_eq!(info.metrics.malformed_by_kind, kinds_expected());
+    let (_, bad, _) = input_cached();
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listed: BTreeMap<u64, String> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_u64().unwrap(),
+                l["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<u64, String> = bad.iter().map(|(l, k)| (*l, k.to_string())).collect();
+    assert_eq!(
+        listed, expected,
+        "every bad line, by line number, with its kind"
+    );
+    let utf8 = letters.iter().find(|l| l["kind"] == "utf8").unwrap();
+    assert!(
+        utf8["record_hex"].as_str().unwrap().contains("fffe"),
+        "{utf8}"
+    );
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["file"].as_str().unwrap().ends_with("data.csv"))
+    );
+}
+
+#[tokio::test]
+async fn fail_stops_at_the_first_bad_line_with_its_position() {
+    let (rows, info) = run("fail", None).await;
+    let error = rows.unwrap_err();
+    assert!(error.contains("data.csv, line 38 (byte offset"), "{error}");
+    assert!(
+        error.contains("on-error = 'skip' or 'dead-letter'"),
+        "{error}"
+    );
+    assert_eq!(info.metrics.malformed, 1);
+}
