@@ -6,6 +6,7 @@
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
+//! - `bursts`: `max.records.per.batch` through a socket;
 //! - `files`: the files source and sink on real directories;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
@@ -16,6 +17,7 @@
 
 mod api;
 mod bad_input;
+mod bursts;
 mod checkpoint;
 mod event_time;
 mod event_time_props;

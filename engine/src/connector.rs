@@ -121,6 +121,9 @@ impl Options {
         let max_record_bytes = self
             .take_parsed(&["max.record.bytes"], "a number of bytes")?
             .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        let max_records_per_batch = self
+            .take_parsed::<usize>(&["max.records.per.batch"], "a number of records")?
+            .filter(|&n| n > 0);
         let dead_letter = match (policy, self.take(&["dead-letter.path", "dead_letter.path"])) {
             (ErrorPolicy::DeadLetter, Some(path)) => Some(DeadLetter::open(path)?),
             (ErrorPolicy::DeadLetter, None) => {
@@ -143,6 +146,7 @@ impl Options {
             policy,
             max_record_bytes,
             dead_letter,
+            max_records_per_batch,
         })
     }
 
@@ -179,6 +183,9 @@ pub struct Decoding {
     pub max_record_bytes: usize,
     /// Where malformed records go under `on-error = 'dead-letter'`.
     pub dead_letter: Option<DeadLetter>,
+    /// The most records one batch takes (`max.records.per.batch`); the rest
+    /// wait, bounded, for the next batches.
+    pub max_records_per_batch: Option<usize>,
 }
 
 impl Decoding {
@@ -203,6 +210,7 @@ impl Decoding {
             policy: ErrorPolicy::Fail,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             dead_letter: None,
+            max_records_per_batch: None,
         }
     }
 }

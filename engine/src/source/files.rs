@@ -188,14 +188,24 @@ impl FilesReader {
         Ok(files)
     }
 
-    /// Reads the files `names`, in order, as one batch, and notes them taken.
-    fn take(&mut self, names: Vec<OsString>) -> Result<SourceBatch> {
-        let mut batches = Vec::with_capacity(names.len());
-        for name in &names {
-            batches.push(self.read(&self.dir.join(name))?);
+    /// Reads the files `names`, in order, as one batch, and notes them
+    /// taken; with a `limit` of records, stops after the file that reaches
+    /// it (a file is never split), leaving the others for the next batch.
+    fn take(&mut self, names: Vec<OsString>, limit: Option<usize>) -> Result<SourceBatch> {
+        let mut batches: Vec<RecordBatch> = Vec::with_capacity(names.len());
+        let mut taken = Vec::with_capacity(names.len());
+        let mut rows = 0;
+        for name in names {
+            if limit.is_some_and(|limit| rows >= limit) {
+                break;
+            }
+            let batch = self.read(&self.dir.join(&name))?;
+            rows += batch.num_rows();
+            batches.push(batch);
             self.taken.insert(name.clone());
+            taken.push(name);
         }
-        self.last = names;
+        self.last = taken;
         let schema = self.decoding.schema.clone();
         Ok(SourceBatch {
             batch: arrow::compute::concat_batches(&schema, &batches)?,
@@ -226,7 +236,7 @@ impl SourceReader for FilesReader {
             .collect();
         due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let names: Vec<OsString> = due.into_iter().map(|(_, name, _)| name.clone()).collect();
-        self.take(names)
+        self.take(names, self.decoding.max_records_per_batch)
     }
 
     fn offsets(&self) -> Option<serde_json::Value> {
@@ -248,7 +258,7 @@ impl SourceReader for FilesReader {
                     .collect()
             })
             .unwrap_or_default();
-        self.take(names)
+        self.take(names, None)
     }
 
     /// The names of the files taken that are still there.

@@ -126,6 +126,10 @@ pub(crate) struct ReceiverReader {
     schema: arrow::datatypes::SchemaRef,
     rx: mpsc::Receiver<ReceiverEvent>,
     ended: bool,
+    /// `max.records.per.batch`, if set.
+    limit: Option<usize>,
+    /// Rows received beyond the last batch's limit, taken first next time.
+    carried: Option<RecordBatch>,
     _task: AbortOnDrop,
 }
 
@@ -134,11 +138,14 @@ impl ReceiverReader {
         schema: arrow::datatypes::SchemaRef,
         rx: mpsc::Receiver<ReceiverEvent>,
         task: JoinHandle<()>,
+        limit: Option<usize>,
     ) -> Self {
         ReceiverReader {
             schema,
             rx,
             ended: false,
+            limit,
+            carried: None,
             _task: AbortOnDrop(task),
         }
     }
@@ -146,11 +153,21 @@ impl ReceiverReader {
 
 impl SourceReader for ReceiverReader {
     fn next_batch(&mut self, _time: BatchTime) -> Result<SourceBatch> {
-        let mut batches = Vec::new();
-        // Take only what is there now: what arrives later belongs to the next batch.
+        let limit = self.limit.unwrap_or(usize::MAX);
+        let mut batches: Vec<RecordBatch> = self.carried.take().into_iter().collect();
+        let mut rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        // Take only what is there now: what arrives later belongs to the
+        // next batch; past the limit, the rest waits (and the bounded
+        // channel behind it pushes back on the sender).
         for _ in 0..self.rx.len().max(1) {
+            if rows >= limit {
+                break;
+            }
             match self.rx.try_recv() {
-                Ok(ReceiverEvent::Rows(batch)) => batches.push(batch),
+                Ok(ReceiverEvent::Rows(batch)) => {
+                    rows += batch.num_rows();
+                    batches.push(batch);
+                }
                 Ok(ReceiverEvent::Failed(e)) => return Err(e),
                 Ok(ReceiverEvent::End) => {
                     self.ended = true;
@@ -159,10 +176,14 @@ impl SourceReader for ReceiverReader {
                 Err(_) => break,
             }
         }
-        let batch = arrow::compute::concat_batches(&self.schema, &batches)?;
+        let mut batch = arrow::compute::concat_batches(&self.schema, &batches)?;
+        if batch.num_rows() > limit {
+            self.carried = Some(batch.slice(limit, batch.num_rows() - limit));
+            batch = batch.slice(0, limit);
+        }
         Ok(SourceBatch {
             batch,
-            end_of_input: self.ended,
+            end_of_input: self.ended && self.carried.is_none(),
         })
     }
 }

@@ -95,7 +95,12 @@ impl Source for SocketSource {
                 let _ = tx.send(ReceiverEvent::Failed(e)).await;
             }
         });
-        Ok(Box::new(ReceiverReader::new(self.schema(), rx, task)))
+        Ok(Box::new(ReceiverReader::new(
+            self.schema(),
+            rx,
+            task,
+            self.decoding.max_records_per_batch,
+        )))
     }
 
     fn as_any(&self) -> &dyn Any {

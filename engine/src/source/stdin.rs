@@ -81,7 +81,12 @@ impl Source for StdinSource {
                 Err(e) => tx.send(ReceiverEvent::Failed(e)).await,
             };
         });
-        Ok(Box::new(ReceiverReader::new(self.schema(), rx, task)))
+        Ok(Box::new(ReceiverReader::new(
+            self.schema(),
+            rx,
+            task,
+            self.decoding.max_records_per_batch,
+        )))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -1,0 +1,80 @@
+//! Bursts: `max.records.per.batch` caps a batch, and what is over waits for
+//! the next batches (bounded: the receiver's channel pushes back on the
+//! sender), through a real socket on 127.0.0.1.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::support::{manual_context, record, wait_for_batch};
+
+#[tokio::test]
+async fn a_burst_is_cut_into_batches_of_at_most_max_records() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().unwrap();
+        let burst: String = (0..2500).map(|i| format!("{i}\n")).collect();
+        peer.write_all(burst.as_bytes()).unwrap();
+        // Keep the connection open while the batches run.
+        let _ = finished.recv_timeout(Duration::from_secs(30));
+    });
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!(
+        "CREATE SOURCE numbers (n BIGINT) WITH (connector = 'socket', host = '127.0.0.1', \
+         port = {port}, format = 'csv', max.records.per.batch = 1000)"
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(
+        ctx.sql("SELECT count(*) AS c, min(n) AS lo, max(n) AS hi FROM numbers")
+            .await
+            .unwrap(),
+    );
+    ctx.start().await.unwrap();
+    // Batch 1 opens the socket; then wait for the whole burst to arrive.
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    let arrived = || ctx.engine().sources()[0].metrics.records;
+    for _ in 0..200 {
+        if arrived() >= 2500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(arrived(), 2500);
+    for batch in 2..=5 {
+        clock.set(batch * 1000);
+        wait_for_batch(&handle, batch * 1000).await;
+    }
+    let outputs = outputs.lock().unwrap().clone();
+    let counts: Vec<String> = outputs.iter().map(|(_, rows)| rows.join("|")).collect();
+    // Batch 1 may have taken the first rows already; from then on, at most
+    // 1000 per batch, in order, nothing lost.
+    let taken: Vec<(u64, Option<(u64, u64)>)> = outputs
+        .iter()
+        .map(|(_, rows)| {
+            let fields: Vec<&str> = rows[0].split(',').collect();
+            let count = fields[0].parse().unwrap();
+            let range =
+                (count > 0).then(|| (fields[1].parse().unwrap(), fields[2].parse().unwrap()));
+            (count, range)
+        })
+        .collect();
+    assert!(taken.iter().all(|(c, _)| *c <= 1000), "{counts:?}");
+    assert_eq!(
+        taken.iter().map(|(c, _)| c).sum::<u64>(),
+        2500,
+        "{counts:?}"
+    );
+    let mut next = 0;
+    for (count, range) in &taken {
+        if let Some((lo, hi)) = range {
+            assert_eq!((*lo, *hi), (next, next + count - 1), "{counts:?}");
+            next += count;
+        }
+    }
+    drop(ctx);
+    done.send(()).unwrap();
+    server.join().unwrap();
+}
