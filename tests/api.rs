@@ -365,3 +365,38 @@ async fn a_socket_source_waits_for_an_absent_server_and_reconnects() {
     );
     assert!(notices.contains("reconnected"), "{notices}");
 }
+
+/// A panic in a batch (here in a user callback) fails that query with an
+/// error; the engine and the other queries go on.
+#[tokio::test]
+async fn a_panicking_callback_stops_its_query_not_the_engine() {
+    let (ctx, clock) = crate::support::manual_context(0, Duration::from_secs(1));
+    ctx.execute("CREATE SOURCE words (word TEXT) WITH (connector = 'memory')")
+        .await
+        .unwrap();
+    let panicking = ctx
+        .sql("SELECT word FROM words")
+        .await
+        .unwrap()
+        .foreach_batch(|time, _| {
+            if time.millis() == 2000 {
+                panic!("boom at {time}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (healthy, outputs) =
+        crate::support::record(ctx.sql("SELECT word FROM words").await.unwrap());
+    ctx.start().await.unwrap();
+    for batch in 1..=3 {
+        ctx.memory_source("words").unwrap().push_records("w\n");
+        clock.set(batch * 1000);
+        crate::support::wait_for_batch(&healthy, batch * 1000).await;
+    }
+    let error = panicking.await_termination().await.unwrap_err().to_string();
+    assert!(
+        error.contains("the batch panicked: boom at 2000 ms"),
+        "{error}"
+    );
+    assert_eq!(outputs.lock().unwrap().len(), 3, "the other query went on");
+}

@@ -42,6 +42,10 @@ pub enum Error {
         /// What happened, with the position.
         message: String,
     },
+    /// A batch panicked (in an operator or a user callback): its query
+    /// stops with this error; the engine and other queries go on.
+    #[error("the batch panicked: {0}")]
+    Panic(String),
     /// A checkpoint directory that cannot be used: of another query,
     /// damaged, or not writable.
     #[error("checkpoint: {0}")]
@@ -103,7 +107,7 @@ impl Error {
                 _ => ErrorKind::User,
             },
             Error::Query { cause, .. } | Error::Shared(cause) => cause.kind(),
-            Error::Internal(_) => ErrorKind::Internal,
+            Error::Internal(_) | Error::Panic(_) => ErrorKind::Internal,
         }
     }
 

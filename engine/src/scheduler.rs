@@ -20,6 +20,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use futures::FutureExt;
 use tokio::sync::Notify;
 
 use crate::aggregate::Aggregation;
@@ -104,6 +105,15 @@ enum Operator {
     EventWindow(EventWindowOperator, WatermarkTracker),
     RawWindow(RawWindowOperator),
     Running(RunningAggregateOperator),
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Each source's position after this batch's poll, for checkpoints.
@@ -564,7 +574,12 @@ impl Engine {
             let started = Instant::now();
             query.last_checkpoint = (0, Duration::ZERO);
             let outcome = match query.log_offsets(time, &offsets) {
-                Ok(()) => query.run_batch(time, &polled, &positions).await,
+                // A panic in a batch (an operator, a user callback) fails that
+                // query with an error; the engine and other queries go on.
+                Ok(()) => std::panic::AssertUnwindSafe(query.run_batch(time, &polled, &positions))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(Error::Panic(panic_message(&*panic)))),
                 Err(e) => Err(e),
             };
             query.last_batch = Some(time);
