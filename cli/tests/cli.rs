@@ -499,6 +499,8 @@ fn a_files_source_feeds_a_windowed_query_into_a_files_sink() {
         let mut files: Vec<_> = std::fs::read_dir(&output)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    // A file being written is hidden until it is renamed.
+                    .filter(|name| !name.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();
