@@ -1,6 +1,7 @@
-//! Bursts: `max.records.per.batch` caps a batch, and what is over waits for
-//! the next batches (bounded: the receiver's channel pushes back on the
-//! sender), through a real socket on 127.0.0.1.
+//! Bursts and bad networks, through real sockets on 127.0.0.1:
+//! `max.records.per.batch` caps a batch, and what is over waits for the
+//! next batches (bounded: the receiver's channel pushes back on the
+//! sender); a server that drops and refuses connections is reconnected.
 
 use std::io::Write;
 use std::time::Duration;
@@ -76,5 +77,68 @@ async fn a_burst_is_cut_into_batches_of_at_most_max_records() {
     }
     drop(ctx);
     done.send(()).unwrap();
+    server.join().unwrap();
+}
+
+/// A server that drops the connection five times (once in the middle of a
+/// line) and refuses connections for 2 s once: the query keeps running,
+/// the source reconnects five times, the cut line is counted (never merged
+/// with the next one), and every whole line arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_server_is_reconnected_and_the_cut_line_counted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let mut listener = Some(listener);
+        let sends: [&[u8]; 6] = [b"1\n2\n", b"3\n4", b"5\n", b"6\n", b"7\n", b"8\n9\n"];
+        for (i, bytes) in sends.iter().enumerate() {
+            if i == 3 {
+                // Refuse connections for 2 s: nobody listens.
+                drop(listener.take());
+                std::thread::sleep(Duration::from_secs(2));
+                listener = Some(std::net::TcpListener::bind(address).unwrap());
+            }
+            let (mut peer, _) = listener.as_ref().unwrap().accept().unwrap();
+            peer.write_all(bytes).unwrap();
+            if i == sends.len() - 1 {
+                let _ = finished.recv_timeout(Duration::from_secs(30));
+            }
+            // Dropping `peer` closes the connection.
+        }
+    });
+    let ctx = brooklet::StreamingContext::builder(Duration::from_millis(100))
+        .notices(brooklet::Notices::new(|_| {}))
+        .build()
+        .unwrap();
+    ctx.execute(&format!(
+        "CREATE SOURCE numbers (n BIGINT) WITH (connector = 'socket', host = '127.0.0.1', \
+         port = {}, format = 'csv', reconnect.backoff.max = '300 ms')",
+        address.port()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT n FROM numbers").await.unwrap());
+    ctx.start().await.unwrap();
+    let rows = || -> Vec<String> {
+        outputs
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, rows)| rows.clone())
+            .collect()
+    };
+    for _ in 0..200 {
+        if rows().len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows(), ["1", "2", "3", "5", "6", "7", "8", "9"]);
+    let metrics = ctx.engine().sources()[0].metrics.clone();
+    assert_eq!((metrics.reconnects, metrics.cut_lines), (5, 1));
+    assert!(!handle.status().is_terminal(), "the query keeps running");
+    done.send(()).unwrap();
+    ctx.stop(brooklet::StopMode::Immediate).await.unwrap();
     server.join().unwrap();
 }

@@ -6,7 +6,7 @@
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
-//! - `bursts`: `max.records.per.batch` through a socket;
+//! - `bursts`: `max.records.per.batch` and a flaky server, through sockets;
 //! - `files`: the files source and sink on real directories;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
