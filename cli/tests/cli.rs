@@ -736,3 +736,119 @@ fn crashes_at_each_crash_point_leave_the_same_output() {
         assert_eq!(recovery.output(name), expected, "after a crash at {name}");
     }
 }
+
+/// The peak resident memory of process `pid` while `running`, sampled.
+fn sample_peak_rss(
+    pid: u32,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut peak = 0u64;
+        while running.load(std::sync::atomic::Ordering::SeqCst) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+/// A burst through a socket: 2 s at 10 000 lines/s, 2 s at ten times that,
+/// 2 s at 10 000 again. The receiver's bounded channel and
+/// `max.records.per.batch` keep memory bounded (TCP pushes back on the
+/// sender), and the backlog drains: every line is counted once, soon after
+/// the sender is done.
+#[test]
+fn a_ten_times_burst_keeps_memory_bounded_and_drains() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent_all = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender_done = std::sync::Arc::clone(&sent_all);
+    let phases: [(u64, u64); 3] = [(1_000, 20), (10_000, 20), (1_000, 20)];
+    let total: u64 = phases
+        .iter()
+        .map(|(per_tick, ticks)| per_tick * ticks)
+        .sum();
+    let server = thread::spawn(move || {
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut n = 0u64;
+        for (per_tick, ticks) in phases {
+            for _ in 0..ticks {
+                let tick = Instant::now();
+                let chunk: String = (0..per_tick)
+                    .map(|_| {
+                        n += 1;
+                        format!("{n},a payload of some fifty bytes to make lines real\n")
+                    })
+                    .collect();
+                peer.write_all(chunk.as_bytes()).unwrap();
+                thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+            }
+        }
+        sender_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Stay connected until the test ends.
+        let mut rest = Vec::new();
+        let _ = peer.read_to_end(&mut rest);
+    });
+    let mut child = brooklet()
+        .args([
+            "-c",
+            &format!(
+                "SET batch.interval = '200 ms'; \
+                 CREATE SOURCE s (n BIGINT, payload TEXT) WITH (connector = 'socket', host = '127.0.0.1', \
+                 port = {port}, format = 'csv', max.records.per.batch = 20000); \
+                 SELECT count(*) AS c FROM s;"
+            ),
+            "--format",
+            "csv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = sample_peak_rss(child.id(), std::sync::Arc::clone(&running));
+    let started = Instant::now();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut counted = 0u64;
+    let mut drained_at = None;
+    let mut line = String::new();
+    while drained_at.is_none() {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the run ended early"
+        );
+        if let Ok(c) = line.trim().parse::<u64>() {
+            counted += c;
+        }
+        if counted >= total {
+            drained_at = Some(started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the backlog never drained: {counted} of {total}"
+        );
+    }
+    let sender_finished = sent_all.load(std::sync::atomic::Ordering::SeqCst);
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    sigint(&child);
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drop(server);
+    assert_eq!(counted, total, "every line counted once");
+    eprintln!(
+        "burst: {total} lines, drained {:.1} s after the start (sender done: {sender_finished}), peak RSS {:.1} MiB",
+        drained_at.unwrap().as_secs_f64(),
+        peak as f64 / (1 << 20) as f64
+    );
+    assert!(peak < 400 << 20, "peak RSS {peak} bytes");
+}
