@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fuzzes the SQL front end (parse with Brooklet's dialect, then plan) for
+# a while: `fuzz/run.sh [seconds]` (default 60). Not part of CI: the
+# instrumented release build of DataFusion takes a long while on 2 cores.
+#
+# Builds with cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP=1 lets it
+# pass its -Z flags), seeds the corpus with the statements of the spec
+# files, and prints libFuzzer's summary (execs/s, corpus, crashes). Every
+# crash found is to become a regression test.
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds="${1:-60}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+mkdir -p corpus/sql
+# Seeds: each spec file's statements (the part before the first batch).
+for spec in ../tests/specs/*.spec; do
+    sed '/^== batch/,$d; /^#/d' "$spec" > "corpus/sql/$(basename "$spec" .spec).sql"
+done
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brooklet/fuzz-target}"
+RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none sql corpus/sql -- \
+    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
