@@ -852,3 +852,105 @@ fn a_ten_times_burst_keeps_memory_bounded_and_drains() {
     );
     assert!(peak < 400 << 20, "peak RSS {peak} bytes");
 }
+
+/// `receiver.log = true` makes a socket replayable: lines the process had
+/// received (logged and fsynced) are not lost when it is killed before they
+/// were batched, and with the files sink every line comes out once.
+#[test]
+fn the_receiver_log_loses_no_received_line_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        // First connection: lines 1..=300; after the restart: 301..=400.
+        for range in [1..=300u32, 301..=400] {
+            let (mut peer, _) = listener.accept().unwrap();
+            let lines: String = range.map(|n| format!("{n}\n")).collect();
+            peer.write_all(lines.as_bytes()).unwrap();
+            if range_end_is(&lines, 400) {
+                let _ = finished.recv_timeout(Duration::from_secs(60));
+            } else {
+                // Hold the connection until the process is killed.
+                let mut rest = Vec::new();
+                let _ = peer.read_to_end(&mut rest);
+            }
+        }
+    });
+    let out = dir.path().join("out");
+    let job = sql_file(
+        &dir,
+        &format!(
+            "SET batch.interval = '3 seconds';\n\
+             CREATE SOURCE s (n BIGINT) WITH (connector = 'socket', host = '127.0.0.1', port = {port}, \
+             format = 'csv', receiver.log = true);\n\
+             CREATE SINK lines WITH (connector = 'files', path = '{}', format = 'csv');\n\
+             INSERT INTO lines SELECT n FROM s;\n",
+            out.display()
+        ),
+    );
+    let checkpoint = dir.path().join("checkpoint");
+    let start = || {
+        brooklet()
+            .args(["run", job.to_str().unwrap(), "--checkpoint"])
+            .arg(&checkpoint)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start();
+    // Kill as soon as every line is in the receiver log.
+    let log = checkpoint.join("receiver-logs/s/0.log");
+    let logged_bytes: u64 = (1..=300u32).map(|n| n.to_string().len() as u64 + 1).sum();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) < logged_bytes {
+        assert!(
+            Instant::now() < deadline,
+            "the lines never reached the receiver log"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let batched_before_kill = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    let second = start();
+    let rows = || -> Vec<u32> {
+        let mut rows: Vec<u32> = std::fs::read_dir(&out)
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .flat_map(|p| {
+                        std::fs::read_to_string(p)
+                            .unwrap()
+                            .lines()
+                            .skip(1)
+                            .map(|l| l.parse().unwrap())
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.sort_unstable();
+        rows
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows().len() < 400 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    sigint(&second);
+    let output = second.wait_with_output().unwrap();
+    done.send(()).unwrap();
+    server.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("receiver log: {batched_before_kill} output files before the kill");
+    assert_eq!(rows(), (1..=400).collect::<Vec<u32>>(), "every line once");
+}
+
+fn range_end_is(lines: &str, n: u32) -> bool {
+    lines.ends_with(&format!("\n{n}\n"))
+}

@@ -313,6 +313,8 @@ impl Engine {
                 interval,
                 metrics,
                 notices: self.inner.notices.clone(),
+                checkpoint_dir: checkpoint.as_ref().map(|c| c.dir.clone()),
+                checkpoint_every: checkpoint.as_ref().map_or(1, |c| c.every),
             };
             match source.open(ctx) {
                 Ok(reader) => {

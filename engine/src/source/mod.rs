@@ -15,6 +15,7 @@
 mod files;
 mod memory;
 mod receiver;
+mod receiver_log;
 mod sequence;
 mod socket;
 mod stdin;
@@ -69,6 +70,11 @@ pub struct SourceContext {
     pub metrics: Arc<SourceMetrics>,
     /// Where warnings go.
     pub notices: Notices,
+    /// The engine's checkpoint directory, if queries checkpoint (where a
+    /// receiver log goes).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Every how many batches state is saved (what a receiver log keeps).
+    pub checkpoint_every: u64,
 }
 
 /// Hands out one batch per batch time.

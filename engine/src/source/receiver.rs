@@ -2,16 +2,27 @@
 //! them into lines, decodes them and pushes batches into a bounded channel,
 //! and the [`SourceReader`] that drains that channel at each batch time.
 
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
 use arrow::array::RecordBatch;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::connector::Decoding;
 use crate::error::{Error, Result};
 use crate::format::MalformedKind;
 use crate::format::RecordDecoder;
+use crate::metrics::SourceMetrics;
+use crate::source::receiver_log::ReceiverLog;
 use crate::source::{SourceBatch, SourceReader};
+use crate::sync::lock;
 use crate::time::BatchTime;
+
+/// A receiver log shared by the receiver task and the reader.
+pub(crate) type SharedLog = Arc<Mutex<ReceiverLog>>;
 
 /// Chunks a receiver may have decoded and not yet handed to a batch. With
 /// reads of at most [`READ_BYTES`], this bounds a receiver's buffer.
@@ -22,8 +33,8 @@ pub(crate) const READ_BYTES: usize = 64 * 1024;
 /// What a receiver sends to its reader.
 #[derive(Debug)]
 pub(crate) enum ReceiverEvent {
-    /// Decoded rows.
-    Rows(RecordBatch),
+    /// Decoded rows, and where their lines are in the receiver log.
+    Rows(RecordBatch, Option<Range<u64>>),
     /// The source cannot go on.
     Failed(Error),
     /// The input ended.
@@ -44,6 +55,7 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
     mut input: R,
     decoder: &mut RecordDecoder,
     tx: &mpsc::Sender<ReceiverEvent>,
+    log: Option<&SharedLog>,
 ) -> Result<PumpEnd> {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BYTES);
     // An over-long line being discarded, if any: where it starts, its
@@ -90,9 +102,14 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
         }
         let complete = memchr::memrchr(b'\n', &buffer).map_or(0, |i| i + 1);
         if complete > 0 {
+            // Logged (and fsynced) before the lines can enter a batch.
+            let range = match log {
+                Some(log) => Some(lock(log).append(&buffer[..complete])?),
+                None => None,
+            };
             let batch = decoder.decode(&buffer[..complete])?;
             buffer.drain(..complete);
-            if batch.num_rows() > 0 && tx.send(ReceiverEvent::Rows(batch)).await.is_err() {
+            if batch.num_rows() > 0 && tx.send(ReceiverEvent::Rows(batch, range)).await.is_err() {
                 return Ok(PumpEnd::Closed);
             }
         }
@@ -129,8 +146,81 @@ pub(crate) struct ReceiverReader {
     /// `max.records.per.batch`, if set.
     limit: Option<usize>,
     /// Rows received beyond the last batch's limit, taken first next time.
-    carried: Option<RecordBatch>,
+    carried: VecDeque<Chunk>,
+    /// With `receiver.log`: the log and what replay needs.
+    log: Option<LogState>,
     _task: AbortOnDrop,
+}
+
+/// Received rows not yet in a batch: `batch` is what is left of an event
+/// whose lines are at `range` of the receiver log, after its first `skip`
+/// rows.
+struct Chunk {
+    batch: RecordBatch,
+    range: Option<Range<u64>>,
+    skip: usize,
+}
+
+/// The receiver log's side of a reader: positions are `(offset, rows)`, the
+/// rows decoded from the log at `offset` (an event's start) to skip.
+pub(crate) struct LogState {
+    log: SharedLog,
+    decoding: Decoding,
+    name: String,
+    metrics: Arc<SourceMetrics>,
+    /// The log's end when the reader opened: what is before it and after
+    /// the restored position was received before a restart.
+    end_at_open: u64,
+    /// Where the untaken rows start.
+    position: (u64, usize),
+    /// After a restart, the rows received but never batched are read back
+    /// from here up to `end_at_open`.
+    recover: Option<(u64, usize)>,
+    /// What the last batch took: `(range start, range end, skip, take)`.
+    last: (u64, u64, usize, usize),
+    /// Positions saved lately (one per batch); the log before the oldest
+    /// is pruned. `keep` batches cover the two kept checkpoints.
+    saved: Mutex<VecDeque<u64>>,
+    keep: usize,
+}
+
+impl LogState {
+    pub(crate) fn new(
+        log: SharedLog,
+        decoding: Decoding,
+        name: &str,
+        metrics: Arc<SourceMetrics>,
+        keep: usize,
+    ) -> Self {
+        let (start, end_at_open) = {
+            let log = lock(&log);
+            (log.start(), log.end())
+        };
+        LogState {
+            log,
+            decoding,
+            name: name.to_string(),
+            metrics,
+            end_at_open,
+            position: (end_at_open, 0),
+            // Without a checkpointed position (a query that never saved
+            // state), everything still in the log was never committed.
+            recover: (start < end_at_open).then_some((start, 0)),
+            last: (end_at_open, end_at_open, 0, 0),
+            saved: Mutex::new(VecDeque::new()),
+            keep: keep.max(2),
+        }
+    }
+
+    /// The rows of log bytes `range`, after the first `skip`, at most `take`.
+    fn rows(&self, range: Range<u64>, skip: usize, take: Option<usize>) -> Result<RecordBatch> {
+        let bytes = lock(&self.log).read(range)?;
+        let mut decoder = self.decoding.decoder(&self.name, Arc::clone(&self.metrics));
+        let batch = decoder.decode(&bytes)?;
+        let skip = skip.min(batch.num_rows());
+        let take = take.unwrap_or(usize::MAX).min(batch.num_rows() - skip);
+        Ok(batch.slice(skip, take))
+    }
 }
 
 impl ReceiverReader {
@@ -145,17 +235,35 @@ impl ReceiverReader {
             rx,
             ended: false,
             limit,
-            carried: None,
+            carried: VecDeque::new(),
+            log: None,
             _task: AbortOnDrop(task),
         }
+    }
+
+    /// Keeps the receiver log's positions (`receiver.log = true`).
+    pub(crate) fn with_log(mut self, log: LogState) -> Self {
+        self.log = Some(log);
+        self
     }
 }
 
 impl SourceReader for ReceiverReader {
     fn next_batch(&mut self, _time: BatchTime) -> Result<SourceBatch> {
         let limit = self.limit.unwrap_or(usize::MAX);
-        let mut batches: Vec<RecordBatch> = self.carried.take().into_iter().collect();
-        let mut rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if let Some(log) = self.log.as_mut()
+            && let Some((offset, skip)) = log.recover.take()
+            && offset < log.end_at_open
+        {
+            let batch = log.rows(offset..log.end_at_open, skip, None)?;
+            self.carried.push_front(Chunk {
+                batch,
+                range: Some(offset..log.end_at_open),
+                skip,
+            });
+        }
+        let mut chunks: Vec<Chunk> = self.carried.drain(..).collect();
+        let mut rows: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
         // Take only what is there now: what arrives later belongs to the
         // next batch; past the limit, the rest waits (and the bounded
         // channel behind it pushes back on the sender).
@@ -164,9 +272,13 @@ impl SourceReader for ReceiverReader {
                 break;
             }
             match self.rx.try_recv() {
-                Ok(ReceiverEvent::Rows(batch)) => {
+                Ok(ReceiverEvent::Rows(batch, range)) => {
                     rows += batch.num_rows();
-                    batches.push(batch);
+                    chunks.push(Chunk {
+                        batch,
+                        range,
+                        skip: 0,
+                    });
                 }
                 Ok(ReceiverEvent::Failed(e)) => return Err(e),
                 Ok(ReceiverEvent::End) => {
@@ -176,15 +288,110 @@ impl SourceReader for ReceiverReader {
                 Err(_) => break,
             }
         }
-        let mut batch = arrow::compute::concat_batches(&self.schema, &batches)?;
-        if batch.num_rows() > limit {
-            self.carried = Some(batch.slice(limit, batch.num_rows() - limit));
-            batch = batch.slice(0, limit);
+        let mut taken = Vec::new();
+        let mut first: Option<(u64, usize)> = None;
+        let mut last_end = None;
+        let mut remaining = limit;
+        for chunk in chunks {
+            let n = chunk.batch.num_rows();
+            if remaining == 0 {
+                self.carried.push_back(chunk);
+                continue;
+            }
+            if let Some(range) = &chunk.range {
+                first.get_or_insert((range.start, chunk.skip));
+                last_end = Some(range.end);
+            }
+            if n <= remaining {
+                remaining -= n;
+                taken.push(chunk.batch);
+            } else {
+                taken.push(chunk.batch.slice(0, remaining));
+                self.carried.push_back(Chunk {
+                    batch: chunk.batch.slice(remaining, n - remaining),
+                    range: chunk.range,
+                    skip: chunk.skip + remaining,
+                });
+                remaining = 0;
+            }
+        }
+        let batch = arrow::compute::concat_batches(&self.schema, &taken)?;
+        if let Some(log) = self.log.as_mut() {
+            if let (Some((start, skip)), Some(end)) = (first, last_end) {
+                log.last = (start, end, skip, batch.num_rows());
+            } else {
+                log.last = (log.position.0, log.position.0, 0, 0);
+            }
+            log.position = match self.carried.front() {
+                Some(Chunk {
+                    range: Some(range),
+                    skip,
+                    ..
+                }) => (range.start, *skip),
+                _ => last_end.map_or(log.position, |end| (end, 0)),
+            };
         }
         Ok(SourceBatch {
             batch,
-            end_of_input: self.ended && self.carried.is_none(),
+            end_of_input: self.ended && self.carried.is_empty(),
         })
+    }
+
+    fn offsets(&self) -> Option<serde_json::Value> {
+        let log = self.log.as_ref()?;
+        let (start, end, skip, take) = log.last;
+        Some(serde_json::json!({ "log": [start, end], "skip": skip, "take": take }))
+    }
+
+    fn replay(&mut self, time: BatchTime, offsets: &serde_json::Value) -> Result<SourceBatch> {
+        let Some(log) = self.log.as_mut() else {
+            return self.next_batch(time);
+        };
+        let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        let (start, end) = (number(&offsets["log"][0]), number(&offsets["log"][1]));
+        let (skip, take) = (
+            number(&offsets["skip"]) as usize,
+            number(&offsets["take"]) as usize,
+        );
+        let batch = log.rows(start..end, skip, Some(take))?;
+        // What was received after this batch is read back from here.
+        log.recover = Some((start, skip + take));
+        log.position = (start, skip + take);
+        log.last = (start, end, skip, take);
+        Ok(SourceBatch {
+            batch,
+            end_of_input: false,
+        })
+    }
+
+    fn save(&self) -> Option<serde_json::Value> {
+        let log = self.log.as_ref()?;
+        // Positions are saved every batch; the log before the oldest one a
+        // kept checkpoint may hold is no longer needed.
+        let mut saved = lock(&log.saved);
+        saved.push_back(log.position.0);
+        while saved.len() > log.keep {
+            saved.pop_front();
+        }
+        if saved.len() == log.keep
+            && let Some(&oldest) = saved.front()
+            && let Err(e) = lock(&log.log).prune_before(oldest)
+        {
+            log.metrics
+                .note_skipped(|| format!("the receiver log was not pruned: {e}"));
+        }
+        Some(serde_json::json!({ "log": log.position.0, "skip": log.position.1 }))
+    }
+
+    fn load(&mut self, position: &serde_json::Value) -> Result<()> {
+        if let Some(log) = self.log.as_mut()
+            && let Some(offset) = position["log"].as_u64()
+        {
+            let skip = position["skip"].as_u64().unwrap_or(0) as usize;
+            log.recover = Some((offset, skip));
+            log.position = (offset, skip);
+        }
+        Ok(())
     }
 }
 

@@ -17,7 +17,8 @@ use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
 use crate::format::RecordDecoder;
 use crate::notice::Notices;
-use crate::source::receiver::{self, PumpEnd, ReceiverEvent, ReceiverReader};
+use crate::source::receiver::{self, LogState, PumpEnd, ReceiverEvent, ReceiverReader, SharedLog};
+use crate::source::receiver_log::ReceiverLog;
 use crate::source::{Source, SourceContext, SourceReader};
 use crate::time::{format_duration, parse_duration};
 
@@ -31,6 +32,9 @@ pub struct SocketSource {
     port: u16,
     decoding: Decoding,
     max_backoff: Duration,
+    /// `receiver.log = true`: received lines are logged before they are
+    /// batched (see `receiver_log`).
+    receiver_log: bool,
 }
 
 impl SocketSource {
@@ -42,6 +46,7 @@ impl SocketSource {
             port,
             decoding,
             max_backoff: Duration::from_secs(5),
+            receiver_log: false,
         }
     }
 
@@ -65,6 +70,7 @@ impl SocketSource {
         if let Some(max) = options.take(&["reconnect.backoff.max"]) {
             source.max_backoff = parse_duration(&max)?;
         }
+        source.receiver_log = options.take_bool(&["receiver.log"])?.unwrap_or(false);
         Ok(source)
     }
 }
@@ -86,21 +92,43 @@ impl Source for SocketSource {
     }
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
+        let log = if self.receiver_log {
+            let Some(dir) = &ctx.checkpoint_dir else {
+                return Err(Error::Config(format!(
+                    "source '{}': receiver.log = true needs a checkpoint directory \
+                     (SET checkpoint.dir = '…' or run --checkpoint DIR)",
+                    self.name
+                )));
+            };
+            let dir = dir.join("receiver-logs").join(&self.name);
+            Some(Arc::new(std::sync::Mutex::new(ReceiverLog::open(&dir)?)))
+        } else {
+            None
+        };
         let (tx, rx) = receiver::channel();
         let decoder = self.decoding.decoder(&self.name, Arc::clone(&ctx.metrics));
         let address = format!("{}:{}", self.host, self.port);
         let max_backoff = self.max_backoff;
+        let state = log.clone().map(|log| {
+            LogState::new(
+                log,
+                self.decoding.clone(),
+                &self.name,
+                Arc::clone(&ctx.metrics),
+                ctx.checkpoint_every as usize * 2 + 2,
+            )
+        });
         let task = tokio::spawn(async move {
-            if let Err(e) = receive(&address, max_backoff, decoder, &tx, &ctx).await {
+            if let Err(e) = receive(&address, max_backoff, decoder, &tx, &ctx, log.as_ref()).await {
                 let _ = tx.send(ReceiverEvent::Failed(e)).await;
             }
         });
-        Ok(Box::new(ReceiverReader::new(
-            self.schema(),
-            rx,
-            task,
-            self.decoding.max_records_per_batch,
-        )))
+        let reader =
+            ReceiverReader::new(self.schema(), rx, task, self.decoding.max_records_per_batch);
+        Ok(Box::new(match state {
+            Some(state) => reader.with_log(state),
+            None => reader,
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -115,6 +143,7 @@ async fn receive(
     mut decoder: RecordDecoder,
     tx: &tokio::sync::mpsc::Sender<ReceiverEvent>,
     ctx: &SourceContext,
+    log: Option<&SharedLog>,
 ) -> Result<()> {
     let say = |message: String| {
         ctx.notices
@@ -146,7 +175,8 @@ async fn receive(
         connected_before = true;
         backoff = FIRST_BACKOFF;
         let _ = stream.set_nodelay(true);
-        let end = receive_connection(stream, &mut decoder, tx, &ctx.notices, &ctx.name).await?;
+        let end =
+            receive_connection(stream, &mut decoder, tx, &ctx.notices, &ctx.name, log).await?;
         match end {
             PumpEnd::Closed => return Ok(()),
             PumpEnd::Eof { partial } => {
@@ -176,8 +206,9 @@ async fn receive_connection(
     tx: &tokio::sync::mpsc::Sender<ReceiverEvent>,
     notices: &Notices,
     name: &str,
+    log: Option<&SharedLog>,
 ) -> Result<PumpEnd> {
-    match receiver::pump_lines(stream, decoder, tx).await {
+    match receiver::pump_lines(stream, decoder, tx, log).await {
         Err(Error::Io { source, .. }) => {
             notices.send(format!("source '{name}': read error: {source}"));
             Ok(PumpEnd::Eof {

@@ -58,7 +58,7 @@ impl Source for StdinSource {
         let mut decoder = self.decoding.decoder(&self.name, Arc::clone(&ctx.metrics));
         let task = tokio::spawn(async move {
             let outcome = async {
-                match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx).await? {
+                match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx, None).await? {
                     PumpEnd::Closed => Ok(None),
                     // A last line without a newline is still a record.
                     PumpEnd::Eof { partial } if !partial.is_empty() => {
@@ -74,7 +74,7 @@ impl Source for StdinSource {
                 Ok(None) => return,
                 Ok(Some(last)) => {
                     if last.num_rows() > 0 {
-                        let _ = tx.send(ReceiverEvent::Rows(last)).await;
+                        let _ = tx.send(ReceiverEvent::Rows(last, None)).await;
                     }
                     tx.send(ReceiverEvent::End).await
                 }
