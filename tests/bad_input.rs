@@ -68,14 +68,34 @@ fn input() -> Input {
     (text, bad, clean)
 }
 
-/// Runs `SELECT word, count(*), sum(n)` over the input under `policy`;
+/// Runs `SELECT word, count(*), sum(n)` over the CSV input under `policy`;
 /// returns the rows, or the error.
 async fn run(
     policy: &str,
     dead_letter: Option<&std::path::Path>,
 ) -> (Result<Vec<String>, String>, brooklet::SourceInfo) {
-    let input = tempfile::tempdir().unwrap();
     let (text, _, _) = input_cached();
+    run_format(
+        "csv",
+        "n BIGINT, word TEXT, ts TIMESTAMP",
+        "SELECT word, count(*) AS c, sum(n) AS s FROM rows GROUP BY word",
+        text,
+        policy,
+        dead_letter,
+    )
+    .await
+}
+
+/// Runs `query` over `text` in a file of `format` decoded into `columns`.
+async fn run_format(
+    format: &str,
+    columns: &str,
+    query: &str,
+    text: &[u8],
+    policy: &str,
+    dead_letter: Option<&std::path::Path>,
+) -> (Result<Vec<String>, String>, brooklet::SourceInfo) {
+    let input = tempfile::tempdir().unwrap();
     let path = input.path().join("data.csv");
     std::fs::write(&path, text).unwrap();
     std::fs::File::options()
@@ -89,16 +109,13 @@ async fn run(
         format!(", dead-letter.path = '{}'", p.display())
     });
     ctx.execute(&format!(
-        "CREATE SOURCE rows (n BIGINT, word TEXT, ts TIMESTAMP) WITH (connector = 'files', \
-         path = '{}', format = 'csv', max.record.bytes = 200, on-error = '{policy}'{dead})",
+        "CREATE SOURCE rows ({columns}) WITH (connector = 'files', \
+         path = '{}', format = '{format}', max.record.bytes = 200, on-error = '{policy}'{dead})",
         input.path().display()
     ))
     .await
     .unwrap();
-    let stream = ctx
-        .sql("SELECT word, count(*) AS c, sum(n) AS s FROM rows GROUP BY word")
-        .await
-        .unwrap();
+    let stream = ctx.sql(query).await.unwrap();
     let (handle, outputs) = record(stream);
     ctx.start().await.unwrap();
     clock.set(1000);
@@ -198,4 +215,68 @@ async fn fail_stops_at_the_first_bad_line_with_its_position() {
         "{error}"
     );
     assert_eq!(info.metrics.malformed, 1);
+}
+
+/// JSON lines and plain lines, 1 % malformed across the kinds each format
+/// can have: counts exact by kind, the good records' output that of the
+/// clean subset.
+#[tokio::test]
+async fn json_and_lines_count_their_bad_records_by_kind() {
+    let mut json = Vec::new();
+    let mut lines = Vec::new();
+    let (mut clean_json, mut clean_lines) = (0i64, 0u64);
+    let mut kinds: [BTreeMap<String, u64>; 2] = Default::default();
+    for i in 0..20_000i64 {
+        if i % 100 == 37 {
+            let (json_bad, json_kind): (Vec<u8>, &str) = match (i / 100) % 4 {
+                0 => (b"[1, 2]".to_vec(), "json"),
+                1 => (format!("{{\"n\": \"x{i}\"}}").into_bytes(), "value"),
+                2 => (
+                    [b"{\"n\": 1, \"s\": \"".as_slice(), &[0xff], b"\"}"].concat(),
+                    "utf8",
+                ),
+                _ => (
+                    format!("{{\"n\": {i}, \"s\": \"{}\"}}", "y".repeat(300)).into_bytes(),
+                    "too_long",
+                ),
+            };
+            json.extend_from_slice(&json_bad);
+            json.push(b'\n');
+            *kinds[0].entry(json_kind.into()).or_default() += 1;
+            if i % 200 == 37 {
+                lines.extend_from_slice(&[b'a', 0xff, b'\n']);
+                *kinds[1].entry("utf8".into()).or_default() += 1;
+            } else {
+                lines.extend_from_slice(format!("{}\n", "z".repeat(250)).as_bytes());
+                *kinds[1].entry("too_long".into()).or_default() += 1;
+            }
+            continue;
+        }
+        json.extend_from_slice(format!("{{\"n\": {i}, \"s\": \"ok\"}}\n").as_bytes());
+        clean_json += i;
+        lines.extend_from_slice(format!("line {i}\r\n").as_bytes());
+        clean_lines += 1;
+    }
+    let (rows, info) = run_format(
+        "json",
+        "n BIGINT, s TEXT",
+        "SELECT sum(n) AS s FROM rows",
+        &json,
+        "skip",
+        None,
+    )
+    .await;
+    assert_eq!(rows.unwrap(), [clean_json.to_string()]);
+    assert_eq!(info.metrics.malformed_by_kind, kinds[0]);
+    let (rows, info) = run_format(
+        "lines",
+        "line TEXT",
+        "SELECT count(*) AS c FROM rows WHERE line LIKE 'line %'",
+        &lines,
+        "skip",
+        None,
+    )
+    .await;
+    assert_eq!(rows.unwrap(), [clean_lines.to_string()]);
+    assert_eq!(info.metrics.malformed_by_kind, kinds[1]);
 }
