@@ -404,8 +404,13 @@ impl Aggregation {
                 .as_primitive_opt()
                 .ok_or_else(|| Error::Checkpoint(format!("the saved state '{name}' is damaged")))
         };
-        let groups = u64s(0)?.values().iter().map(|&g| g as usize).collect();
+        let groups: Vec<usize> = u64s(0)?.values().iter().map(|&g| g as usize).collect();
         let counts = u64s(1)?.values().to_vec();
+        if groups.windows(2).any(|w| w[0] >= w[1]) || counts.contains(&0) {
+            return Err(Error::Checkpoint(format!(
+                "the saved state '{name}' is damaged (groups out of order or empty)"
+            )));
+        }
         let mut states = Vec::with_capacity(widths.len());
         let mut at = 2;
         for width in widths {

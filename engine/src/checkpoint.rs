@@ -21,10 +21,10 @@
 //! (`crate::sink::files::write_atomically`), so a crash leaves either the
 //! old file or the new one.
 //!
-//! A state file is `BROOKLET-STATE 1\n`, a little-endian `u64` header
-//! length, a JSON header (batch time; per operator, its own metadata and
-//! the byte ranges of its parts), then each part as an Arrow IPC stream,
-//! and `\nEND\n`.
+//! A state file is `BROOKLET-STATE 2\n`, a little-endian `u64` header
+//! length, a `u64` checksum (FNV-1a of header and payload), a JSON header
+//! (batch time; per operator, its own metadata and the byte ranges of its
+//! parts), then each part as an Arrow IPC stream, and `\nEND\n`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::sink::files::{write_atomically, write_with_crash_points};
 use crate::time::BatchTime;
 
-const MAGIC: &[u8] = b"BROOKLET-STATE 1\n";
+const MAGIC: &[u8] = b"BROOKLET-STATE 2\n";
 const TRAILER: &[u8] = b"\nEND\n";
 
 /// One operator's state, being written: named Arrow batches and JSON
@@ -133,13 +133,26 @@ pub(crate) fn encode(time: BatchTime, operators: Vec<StateWriter>) -> Result<Vec
     }
     let header = serde_json::to_vec(&json!({"time": time.millis(), "operators": described}))
         .map_err(|e| Error::Internal(format!("cannot encode a state header: {e}")))?;
-    let mut out = Vec::with_capacity(MAGIC.len() + 8 + header.len() + payload.len() + 5);
+    let mut out = Vec::with_capacity(MAGIC.len() + 16 + header.len() + payload.len() + 5);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&checksum(&[&header, &payload]).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&payload);
     out.extend_from_slice(TRAILER);
     Ok(out)
+}
+
+/// FNV-1a (64 bits) over `parts`: catches a flipped or lost byte.
+fn checksum(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 /// Decodes a state file: its batch time and each operator's state.
@@ -150,14 +163,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
     let rest = rest
         .strip_suffix(TRAILER)
         .ok_or_else(|| damaged("the file is cut short".into()))?;
-    if rest.len() < 8 {
+    if rest.len() < 16 {
         return Err(damaged("the file is cut short".into()));
     }
     let header_len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
+    let sum = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
     let header_bytes = rest
-        .get(8..8 + header_len)
+        .get(16..16usize.saturating_add(header_len))
         .ok_or_else(|| damaged("the header is cut short".into()))?;
-    let payload = &rest[8 + header_len..];
+    let payload = &rest[16 + header_len..];
+    if checksum(&[header_bytes, payload]) != sum {
+        return Err(damaged("its checksum does not match".into()));
+    }
     let header: Value = serde_json::from_slice(header_bytes)
         .map_err(|e| damaged(format!("unreadable header: {e}")))?;
     let time = header["time"]
@@ -433,33 +450,51 @@ impl CheckpointDir {
         Ok(found)
     }
 
-    /// Saves the operators' states after batch `time`, and prunes all but
-    /// the two newest generations.
+    /// Saves the operators' states after batch `time` (pruned after the
+    /// batch commits, see [`CheckpointDir::commit`]).
     pub(crate) fn save_state(&self, time: BatchTime, operators: Vec<StateWriter>) -> Result<usize> {
         let bytes = encode(time, operators)?;
         let path = self.dir.join(format!("state-{}.bin", time.millis()));
         write_with_crash_points(&path, &bytes, None, Some("state-written"))?;
-        let generations = self.generations()?;
-        for (_, old) in generations.iter().rev().skip(2) {
-            fs::remove_file(old).map_err(|e| self.io("remove", old, e))?;
-        }
-        // Offsets before the oldest kept state are never replayed.
-        if let Some((oldest, _)) = generations.iter().rev().nth(1).or(generations.last()) {
-            for (time, path) in self.offset_files()? {
-                if time <= *oldest {
-                    fs::remove_file(&path).map_err(|e| self.io("remove", &path, e))?;
-                }
-            }
-        }
         Ok(bytes.len())
     }
 
-    /// Records that batch `time`'s output was delivered.
+    /// Keeps the two newest committed state generations (and any newer,
+    /// not yet committed one), and the offsets after the older of the two:
+    /// what a restart can need, even if the newest state is damaged. With
+    /// one committed generation nothing is pruned (a restart without state
+    /// replays from the start).
+    fn prune(&self, committed: BatchTime) -> Result<()> {
+        let generations = self.generations()?;
+        let kept: Vec<BatchTime> = generations
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t <= committed)
+            .rev()
+            .take(2)
+            .collect();
+        let [_, oldest] = kept.as_slice() else {
+            return Ok(());
+        };
+        for (time, path) in &generations {
+            if time < oldest {
+                fs::remove_file(path).map_err(|e| self.io("remove", path, e))?;
+            }
+        }
+        for (time, path) in self.offset_files()? {
+            if time <= *oldest {
+                fs::remove_file(&path).map_err(|e| self.io("remove", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn commit(&self, time: BatchTime) -> Result<()> {
         write_atomically(
             &self.dir.join("commit"),
             time.millis().to_string().as_bytes(),
-        )
+        )?;
+        self.prune(time)
     }
 }
 
@@ -491,9 +526,8 @@ mod tests {
         let mut flipped = bytes.clone();
         let at = flipped.len() - 20;
         flipped[at] ^= 0xff;
-        // A flipped payload byte is either caught by IPC decoding or
-        // changes a value; the header and trailer checks catch cuts.
-        let _ = decode(&flipped);
+        let e = decode(&flipped).unwrap_err().to_string();
+        assert!(e.contains("checksum does not match"), "{e}");
     }
 
     #[test]

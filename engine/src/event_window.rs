@@ -760,11 +760,17 @@ impl EventWindowOperator {
                         .into_iter()
                         .map(|k| k as usize)
                         .collect();
+                    let frozen = aggregation.load_partial(state, &format!("pane.{start}"))?;
+                    if keys.iter().any(|&k| k >= self.index.len()) || frozen.len() > keys.len() {
+                        return Err(Error::Checkpoint(format!(
+                            "the saved pane {start} does not fit its keys"
+                        )));
+                    }
                     let pane = Pane {
                         local: keys.iter().enumerate().map(|(g, &k)| (k, g)).collect(),
                         keys,
                         building: None,
-                        frozen: aggregation.load_partial(state, &format!("pane.{start}"))?,
+                        frozen,
                     };
                     fixed.panes.insert(start, pane);
                 }
@@ -773,6 +779,14 @@ impl EventWindowOperator {
                 let keys = state.i64s("session.keys")?;
                 let starts = state.i64s("session.starts")?;
                 let ends = state.i64s("session.ends")?;
+                let fits = keys.len() == starts.len()
+                    && keys.len() == ends.len()
+                    && keys
+                        .iter()
+                        .all(|&k| k >= 0 && (k as usize) < self.index.len());
+                if !fits {
+                    return Err(Error::Checkpoint("the saved sessions are damaged".into()));
+                }
                 sessions.slots = keys
                     .iter()
                     .zip(starts.iter().zip(&ends))
@@ -784,6 +798,9 @@ impl EventWindowOperator {
                     })
                     .collect();
                 sessions.total = aggregation.load_partial(state, "sessions")?;
+                if sessions.total.len() > sessions.slots.len() {
+                    return Err(Error::Checkpoint("the saved sessions are damaged".into()));
+                }
                 sessions.rebuild();
             }
         }

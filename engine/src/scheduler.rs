@@ -332,7 +332,18 @@ impl Engine {
             let restoring = Instant::now();
             let state_time = found.state.as_ref().map(|(t, _)| *t);
             if let Some((_, states)) = found.state {
-                let loaded = load_states(&order, &mut operators, &states).and_then(|()| {
+                // A state that decodes but does not fit must not panic the
+                // scheduler: it fails the query with a message.
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    load_states(&order, &mut operators, &states)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Checkpoint(format!(
+                        "the saved state does not fit the query: {}",
+                        panic_message(&*panic)
+                    )))
+                })
+                .and_then(|()| {
                     let sources = &states[order.len()..];
                     for (name, state) in shared.sources.iter().zip(sources) {
                         if let (true, Some(active)) = (opened.contains(name), readers.get_mut(name))

@@ -90,6 +90,50 @@ impl FilesSource {
     }
 }
 
+impl FilesSource {
+    /// The files that were there at the first start, to skip. With
+    /// checkpoints, the first start's list is kept in the checkpoint
+    /// directory, so a restart skips the same files, not those present
+    /// when it restarts.
+    fn existing(
+        &self,
+        reader: &FilesReader,
+        checkpoint: Option<&Path>,
+    ) -> Result<HashSet<OsString>> {
+        let listed = || -> Result<HashSet<OsString>> {
+            Ok(reader
+                .list()?
+                .into_iter()
+                .map(|(_, name, _)| name)
+                .collect())
+        };
+        let Some(dir) = checkpoint else {
+            return listed();
+        };
+        let path = dir
+            .join("files-existing")
+            .join(format!("{}.json", self.name));
+        if let Ok(text) = fs::read(&path) {
+            let names: Vec<String> = serde_json::from_slice(&text)
+                .map_err(|e| reader.error(format!("{} is damaged: {e}", path.display())))?;
+            return Ok(names.into_iter().map(OsString::from).collect());
+        }
+        let names = listed()?;
+        let mut sorted: Vec<String> = names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        sorted.sort();
+        let parent = path.parent().expect("a directory");
+        fs::create_dir_all(parent)
+            .map_err(|e| reader.error(format!("cannot create {}: {e}", parent.display())))?;
+        let text = serde_json::to_vec(&sorted)
+            .map_err(|e| Error::Internal(format!("cannot encode file names: {e}")))?;
+        crate::sink::files::write_atomically(&path, &text)?;
+        Ok(names)
+    }
+}
+
 impl Source for FilesSource {
     fn schema(&self) -> SchemaRef {
         self.decoding.schema.clone()
@@ -123,11 +167,7 @@ impl Source for FilesSource {
             last: Vec::new(),
         };
         if !self.include_existing {
-            reader.taken = reader
-                .list()?
-                .into_iter()
-                .map(|(_, name, _)| name)
-                .collect();
+            reader.taken = self.existing(&reader, ctx.checkpoint_dir.as_deref())?;
         }
         Ok(Box::new(reader))
     }
@@ -191,7 +231,12 @@ impl FilesReader {
     /// Reads the files `names`, in order, as one batch, and notes them
     /// taken; with a `limit` of records, stops after the file that reaches
     /// it (a file is never split), leaving the others for the next batch.
-    fn take(&mut self, names: Vec<OsString>, limit: Option<usize>) -> Result<SourceBatch> {
+    fn take(
+        &mut self,
+        names: Vec<OsString>,
+        limit: Option<usize>,
+        replaying: bool,
+    ) -> Result<SourceBatch> {
         let mut batches: Vec<RecordBatch> = Vec::with_capacity(names.len());
         let mut taken = Vec::with_capacity(names.len());
         let mut rows = 0;
@@ -199,7 +244,19 @@ impl FilesReader {
             if limit.is_some_and(|limit| rows >= limit) {
                 break;
             }
-            let batch = self.read(&self.dir.join(&name))?;
+            let path = self.dir.join(&name);
+            if replaying && !path.exists() {
+                // Removed after its batch committed: its rows cannot come
+                // back; say so rather than fail every restart.
+                self.metrics.note_skipped(|| {
+                    format!(
+                        "{} was removed; its batch runs again without it",
+                        path.display()
+                    )
+                });
+                continue;
+            }
+            let batch = self.read(&path, replaying)?;
             rows += batch.num_rows();
             batches.push(batch);
             self.taken.insert(name.clone());
@@ -213,14 +270,17 @@ impl FilesReader {
         })
     }
 
-    fn read(&self, path: &Path) -> Result<RecordBatch> {
+    /// A file's rows; `again` for a batch that runs again (malformed records
+    /// were counted and dead-lettered the first time).
+    fn read(&self, path: &Path, again: bool) -> Result<RecordBatch> {
         let bytes = fs::read(path)
             .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?;
-        let mut decoder = self
-            .decoding
-            .decoder(&self.name, Arc::clone(&self.metrics))
-            .with_file(path);
-        decoder.decode(&bytes)
+        let decoder = if again {
+            self.decoding.quiet_decoder(&self.name)
+        } else {
+            self.decoding.decoder(&self.name, Arc::clone(&self.metrics))
+        };
+        decoder.with_file(path).decode(&bytes)
     }
 }
 
@@ -236,7 +296,7 @@ impl SourceReader for FilesReader {
             .collect();
         due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let names: Vec<OsString> = due.into_iter().map(|(_, name, _)| name.clone()).collect();
-        self.take(names, self.decoding.max_records_per_batch)
+        self.take(names, self.decoding.max_records_per_batch, false)
     }
 
     fn offsets(&self) -> Option<serde_json::Value> {
@@ -258,7 +318,7 @@ impl SourceReader for FilesReader {
                     .collect()
             })
             .unwrap_or_default();
-        self.take(names, None)
+        self.take(names, None, true)
     }
 
     /// The names of the files taken that are still there.

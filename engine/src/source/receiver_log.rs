@@ -7,7 +7,9 @@
 //! - lines received but not yet in a batch when the process died are read
 //!   back after the restart: a crash loses nothing that was received.
 //!
-//! With the files sink that is exactly-once per batch. The log is a series
+//! With the files sink that is exactly-once per batch. Appends are whole
+//! lines; a line cut by a crash in the middle of an append is dropped when
+//! the log is opened again (it was never in a batch). The log is a series
 //! of segment files `<first byte offset>.log` under
 //! `<checkpoint.dir>/receiver-logs/<source>/`; a segment is closed at 16 MiB
 //! and deleted once no kept checkpoint can need it.
@@ -58,8 +60,20 @@ impl ReceiverLog {
         segments.sort_unstable();
         let end = match segments.last() {
             Some(&last) => {
+                // A crash may have cut the last append: keep whole lines only.
                 let path = dir.join(format!("{last}.log"));
-                last + fs::metadata(&path).map_err(|e| io("read", &path, e))?.len()
+                let bytes = fs::read(&path).map_err(|e| io("read", &path, e))?;
+                let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                if whole < bytes.len() {
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io("open", &path, e))?;
+                    file.set_len(whole as u64)
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| io("truncate", &path, e))?;
+                }
+                last + whole as u64
             }
             None => 0,
         };

@@ -71,6 +71,17 @@ impl SocketSource {
             source.max_backoff = parse_duration(&max)?;
         }
         source.receiver_log = options.take_bool(&["receiver.log"])?.unwrap_or(false);
+        if source.receiver_log
+            && matches!(
+                source.decoding.format,
+                crate::format::Format::Csv { header: true, .. }
+            )
+        {
+            return Err(Error::Config(format!(
+                "source '{name}': receiver.log with csv.header = true is not supported (the \
+                 log replays ranges of lines, which a header line would shift)"
+            )));
+        }
         Ok(source)
     }
 }
