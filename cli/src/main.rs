@@ -114,19 +114,31 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
         ctx.engine().set_checkpoint_dir(Some(dir.clone()));
     }
     if cli.progress {
-        ctx.add_listener(Arc::new(Progress));
+        ctx.add_listener(Arc::new(Progress {
+            engine: ctx.engine().clone(),
+        }));
     }
     Ok(ctx)
 }
 
-/// `--progress`: one line per batch on stderr.
-struct Progress;
+/// `--progress`: one line per batch on stderr, with the malformed-record
+/// counts (by kind) of the sources that have any.
+struct Progress {
+    engine: brooklet::engine::Engine,
+}
 
 impl StreamingListener for Progress {
     fn on_batch_completed(&self, query: &str, info: &BatchInfo) {
+        let malformed: String = self
+            .engine
+            .sources()
+            .iter()
+            .filter(|s| s.metrics.malformed > 0)
+            .map(|s| format!(" {}", render::malformed_fields(&s.name, &s.metrics)))
+            .collect();
         let _ = writeln!(
             std::io::stderr(),
-            "progress: query={query} {}",
+            "progress: query={query} {}{malformed}",
             render::progress_fields(info)
         );
     }

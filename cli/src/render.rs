@@ -124,6 +124,20 @@ pub fn describe(ctx: &StreamingContext) -> String {
     out
 }
 
+/// A source's malformed-record counts: `malformed[name]=N(kind=n,…)`.
+pub fn malformed_fields(name: &str, metrics: &brooklet::engine::SourceMetricsSnapshot) -> String {
+    let kinds: Vec<String> = metrics
+        .malformed_by_kind
+        .iter()
+        .map(|(kind, n)| format!("{kind}={n}"))
+        .collect();
+    format!(
+        "malformed[{name}]={}({})",
+        metrics.malformed,
+        kinds.join(",")
+    )
+}
+
 /// One batch's figures, as `--progress` and `\d` show them.
 pub fn progress_fields(info: &BatchInfo) -> String {
     let mut fields = format!(
