@@ -8,6 +8,7 @@
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
 //! - `bursts`: `max.records.per.batch` and a flaky server, through sockets;
 //! - `files`: the files source and sink on real directories;
+//! - `nexmark`: the Nexmark generator, and q5's windows against a batch query;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
@@ -22,6 +23,7 @@ mod checkpoint;
 mod event_time;
 mod event_time_props;
 mod files;
+mod nexmark;
 mod spec;
 mod support;
 mod window;

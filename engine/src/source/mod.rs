@@ -14,6 +14,7 @@
 
 mod files;
 mod memory;
+pub mod nexmark;
 mod receiver;
 mod receiver_log;
 mod sequence;
@@ -31,6 +32,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 pub use files::FilesSource;
 pub use memory::MemorySource;
+pub use nexmark::NexmarkSource;
 pub(crate) use receiver::MALFORMED_PREFIX;
 pub use sequence::SequenceSource;
 pub use socket::SocketSource;
@@ -133,6 +135,7 @@ pub(crate) fn create(
 ) -> Result<Arc<dyn Source>> {
     let mut options = Options::new("source", name, options)?;
     let connector = options.connector().to_string();
+    let declared = schema.clone();
     let schema = schema.unwrap_or_else(|| default_schema(&connector));
     let source: Arc<dyn Source> = match connector.as_str() {
         "socket" => Arc::new(SocketSource::from_options(name, schema, &mut options)?),
@@ -142,9 +145,10 @@ pub(crate) fn create(
         "files" | "file" | "filesystem" => {
             Arc::new(FilesSource::from_options(name, schema, &mut options)?)
         }
+        "nexmark" => Arc::new(NexmarkSource::from_options(declared, &mut options)?),
         other => {
             return Err(crate::Error::Config(format!(
-                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, files, sequence, memory"
+                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, files, sequence, nexmark, memory"
             )));
         }
     };
