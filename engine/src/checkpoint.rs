@@ -532,7 +532,8 @@ mod tests {
 
     #[test]
     fn a_different_query_is_refused_and_the_newest_good_generation_is_used() {
-        let dir = tempfile_dir();
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().to_path_buf();
         let schema: SchemaRef =
             Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let checkpoint = CheckpointDir::new(&dir);
@@ -568,19 +569,5 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("is of another query"), "{e}");
         assert!(e.to_string().contains("SELECT n + 1 FROM s"), "{e}");
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "brooklet-checkpoint-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -187,15 +187,9 @@ impl Planner {
                 Ok(Planned::Done(format!("batch.interval = {value}")))
             }
             "state.ttl" | "state_ttl" => {
-                let ttl = match value.trim().to_ascii_lowercase().as_str() {
-                    "" | "none" | "off" | "0" => None,
-                    _ => Some(parse_duration(value)?).filter(|d| !d.is_zero()),
-                };
+                let ttl = optional_duration(value)?;
                 *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner()) = ttl;
-                Ok(Planned::Done(format!(
-                    "state.ttl = {}",
-                    ttl.map_or("none".into(), format_duration)
-                )))
+                Ok(Planned::Done(format!("state.ttl = {}", show_optional(ttl))))
             }
             "checkpoint.dir" | "checkpoint_dir" => {
                 let dir = match value.trim() {
@@ -226,18 +220,12 @@ impl Planner {
                 )))
             }
             "watermark.idle.timeout" | "watermark_idle_timeout" => {
-                let timeout = match value.trim().to_ascii_lowercase().as_str() {
-                    "" | "none" | "off" | "0" => Duration::ZERO,
-                    _ => parse_duration(value)?,
-                };
-                self.engine.set_watermark_idle_timeout(timeout);
+                let timeout = optional_duration(value)?;
+                self.engine
+                    .set_watermark_idle_timeout(timeout.unwrap_or(Duration::ZERO));
                 Ok(Planned::Done(format!(
                     "watermark.idle.timeout = {}",
-                    if timeout.is_zero() {
-                        "none".into()
-                    } else {
-                        format_duration(timeout)
-                    }
+                    show_optional(timeout)
                 )))
             }
             _ if key.starts_with("datafusion.") => {
@@ -367,6 +355,19 @@ impl Planner {
         }
         Ok(DStream::from_plan(&self.engine, plan)?.describe(text))
     }
+}
+
+/// A setting that is a duration or off (`none`, `off`, `0` or empty).
+fn optional_duration(value: &str) -> Result<Option<Duration>> {
+    Ok(match value.trim().to_ascii_lowercase().as_str() {
+        "" | "none" | "off" | "0" => None,
+        _ => Some(parse_duration(value)?).filter(|d| !d.is_zero()),
+    })
+}
+
+/// How an optional duration setting reads back.
+fn show_optional(value: Option<Duration>) -> String {
+    value.map_or("none".into(), format_duration)
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {

@@ -201,6 +201,5 @@ mod tests {
         log.prune_before(SEGMENT_BYTES).unwrap();
         assert!(log.read(0..4).is_err());
         assert_eq!(log.read(second).unwrap(), b"two\n");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
