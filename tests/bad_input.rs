@@ -6,7 +6,7 @@
 //! records' output equals that of the clean subset.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::support::{manual_context, record};
 
@@ -96,14 +96,7 @@ async fn run_format(
     dead_letter: Option<&std::path::Path>,
 ) -> (Result<Vec<String>, String>, brooklet::SourceInfo) {
     let input = tempfile::tempdir().unwrap();
-    let path = input.path().join("data.csv");
-    std::fs::write(&path, text).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(UNIX_EPOCH + Duration::from_millis(500))
-        .unwrap();
+    crate::support::put(input.path(), "data.csv", text, 500);
     let (ctx, clock) = manual_context(0, Duration::from_secs(1));
     let dead = dead_letter.map_or(String::new(), |p| {
         format!(", dead-letter.path = '{}'", p.display())

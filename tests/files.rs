@@ -4,22 +4,15 @@
 //! and one atomically written file per batch with rows.
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use brooklet::StopMode;
 
 use crate::support::{manual_context, record, wait_for_batch};
 
-/// Writes `text` to `dir/name` with modification time `millis` after the
-/// epoch, as a writer renaming a finished file in would.
+/// Writes `text` to `dir/name` with modification time `millis`.
 fn put(dir: &Path, name: &str, text: &str, millis: u64) {
-    let hidden = dir.join(format!(".{name}.part"));
-    std::fs::write(&hidden, text).unwrap();
-    let file = std::fs::File::options().write(true).open(&hidden).unwrap();
-    file.set_modified(UNIX_EPOCH + Duration::from_millis(millis))
-        .unwrap();
-    drop(file);
-    std::fs::rename(&hidden, dir.join(name)).unwrap();
+    crate::support::put(dir, name, text.as_bytes(), millis);
 }
 
 #[tokio::test]

@@ -79,3 +79,39 @@ pub async fn run_batches(
     }
     (outputs, handle)
 }
+
+/// Waits until source `name` has decoded `n` records. Batches run only when
+/// a test advances its ManualClock; what this waits for is a socket's data
+/// arriving over the network, in real time (polled, with a deadline).
+pub async fn wait_for_records(ctx: &StreamingContext, name: &str, n: u64) {
+    let records = || {
+        ctx.engine()
+            .sources()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.metrics.records)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while records() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "source '{name}' decoded {} of {n} records",
+            records()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Writes `bytes` to `dir/name` with modification time `millis` after the
+/// epoch, as a writer renaming a finished file in would.
+pub fn put(dir: &std::path::Path, name: &str, bytes: &[u8], millis: u64) {
+    let hidden = dir.join(format!(".{name}.part"));
+    std::fs::write(&hidden, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&hidden)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(millis))
+        .unwrap();
+    std::fs::rename(&hidden, dir.join(name)).unwrap();
+}

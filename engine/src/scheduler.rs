@@ -314,7 +314,6 @@ impl Engine {
                 metrics,
                 notices: self.inner.notices.clone(),
                 checkpoint_dir: checkpoint.as_ref().map(|c| c.dir.clone()),
-                checkpoint_every: checkpoint.as_ref().map_or(1, |c| c.every),
             };
             match source.open(ctx) {
                 Ok(reader) => {
@@ -562,20 +561,29 @@ impl Engine {
                 ));
             }
         }
-        let checkpointing = running.iter().any(|q| q.checkpoint.is_some());
-        let (positions, offsets): (Positions, Positions) = if checkpointing {
+        // Offsets are logged every batch; positions only go into a state
+        // file, so they are read only when some query saves state now.
+        let (offsets, positions) = {
+            let read = |f: fn(&dyn SourceReader) -> Option<serde_json::Value>| -> Positions {
+                readers
+                    .iter()
+                    .map(|(name, active)| (name.clone(), f(active.reader.as_ref())))
+                    .collect()
+            };
+            let checkpointing = running.iter().any(|q| q.checkpoint.is_some());
+            let saving = running.iter().any(RunningQuery::saves_state_now);
             (
-                readers
-                    .iter()
-                    .map(|(name, active)| (name.clone(), active.reader.save()))
-                    .collect(),
-                readers
-                    .iter()
-                    .map(|(name, active)| (name.clone(), active.reader.offsets()))
-                    .collect(),
+                if checkpointing {
+                    read(|r| r.offsets())
+                } else {
+                    Positions::new()
+                },
+                if saving {
+                    read(|r| r.save())
+                } else {
+                    Positions::new()
+                },
             )
-        } else {
-            (Positions::new(), Positions::new())
         };
         let listeners = lock(&self.inner.listeners).clone();
         let mut ended = Vec::new();
@@ -697,6 +705,13 @@ impl RunningQuery {
             .filter(|&w| w != NO_WATERMARK)
     }
 
+    /// Whether the coming batch saves its state (every `checkpoint.interval`).
+    fn saves_state_now(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|(_, every)| (self.batches + 1).is_multiple_of(*every))
+    }
+
     /// Logs what its replayable sources took for batch `time`, before it
     /// runs (nothing when no source can replay).
     fn log_offsets(&self, time: BatchTime, offsets: &Positions) -> Result<()> {
@@ -739,13 +754,12 @@ impl RunningQuery {
     /// when `force`d: a graceful stop), then commits the batch. The state
     /// holds every operator's, then the position of each source it reads.
     fn checkpoint(&mut self, time: BatchTime, positions: &Positions, force: bool) -> Result<()> {
-        let Some((dir, every)) = self.checkpoint.clone() else {
+        let Some((dir, _)) = self.checkpoint.clone() else {
             return Ok(());
         };
         let started = Instant::now();
         let mut bytes = 0;
-        // `batches` counts the batches before this one.
-        if force || (self.batches + 1).is_multiple_of(every) {
+        if force || self.saves_state_now() {
             let mut states = self.save_states()?;
             for name in &self.shared.sources {
                 let mut state = StateWriter::default();

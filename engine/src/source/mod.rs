@@ -75,8 +75,6 @@ pub struct SourceContext {
     /// The engine's checkpoint directory, if queries checkpoint (where a
     /// receiver log goes).
     pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Every how many batches state is saved (what a receiver log keeps).
-    pub checkpoint_every: u64,
 }
 
 /// Hands out one batch per batch time.

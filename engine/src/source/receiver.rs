@@ -178,11 +178,14 @@ pub(crate) struct LogState {
     recover: Option<(u64, usize)>,
     /// What the last batch took: `(range start, range end, skip, take)`.
     last: (u64, u64, usize, usize),
-    /// Positions saved lately (one per batch); the log before the oldest
-    /// is pruned. `keep` batches cover the two kept checkpoints.
+    /// Positions saved in the latest state files; the log before the
+    /// oldest is pruned. The last three cover the two state generations a
+    /// restart may use, and a newer one not yet committed.
     saved: Mutex<VecDeque<u64>>,
-    keep: usize,
 }
+
+/// How many saved positions the receiver log keeps the bytes after.
+const KEPT_POSITIONS: usize = 3;
 
 impl LogState {
     pub(crate) fn new(
@@ -190,7 +193,6 @@ impl LogState {
         decoding: Decoding,
         name: &str,
         metrics: Arc<SourceMetrics>,
-        keep: usize,
     ) -> Self {
         let (start, end_at_open) = {
             let log = lock(&log);
@@ -208,7 +210,6 @@ impl LogState {
             recover: (start < end_at_open).then_some((start, 0)),
             last: (end_at_open, end_at_open, 0, 0),
             saved: Mutex::new(VecDeque::new()),
-            keep: keep.max(2),
         }
     }
 
@@ -368,14 +369,14 @@ impl SourceReader for ReceiverReader {
 
     fn save(&self) -> Option<serde_json::Value> {
         let log = self.log.as_ref()?;
-        // Positions are saved every batch; the log before the oldest one a
-        // kept checkpoint may hold is no longer needed.
+        // Called when a state file is written: the log before the oldest
+        // position a kept state may hold is no longer needed.
         let mut saved = lock(&log.saved);
         saved.push_back(log.position.0);
-        while saved.len() > log.keep {
+        while saved.len() > KEPT_POSITIONS {
             saved.pop_front();
         }
-        if saved.len() == log.keep
+        if saved.len() == KEPT_POSITIONS
             && let Some(&oldest) = saved.front()
             && let Err(e) = lock(&log.log).prune_before(oldest)
         {

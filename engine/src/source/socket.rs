@@ -126,7 +126,6 @@ impl Source for SocketSource {
                 self.decoding.clone(),
                 &self.name,
                 Arc::clone(&ctx.metrics),
-                ctx.checkpoint_every as usize * 2 + 2,
             )
         });
         let task = tokio::spawn(async move {
