@@ -1,24 +1,35 @@
-//! The Nexmark generator as a source: its proportions through SQL, and a
-//! windowed Nexmark query (q5's hop count per auction) whose final rows
-//! equal a batch DataFusion query over the same generated bids.
+//! The Nexmark generator as a source, and the windowed Nexmark queries of
+//! `benches/nexmark` (q5, q7, q11, q12): over a small generated run, their
+//! rows equal a batch DataFusion query over the same generated bids.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use brooklet::RecordBatch;
 use brooklet::datafusion::datasource::MemTable;
 use brooklet::datafusion::prelude::SessionContext;
 
 use crate::support::{csv_rows, manual_context};
 
-const SOURCE: &str = "CREATE SOURCE bid (WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
-     WITH (connector = 'nexmark', table = 'bid', events = 30000, events.per.batch = 10000, seed = 3)";
+/// Events per second of event time; a batch (1 s) holds this many events.
+const RATE: u64 = 10_000;
 
-/// Runs `query` over the generated bids to the end; every emitted row.
-async fn run(query: &str) -> (Vec<String>, Vec<brooklet::RecordBatch>) {
+/// The sources of `benches/nexmark/ddl.sql`, for `events` events.
+fn ddl(events: u64) -> String {
+    include_str!("../benches/nexmark/ddl.sql")
+        .replace("${EVENTS_PER_SECOND}", &RATE.to_string())
+        .replace("${EVENTS}", &events.to_string())
+        .replace("${SEED}", "3")
+}
+
+/// Runs `query` over `events` generated events to the end: every emitted
+/// batch, and the rows as sorted CSV lines.
+async fn run(query: &str, events: u64) -> (Vec<String>, Vec<RecordBatch>) {
     let (ctx, clock) = manual_context(0, Duration::from_secs(1));
-    ctx.execute(SOURCE).await.unwrap();
+    ctx.execute(&ddl(events)).await.unwrap();
     let stream = ctx.sql(query).await.unwrap();
-    let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = std::sync::Arc::clone(&batches);
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&batches);
     let handle = stream
         .foreach_batch(move |_, batch| {
             kept.lock().unwrap().push(batch);
@@ -26,9 +37,8 @@ async fn run(query: &str) -> (Vec<String>, Vec<brooklet::RecordBatch>) {
         })
         .unwrap();
     ctx.start().await.unwrap();
-    for batch in 1..=5 {
-        clock.set(batch * 1000);
-    }
+    // Batch k (at k s) generates events of event time [k - 1, k) s.
+    clock.set((events.div_ceil(RATE) as i64 + 1) * 1000);
     handle.await_termination().await.unwrap();
     let batches = batches.lock().unwrap().clone();
     let mut rows: Vec<String> = batches.iter().flat_map(csv_rows).collect();
@@ -36,10 +46,35 @@ async fn run(query: &str) -> (Vec<String>, Vec<brooklet::RecordBatch>) {
     (rows, batches)
 }
 
+/// `query` run as a batch DataFusion query over every bid of `events`
+/// generated events (table `bids`, with `t`, the event time in ms):
+/// sorted CSV lines.
+async fn batch_query(query: &str, events: u64) -> Vec<String> {
+    let (_, bids) = run("SELECT *, CAST(date_time AS BIGINT) AS t FROM bid", events).await;
+    let session = SessionContext::new();
+    let table = MemTable::try_new(bids[0].schema(), vec![bids]).unwrap();
+    session.register_table("bids", Arc::new(table)).unwrap();
+    let result = session.sql(query).await.unwrap().collect().await.unwrap();
+    let mut rows: Vec<String> = result.iter().flat_map(csv_rows).collect();
+    rows.sort();
+    rows
+}
+
+/// Asserts that the Nexmark query in `file` (its text) emits what `batch`
+/// computes over all its input at once.
+async fn assert_matches_batch(file: &str, batch: &str, events: u64) {
+    let (streamed, _) = run(file, events).await;
+    let expected = batch_query(batch, events).await;
+    assert!(!expected.is_empty(), "the batch query found nothing");
+    assert_eq!(streamed.len(), expected.len());
+    assert_eq!(streamed, expected);
+}
+
 #[tokio::test]
 async fn bids_are_92_percent_of_events_with_event_time_at_the_rate() {
     let (rows, _) = run(
         "SELECT count(*) AS n, CAST(max(date_time) AS BIGINT) - CAST(min(date_time) AS BIGINT) AS span FROM bid",
+        30_000,
     )
     .await;
     // Three batches of 10 000 events: 9 200 bids each, 1 s of event time
@@ -47,39 +82,90 @@ async fn bids_are_92_percent_of_events_with_event_time_at_the_rate() {
     assert_eq!(rows, ["9200,999", "9200,999", "9200,999"]);
 }
 
+/// q5's windows as a batch query: each bid in the five 10-second windows
+/// (sliding by 2 s) that hold it, counted per auction; the auctions with
+/// their window's largest count.
+const Q5_BATCH: &str = "
+    WITH counts AS (
+      SELECT ws, auction, count(*) AS num FROM
+        (SELECT t / 2000 * 2000 - i * 2000 AS ws, auction
+         FROM bids CROSS JOIN (VALUES (0), (1), (2), (3), (4)) AS o(i))
+      GROUP BY ws, auction)
+    SELECT c.auction, c.num, to_timestamp_millis(c.ws), to_timestamp_millis(c.ws + 10000)
+    FROM counts c JOIN (SELECT ws, max(num) AS maxn FROM counts GROUP BY ws) m
+      ON c.ws = m.ws AND c.num >= m.maxn";
+
 #[tokio::test]
-async fn q5_hop_counts_equal_a_batch_query_over_the_same_bids() {
-    let (all_bids, batches) = run("SELECT auction, date_time FROM bid").await;
-    assert_eq!(all_bids.len(), 27_600);
-    let (windows, _) = run(
-        "SELECT CAST(window_start AS BIGINT) AS ws, auction, count(*) AS n \
-         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
-         GROUP BY window_start, window_end, auction",
+async fn q5_hot_items_equal_a_batch_query() {
+    assert_matches_batch(include_str!("../benches/nexmark/q5.sql"), Q5_BATCH, 60_000).await;
+}
+
+#[tokio::test]
+async fn q5_in_nexmark_own_text_with_two_windows_equals_a_batch_query() {
+    // Flink's q5 writes the window twice: two window operators, closing in
+    // the same batches, joined there.
+    let nexmark = "
+        SELECT auction_bids.auction, auction_bids.num, auction_bids.starttime, auction_bids.endtime
+        FROM (
+          SELECT auction, count(*) AS num, window_start AS starttime, window_end AS endtime
+          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+          GROUP BY auction, window_start, window_end
+        ) AS auction_bids
+        JOIN (
+          SELECT max(count_bids.num) AS maxn, count_bids.starttime, count_bids.endtime
+          FROM (
+            SELECT count(*) AS num, window_start AS starttime, window_end AS endtime
+            FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+            GROUP BY auction, window_start, window_end
+          ) AS count_bids
+          GROUP BY count_bids.starttime, count_bids.endtime
+        ) AS max_bids
+        ON auction_bids.starttime = max_bids.starttime
+           AND auction_bids.endtime = max_bids.endtime
+           AND auction_bids.num >= max_bids.maxn";
+    assert_matches_batch(nexmark, Q5_BATCH, 60_000).await;
+}
+
+#[tokio::test]
+async fn q7_highest_bid_per_tumbling_window_equals_a_batch_query() {
+    assert_matches_batch(
+        include_str!("../benches/nexmark/q7.sql"),
+        "SELECT max(price), to_timestamp_millis(t / 10000 * 10000), to_timestamp_millis(t / 10000 * 10000 + 10000)
+         FROM bids GROUP BY t / 10000",
+        250_000,
     )
     .await;
-    let session = SessionContext::new();
-    let schema = batches[0].schema();
-    session
-        .register_table(
-            "bids",
-            std::sync::Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
-        )
-        .unwrap();
-    let offsets: Vec<String> = (0..5).map(|i| format!("({i})")).collect();
-    let expected = session
-        .sql(&format!(
-            "SELECT ws, auction, count(*) AS n FROM \
-             (SELECT CAST(date_time AS BIGINT) / 2000 * 2000 - i * 2000 AS ws, auction FROM bids \
-              CROSS JOIN (VALUES {}) AS o(i)) GROUP BY ws, auction",
-            offsets.join(", ")
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut expected: Vec<String> = expected.iter().flat_map(csv_rows).collect();
-    expected.sort();
-    assert!(!windows.is_empty());
-    assert_eq!(windows, expected);
+}
+
+#[tokio::test]
+async fn q11_sessions_per_bidder_equal_a_batch_query() {
+    // A bid less than 10 s after the bidder's previous one continues its
+    // session; a session is [first bid, last bid + 10 s).
+    assert_matches_batch(
+        include_str!("../benches/nexmark/q11.sql"),
+        "WITH marked AS (
+           SELECT bidder, t,
+                  CASE WHEN t - lag(t) OVER (PARTITION BY bidder ORDER BY t) < 10000 THEN 0 ELSE 1 END AS starts
+           FROM bids),
+         numbered AS (
+           SELECT bidder, t, sum(starts) OVER (PARTITION BY bidder ORDER BY t ROWS UNBOUNDED PRECEDING) AS session
+           FROM marked)
+         SELECT bidder, count(*), to_timestamp_millis(min(t)), to_timestamp_millis(max(t) + 10000)
+         FROM numbered GROUP BY bidder, session",
+        250_000,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn q12_processing_time_windows_equal_a_batch_query() {
+    // Batch k (at k s) holds the events of event time [k - 1, k) s, so the
+    // processing-time window ending at 10 s holds event times [0, 10) s.
+    assert_matches_batch(
+        include_str!("../benches/nexmark/q12.sql"),
+        "SELECT bidder, count(*), to_timestamp_millis(t / 10000 * 10000), to_timestamp_millis(t / 10000 * 10000 + 10000)
+         FROM bids GROUP BY bidder, t / 10000",
+        200_000,
+    )
+    .await;
 }

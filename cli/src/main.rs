@@ -21,6 +21,11 @@ use brooklet::{
 };
 use clap::{Parser, Subcommand};
 
+// mimalloc keeps the large buffers of each batch for the next one, where
+// glibc's allocator unmaps and faults them in again (docs/decisions.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Continuous SQL over discretized streams.
 #[derive(Debug, Parser)]
 #[command(name = "brooklet", version, about, long_about = None)]

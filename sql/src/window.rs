@@ -555,6 +555,29 @@ enum WindowGroup {
     Bounds { start: usize, end: usize },
 }
 
+/// A window aggregate found in a plan: the aggregate, its window, how it
+/// names the window, and the window table it reads (if any).
+type Windowed<'a> = (
+    &'a Aggregate,
+    SqlWindow,
+    WindowGroup,
+    Option<&'a WindowTable>,
+);
+
+/// Whether `plan` contains `node`.
+fn contains(plan: &LogicalPlan, node: &Aggregate) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|p| {
+        found |= matches!(p, LogicalPlan::Aggregate(a) if a == node);
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 /// If `plan` groups by a window, or asks for a running aggregate with
 /// `emit`, the stream that runs it; `None` for a per-batch plan.
 pub(crate) fn plan_stateful(
@@ -570,7 +593,7 @@ pub(crate) fn plan_stateful(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    let mut windowed = Vec::new();
+    let mut windowed: Vec<Windowed> = Vec::new();
     for aggregate in &aggregates {
         let calls: Vec<usize> = (0..aggregate.group_expr.len())
             .filter(|i| window_call(&aggregate.group_expr[*i]).is_some())
@@ -626,8 +649,31 @@ pub(crate) fn plan_stateful(
             }
         }
     }
+    // The same aggregate read twice (a CTE) is one window.
+    let mut unique: Vec<Windowed> = Vec::with_capacity(windowed.len());
+    for w in windowed {
+        if !unique.iter().any(|u| u.0 == w.0) {
+            unique.push(w);
+        }
+    }
+    let windowed = unique;
     if windowed.len() > 1 {
-        return Err(Error::plan("a query may aggregate over a window only once"));
+        if running.is_some() {
+            return Err(Error::plan(
+                "EMIT CHANGES may follow one window aggregate; this query has several",
+            ));
+        }
+        for (outer, ..) in &windowed {
+            if windowed
+                .iter()
+                .any(|(inner, ..)| inner != outer && contains(&outer.input, inner))
+            {
+                return Err(Error::plan(
+                    "a window over another window's output is not supported; \
+                     aggregate the inner window's rows per batch instead",
+                ));
+            }
+        }
     }
     for table in windows {
         let aggregated = windowed
@@ -646,86 +692,15 @@ pub(crate) fn plan_stateful(
             ));
         }
     }
-    if let Some((aggregate, spec, group, table)) = windowed.pop() {
-        let mut input = aggregate.input.as_ref().clone();
-        if let Some(table) = table {
-            // The aggregate reads each batch's rows; the window operator
-            // assigns them to windows.
-            let per_batch = provider_as_source(table.per_batch.table());
-            input = input
-                .transform_up(|node| match node {
-                    LogicalPlan::TableScan(scan) if scan.table_name.table() == table.name() => {
-                        Ok(Transformed::yes(LogicalPlan::TableScan(
-                            datafusion::logical_expr::TableScan {
-                                source: Arc::clone(&per_batch),
-                                ..scan
-                            },
-                        )))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })?
-                .data;
+    if !windowed.is_empty() {
+        // Each window is its own operator; the plan above them runs per
+        // batch on what they emit (windows of one size and slide over the
+        // same sources close in the same batch, so their rows meet there).
+        let mut rewritten = plan.clone();
+        for (aggregate, spec, group, table) in windowed {
+            rewritten = plan_window(engine, &rewritten, aggregate, spec, group, table, running)?;
         }
-        let skip: Vec<usize> = match group {
-            WindowGroup::Function(at) => vec![at],
-            WindowGroup::Bounds { start, end } => vec![start, end],
-        };
-        let keys = aggregate
-            .group_expr
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !skip.contains(i))
-            .map(|(_, e)| strip_qualifiers(e.clone()))
-            .collect::<Result<_>>()?;
-        let input = DStream::from_plan(engine, input)?;
-        let aggregates = strip_all(&aggregate.aggr_expr)?;
-        let stream = match spec {
-            SqlWindow::Processing(spec) => {
-                if running.is_some() {
-                    return Err(Error::plan(
-                        "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY or an \
-                         event-time window; a processing-time window emits once, when it closes",
-                    ));
-                }
-                input.window_aggregate(keys, aggregates, spec)?
-            }
-            SqlWindow::Event { column, assigner } => {
-                let emit = match running.map(|r| r.emit) {
-                    None => WindowEmit::OnClose,
-                    Some(EmitMode::Changes) => WindowEmit::Changes,
-                    Some(EmitMode::Complete) => {
-                        return Err(Error::plan(
-                            "EMIT COMPLETE is for an unwindowed GROUP BY; an event-time window \
-                             emits ON WINDOW CLOSE (the default) or CHANGES",
-                        ));
-                    }
-                };
-                let window = EventWindow {
-                    time_column: column,
-                    assigner,
-                    emit,
-                };
-                input.event_window_aggregate(keys, aggregates, window)?
-            }
-        };
-        // window_start, window_end, then the other columns in order.
-        let column = |i: usize| -> Option<Expr> {
-            match group {
-                WindowGroup::Function(at) if i == at => Some(named_struct(vec![
-                    lit("start"),
-                    col("window_start"),
-                    lit("end"),
-                    col("window_end"),
-                ])),
-                WindowGroup::Bounds { start, .. } if i == start => Some(col("window_start")),
-                WindowGroup::Bounds { end, .. } if i == end => Some(col("window_end")),
-                _ => None,
-            }
-        };
-        let offset = |i: usize| 2 + i - skip.iter().filter(|s| **s < i).count();
-        return Ok(Some(replace_aggregate(
-            engine, plan, aggregate, &stream, column, offset,
-        )?));
+        return Ok(Some(DStream::from_plan(engine, rewritten)?));
     }
     let Some(running) = running else {
         return Ok(None);
@@ -752,14 +727,98 @@ pub(crate) fn plan_stateful(
         strip_all(&aggregate.aggr_expr)?,
         running,
     )?;
-    Ok(Some(replace_aggregate(
-        engine,
-        plan,
-        aggregate,
-        &stream,
-        |_| None,
-        |i| i,
-    )?))
+    let rewritten = replace_aggregate(plan, aggregate, &stream, |_| None, |i| i)?;
+    Ok(Some(DStream::from_plan(engine, rewritten)?))
+}
+
+/// `plan` with the window `aggregate` replaced by a scan of its window
+/// operator's stream.
+fn plan_window(
+    engine: &Engine,
+    plan: &LogicalPlan,
+    aggregate: &Aggregate,
+    spec: SqlWindow,
+    group: WindowGroup,
+    table: Option<&WindowTable>,
+    running: Option<RunningSpec>,
+) -> Result<LogicalPlan> {
+    let mut input = aggregate.input.as_ref().clone();
+    if let Some(table) = table {
+        // The aggregate reads each batch's rows; the window operator
+        // assigns them to windows.
+        let per_batch = provider_as_source(table.per_batch.table());
+        input = input
+            .transform_up(|node| match node {
+                LogicalPlan::TableScan(scan) if scan.table_name.table() == table.name() => {
+                    Ok(Transformed::yes(LogicalPlan::TableScan(
+                        datafusion::logical_expr::TableScan {
+                            source: Arc::clone(&per_batch),
+                            ..scan
+                        },
+                    )))
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+    }
+    let skip: Vec<usize> = match group {
+        WindowGroup::Function(at) => vec![at],
+        WindowGroup::Bounds { start, end } => vec![start, end],
+    };
+    let keys = aggregate
+        .group_expr
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, e)| strip_qualifiers(e.clone()))
+        .collect::<Result<_>>()?;
+    let input = DStream::from_plan(engine, input)?;
+    let aggregates = strip_all(&aggregate.aggr_expr)?;
+    let stream = match spec {
+        SqlWindow::Processing(spec) => {
+            if running.is_some() {
+                return Err(Error::plan(
+                    "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY or an \
+                     event-time window; a processing-time window emits once, when it closes",
+                ));
+            }
+            input.window_aggregate(keys, aggregates, spec)?
+        }
+        SqlWindow::Event { column, assigner } => {
+            let emit = match running.map(|r| r.emit) {
+                None => WindowEmit::OnClose,
+                Some(EmitMode::Changes) => WindowEmit::Changes,
+                Some(EmitMode::Complete) => {
+                    return Err(Error::plan(
+                        "EMIT COMPLETE is for an unwindowed GROUP BY; an event-time window \
+                         emits ON WINDOW CLOSE (the default) or CHANGES",
+                    ));
+                }
+            };
+            let window = EventWindow {
+                time_column: column,
+                assigner,
+                emit,
+            };
+            input.event_window_aggregate(keys, aggregates, window)?
+        }
+    };
+    // window_start, window_end, then the other columns in order.
+    let column = |i: usize| -> Option<Expr> {
+        match group {
+            WindowGroup::Function(at) if i == at => Some(named_struct(vec![
+                lit("start"),
+                col("window_start"),
+                lit("end"),
+                col("window_end"),
+            ])),
+            WindowGroup::Bounds { start, .. } if i == start => Some(col("window_start")),
+            WindowGroup::Bounds { end, .. } if i == end => Some(col("window_end")),
+            _ => None,
+        }
+    };
+    let offset = |i: usize| 2 + i - skip.iter().filter(|s| **s < i).count();
+    replace_aggregate(plan, aggregate, &stream, column, offset)
 }
 
 fn strip_all(exprs: &[Expr]) -> Result<Vec<Expr>> {
@@ -841,13 +900,12 @@ fn check_bounds_only_grouped(aggregate: &Aggregate, grouped: [usize; 2]) -> Resu
 /// aggregate was (same columns, same names): column `i` of the aggregate is
 /// `special(i)` or column `position(i)` of the stream.
 fn replace_aggregate(
-    engine: &Engine,
     plan: &LogicalPlan,
     aggregate: &Aggregate,
     stream: &DStream,
     special: impl Fn(usize) -> Option<Expr>,
     position: impl Fn(usize) -> usize,
-) -> Result<DStream> {
+) -> Result<LogicalPlan> {
     let schema = stream.schema();
     let mut columns = Vec::with_capacity(aggregate.schema.fields().len());
     for (i, (qualifier, field)) in aggregate.schema.iter().enumerate() {
@@ -904,7 +962,7 @@ fn replace_aggregate(
             "EMIT CHANGES over an event-time window: the output must keep is_final",
         ));
     }
-    Ok(DStream::from_plan(engine, rewritten)?)
+    Ok(rewritten)
 }
 
 /// `node` (above an updating window) with the `is_final` column of its

@@ -27,7 +27,9 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use std::fmt::Write;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringBuilder, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::connector::Options;
@@ -124,6 +126,12 @@ const LAST_NAMES: [&str; 9] = [
     "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
 ];
 const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
+const HOT_URLS: [&str; 4] = [
+    "https://www.nexmark.com/google/item.htm?query=1",
+    "https://www.nexmark.com/facebook/item.htm?query=1",
+    "https://www.nexmark.com/baidu/item.htm?query=1",
+    "https://www.nexmark.com/apple/item.htm?query=1",
+];
 
 /// Counts of each kind among events `0..n`.
 fn kinds_before(n: u64) -> (i64, i64, i64) {
@@ -165,10 +173,19 @@ impl Draws {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn string(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| (b'a' + self.below(26) as u8) as char)
-            .collect()
+    /// Appends `len` random lowercase letters to `out` (eight per draw).
+    fn letters(&mut self, out: &mut impl Write, len: usize) {
+        let mut chunk = [0u8; 8];
+        let mut left = len;
+        while left > 0 {
+            let bits = self.next().to_le_bytes();
+            let n = left.min(8);
+            for (letter, bits) in chunk.iter_mut().zip(bits).take(n) {
+                *letter = b'a' + bits % 26;
+            }
+            let _ = out.write_str(std::str::from_utf8(&chunk[..n]).expect("letters are ASCII"));
+            left -= n;
+        }
     }
 }
 
@@ -274,12 +291,24 @@ struct NexmarkReader {
     metrics: Arc<SourceMetrics>,
 }
 
-/// Columns being filled.
-#[derive(Default)]
+/// Columns being filled: texts are written straight into Arrow builders,
+/// with no allocation per value.
 struct Columns {
     ints: Vec<Vec<i64>>,
-    texts: Vec<Vec<String>>,
+    texts: Vec<StringBuilder>,
     times: Vec<Vec<i64>>,
+}
+
+impl Columns {
+    /// Ends the value written into text column `i`.
+    fn end(&mut self, i: usize) {
+        self.texts[i].append_value("");
+    }
+
+    /// Appends `value` to text column `i`.
+    fn text(&mut self, i: usize, value: &str) {
+        self.texts[i].append_value(value);
+    }
 }
 
 impl NexmarkReader {
@@ -287,39 +316,42 @@ impl NexmarkReader {
         self.start_millis + (n as u128 * 1000 / self.options.events_per_second as u128) as i64
     }
 
-    /// Pads `base` (the event's other fields, about `used` bytes) to `size`.
-    fn extra(draws: &mut Draws, used: usize, size: usize) -> String {
-        draws.string(size.saturating_sub(used))
+    /// Pads an event whose other fields take about `used` bytes to `size`,
+    /// as text column `i`.
+    fn extra(draws: &mut Draws, c: &mut Columns, i: usize, used: usize, size: usize) {
+        draws.letters(&mut c.texts[i], size.saturating_sub(used));
+        c.end(i);
     }
 
     fn person(&self, n: u64, c: &mut Columns) {
         let mut d = Draws::new(self.options.seed, n);
         let (people, _, _) = kinds_before(n);
-        let id = FIRST_ID + people;
-        let name = format!(
-            "{} {}",
-            FIRST_NAMES[d.below(11) as usize],
-            LAST_NAMES[d.below(9) as usize]
-        );
-        let email = format!("{}@{}.com", d.string(7), d.string(5));
-        let card = format!(
+        c.ints[0].push(FIRST_ID + people);
+        let first = FIRST_NAMES[d.below(11) as usize];
+        let last = LAST_NAMES[d.below(9) as usize];
+        let _ = write!(c.texts[0], "{first} {last}");
+        c.end(0);
+        d.letters(&mut c.texts[1], 7);
+        let _ = c.texts[1].write_str("@");
+        d.letters(&mut c.texts[1], 5);
+        let _ = c.texts[1].write_str(".com");
+        c.end(1);
+        let _ = write!(
+            c.texts[2],
             "{:04} {:04} {:04} {:04}",
             d.below(10_000),
             d.below(10_000),
             d.below(10_000),
             d.below(10_000)
         );
-        let city = CITIES[d.below(10) as usize].to_string();
-        let state = STATES[d.below(6) as usize].to_string();
-        let used = name.len() + email.len() + card.len() + city.len() + state.len() + 16;
-        let extra = Self::extra(&mut d, used, 200);
-        c.ints[0].push(id);
-        for (i, v) in [name, email, card, city, state, extra]
-            .into_iter()
-            .enumerate()
-        {
-            c.texts[i].push(v);
-        }
+        c.end(2);
+        let city = CITIES[d.below(10) as usize];
+        let state = STATES[d.below(6) as usize];
+        c.text(3, city);
+        c.text(4, state);
+        // name, email (17), card (19), city, state
+        let used = first.len() + 1 + last.len() + 17 + 19 + city.len() + state.len() + 16;
+        Self::extra(&mut d, c, 5, used, 200);
         c.times[0].push(self.time_of(n));
     }
 
@@ -327,8 +359,8 @@ impl NexmarkReader {
         let mut d = Draws::new(self.options.seed, n);
         let (people, auctions, _) = kinds_before(n);
         let id = FIRST_ID + auctions;
-        // Sellers: a hot one (the newest person) half the time... a quarter
-        // of the time otherwise anybody recent (hot sellers ratio 4).
+        // Sellers: the newest person three times in four, otherwise anybody
+        // recent (hot sellers ratio 4).
         let newest_person = FIRST_ID + (people - 1).max(0);
         let seller = if d.below(4) > 0 {
             newest_person
@@ -339,19 +371,17 @@ impl NexmarkReader {
         let reserve = initial + (10f64.powf(d.unit() * 6.0) * 100.0).round() as i64;
         let time = self.time_of(n);
         let expires = time + 1 + d.below(10_000) as i64;
-        let item = d.string(20);
-        let description = d.string(100);
+        d.letters(&mut c.texts[0], 20);
+        c.end(0);
+        d.letters(&mut c.texts[1], 100);
+        c.end(1);
         let category = 10 + d.below(5) as i64;
-        let used = item.len() + description.len() + 56;
-        let extra = Self::extra(&mut d, used, 500);
+        Self::extra(&mut d, c, 2, 20 + 100 + 56, 500);
         for (i, v) in [id, initial, reserve, seller, category]
             .into_iter()
             .enumerate()
         {
             c.ints[i].push(v);
-        }
-        for (i, v) in [item, description, extra].into_iter().enumerate() {
-            c.texts[i].push(v);
         }
         c.times[0].push(time);
         c.times[1].push(expires);
@@ -375,33 +405,30 @@ impl NexmarkReader {
             newest_person - d.below(ACTIVE_PEOPLE.min(people).max(1) as u64) as i64
         };
         let price = (10f64.powf(d.unit() * 6.0) * 100.0).round() as i64;
-        let (channel, url) = if d.below(2) == 0 {
-            let hot = HOT_CHANNELS[d.below(4) as usize];
-            (
-                hot.to_string(),
-                format!(
-                    "https://www.nexmark.com/{}/item.htm?query=1",
-                    hot.to_lowercase()
-                ),
-            )
+        let used = if d.below(2) == 0 {
+            let hot = d.below(4) as usize;
+            c.text(0, HOT_CHANNELS[hot]);
+            c.text(1, HOT_URLS[hot]);
+            HOT_CHANNELS[hot].len() + HOT_URLS[hot].len()
         } else {
             let k = d.below(10_000);
-            (
-                format!("channel-{k}"),
-                format!(
-                    "https://www.nexmark.com/{}/{}/item.htm?query=1&channel_id={k}",
-                    d.string(5),
-                    d.string(5)
-                ),
-            )
+            let before = (
+                c.texts[0].values_slice().len(),
+                c.texts[1].values_slice().len(),
+            );
+            let _ = write!(c.texts[0], "channel-{k}");
+            c.end(0);
+            let _ = write!(c.texts[1], "https://www.nexmark.com/");
+            d.letters(&mut c.texts[1], 5);
+            let _ = write!(c.texts[1], "/");
+            d.letters(&mut c.texts[1], 5);
+            let _ = write!(c.texts[1], "/item.htm?query=1&channel_id={k}");
+            c.end(1);
+            c.texts[0].values_slice().len() - before.0 + c.texts[1].values_slice().len() - before.1
         };
-        let used = channel.len() + url.len() + 32;
-        let extra = Self::extra(&mut d, used, 100);
+        Self::extra(&mut d, c, 2, used + 32, 100);
         for (i, v) in [auction, bidder, price].into_iter().enumerate() {
             c.ints[i].push(v);
-        }
-        for (i, v) in [channel, url, extra].into_iter().enumerate() {
-            c.texts[i].push(v);
         }
         c.times[0].push(self.time_of(n));
     }
@@ -413,10 +440,18 @@ impl NexmarkReader {
             NexmarkTable::Auction => (5, 3, 2),
             NexmarkTable::Bid => (3, 3, 1),
         };
+        let (before, upto) = (kinds_before(from), kinds_before(to));
+        let rows = match table {
+            NexmarkTable::Person => upto.0 - before.0,
+            NexmarkTable::Auction => upto.1 - before.1,
+            NexmarkTable::Bid => upto.2 - before.2,
+        } as usize;
         let mut c = Columns {
-            ints: vec![Vec::new(); ints],
-            texts: vec![Vec::new(); texts],
-            times: vec![Vec::new(); times],
+            ints: (0..ints).map(|_| Vec::with_capacity(rows)).collect(),
+            texts: (0..texts)
+                .map(|_| StringBuilder::with_capacity(rows, rows * 16))
+                .collect(),
+            times: (0..times).map(|_| Vec::with_capacity(rows)).collect(),
         };
         for n in from..to {
             match (n % PROPORTION, table) {
@@ -429,9 +464,7 @@ impl NexmarkReader {
         let int = |v: &mut Vec<Vec<i64>>, i: usize| -> ArrayRef {
             Arc::new(Int64Array::from(std::mem::take(&mut v[i])))
         };
-        let text = |v: &mut Vec<Vec<String>>, i: usize| -> ArrayRef {
-            Arc::new(StringArray::from(std::mem::take(&mut v[i])))
-        };
+        let text = |v: &mut Vec<StringBuilder>, i: usize| -> ArrayRef { Arc::new(v[i].finish()) };
         let time = |v: &mut Vec<Vec<i64>>, i: usize| -> ArrayRef {
             Arc::new(TimestampMillisecondArray::from(std::mem::take(&mut v[i])))
         };
@@ -514,6 +547,46 @@ mod tests {
         assert_eq!(kinds_before(4), (1, 3, 0));
         assert_eq!(kinds_before(50), (1, 3, 46));
         assert_eq!(kinds_before(100_000), (2_000, 6_000, 92_000));
+    }
+
+    #[test]
+    fn events_are_padded_to_nexmark_average_sizes() {
+        for (table, size) in [
+            (NexmarkTable::Person, 200),
+            (NexmarkTable::Auction, 500),
+            (NexmarkTable::Bid, 100),
+        ] {
+            let reader = NexmarkReader {
+                options: NexmarkOptions {
+                    table,
+                    events_per_second: 10_000,
+                    events_per_batch: None,
+                    events: None,
+                    seed: 1,
+                },
+                start_millis: 0,
+                per_batch: 50_000,
+                next: 0,
+                metrics: Arc::default(),
+            };
+            let batch = reader.batch(0, 50_000).unwrap();
+            // Text bytes, and 8 bytes per number or time.
+            let bytes: usize = batch
+                .columns()
+                .iter()
+                .map(
+                    |c| match c.as_any().downcast_ref::<arrow::array::StringArray>() {
+                        Some(text) => text.value_data().len(),
+                        None => 8 * c.len(),
+                    },
+                )
+                .sum();
+            let average = bytes / batch.num_rows();
+            assert!(
+                average.abs_diff(size) <= size / 10,
+                "{table:?}: {average} bytes on average, Nexmark's is {size}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,252 @@
+//! Nexmark: the queries in `benches/nexmark/q*.sql` over the built-in
+//! generator (`connector = 'nexmark'`, declared by `benches/nexmark/ddl.sql`),
+//! each result sent to a blackhole that counts rows.
+//!
+//! ```text
+//! cargo bench --bench nexmark -- --query q5 --events 10000000
+//! cargo bench --bench nexmark -- --query all [--rate 100000] [--seed 42]
+//! ```
+//!
+//! For each query (after a warm-up run over a tenth of the events) it
+//! prints one line:
+//!
+//! ```text
+//! nexmark q5 events=… cpu_s=… events_per_cpu_s=… wall_events_per_s=… peak_rss_mb=… output_rows=… ratio_to_generator=…
+//! ```
+//!
+//! `cpu_s` is the process's user + system CPU time (`getrusage`) over the
+//! run; `events_per_cpu_s` is Nexmark's per-core throughput (all events
+//! counted, people and auctions included, as Nexmark does);
+//! `ratio_to_generator` divides it by that of a generator → blackhole run
+//! (the bid stream, no query) made first in the same process, so machine
+//! noise cancels. `peak_rss_mb` is the process's peak resident set during
+//! the run (reset before it through `/proc/self/clear_refs`).
+//!
+//! Event time follows `--rate` (events per second of event time, default
+//! 100 000): 10 M events are 100 s of event time, so the 10-second windows
+//! fire ten times (q7) and fifty times (q5) rather than once. Batches are
+//! one second of processing time on a manual clock that the harness moves
+//! as fast as the query goes, each with `rate` events.
+
+// getrusage is the one call that needs it.
+#![allow(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use brooklet::Notices;
+use brooklet::prelude::*;
+
+// The allocator the `brooklet` binary uses too: glibc's returns the large
+// buffers of every batch to the kernel and faults them in again, which
+// made a run's cost depend on what ran before it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What the command line asks for.
+struct Args {
+    queries: Vec<String>,
+    events: u64,
+    rate: u64,
+    seed: u64,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            queries: vec!["all".into()],
+            events: 10_000_000,
+            rate: 100_000,
+            seed: 42,
+        };
+        let mut given = std::env::args().skip(1);
+        while let Some(arg) = given.next() {
+            let mut value = |name: &str| {
+                given
+                    .next()
+                    .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+            };
+            let number = |name: &str, text: String| {
+                text.replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| usage(&format!("{name} takes a number, not '{text}'")))
+            };
+            match arg.as_str() {
+                "--query" => args.queries = vec![value("--query")],
+                "--events" => args.events = number("--events", value("--events")),
+                "--rate" => args.rate = number("--rate", value("--rate")),
+                "--seed" => args.seed = number("--seed", value("--seed")),
+                // What cargo bench passes to every bench target.
+                "--bench" => {}
+                other => usage(&format!("unknown argument '{other}'")),
+            }
+        }
+        if args.queries == ["all"] {
+            args.queries = all_queries();
+        }
+        args
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "{problem}\nusage: cargo bench --bench nexmark -- [--query qN|all] [--events N] [--rate EVENTS_PER_SECOND] [--seed N]"
+    );
+    std::process::exit(2)
+}
+
+fn queries_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/nexmark")
+}
+
+/// The query names in `benches/nexmark`, by number.
+fn all_queries() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(queries_dir())
+        .expect("benches/nexmark")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with('q') && n.ends_with(".sql"))
+        .map(|n| n.trim_end_matches(".sql").to_string())
+        .collect();
+    names.sort_by_key(|n| n[1..].parse::<u32>().unwrap_or(u32::MAX));
+    names
+}
+
+/// The sources, declared for `events` events at `rate`.
+fn ddl(events: u64, rate: u64, seed: u64) -> String {
+    std::fs::read_to_string(queries_dir().join("ddl.sql"))
+        .expect("benches/nexmark/ddl.sql")
+        .replace("${EVENTS_PER_SECOND}", &rate.to_string())
+        .replace("${EVENTS}", &events.to_string())
+        .replace("${SEED}", &seed.to_string())
+}
+
+/// What one run measured.
+struct Run {
+    cpu: Duration,
+    wall: Duration,
+    peak_rss_mb: f64,
+    output_rows: u64,
+}
+
+/// User + system CPU time of the whole process so far.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Starts a new peak-RSS measurement (Linux: resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident set since the last reset, in MiB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Runs `query` (`None`: the bid stream itself) over `events` events to its
+/// end, counting what it emits.
+fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, events: u64) -> Run {
+    runtime.block_on(async {
+        let clock = ManualClock::at(0);
+        let ctx = StreamingContext::builder(Duration::from_secs(1))
+            .clock(clock.clone())
+            .notices(Notices::new(|_| {}))
+            .build()
+            .unwrap();
+        ctx.execute(&ddl(events, args.rate, args.seed))
+            .await
+            .unwrap_or_else(|e| panic!("benches/nexmark/ddl.sql: {e}"));
+        let stream = match query {
+            Some(text) => ctx.sql(text).await.unwrap_or_else(|e| panic!("{e}")),
+            None => ctx.source("bid").unwrap(),
+        };
+        let rows = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&rows);
+        let handle = stream
+            .foreach_batch(move |_, batch| {
+                counted.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap();
+        reset_peak_rss();
+        let (cpu, started) = (cpu_time(), Instant::now());
+        ctx.start().await.unwrap();
+        // One batch per second of the manual clock, each `rate` events; a
+        // few more let processing-time windows close after the input ends.
+        let batches = events.div_ceil(args.rate) as i64 + 12;
+        clock.set(batches * 1000);
+        handle.await_termination().await.unwrap();
+        let run = Run {
+            cpu: cpu_time() - cpu,
+            wall: started.elapsed(),
+            peak_rss_mb: peak_rss_mb(),
+            output_rows: rows.load(Ordering::Relaxed),
+        };
+        ctx.stop(StopMode::Immediate).await.ok();
+        run
+    })
+}
+
+/// Warms up over a tenth of the events, then measures.
+fn measure(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>) -> Run {
+    run(runtime, args, query, (args.events / 10).max(10_000));
+    run(runtime, args, query, args.events)
+}
+
+fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
+    let per_cpu_s = events as f64 / run.cpu.as_secs_f64();
+    println!(
+        "nexmark {name} events={events} cpu_s={:.3} events_per_cpu_s={:.0} wall_events_per_s={:.0} \
+         peak_rss_mb={:.1} output_rows={} ratio_to_generator={:.3}",
+        run.cpu.as_secs_f64(),
+        per_cpu_s,
+        events as f64 / run.wall.as_secs_f64(),
+        run.peak_rss_mb,
+        run.output_rows,
+        per_cpu_s / generator_rate,
+    );
+    per_cpu_s
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "# {} events, {} s of event time at {} events/s, {} events per 1-second batch, seed {}",
+        args.events,
+        args.events / args.rate.max(1),
+        args.rate,
+        args.rate,
+        args.seed
+    );
+    let generator = measure(&runtime, &args, None);
+    let generator_rate = args.events as f64 / generator.cpu.as_secs_f64();
+    report("generator", args.events, &generator, generator_rate);
+    for name in &args.queries {
+        let path = queries_dir().join(format!("{name}.sql"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| usage(&format!("{}: {e}", path.display())));
+        let run = measure(&runtime, &args, Some(&text));
+        report(name, args.events, &run, generator_rate);
+    }
+}
