@@ -350,6 +350,16 @@ async fn window_errors_name_the_values() {
              GROUP BY x.window_start, x.window_end",
             "an aggregate may read one window table function",
         ),
+        (
+            "SELECT count(*) FROM (SELECT k, count(*) AS n FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) \
+             GROUP BY tumble(INTERVAL '4' SECOND)",
+            "a window over another window's output is not supported",
+        ),
+        (
+            "SELECT a.k FROM (SELECT k, count(*) AS n FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) a \
+             JOIN (SELECT k, max(k) AS m FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) b ON a.k = b.k EMIT CHANGES",
+            "EMIT CHANGES may follow one window aggregate; this query has several",
+        ),
     ];
     for (sql, expected) in cases {
         let message = error(sql).await;

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Spark Streaming vs Brooklet on the same socket word count (not run in CI).
 #
-#   benches/spark/compare.sh [RATE ...]     # lines per second; default 10000 20000 50000 100000 200000 400000 800000
+#   benches/spark/compare.sh [RATE ...]     # lines per second, default:
+#                                           # 1000 2000 5000 10000 20000 50000 100000 200000 400000 800000
+#
+# (The low rates are for Spark: on 2 cores, with another job running, each
+# PySpark batch of this job took 0.8-2.5 s at 2 000 lines/s.)
 #
 # The job, in both engines: split each line into words on spaces, count per
 # word over a 10 s window sliding every 1 s, with 1 s batches. Spark runs
@@ -9,9 +13,9 @@
 # inverse function of reduceByKeyAndWindow (in PySpark the inverse form,
 # the one the programming guide shows, costs more per batch: a join and
 # extra shuffles); Brooklet runs wordcount.sql with the release binary.
-# For each engine and rate, linegen.py listens on
-# a free local port, the engine connects to it, and lines are sent for
-# DURATION seconds; the first WARMUP seconds are ignored. A rate "keeps up"
+# For each engine and rate, linegen.py listens on a free local port, the
+# engine connects to it, and lines are sent for DURATION seconds; the
+# first WARMUP seconds are ignored. A rate "keeps up"
 # when, after warm-up, every batch's scheduling delay is under the batch
 # interval (1000 ms), the engine processed >= 99% of the lines sent, and
 # the generator managed to send >= 99% of its target (see analyze.py).
@@ -24,8 +28,9 @@
 #                             spark        reduceByKeyAndWindow(add, sub, 10, 1), checkpointed
 #                             spark-plain  reduceByKeyAndWindow(add, None, 10, 1) (no inverse)
 #                             brooklet     wordcount.sql
-#   DURATION=40               seconds of sending per rate
-#   WARMUP=10                 seconds after the engine connects that are ignored
+#   DURATION=45               seconds of sending per rate
+#   WARMUP=15                 seconds after the engine connects that are ignored (the
+#                             10 s window fills, and Spark's first, JIT-slow batches drain)
 #   DRAIN=5                   seconds the engine keeps running after sending ends
 #   KEEP_GOING=0              1: run every rate even after an engine fell behind at a lower one
 #   BROOKLET_BIN=path         use this brooklet binary instead of `cargo build --release -p brooklet-cli`
@@ -45,15 +50,15 @@ venv="$here/.venv"
 if [[ $# -gt 0 ]]; then
     rates=("$@")
 else
-    rates=(10000 20000 50000 100000 200000 400000 800000)
+    rates=(1000 2000 5000 10000 20000 50000 100000 200000 400000 800000)
 fi
 for r in "${rates[@]}"; do
     [[ "$r" =~ ^[1-9][0-9]*$ ]] || { echo "compare: a rate is a positive number of lines per second, not '$r'" >&2; exit 2; }
 done
 mapfile -t rates < <(printf '%s\n' "${rates[@]}" | sort -n -u)
 read -r -a engines <<< "${ENGINES:-spark spark-plain brooklet}"
-duration="${DURATION:-40}"
-warmup="${WARMUP:-10}"
+duration="${DURATION:-45}"
+warmup="${WARMUP:-15}"
 drain="${DRAIN:-5}"
 keep_going="${KEEP_GOING:-0}"
 results="${RESULTS_DIR:-$here/results/$(date +%Y%m%d-%H%M%S)}"

@@ -27,7 +27,6 @@ use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use brooklet_engine::time::{format_duration, parse_duration};
 use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, Watermark};
 use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
 use crate::error::{Error, Result};
 pub use crate::parser::normalize;
@@ -371,14 +370,5 @@ fn show_optional(value: Option<Duration>) -> String {
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply(|p| {
-        found |= matches!(p, LogicalPlan::Aggregate(_));
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    crate::window::any_node(plan, |p| matches!(p, LogicalPlan::Aggregate(_)))
 }

@@ -564,11 +564,11 @@ type Windowed<'a> = (
     Option<&'a WindowTable>,
 );
 
-/// Whether `plan` contains `node`.
-fn contains(plan: &LogicalPlan, node: &Aggregate) -> bool {
+/// Whether any node of `plan` (itself included) is `wanted`.
+pub(crate) fn any_node(plan: &LogicalPlan, wanted: impl Fn(&LogicalPlan) -> bool) -> bool {
     let mut found = false;
     let _ = plan.apply(|p| {
-        found |= matches!(p, LogicalPlan::Aggregate(a) if a == node);
+        found = wanted(p);
         Ok(if found {
             TreeNodeRecursion::Stop
         } else {
@@ -664,10 +664,13 @@ pub(crate) fn plan_stateful(
             ));
         }
         for (outer, ..) in &windowed {
-            if windowed
-                .iter()
-                .any(|(inner, ..)| inner != outer && contains(&outer.input, inner))
-            {
+            if windowed.iter().any(|(inner, ..)| {
+                inner != outer
+                    && any_node(
+                        &outer.input,
+                        |p| matches!(p, LogicalPlan::Aggregate(a) if a == *inner),
+                    )
+            }) {
                 return Err(Error::plan(
                     "a window over another window's output is not supported; \
                      aggregate the inner window's rows per batch instead",

@@ -1,6 +1,7 @@
 //! The receiver half of receiving sources: a task that reads bytes, cuts
-//! them into lines, decodes them and pushes batches into a bounded channel,
-//! and the [`SourceReader`] that drains that channel at each batch time.
+//! them into lines, decodes them and pushes batches into a channel bounded
+//! by the bytes it holds, and the [`SourceReader`] that drains that channel
+//! at each batch time.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::connector::Decoding;
@@ -24,9 +25,12 @@ use crate::time::BatchTime;
 /// A receiver log shared by the receiver task and the reader.
 pub(crate) type SharedLog = Arc<Mutex<ReceiverLog>>;
 
-/// Chunks a receiver may have decoded and not yet handed to a batch. With
-/// reads of at most [`READ_BYTES`], this bounds a receiver's buffer.
-pub(crate) const CHANNEL_CHUNKS: usize = 64;
+/// The most memory a receiver's decoded rows not yet handed to a batch may
+/// take: past it the receiver stops reading (the sender is pushed back
+/// through TCP). A bound in bytes, not in chunks, because chunks are as
+/// small as the reads that made them; 64 MiB hold about 800 000 lines of
+/// 70 bytes, a second of a fast sender.
+pub(crate) const BUFFER_BYTES: usize = 64 << 20;
 /// The most bytes read at once.
 pub(crate) const READ_BYTES: usize = 64 * 1024;
 
@@ -54,7 +58,7 @@ pub(crate) enum PumpEnd {
 pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
     mut input: R,
     decoder: &mut RecordDecoder,
-    tx: &mpsc::Sender<ReceiverEvent>,
+    tx: &ChunkSender,
     log: Option<&SharedLog>,
 ) -> Result<PumpEnd> {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BYTES);
@@ -141,7 +145,7 @@ impl Drop for AbortOnDrop {
 /// Drains a receiver's channel at each batch time.
 pub(crate) struct ReceiverReader {
     schema: arrow::datatypes::SchemaRef,
-    rx: mpsc::Receiver<ReceiverEvent>,
+    rx: ChunkReceiver,
     ended: bool,
     /// `max.records.per.batch`, if set.
     limit: Option<usize>,
@@ -229,7 +233,7 @@ impl LogState {
 impl ReceiverReader {
     pub(crate) fn new(
         schema: arrow::datatypes::SchemaRef,
-        rx: mpsc::Receiver<ReceiverEvent>,
+        rx: ChunkReceiver,
         task: JoinHandle<()>,
         limit: Option<usize>,
     ) -> Self {
@@ -398,7 +402,134 @@ impl SourceReader for ReceiverReader {
     }
 }
 
-/// Creates the bounded channel between a receiver and its reader.
-pub(crate) fn channel() -> (mpsc::Sender<ReceiverEvent>, mpsc::Receiver<ReceiverEvent>) {
-    mpsc::channel(CHANNEL_CHUNKS)
+/// Creates the channel between a receiver and its reader, bounded by
+/// [`BUFFER_BYTES`].
+pub(crate) fn channel() -> (ChunkSender, ChunkReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(BUFFER_BYTES));
+    (
+        ChunkSender {
+            tx,
+            budget: Arc::clone(&budget),
+        },
+        ChunkReceiver { rx, budget },
+    )
+}
+
+/// The memory a chunk of rows counts for against [`BUFFER_BYTES`].
+fn weight(event: &ReceiverEvent) -> u32 {
+    match event {
+        ReceiverEvent::Rows(batch, _) => batch.get_array_memory_size().min(BUFFER_BYTES) as u32,
+        ReceiverEvent::Failed(_) | ReceiverEvent::End => 0,
+    }
+}
+
+/// The receiver's end of the channel: a send waits while the reader holds
+/// [`BUFFER_BYTES`] of rows.
+#[derive(Debug)]
+pub(crate) struct ChunkSender {
+    tx: mpsc::UnboundedSender<ReceiverEvent>,
+    budget: Arc<Semaphore>,
+}
+
+/// The reader has gone: nobody takes the rows any more.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl ChunkSender {
+    /// Sends `event` once the buffer has room for it.
+    pub(crate) async fn send(&self, event: ReceiverEvent) -> std::result::Result<(), Closed> {
+        let weight = weight(&event);
+        if weight > 0 {
+            // The reader gives the permits back when it takes the rows.
+            self.budget
+                .acquire_many(weight)
+                .await
+                .map_err(|_| Closed)?
+                .forget();
+        }
+        self.tx.send(event).map_err(|_| Closed)
+    }
+
+    /// Whether the reader has gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The reader's end of the channel.
+#[derive(Debug)]
+pub(crate) struct ChunkReceiver {
+    rx: mpsc::UnboundedReceiver<ReceiverEvent>,
+    budget: Arc<Semaphore>,
+}
+
+impl ChunkReceiver {
+    /// Events waiting.
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The next event, if one is waiting; its rows leave the buffer.
+    fn try_recv(&mut self) -> std::result::Result<ReceiverEvent, mpsc::error::TryRecvError> {
+        let event = self.rx.try_recv()?;
+        self.budget.add_permits(weight(&event) as usize);
+        Ok(event)
+    }
+}
+
+impl Drop for ChunkReceiver {
+    fn drop(&mut self) {
+        // A sender waiting for room learns that nobody reads any more.
+        self.budget.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+
+    fn rows(n: usize) -> ReceiverEvent {
+        let text = StringArray::from(vec!["x".repeat(1000); n]);
+        let batch = RecordBatch::try_from_iter([("line", Arc::new(text) as _)]).unwrap();
+        ReceiverEvent::Rows(batch, None)
+    }
+
+    #[tokio::test]
+    async fn the_channel_holds_up_to_its_bytes_then_waits_for_the_reader() {
+        let (tx, mut rx) = channel();
+        let budget = Arc::clone(&tx.budget);
+        // Many small chunks fit (a bound in chunks would stop at a few dozen).
+        for _ in 0..1000 {
+            tx.send(rows(10)).await.unwrap();
+        }
+        // Then chunks of about 1 MiB each, while they fit.
+        let big = weight(&rows(1000)) as usize;
+        let mut sent = 0;
+        while budget.available_permits() >= big {
+            tx.send(rows(1000)).await.unwrap();
+            sent += 1;
+        }
+        assert!(sent > 40, "only {sent} MiB fitted");
+        // The next send waits for the reader.
+        let waiting = tokio::spawn(async move {
+            tx.send(rows(1000)).await.unwrap();
+            tx
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "sent past the bound");
+        let mut taken = 0;
+        while rx.try_recv().is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 1000 + sent);
+        let tx = waiting.await.unwrap();
+        assert!(rx.try_recv().is_ok(), "the waiting chunk arrived");
+        // A reader that has gone ends a waiting send.
+        drop(rx);
+        assert!(tx.send(rows(1000)).await.is_err());
+    }
 }

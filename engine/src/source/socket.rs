@@ -151,7 +151,7 @@ async fn receive(
     address: &str,
     max_backoff: Duration,
     mut decoder: RecordDecoder,
-    tx: &tokio::sync::mpsc::Sender<ReceiverEvent>,
+    tx: &receiver::ChunkSender,
     ctx: &SourceContext,
     log: Option<&SharedLog>,
 ) -> Result<()> {
@@ -213,7 +213,7 @@ async fn receive(
 async fn receive_connection(
     stream: TcpStream,
     decoder: &mut RecordDecoder,
-    tx: &tokio::sync::mpsc::Sender<ReceiverEvent>,
+    tx: &receiver::ChunkSender,
     notices: &Notices,
     name: &str,
     log: Option<&SharedLog>,
