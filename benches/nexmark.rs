@@ -36,8 +36,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use brooklet::Notices;
 use brooklet::prelude::*;
+
+mod common;
 
 // The allocator the `brooklet` binary uses too: glibc's returns the large
 // buffers of every batch to the kernel and faults them in again, which
@@ -163,12 +164,7 @@ fn peak_rss_mb() -> f64 {
 /// end, counting what it emits.
 fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, events: u64) -> Run {
     runtime.block_on(async {
-        let clock = ManualClock::at(0);
-        let ctx = StreamingContext::builder(Duration::from_secs(1))
-            .clock(clock.clone())
-            .notices(Notices::new(|_| {}))
-            .build()
-            .unwrap();
+        let (ctx, clock) = common::manual_context();
         ctx.execute(&ddl(events, args.rate, args.seed))
             .await
             .unwrap_or_else(|e| panic!("benches/nexmark/ddl.sql: {e}"));
@@ -226,11 +222,7 @@ fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     println!(
         "# {} events, {} s of event time at {} events/s, {} events per 1-second batch, seed {}",
         args.events,

@@ -71,12 +71,7 @@ impl Fixture {
         checkpoint: Option<(PathBuf, u64)>,
     ) -> Self {
         runtime.block_on(async {
-            let clock = ManualClock::at(0);
-            let ctx = StreamingContext::builder(Duration::from_secs(1))
-                .clock(clock.clone())
-                .notices(Notices::new(|_| {}))
-                .build()
-                .unwrap();
+            let (ctx, clock) = manual_context();
             let schema = Arc::new(Schema::new(vec![
                 Field::new("k", DataType::Int64, false),
                 Field::new("v", DataType::Int64, false),
@@ -129,6 +124,17 @@ impl Fixture {
         let time = self.time;
         runtime.block_on(self.handle.await_batch(BatchTime::from_millis(time)));
     }
+}
+
+/// A context with 1-second batches on a manual clock at 0, notices silenced.
+pub fn manual_context() -> (StreamingContext, ManualClock) {
+    let clock = ManualClock::at(0);
+    let ctx = StreamingContext::builder(Duration::from_secs(1))
+        .clock(clock.clone())
+        .notices(Notices::new(|_| {}))
+        .build()
+        .unwrap();
+    (ctx, clock)
 }
 
 /// The runtime the benchmarks drive queries on: one tokio worker.
