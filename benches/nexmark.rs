@@ -18,9 +18,12 @@
 //! run; `events_per_cpu_s` is Nexmark's per-core throughput (all events
 //! counted, people and auctions included, as Nexmark does);
 //! `ratio_to_generator` divides it by that of a generator → blackhole run
-//! (the bid stream, no query) made first in the same process, so machine
-//! noise cancels. `peak_rss_mb` is the process's peak resident set during
-//! the run (reset before it through `/proc/self/clear_refs`).
+//! (the bid stream, no query) made first in the same process, so the
+//! machine's speed cancels out (drift during a long run does not).
+//! `peak_rss_mb` is the process's peak resident set during the run (reset
+//! before it through `/proc/self/clear_refs`, to the resident set at the
+//! start, which a `#` line before shows: the allocator keeps memory from
+//! earlier runs).
 //!
 //! Event time follows `--rate` (events per second of event time, default
 //! 100 000): 10 M events are 100 s of event time, so the 10-second windows
@@ -128,6 +131,9 @@ struct Run {
     cpu: Duration,
     wall: Duration,
     peak_rss_mb: f64,
+    /// The resident set when the run started (the allocator keeps memory
+    /// from earlier runs), if the peak could be reset.
+    rss_at_start_mb: Option<f64>,
     output_rows: u64,
 }
 
@@ -145,9 +151,11 @@ fn cpu_time() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-/// Starts a new peak-RSS measurement (Linux: resets VmHWM).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Starts a new peak-RSS measurement (Linux: resets VmHWM to the current
+/// RSS, which includes what the allocator kept from earlier runs); whether
+/// it could.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// The peak resident set since the last reset, in MiB.
@@ -180,18 +188,23 @@ fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, even
                 Ok(())
             })
             .unwrap();
-        reset_peak_rss();
+        let reset = reset_peak_rss();
+        let rss_at_start = peak_rss_mb();
         let (cpu, started) = (cpu_time(), Instant::now());
         ctx.start().await.unwrap();
-        // One batch per second of the manual clock, each `rate` events; a
-        // few more let processing-time windows close after the input ends.
-        let batches = events.div_ceil(args.rate) as i64 + 12;
+        // One batch per second of the manual clock, each `rate` events. The
+        // query finishes with the batch that takes the last events (a
+        // processing-time window still open then is not emitted, as when a
+        // DStream stops); the clock may run past it.
+        let batches = events.div_ceil(args.rate) as i64 + 1;
         clock.set(batches * 1000);
         handle.await_termination().await.unwrap();
         let run = Run {
             cpu: cpu_time() - cpu,
             wall: started.elapsed(),
-            peak_rss_mb: peak_rss_mb(),
+            // Without a reset, the peak of the whole process would show.
+            peak_rss_mb: if reset { peak_rss_mb() } else { f64::NAN },
+            rss_at_start_mb: reset.then_some(rss_at_start),
             output_rows: rows.load(Ordering::Relaxed),
         };
         ctx.stop(StopMode::Immediate).await.ok();
@@ -207,6 +220,10 @@ fn measure(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>) 
 
 fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
     let per_cpu_s = events as f64 / run.cpu.as_secs_f64();
+    match run.rss_at_start_mb {
+        Some(start) => println!("# {name}: resident {start:.1} MiB when the run started"),
+        None => println!("# {name}: the peak RSS could not be reset; peak_rss_mb is not measured"),
+    }
     println!(
         "nexmark {name} events={events} cpu_s={:.3} events_per_cpu_s={:.0} wall_events_per_s={:.0} \
          peak_rss_mb={:.1} output_rows={} ratio_to_generator={:.3}",

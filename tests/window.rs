@@ -360,6 +360,13 @@ async fn window_errors_name_the_values() {
              JOIN (SELECT k, max(k) AS m FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) b ON a.k = b.k EMIT CHANGES",
             "EMIT CHANGES may follow one window aggregate; this query has several",
         ),
+        (
+            "SELECT a.k FROM (SELECT k, count(*) AS n FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) a \
+             JOIN (SELECT k, count(*) AS m FROM events GROUP BY tumble(INTERVAL '4' SECOND), k) b ON a.k = b.k",
+            "windows combined in one query must be the same tumbling or sliding window over the same \
+             sources, so that they close in the same batch; here a processing-time window of 2 s every \
+             2 s over events and a processing-time window of 4 s every 4 s over events",
+        ),
     ];
     for (sql, expected) in cases {
         let message = error(sql).await;

@@ -43,7 +43,7 @@
 
 use std::time::Duration;
 
-use brooklet_engine::time::parse_duration;
+use brooklet_engine::time::{format_duration, parse_duration};
 use std::sync::Arc;
 
 use brooklet_engine::datafusion::sql::sqlparser::ast;
@@ -171,7 +171,7 @@ fn interval_of(function: &str, arg: &Expr) -> Result<Duration> {
 
 /// A window as SQL describes it: over processing time (batch times) or
 /// over an event-time column.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum SqlWindow {
     Processing(WindowSpec),
     Event { column: String, assigner: Assigner },
@@ -678,31 +678,48 @@ pub(crate) fn plan_stateful(
             }
         }
     }
-    for table in windows {
-        let aggregated = windowed
-            .iter()
-            .any(|(_, _, _, t)| t.is_some_and(|t| t.name() == table.name()));
-        if let SqlWindow::Event {
-            assigner: Assigner::Fixed(spec),
-            ..
-        } = &table.spec
-            && spec.length != spec.slide
-            && !aggregated
-        {
-            return Err(Error::plan(
-                "an event-time HOP table is read by an aggregate grouped by window_start, \
-                 window_end; without one, use TUMBLE (each row gets its window's bounds)",
-            ));
-        }
+    if windowed.is_empty() {
+        refuse_raw_hop_tables(plan, windows)?;
     }
     if !windowed.is_empty() {
         // Each window is its own operator; the plan above them runs per
-        // batch on what they emit (windows of one size and slide over the
-        // same sources close in the same batch, so their rows meet there).
+        // batch on what they emit. Only the same fixed window over the same
+        // sources is sure to close in the same batch, so that their rows
+        // meet there: other combinations are refused.
         let mut rewritten = plan.clone();
+        let mut first: Option<(SqlWindow, Vec<String>)> = None;
         for (aggregate, spec, group, table) in windowed {
-            rewritten = plan_window(engine, &rewritten, aggregate, spec, group, table, running)?;
+            let window = spec.clone();
+            let sources;
+            (rewritten, sources) =
+                plan_window(engine, &rewritten, aggregate, spec, group, table, running)?;
+            match &first {
+                None => first = Some((window, sources)),
+                Some((one, its_sources)) => {
+                    let session = |w: &SqlWindow| {
+                        matches!(
+                            w,
+                            SqlWindow::Event {
+                                assigner: Assigner::Session { .. },
+                                ..
+                            }
+                        )
+                    };
+                    if *one != window || *its_sources != sources || session(one) {
+                        return Err(Error::plan(format!(
+                            "windows combined in one query must be the same tumbling or sliding \
+                             window over the same sources, so that they close in the same batch; \
+                             here {} over {} and {} over {}",
+                            describe(one),
+                            its_sources.join(", "),
+                            describe(&window),
+                            sources.join(", ")
+                        )));
+                    }
+                }
+            }
         }
+        refuse_raw_hop_tables(&rewritten, windows)?;
         return Ok(Some(DStream::from_plan(engine, rewritten)?));
     }
     let Some(running) = running else {
@@ -744,7 +761,7 @@ fn plan_window(
     group: WindowGroup,
     table: Option<&WindowTable>,
     running: Option<RunningSpec>,
-) -> Result<LogicalPlan> {
+) -> Result<(LogicalPlan, Vec<String>)> {
     let mut input = aggregate.input.as_ref().clone();
     if let Some(table) = table {
         // The aggregate reads each batch's rows; the window operator
@@ -776,6 +793,8 @@ fn plan_window(
         .map(|(_, e)| strip_qualifiers(e.clone()))
         .collect::<Result<_>>()?;
     let input = DStream::from_plan(engine, input)?;
+    let mut sources = input.sources();
+    sources.sort();
     let aggregates = strip_all(&aggregate.aggr_expr)?;
     let stream = match spec {
         SqlWindow::Processing(spec) => {
@@ -821,7 +840,55 @@ fn plan_window(
         }
     };
     let offset = |i: usize| 2 + i - skip.iter().filter(|s| **s < i).count();
-    replace_aggregate(plan, aggregate, &stream, column, offset)
+    Ok((
+        replace_aggregate(plan, aggregate, &stream, column, offset)?,
+        sources,
+    ))
+}
+
+/// An event-time HOP table read other than by a window aggregate (which
+/// replaced its scans) would see placeholder bounds: refused.
+fn refuse_raw_hop_tables(plan: &LogicalPlan, windows: &[WindowTable]) -> Result<()> {
+    for table in windows {
+        if let SqlWindow::Event {
+            assigner: Assigner::Fixed(spec),
+            ..
+        } = &table.spec
+            && spec.length != spec.slide
+            && any_node(
+                plan,
+                |p| matches!(p, LogicalPlan::TableScan(s) if s.table_name.table() == table.name()),
+            )
+        {
+            return Err(Error::plan(
+                "an event-time HOP table is read by an aggregate grouped by window_start, \
+                 window_end; without one, use TUMBLE (each row gets its window's bounds)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A window, for messages.
+fn describe(window: &SqlWindow) -> String {
+    let fixed = |spec: &WindowSpec| {
+        format!(
+            "{} every {}",
+            format_duration(spec.length),
+            format_duration(spec.slide)
+        )
+    };
+    match window {
+        SqlWindow::Processing(spec) => format!("a processing-time window of {}", fixed(spec)),
+        SqlWindow::Event {
+            column,
+            assigner: Assigner::Fixed(spec),
+        } => format!("a window of {} on {column}", fixed(spec)),
+        SqlWindow::Event {
+            column,
+            assigner: Assigner::Session { gap },
+        } => format!("sessions of gap {} on {column}", format_duration(*gap)),
+    }
 }
 
 fn strip_all(exprs: &[Expr]) -> Result<Vec<Expr>> {
@@ -943,10 +1010,12 @@ fn replace_aggregate(
             .project(columns)?
             .build()?;
     let target = LogicalPlan::Aggregate(aggregate.clone());
+    let mut replaced = false;
     let rewritten = plan
         .clone()
         .transform_up(|node| {
             if node == target {
+                replaced = true;
                 return Ok(Transformed::yes(replacement.clone()));
             }
             if !updating {
@@ -955,6 +1024,12 @@ fn replace_aggregate(
             Ok(Transformed::yes(pass_is_final(node)?))
         })?
         .data;
+    if !replaced {
+        // Never expected: the aggregate comes from this very plan.
+        return Err(Error::plan(
+            "internal: the window aggregate was not found in the plan",
+        ));
+    }
     if updating
         && rewritten
             .schema()

@@ -142,6 +142,13 @@ fn kinds_before(n: u64) -> (i64, i64, i64) {
     (people as i64, auctions as i64, bids as i64)
 }
 
+/// splitmix64's finalizer: a bijection that spreads every input bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A random number generator keyed by `(seed, event, draw)`: every field
 /// of every event is fixed, however events fall into batches.
 #[derive(Clone, Copy)]
@@ -151,18 +158,16 @@ struct Draws {
 
 impl Draws {
     fn new(seed: u64, event: u64) -> Self {
+        // Both mixed, so that nearby events do not share shifted draws.
         Draws {
-            state: seed ^ event.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            state: mix(seed ^ mix(event)),
         }
     }
 
     /// splitmix64.
     fn next(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix(self.state)
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -449,7 +454,7 @@ impl NexmarkReader {
         let mut c = Columns {
             ints: (0..ints).map(|_| Vec::with_capacity(rows)).collect(),
             texts: (0..texts)
-                .map(|_| StringBuilder::with_capacity(rows, rows * 16))
+                .map(|_| StringBuilder::with_capacity(rows, rows * 64))
                 .collect(),
             times: (0..times).map(|_| Vec::with_capacity(rows)).collect(),
         };
