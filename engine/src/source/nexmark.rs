@@ -180,13 +180,17 @@ impl Draws {
 
     /// Appends `len` random lowercase letters to `out` (eight per draw).
     fn letters(&mut self, out: &mut impl Write, len: usize) {
-        let mut chunk = [0u8; 8];
+        // Filled 64 letters at a time, so the UTF-8 check is per chunk,
+        // not per draw; draws are consumed exactly as eight at a time.
+        let mut chunk = [0u8; 64];
         let mut left = len;
         while left > 0 {
-            let bits = self.next().to_le_bytes();
-            let n = left.min(8);
-            for (letter, bits) in chunk.iter_mut().zip(bits).take(n) {
-                *letter = b'a' + bits % 26;
+            let n = left.min(chunk.len());
+            for part in chunk[..n].chunks_mut(8) {
+                let bits = self.next().to_le_bytes();
+                for (letter, bits) in part.iter_mut().zip(bits) {
+                    *letter = b'a' + bits % 26;
+                }
             }
             let _ = out.write_str(std::str::from_utf8(&chunk[..n]).expect("letters are ASCII"));
             left -= n;
