@@ -16,6 +16,22 @@ mkdir -p corpus/sql
 for spec in ../tests/specs/*.spec; do
     sed '/^== batch/,$d; /^#/d' "$spec" > "corpus/sql/$(basename "$spec" .spec).sql"
 done
+# Deep chains around the front end's nesting limit (1 000 levels, issue 14):
+# operator chains, nested CASE, nested calls, prefix NOTs, parentheses.
+repeat() { local out=""; for ((i = 0; i < $2; i++)); do out+="$1"; done; printf '%s' "$out"; }
+for n in 200 999 1001; do
+    for op in '+' ' AND ' ' OR ' '||' '*'; do
+        name=$(printf '%s' "$op" | tr -d ' ' | tr '+*|' 'pmc')
+        printf 'SELECT v%s FROM events;' "$(repeat "$op"'v' "$n")" > "corpus/sql/chain-$name-$n.sql"
+    done
+    printf 'SELECT %sv%s FROM events;' "$(repeat 'CASE WHEN v>0 THEN ' "$n")" \
+        "$(repeat ' END' "$n")" > "corpus/sql/case-$n.sql"
+    printf 'SELECT %sv%s FROM events;' "$(repeat 'abs(' "$n")" "$(repeat ')' "$n")" \
+        > "corpus/sql/calls-$n.sql"
+    printf 'SELECT %s(v>0) FROM events;' "$(repeat 'NOT ' "$n")" > "corpus/sql/not-$n.sql"
+    printf 'SELECT %sv%s FROM events;' "$(repeat '(' "$n")" "$(repeat ')' "$n")" \
+        > "corpus/sql/parens-$n.sql"
+done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brooklet/fuzz-target}"
 RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none sql corpus/sql -- \
-    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
+    -max_total_time="$seconds" -max_len=16384 -print_final_stats=1

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 pub use brooklet_engine as engine;
 pub use brooklet_engine::datafusion;
+pub use brooklet_engine::sink::CONNECTORS as SINK_CONNECTORS;
 pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
+pub use brooklet_engine::source::CONNECTORS as SOURCE_CONNECTORS;
 pub use brooklet_engine::source::{MemorySource, Source};
 pub use brooklet_engine::{
     Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,

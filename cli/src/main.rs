@@ -62,10 +62,16 @@ enum Command {
     },
 }
 
+/// The stack of the runtime's threads: virtual memory, committed as used.
+const STACK_BYTES: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Deep statements recurse once per level when planned and run; with
+    // stacks this large, brooklet_engine::stack never has to move a poll.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(STACK_BYTES)
         .build()
     {
         Ok(runtime) => runtime,
@@ -89,16 +95,33 @@ async fn async_main(cli: Cli) -> ExitCode {
         }
     };
     match (&cli.subcommand, &cli.command) {
-        (Some(Command::Run { file }), _) => match std::fs::read_to_string(file) {
+        (Some(Command::Run { file }), _) => match read_sql(file) {
             Ok(text) => run(&ctx, &text, &file.display().to_string()).await,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", file.display());
+            Err(message) => {
+                eprintln!("error: {message}");
                 ExitCode::FAILURE
             }
         },
         (None, Some(sql)) => run(&ctx, sql, "<command>").await,
         (None, None) => repl::run(ctx).await,
     }
+}
+
+/// A SQL file's text; a file that is not UTF-8 is refused with the
+/// position of its first bad byte.
+fn read_sql(file: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!(
+            "{} is not UTF-8 text: byte 0x{:02x} at line {line} (byte offset {at}) is not valid \
+             UTF-8; save the file as UTF-8",
+            file.display(),
+            bytes[at]
+        )
+    })
 }
 
 fn context(cli: &Cli) -> Result<StreamingContext, String> {
@@ -169,16 +192,10 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    let signals = signal_watcher();
     let outcome = tokio::select! {
         outcome = ctx.await_termination() => outcome,
-        () = shutdown_signal() => {
-            // A second signal stops at once.
-            tokio::spawn(async {
-                shutdown_signal().await;
-                std::process::exit(130);
-            });
-            ctx.stop(StopMode::Graceful).await
-        }
+        Ok(()) = signals => ctx.stop(StopMode::Graceful).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,6 +206,39 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Watches SIGINT and SIGTERM on a thread of its own, so that signals are
+/// handled even when a batch keeps every worker of the runtime busy. The
+/// first signal resolves the returned receiver (the run stops after the
+/// current batch); the second exits at once with status 130.
+fn signal_watcher() -> tokio::sync::oneshot::Receiver<()> {
+    let (first, received) = tokio::sync::oneshot::channel();
+    let watcher = std::thread::Builder::new()
+        .name("brooklet-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot watch signals: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                shutdown_signal().await;
+                eprintln!("stopping after the current batch (again to stop at once)");
+                let _ = first.send(());
+                shutdown_signal().await;
+                std::process::exit(130);
+            });
+        });
+    if let Err(e) = watcher {
+        eprintln!("error: cannot watch signals: {e}");
+    }
+    received
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -30,7 +30,8 @@ pub fn error(
     {
         let number = location.line.to_string();
         let pad = " ".repeat(number.len());
-        let caret = " ".repeat((location.column.max(1) - 1) as usize);
+        let (line_text, column) = clip(line_text, location.column.max(1) as usize - 1);
+        let caret = " ".repeat(column);
         let _ = write!(
             out,
             "\n{pad}--> {origin}:{}:{}\n{pad} |\n{number} | {line_text}\n{pad} | {caret}^",
@@ -39,6 +40,30 @@ pub fn error(
     }
     out
 }
+
+/// At most [`SHOWN_CHARS`] characters of a long line around `column` (in
+/// characters), with `…` where it was cut, and the column in what is shown.
+fn clip(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SHOWN_CHARS {
+        return (line.to_string(), column);
+    }
+    let start = column.saturating_sub(SHOWN_CHARS / 2);
+    let end = (start + SHOWN_CHARS).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut column = column - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        column += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, column)
+}
+
+/// The most characters of one line an error shows.
+const SHOWN_CHARS: usize = 120;
 
 /// What `\d` prints: sources, sinks and queries.
 pub fn describe(ctx: &StreamingContext) -> String {

@@ -21,17 +21,29 @@ use crate::render;
 
 const PROMPT: &str = "brooklet> ";
 
-const HELP: &str = "\
-Statements end with ';' and may span lines.
-  CREATE SOURCE name (cols) WITH (connector = 'socket' | 'stdin' | 'sequence' | 'memory', ...);
-  CREATE SINK name WITH (connector = 'console', format = 'table' | 'csv' | 'json');
+/// What `\?` prints; the connectors come from the engine's registry.
+fn help() -> String {
+    let list = |connectors: &[(&str, &str)]| -> String {
+        connectors
+            .iter()
+            .map(|(name, options)| format!("\n      {name:<10} {options}"))
+            .collect()
+    };
+    format!(
+        "Statements end with ';' and may span lines.
+  CREATE SOURCE name (cols) WITH (connector = ..., ...);  connectors:{}
+  CREATE SINK name WITH (connector = ..., ...);  connectors:{}
   SET batch.interval = '1 second';
   SELECT ...;                   runs until Ctrl-C, printing every batch
   INSERT INTO sink SELECT ...;  runs in the background
 Commands:
   \\?   this help
   \\d   sources, sinks and running queries
-  \\q   quit (or Ctrl-D)";
+  \\q   quit (or Ctrl-D)",
+        list(brooklet::SOURCE_CONNECTORS),
+        list(brooklet::SINK_CONNECTORS)
+    )
+}
 
 /// Keeps the input open until a statement ends with `;`.
 struct InputHelper;
@@ -110,7 +122,7 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
                 let _ = editor.add_history_entry(input);
                 match input {
                     "\\q" | "\\quit" | "quit" | "exit" => break,
-                    "\\?" | "\\h" | "help" => println!("{HELP}"),
+                    "\\?" | "\\h" | "help" => println!("{}", help()),
                     "\\d" => print!("{}", render::describe(&ctx)),
                     _ if input.starts_with('\\') => {
                         eprintln!("unknown command {input}; \\? lists the commands")

@@ -3,70 +3,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_brooklet");
+mod support;
 
-fn brooklet() -> Command {
-    let mut command = Command::new(BIN);
-    command.env("NO_COLOR", "1");
-    command
-}
-
-/// Sends SIGINT (Ctrl-C) to a child, as a terminal would.
-fn sigint(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -INT failed");
-}
-
-fn sql_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.path().join("q.sql");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Runs the binary with `args`, feeding `input` on stdin, until it exits.
-fn run_with_input(args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = brooklet()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Dropping stdin after the write ends the input.
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// Batch headers and rows of csv-formatted console output.
-fn blocks(stdout: &str) -> Vec<(i64, Vec<String>)> {
-    let mut blocks = Vec::new();
-    let mut lines = stdout.lines().peekable();
-    while let Some(line) = lines.next() {
-        if let Some(time) = line.strip_prefix("Time: ") {
-            let time: i64 = time.trim_end_matches(" ms").parse().unwrap();
-            assert!(lines.next().unwrap().starts_with("-----"));
-            let mut rows = Vec::new();
-            while let Some(row) = lines.peek() {
-                if row.starts_with("-----") {
-                    break;
-                }
-                let row = lines.next().unwrap();
-                if !row.is_empty() {
-                    rows.push(row.to_string());
-                }
-            }
-            blocks.push((time, rows));
-        }
-    }
-    blocks
-}
+use support::{blocks, brooklet, run_with_input, sample_peak_rss, sigint, sql_file};
 
 #[test]
 fn run_prints_every_error_line_once_per_batch_and_stops_on_sigint() {
@@ -319,7 +262,14 @@ fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
         .unwrap();
     repl.exp_string("^").unwrap();
     repl.exp_string("brooklet> ").unwrap();
+    // The help lists every connector of the engine's registry.
     repl.send_line("\\?").unwrap();
+    let registry = brooklet::SOURCE_CONNECTORS
+        .iter()
+        .chain(brooklet::SINK_CONNECTORS);
+    for (connector, _) in registry {
+        repl.exp_string(connector).unwrap();
+    }
     repl.exp_string("\\q").unwrap();
     repl.send_control('d').unwrap();
     repl.exp_eof().unwrap();
@@ -735,28 +685,6 @@ fn crashes_at_each_crash_point_leave_the_same_output() {
     for (name, _) in points {
         assert_eq!(recovery.output(name), expected, "after a crash at {name}");
     }
-}
-
-/// The peak resident memory of process `pid` while `running`, sampled.
-fn sample_peak_rss(
-    pid: u32,
-    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> thread::JoinHandle<u64> {
-    thread::spawn(move || {
-        let mut peak = 0u64;
-        while running.load(std::sync::atomic::Ordering::SeqCst) {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kb * 1024);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    })
 }
 
 /// A burst through a socket: 2 s at 10 000 lines/s, 2 s at ten times that,

@@ -17,6 +17,15 @@
 //!   two newest generations are kept: if the newest is damaged, the one
 //!   before is used, and the message says so.
 //!
+//! - `lock`: held (`flock`, exclusive) by the one process running the
+//!   query from this directory, and naming it (pid, host, since when). A
+//!   second process, or a second context in the same process, that starts
+//!   the query on the same directory fails at once with a message naming
+//!   the holder, instead of both writing generations, offsets and commits
+//!   over each other. The lock goes with the process (the kernel releases
+//!   it at exit, `kill -9` included), so a stale `lock` file never blocks
+//!   a restart.
+//!
 //! Every file is written to a temporary name, fsynced and renamed
 //! (`crate::sink::files::write_atomically`), so a crash leaves either the
 //! old file or the new one.
@@ -257,9 +266,72 @@ pub(crate) struct Restored {
     pub(crate) replay: BTreeMap<BatchTime, BTreeMap<String, Value>>,
 }
 
+/// The exclusive hold of one process on a query's checkpoint directory
+/// (see the module docs); released when dropped.
+#[derive(Debug)]
+pub(crate) struct CheckpointLock {
+    _file: fs::File,
+}
+
+/// This machine's name, for the lock file.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
+}
+
 impl CheckpointDir {
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         CheckpointDir { dir: dir.into() }
+    }
+
+    /// Takes the directory's lock for this process, or says who holds it.
+    pub(crate) fn lock(&self) -> Result<CheckpointLock> {
+        use std::io::{Read, Seek, Write};
+        fs::create_dir_all(&self.dir).map_err(|e| self.io("create", &self.dir, e))?;
+        let path = self.dir.join("lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| self.io("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Checkpoint(format!(
+                    "the checkpoint in {} is in use by {}; one process at a time runs a \
+                     query from a checkpoint directory (stop that one, or use another directory)",
+                    self.dir.display(),
+                    if holder.is_empty() {
+                        "another process"
+                    } else {
+                        holder
+                    }
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(self.io("lock", &path, e)),
+        }
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let holder = format!(
+            "pid {} on {} (since {since} ms after the epoch)\n",
+            std::process::id(),
+            host_name()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .map_err(|e| self.io("write", &path, e))?;
+        Ok(CheckpointLock { _file: file })
     }
 
     fn io(&self, what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -332,18 +404,26 @@ impl CheckpointDir {
         committed: Option<BatchTime>,
     ) -> Result<(Option<(BatchTime, Vec<StateReader>)>, usize, Vec<String>)> {
         let mut warnings = Vec::new();
-        for (time, path) in self.generations()?.into_iter().rev() {
-            if committed.is_none_or(|c| time > c) {
-                continue;
-            }
-            let loaded = fs::read(&path)
-                .map_err(|e| self.io("read", &path, e))
+        let usable: Vec<(BatchTime, PathBuf)> = self
+            .generations()?
+            .into_iter()
+            .rev()
+            .filter(|(time, _)| committed.is_some_and(|c| *time <= c))
+            .collect();
+        for (i, (_, path)) in usable.iter().enumerate() {
+            let loaded = fs::read(path)
+                .map_err(|e| self.io("read", path, e))
                 .and_then(|bytes| Ok((bytes.len(), decode(&bytes)?)));
             match loaded {
                 Ok((bytes, loaded)) => return Ok((Some(loaded), bytes, warnings)),
                 Err(e) => warnings.push(format!(
-                    "checkpoint state {} is damaged ({e}); using the one before",
-                    path.display()
+                    "checkpoint state {} is damaged ({e}); {}",
+                    path.display(),
+                    if i + 1 < usable.len() {
+                        "using the one before"
+                    } else {
+                        "there is no older one, so the query resumes without its state"
+                    }
                 )),
             }
         }
@@ -508,6 +588,20 @@ mod tests {
     fn batch(values: &[i64]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
         RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_the_second_learns_who() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = CheckpointDir::new(dir.path().join("q1"));
+        let held = checkpoint.lock().unwrap();
+        let e = checkpoint.lock().unwrap_err().to_string();
+        assert!(
+            e.contains("is in use by") && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        let _again = checkpoint.lock().unwrap();
     }
 
     #[test]

@@ -132,15 +132,15 @@ pub enum MalformedKind {
     /// A value that does not fit its column's type (a number, a timestamp
     /// out of range, …).
     Value,
-    /// Not a JSON object.
+    /// Not a JSON object (a syntax error, a truncated record).
     Json,
-    /// Anything else the decoder refused.
-    Other,
 }
 
 impl MalformedKind {
-    /// The kind of a decoder's reason.
-    pub fn of(reason: &str) -> Self {
+    /// The kind of a decoder's reason for a record of `format`: what no
+    /// rule names is a JSON error in JSON and a value error in CSV, so every
+    /// record falls in one of the documented kinds.
+    pub fn of(reason: &str, format: &Format) -> Self {
         let lower = reason.to_ascii_lowercase();
         if lower.contains("utf-8") || lower.contains("utf8") {
             MalformedKind::Utf8
@@ -148,10 +148,14 @@ impl MalformedKind {
             MalformedKind::FieldCount
         } else if lower.contains("pars") || lower.contains("cast") || lower.contains("overflow") {
             MalformedKind::Value
-        } else if lower.contains("json") || lower.contains("expected") || lower.contains("eof") {
+        } else if *format == Format::Json
+            || lower.contains("json")
+            || lower.contains("expected")
+            || lower.contains("eof")
+        {
             MalformedKind::Json
         } else {
-            MalformedKind::Other
+            MalformedKind::Value
         }
     }
 
@@ -163,7 +167,6 @@ impl MalformedKind {
             MalformedKind::FieldCount => "field_count",
             MalformedKind::Value => "value",
             MalformedKind::Json => "json",
-            MalformedKind::Other => "other",
         }
     }
 }
@@ -464,7 +467,8 @@ impl RecordDecoder {
                     self.malformed(*position, MalformedKind::FieldCount, &reason, record)?
                 }
                 Err(reason) => {
-                    self.malformed(*position, MalformedKind::of(&reason), &reason, record)?
+                    let kind = MalformedKind::of(&reason, &self.format);
+                    self.malformed(*position, kind, &reason, record)?
                 }
             }
         }
@@ -552,10 +556,19 @@ fn clean(message: String) -> String {
         .trim_start_matches("Json error: ")
         .trim_start_matches("Csv error: ")
         .to_string();
-    match message.find(" at line ") {
+    let mut message = match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
+    };
+    // "incorrect number of fields for line 1, expected 2 got 1"
+    if let Some(i) = message.find(" for line ") {
+        let rest = &message[i + " for line ".len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            message = format!("{}{}", &message[..i], &rest[digits..]);
+        }
     }
+    message
 }
 
 #[cfg(test)]
@@ -575,6 +588,24 @@ mod tests {
         (0..batch.num_rows())
             .map(|r| array_value_to_string(batch.column(i), r).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn reasons_name_no_line_of_arrows_own_and_every_kind_is_documented() {
+        assert_eq!(
+            clean("Csv error: incorrect number of fields for line 1, expected 2 got 1".into()),
+            "incorrect number of fields, expected 2 got 1"
+        );
+        let truncated = "Truncated record whilst reading string";
+        assert_eq!(
+            MalformedKind::of(truncated, &Format::Json),
+            MalformedKind::Json
+        );
+        let csv = Format::parse("csv", false, b',').unwrap();
+        assert_eq!(
+            MalformedKind::of("something new", &csv),
+            MalformedKind::Value
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod scheduler;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod stack;
 mod stream;
 mod sync;
 pub mod time;

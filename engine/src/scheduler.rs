@@ -11,8 +11,11 @@
 //!
 //! A query ends when it is stopped, when its output's consumer goes away
 //! (a dropped [`BatchStream`](crate::BatchStream)), when it fails, or when
-//! every source it reads has ended (bounded input, after the batch that took
-//! the last rows).
+//! every source it reads has ended. At the end of input, the batches that
+//! its windows still need to emit every row they hold run at once, each at
+//! its own batch time (a 10-second window open when stdin ends is emitted
+//! at its end time, without waiting 10 seconds), and then the query ends.
+//! Every operator answers for the rows it holds (`drain_until`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -24,7 +27,7 @@ use futures::FutureExt;
 use tokio::sync::Notify;
 
 use crate::aggregate::Aggregation;
-use crate::checkpoint::{CheckpointDir, Fingerprint, StateReader, StateWriter};
+use crate::checkpoint::{CheckpointDir, CheckpointLock, Fingerprint, StateReader, StateWriter};
 use crate::engine::{Engine, Inner, PendingQuery, RunState};
 use crate::error::{Error, Result};
 use crate::event_window::{EventWindowOperator, Late};
@@ -50,6 +53,8 @@ struct RunningQuery {
     reported_late: bool,
     /// Where its checkpoints go, and every how many batches state is saved.
     checkpoint: Option<(CheckpointDir, u64)>,
+    /// This process's hold on the checkpoint directory, while it runs.
+    _lock: Option<CheckpointLock>,
     /// Batches up to this time ran before a restart: they are not run again.
     resume_after: Option<BatchTime>,
     /// The last batch it ran.
@@ -196,8 +201,13 @@ impl Engine {
         let mut zero = start;
         let mut restored = None;
         let mut checkpoint_dir = None;
+        let mut lock = None;
         if let Some(settings) = &checkpoint {
             let dir = CheckpointDir::new(settings.dir.join(&shared.name));
+            match dir.lock() {
+                Ok(held) => lock = Some(held),
+                Err(e) => return Err((shared, e)),
+            }
             let query = shared
                 .description
                 .clone()
@@ -383,6 +393,7 @@ impl Engine {
             batches: 0,
             reported_late: false,
             checkpoint: checkpoint_dir,
+            _lock: lock,
             resume_after,
             last_batch: None,
             last_checkpoint: (0, Duration::ZERO),
@@ -592,68 +603,22 @@ impl Engine {
             if query.resume_after.is_some_and(|last| time <= last) {
                 continue;
             }
-            let started = Instant::now();
-            query.last_checkpoint = (0, Duration::ZERO);
-            let outcome = match query.log_offsets(time, &offsets) {
-                // A panic in a batch (an operator, a user callback) fails that
-                // query with an error; the engine and other queries go on.
-                Ok(()) => std::panic::AssertUnwindSafe(query.run_batch(time, &polled, &positions))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(Error::Panic(panic_message(&*panic)))),
-                Err(e) => Err(e),
+            let inputs = BatchInputs {
+                polled: &polled,
+                offsets: &offsets,
+                positions: &positions,
             };
-            query.last_batch = Some(time);
-            let mut late_rows = 0;
-            let (status, input_rows, output_rows) = match outcome {
-                Ok(BatchOutcome {
-                    input_rows,
-                    output_rows,
-                    end_of_input,
-                    consumer_gone,
-                    late,
-                }) => {
-                    late_rows = late.iter().map(|(_, l, _)| l.rows).sum();
-                    self.report_late(query, time, &late);
-                    let status = if consumer_gone {
-                        Some(QueryStatus::Stopped)
-                    } else if end_of_input {
-                        Some(QueryStatus::Finished)
-                    } else {
-                        None
-                    };
-                    (status, input_rows, output_rows)
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    if let Output::Channel(tx) = &query.output {
-                        let _ = tx
-                            .send(Err(Error::Query {
-                                query: query.shared.name.clone(),
-                                cause: Arc::clone(&e),
-                            }))
-                            .await;
-                    }
-                    (Some(QueryStatus::Failed(e)), 0, 0)
-                }
-            };
-            query.batches += 1;
-            let info = BatchInfo {
-                batch_time: time,
-                input_rows,
-                output_rows,
-                scheduling_delay: delay,
-                processing_time: started.elapsed(),
-                batches: query.batches,
-                state_bytes: query.state_bytes(),
-                late_rows,
-                watermark: query.watermark(),
-                checkpoint_bytes: query.last_checkpoint.0,
-                checkpoint_time: query.last_checkpoint.1,
-            };
-            query.shared.progress.send_replace(Some(info.clone()));
-            for listener in &listeners {
-                listener.on_batch_completed(&query.shared.name, &info);
+            let mut status = self
+                .run_query_batch(query, time, delay, inputs, &listeners)
+                .await;
+            if matches!(status, Some(QueryStatus::Finished)) {
+                // Ended sources do not move: their positions hold for every
+                // batch that runs after their end.
+                let positions: Positions = readers
+                    .iter()
+                    .map(|(name, active)| (name.clone(), active.reader.save()))
+                    .collect();
+                status = self.drain(query, time, &positions, &listeners).await;
             }
             if let Some(status) = status {
                 ended.push((index, status));
@@ -665,6 +630,133 @@ impl Engine {
             self.end_query(&query.shared, status);
         }
     }
+
+    /// Runs batch `time` of one query, reports its figures, and says
+    /// whether the query ended (finished, stopped or failed).
+    async fn run_query_batch(
+        &self,
+        query: &mut RunningQuery,
+        time: BatchTime,
+        delay: Duration,
+        inputs: BatchInputs<'_>,
+        listeners: &[Arc<dyn crate::StreamingListener>],
+    ) -> Option<QueryStatus> {
+        let started = Instant::now();
+        query.last_checkpoint = (0, Duration::ZERO);
+        let outcome = match query.log_offsets(time, inputs.offsets) {
+            // A panic in a batch (an operator, a user callback) fails that
+            // query with an error; the engine and other queries go on.
+            Ok(()) => {
+                std::panic::AssertUnwindSafe(query.run_batch(time, inputs.polled, inputs.positions))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(Error::Panic(panic_message(&*panic))))
+            }
+            Err(e) => Err(e),
+        };
+        query.last_batch = Some(time);
+        let mut late_rows = 0;
+        let (status, input_rows, output_rows) = match outcome {
+            Ok(BatchOutcome {
+                input_rows,
+                output_rows,
+                end_of_input,
+                consumer_gone,
+                late,
+            }) => {
+                late_rows = late.iter().map(|(_, l, _)| l.rows).sum();
+                self.report_late(query, time, &late);
+                let status = if consumer_gone {
+                    Some(QueryStatus::Stopped)
+                } else if end_of_input {
+                    Some(QueryStatus::Finished)
+                } else {
+                    None
+                };
+                (status, input_rows, output_rows)
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                if let Output::Channel(tx) = &query.output {
+                    let _ = tx
+                        .send(Err(Error::Query {
+                            query: query.shared.name.clone(),
+                            cause: Arc::clone(&e),
+                        }))
+                        .await;
+                }
+                (Some(QueryStatus::Failed(e)), 0, 0)
+            }
+        };
+        query.batches += 1;
+        let info = BatchInfo {
+            batch_time: time,
+            input_rows,
+            output_rows,
+            scheduling_delay: delay,
+            processing_time: started.elapsed(),
+            batches: query.batches,
+            state_bytes: query.state_bytes(),
+            late_rows,
+            watermark: query.watermark(),
+            checkpoint_bytes: query.last_checkpoint.0,
+            checkpoint_time: query.last_checkpoint.1,
+        };
+        query.shared.progress.send_replace(Some(info.clone()));
+        for listener in listeners {
+            listener.on_batch_completed(&query.shared.name, &info);
+        }
+        status
+    }
+
+    /// The input of a query ended with batch `time`. Every operator is asked
+    /// which batch emits its last output that holds rows
+    /// ([`RunningQuery::drain_until`]); the batches up to it run now, one
+    /// after another without waiting for the clock, each at its own batch
+    /// time and with empty input, as the batches of a down time run after a
+    /// restart. Then the query finishes. Without this, a processing-time
+    /// window still open at the end of a bounded input would never be
+    /// emitted.
+    async fn drain(
+        &self,
+        query: &mut RunningQuery,
+        time: BatchTime,
+        positions: &Positions,
+        listeners: &[Arc<dyn crate::StreamingListener>],
+    ) -> Option<QueryStatus> {
+        let Some(until) = query.drain_until(time) else {
+            return Some(QueryStatus::Finished);
+        };
+        let interval = self.state().interval;
+        let polled = query.ended_inputs();
+        let mut next = time;
+        while next < until {
+            next = next.plus(interval);
+            let inputs = BatchInputs {
+                polled: &polled,
+                offsets: &Positions::new(),
+                positions,
+            };
+            let status = self
+                .run_query_batch(query, next, Duration::ZERO, inputs, listeners)
+                .await;
+            if !matches!(status, Some(QueryStatus::Finished)) {
+                return status;
+            }
+        }
+        Some(QueryStatus::Finished)
+    }
+}
+
+/// What every query's batch reads at one batch time.
+#[derive(Clone, Copy)]
+struct BatchInputs<'a> {
+    /// Each source's batch (or the error that failed it).
+    polled: &'a BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
+    /// What replayable sources took, for the offset log.
+    offsets: &'a Positions,
+    /// Each source's position after the poll, for a state saved now.
+    positions: &'a Positions,
 }
 
 struct BatchOutcome {
@@ -690,6 +782,43 @@ impl RunningQuery {
                 Operator::Stateless(_) => 0,
             })
             .sum()
+    }
+
+    /// At the end of its input (the batch of `time` ended every source):
+    /// the last batch time at which an operator still emits rows it holds.
+    /// This is part of every operator's contract: an operator that keeps
+    /// rows for a later batch must say until when, or they are lost at the
+    /// end of a bounded input.
+    fn drain_until(&self, time: BatchTime) -> Option<BatchTime> {
+        self.operators
+            .values()
+            .filter_map(|op| match op {
+                Operator::Window(w) => w.drain_until(time),
+                Operator::RawWindow(w) => w.drain_until(time),
+                // The watermark is +∞ at the end of input: event-time
+                // windows emit all they hold in that very batch.
+                Operator::EventWindow(..) => None,
+                // A running aggregate emits each batch what it updated.
+                Operator::Running(_) | Operator::Stateless(_) => None,
+            })
+            .max()
+    }
+
+    /// Empty batches of every source it reads, each at its end of input.
+    fn ended_inputs(&self) -> BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> {
+        self.order
+            .iter()
+            .filter_map(|node| match &node.kind {
+                NodeKind::Source { name } => Some((
+                    name.clone(),
+                    Ok(SourceBatch {
+                        batch: RecordBatch::new_empty(node.schema.clone()),
+                        end_of_input: true,
+                    }),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The lowest watermark of its event-time windows, if it has any and

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::time::format_duration;
+use crate::time::{BatchTime, format_duration};
 
 /// The length and slide of a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,19 @@ impl WindowSpec {
     /// The pane length: `gcd(length, slide)`, in milliseconds.
     pub(crate) fn pane_millis(&self) -> i64 {
         gcd(self.length.as_millis(), self.slide.as_millis()) as i64
+    }
+
+    /// The end of the last window, of those ending at `zero + k·slide`
+    /// and covering `(end − length, end]`, that covers batch time `time`:
+    /// the last batch at which rows of that batch are emitted.
+    pub(crate) fn last_window_end(&self, zero: BatchTime, time: BatchTime) -> BatchTime {
+        let (length, slide) = (
+            self.length.as_millis() as i64,
+            self.slide.as_millis().max(1) as i64,
+        );
+        // The largest end ≡ zero (mod slide) with end < time + length.
+        let ends = (time.millis() - zero.millis() + length - 1).div_euclid(slide);
+        BatchTime::from_millis(zero.millis() + ends * slide)
     }
 }
 
@@ -219,6 +232,23 @@ impl RunningSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_window_of_a_batch_ends_at_the_last_slide_boundary_covering_it() {
+        let at = BatchTime::from_millis;
+        let secs = Duration::from_secs;
+        let tumble = WindowSpec::tumbling(secs(10));
+        // Windows (0, 10 s], (10 s, 20 s]: batch 10 s is the last of the first.
+        assert_eq!(tumble.last_window_end(at(0), at(1_000)), at(10_000));
+        assert_eq!(tumble.last_window_end(at(0), at(10_000)), at(10_000));
+        assert_eq!(tumble.last_window_end(at(0), at(10_001)), at(20_000));
+        // 6 s windows every 2 s: batch 3 s is in the windows ending 4, 6 and 8 s.
+        let hop = WindowSpec::sliding(secs(6), secs(2));
+        assert_eq!(hop.last_window_end(at(0), at(3_000)), at(8_000));
+        assert_eq!(hop.last_window_end(at(0), at(4_000)), at(8_000));
+        // Aligned to zero, which may be negative of the batch.
+        assert_eq!(tumble.last_window_end(at(5_000), at(6_000)), at(15_000));
+    }
 
     #[test]
     fn window_rules_name_the_values() {

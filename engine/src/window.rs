@@ -153,6 +153,8 @@ pub(crate) struct WindowOperator {
     index: KeyIndex,
     pane: Option<Builder>,
     panes: PaneQueue,
+    /// The last batch time that brought rows (see [`WindowOperator::drain_until`]).
+    last_rows: Option<BatchTime>,
 }
 
 impl WindowOperator {
@@ -172,6 +174,7 @@ impl WindowOperator {
             zero: aligned(zero, &spec),
             pane: None,
             panes: PaneQueue::default(),
+            last_rows: None,
         })
     }
 
@@ -180,9 +183,21 @@ impl WindowOperator {
         self.index.bytes() + self.panes.bytes()
     }
 
+    /// At the end of input (the batch of `time` was the last with rows):
+    /// the last batch time at which a window that holds rows is emitted,
+    /// if one is still to come. The scheduler runs the batches up to it at
+    /// once, so no window with rows is lost.
+    pub(crate) fn drain_until(&self, time: BatchTime) -> Option<BatchTime> {
+        let end = self.spec.last_window_end(self.zero, self.last_rows?);
+        (end > time).then_some(end)
+    }
+
     /// Saves the keys, the open pane and the closed panes.
     pub(crate) fn save(&mut self, state: &mut StateWriter) -> Result<()> {
         self.index.save(state, "keys")?;
+        if let Some(time) = self.last_rows {
+            state.value("last_rows", serde_json::json!(time.millis()));
+        }
         if let Some(pane) = self.pane.take() {
             let partial = pane.finish()?;
             self.aggregation.save_partial(&partial, state, "pane")?;
@@ -211,6 +226,9 @@ impl WindowOperator {
     /// Restores what [`WindowOperator::save`] saved.
     pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
         self.index.load(state, "keys")?;
+        if state.has("last_rows") {
+            self.last_rows = Some(BatchTime::from_millis(state.i64("last_rows")?));
+        }
         if state.has("pane") {
             let partial = self.aggregation.load_partial(state, "pane")?;
             self.pane = Some(self.aggregation.builder_from(&partial)?);
@@ -253,6 +271,9 @@ impl WindowOperator {
             .aggregation
             .rows(&mut self.index, |id| (id == input).then(|| batch.clone()))
             .await?;
+        if !rows.groups().is_empty() {
+            self.last_rows = Some(time);
+        }
         let pane = match self.pane.as_mut() {
             Some(pane) => pane,
             None => self.pane.insert(self.aggregation.builder()?),
@@ -441,6 +462,18 @@ impl RawWindowOperator {
     /// Bytes of state held (the rows of the live panes).
     pub(crate) fn state_bytes(&self) -> usize {
         self.panes.bytes()
+    }
+
+    /// As [`WindowOperator::drain_until`]: the last batch time at which a
+    /// window with rows is still to be emitted after `time`. Panes hold
+    /// only batches with rows, so the newest pane decides.
+    pub(crate) fn drain_until(&self, time: BatchTime) -> Option<BatchTime> {
+        let (&newest, _) = self.panes.panes.last_key_value()?;
+        let last = BatchTime::from_millis(
+            self.panes.zero.millis() + newest * self.panes.spec.pane_millis(),
+        );
+        let end = self.panes.spec.last_window_end(self.panes.zero, last);
+        (end > time).then_some(end)
     }
 
     /// Saves the live panes' rows.

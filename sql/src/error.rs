@@ -101,12 +101,7 @@ impl From<ParserError> for Error {
     fn from(e: ParserError) -> Self {
         let text = match e {
             ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
-            ParserError::RecursionLimitExceeded => {
-                return Error::Syntax {
-                    message: "the statement nests too deeply".into(),
-                    location: None,
-                };
-            }
+            ParserError::RecursionLimitExceeded => return crate::parser::too_deep(),
         };
         // sqlparser appends " at Line: L, Column: C"; keep it as a location.
         match text.rfind(" at Line: ") {
@@ -148,9 +143,27 @@ impl From<DataFusionError> for Error {
             DataFusionError::SQL(inner, _) => {
                 return Error::from(ParserError::ParserError(inner.to_string()));
             }
-            DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => m.clone(),
-            other => other.strip_backtrace(),
+            DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => plain(m),
+            other => plain(&other.strip_backtrace()),
         };
         Error::Plan { message, location }
     }
+}
+
+/// DataFusion files some errors of the user's as internal ones ("…This
+/// issue was likely caused by a bug in DataFusion's code…", for `sum(ts)`):
+/// keep what says what was written wrong, drop the bug report.
+fn plain(message: &str) -> String {
+    const BUG: &str = "This issue was likely caused by a bug in DataFusion's code";
+    let Some(bug) = message.find(BUG) else {
+        return message.to_string();
+    };
+    if let Some(start) = message.find("No function matches") {
+        return message[start..].trim().to_string();
+    }
+    let what = message[..bug]
+        .trim()
+        .trim_start_matches("Internal error: ")
+        .trim_end_matches('.');
+    format!("this cannot be planned: {what}")
 }

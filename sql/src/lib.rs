@@ -16,5 +16,7 @@ pub mod planner;
 mod window;
 
 pub use error::{Error, Location, Result};
-pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};
+pub use parser::{
+    Emit, MAX_NESTING, ParsedStatement, Statement, parse_statement_text, parse_statements,
+};
 pub use planner::{Planned, Planner};

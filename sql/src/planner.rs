@@ -82,8 +82,10 @@ impl Planner {
     }
 
     /// Plans one statement; DDL and `SET` take effect now.
+    /// Planning recurses once per level of the statement's expressions,
+    /// so it runs on a deep stack ([`brooklet_engine::stack`]).
     pub async fn plan(&self, parsed: &ParsedStatement) -> Result<Planned> {
-        self.plan_statement(parsed)
+        brooklet_engine::stack::DeepStack::new(self.plan_statement(parsed))
             .await
             .map_err(|e| e.at(parsed.location))
     }
@@ -328,6 +330,13 @@ impl Planner {
             let _ = self.engine.session().deregister_table(window.name());
         }
         let plan = plan?;
+        // Type errors (`ts > 5`, `sum(ts)`) surface now, with the statement,
+        // not when the first batch runs: DataFusion's analyzer (type
+        // coercion and its checks) runs again when each operator is compiled.
+        let state = self.engine.session().state();
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
         let ttl = *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner());
         let running = match emit {
             None | Some(Emit::OnWindowClose) => None,
@@ -345,12 +354,18 @@ impl Planner {
                  or read FROM TABLE(TUMBLE(…))",
             ));
         }
-        if has_aggregate(&plan) && !self.per_batch_notice_given.swap(true, Ordering::SeqCst) {
-            self.engine.notices().send(
+        if let Some(grouped) = aggregate_kind(&plan)
+            && !self.per_batch_notice_given.swap(true, Ordering::SeqCst)
+        {
+            self.engine.notices().send(if grouped {
                 "GROUP BY without a window is computed per batch (as DStream reduceByKey); \
                  add EMIT CHANGES for a running aggregate over all input, \
-                 or group by tumble(INTERVAL '10' SECOND) for windows",
-            );
+                 or group by tumble(INTERVAL '10' SECOND) for windows"
+            } else {
+                "an aggregate without GROUP BY or a window is computed per batch (as DStream \
+                 count()): one row per batch; add EMIT CHANGES for a running total over all \
+                 input, or GROUP BY tumble(INTERVAL '10' SECOND) for windows"
+            });
         }
         Ok(DStream::from_plan(&self.engine, plan)?.describe(text))
     }
@@ -369,6 +384,16 @@ fn show_optional(value: Option<Duration>) -> String {
     value.map_or("none".into(), format_duration)
 }
 
-fn has_aggregate(plan: &LogicalPlan) -> bool {
-    crate::window::any_node(plan, |p| matches!(p, LogicalPlan::Aggregate(_)))
+/// Whether the plan aggregates: `Some(true)` with a `GROUP BY`,
+/// `Some(false)` over all rows (`SELECT count(*) FROM s`), `None` not at all.
+fn aggregate_kind(plan: &LogicalPlan) -> Option<bool> {
+    let grouped =
+        |p: &LogicalPlan| matches!(p, LogicalPlan::Aggregate(a) if !a.group_expr.is_empty());
+    if crate::window::any_node(plan, grouped) {
+        Some(true)
+    } else if crate::window::any_node(plan, |p| matches!(p, LogicalPlan::Aggregate(_))) {
+        Some(false)
+    } else {
+        None
+    }
 }

@@ -35,6 +35,21 @@ pub trait SinkWriter: Send {
     fn write(&mut self, time: BatchTime, batch: &RecordBatch) -> Result<()>;
 }
 
+/// The sink connectors, with what each takes (for help texts and errors).
+pub const CONNECTORS: &[(&str, &str)] = &[
+    ("console", "format = 'table' | 'csv' | 'json'"),
+    ("files", "path, format = 'csv' | 'json'"),
+];
+
+/// The names of [`CONNECTORS`], for an error.
+fn connector_names() -> String {
+    CONNECTORS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Builds the sink a `CREATE SINK` statement declares.
 pub(crate) fn create(
     name: &str,
@@ -49,7 +64,8 @@ pub(crate) fn create(
         "files" | "file" | "filesystem" => Arc::new(FilesSink::from_options(&mut options)?),
         other => {
             return Err(Error::Config(format!(
-                "unknown connector '{other}' for sink '{name}'; valid connectors: console, files"
+                "unknown connector '{other}' for sink '{name}'; valid connectors: {}",
+                connector_names()
             )));
         }
     };
@@ -104,4 +120,20 @@ pub(crate) fn encode(batch: &RecordBatch, format: RowFormat) -> Result<Vec<u8>> 
             writer.into_inner()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry that help texts list is the set `create` accepts.
+    #[test]
+    fn every_listed_connector_is_known() {
+        for (connector, _) in CONNECTORS {
+            let options = [("connector".to_string(), connector.to_string())].into();
+            if let Err(e) = create("s", options, &ConsoleOptions::default()) {
+                assert!(!e.to_string().contains("unknown connector"), "{e}");
+            }
+        }
+    }
 }

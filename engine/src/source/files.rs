@@ -153,9 +153,14 @@ impl Source for FilesSource {
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
         if !self.dir.is_dir() {
+            let why = if self.dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist (create the directory, or fix the path)"
+            };
             return Err(Error::Source {
                 source_name: self.name.clone(),
-                message: format!("{} is not a directory", self.dir.display()),
+                message: format!("{} {why}", self.dir.display()),
             });
         }
         let mut reader = FilesReader {

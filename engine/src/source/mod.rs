@@ -125,6 +125,16 @@ pub(crate) fn default_schema(connector: &str) -> SchemaRef {
     }
 }
 
+/// The source connectors, with what each takes (for help texts and errors).
+pub const CONNECTORS: &[(&str, &str)] = &[
+    ("socket", "hostname, port, format"),
+    ("stdin", "format"),
+    ("files", "path, format, files.existing"),
+    ("sequence", "rows.per.second, rows, max.records.per.batch"),
+    ("nexmark", "table, events.per.second, events, seed"),
+    ("memory", "format; fed from Rust"),
+];
+
 /// Builds the source a `CREATE SOURCE` statement declares.
 pub(crate) fn create(
     name: &str,
@@ -146,10 +156,36 @@ pub(crate) fn create(
         "nexmark" => Arc::new(NexmarkSource::from_options(declared, &mut options)?),
         other => {
             return Err(crate::Error::Config(format!(
-                "unknown connector '{other}' for source '{name}'; valid connectors: socket, stdin, files, sequence, nexmark, memory"
+                "unknown connector '{other}' for source '{name}'; valid connectors: {}",
+                CONNECTORS
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     };
     options.finish()?;
     Ok(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry that help texts list is the set `create` accepts.
+    #[test]
+    fn every_listed_connector_is_known() {
+        for (connector, _) in CONNECTORS {
+            let options = [("connector".to_string(), connector.to_string())].into();
+            if let Err(e) = create("s", None, options) {
+                assert!(!e.to_string().contains("unknown connector"), "{e}");
+            }
+        }
+        let options = [("connector".to_string(), "nope".to_string())].into();
+        let e = create("s", None, options).unwrap_err().to_string();
+        for (connector, _) in CONNECTORS {
+            assert!(e.contains(connector), "{e}");
+        }
+    }
 }

@@ -7,6 +7,12 @@
 //! rows with `ts` after the previous batch's time and up to its own. With
 //! `rows = N` the input ends after N rows. Columns may be declared as any
 //! subset of `id` and `ts` (in any order, with any integer or timestamp type).
+//!
+//! A batch takes at most `max.records.per.batch` rows (default
+//! [`DEFAULT_MAX_ROWS_PER_BATCH`]): at a rate the engine cannot keep up
+//! with, the generator falls behind (the rest follow in later batches, with
+//! the same ids and times) instead of building one batch without bound; the
+//! first time it cuts a batch, a notice says so.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -18,6 +24,10 @@ use crate::connector::Options;
 use crate::error::{Error, Result};
 use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
+
+/// The most rows a `sequence` batch takes unless `max.records.per.batch`
+/// says otherwise.
+pub const DEFAULT_MAX_ROWS_PER_BATCH: u64 = 1_000_000;
 
 /// The schema of a `sequence` source declared without columns.
 pub(crate) fn default_schema() -> SchemaRef {
@@ -33,6 +43,7 @@ pub struct SequenceSource {
     schema: SchemaRef,
     rows_per_second: u64,
     rows: Option<u64>,
+    max_per_batch: u64,
 }
 
 impl SequenceSource {
@@ -61,7 +72,16 @@ impl SequenceSource {
             schema,
             rows_per_second,
             rows,
+            max_per_batch: DEFAULT_MAX_ROWS_PER_BATCH,
         })
+    }
+
+    /// At most `rows` rows per batch (at least 1).
+    pub fn with_max_rows_per_batch(self, rows: u64) -> Self {
+        SequenceSource {
+            max_per_batch: rows.max(1),
+            ..self
+        }
     }
 
     pub(crate) fn from_options(schema: SchemaRef, options: &mut Options) -> Result<Self> {
@@ -72,7 +92,15 @@ impl SequenceSource {
             )?
             .unwrap_or(10);
         let rows = options.take_parsed(&["rows", "number-of-rows"], "a whole number of rows")?;
-        SequenceSource::new(schema, rate, rows)
+        let max = options
+            .take_parsed::<u64>(&["max.records.per.batch"], "a number of records")?
+            .unwrap_or(DEFAULT_MAX_ROWS_PER_BATCH);
+        if max == 0 {
+            return Err(Error::Config(
+                "option 'max.records.per.batch' must be at least 1".into(),
+            ));
+        }
+        Ok(SequenceSource::new(schema, rate, rows)?.with_max_rows_per_batch(max))
     }
 }
 
@@ -93,6 +121,7 @@ impl Source for SequenceSource {
     }
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
+        let cut = Some((ctx.name.clone(), ctx.notices.clone()));
         Ok(Box::new(SequenceReader {
             schema: self.schema.clone(),
             rate: self.rows_per_second,
@@ -100,6 +129,8 @@ impl Source for SequenceSource {
             start: ctx.start,
             next_id: 0,
             metrics: ctx.metrics,
+            max_per_batch: self.max_per_batch,
+            cut,
         }))
     }
 
@@ -115,6 +146,9 @@ struct SequenceReader {
     start: BatchTime,
     next_id: u64,
     metrics: Arc<crate::metrics::SourceMetrics>,
+    max_per_batch: u64,
+    /// Where the notice of the first cut batch goes, until it is given.
+    cut: Option<(String, crate::notice::Notices)>,
 }
 
 impl SequenceReader {
@@ -136,6 +170,18 @@ impl SourceReader for SequenceReader {
             end = end.min(limit);
         }
         let first = self.next_id.min(end);
+        if end - first > self.max_per_batch {
+            if let Some((name, notices)) = self.cut.take() {
+                notices.send(format!(
+                    "source '{name}': batch {time} would take {} rows; it takes {} \
+                     (max.records.per.batch) and the rest follow in later batches, \
+                     so the source falls behind its rows.per.second",
+                    end - first,
+                    self.max_per_batch
+                ));
+            }
+            end = first + self.max_per_batch;
+        }
         let ids: Vec<i64> = (first..end).map(|id| id as i64).collect();
         let times: Vec<i64> = (first..end)
             .map(|id| self.start.millis() + self.offset_millis(id))
@@ -156,5 +202,47 @@ impl SourceReader for SequenceReader {
             batch,
             end_of_input,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::notice::Notices;
+
+    #[test]
+    fn a_batch_takes_at_most_its_cap_and_the_rest_follows_in_order() {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let notices = {
+            let said = Arc::clone(&said);
+            Notices::new(move |m: &str| said.lock().unwrap().push(m.to_string()))
+        };
+        let source = SequenceSource::new(default_schema(), 1_000_000_000, None)
+            .unwrap()
+            .with_max_rows_per_batch(1_000);
+        let mut reader = source
+            .open(SourceContext {
+                name: "s".into(),
+                start: BatchTime::from_millis(0),
+                interval: Duration::from_secs(1),
+                metrics: Arc::default(),
+                notices,
+                checkpoint_dir: None,
+            })
+            .unwrap();
+        let ids = |batch: &RecordBatch| -> Vec<i64> {
+            let ids = batch.column(0).as_any().downcast_ref::<Int64Array>();
+            ids.unwrap().values().to_vec()
+        };
+        let first = reader.next_batch(BatchTime::from_millis(1_000)).unwrap();
+        let second = reader.next_batch(BatchTime::from_millis(2_000)).unwrap();
+        assert_eq!(ids(&first.batch), (0..1_000).collect::<Vec<_>>());
+        assert_eq!(ids(&second.batch), (1_000..2_000).collect::<Vec<_>>());
+        let said = said.lock().unwrap();
+        assert_eq!(said.len(), 1, "one notice: {said:?}");
+        assert!(said[0].contains("max.records.per.batch"), "{said:?}");
     }
 }

@@ -1,0 +1,92 @@
+//! Helpers shared by the process-level tests: the real binary, signals,
+//! SQL files, console output parsed into batches, and memory sampling.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_brooklet");
+
+pub fn brooklet() -> Command {
+    let mut command = Command::new(BIN);
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// Sends SIGINT (Ctrl-C) to a child, as a terminal would.
+pub fn sigint(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT failed");
+}
+
+pub fn sql_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("q.sql");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary with `args`, feeding `input` on stdin, until it exits.
+pub fn run_with_input(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = brooklet()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Dropping stdin after the write ends the input.
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Batch headers and rows of csv-formatted console output.
+pub fn blocks(stdout: &str) -> Vec<(i64, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut lines = stdout.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some(time) = line.strip_prefix("Time: ") {
+            let time: i64 = time.trim_end_matches(" ms").parse().unwrap();
+            assert!(lines.next().unwrap().starts_with("-----"));
+            let mut rows = Vec::new();
+            while let Some(row) = lines.peek() {
+                if row.starts_with("-----") {
+                    break;
+                }
+                let row = lines.next().unwrap();
+                if !row.is_empty() {
+                    rows.push(row.to_string());
+                }
+            }
+            blocks.push((time, rows));
+        }
+    }
+    blocks
+}
+
+/// The peak resident memory of process `pid` while `running`, sampled.
+pub fn sample_peak_rss(
+    pid: u32,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut peak = 0u64;
+        while running.load(std::sync::atomic::Ordering::SeqCst) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
