@@ -400,3 +400,28 @@ async fn a_panicking_callback_stops_its_query_not_the_engine() {
     );
     assert_eq!(outputs.lock().unwrap().len(), 3, "the other query went on");
 }
+
+/// An embedder's runtime has 2 MiB worker stacks: a 300-term chain (which
+/// overflowed a worker's stack before) is planned and run on a deep stack
+/// of the engine's own, and the output is exact; past the nesting limit
+/// the statement is an error that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_plan_and_run_on_an_ordinary_runtime() {
+    let (ctx, clock) = support::manual_context(0, Duration::from_secs(1));
+    ctx.execute("CREATE SOURCE nums (n BIGINT) WITH (connector = 'memory', format = 'csv')")
+        .await
+        .unwrap();
+    let chain = vec!["n"; 300].join(" + ");
+    let stream = ctx
+        .sql(&format!("SELECT {chain} AS total FROM nums"))
+        .await
+        .unwrap();
+    let (outputs, _) = support::run_batches(&ctx, &clock, stream, "nums", &["1\n2\n"]).await;
+    assert_eq!(outputs, [(1_000, vec!["300".to_string(), "600".to_string()])]);
+    let too_deep = vec!["n"; 1_001].join(" + ");
+    let e = ctx
+        .sql(&format!("SELECT {too_deep} FROM nums"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("the limit"), "{e}");
+}

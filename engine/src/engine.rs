@@ -660,13 +660,11 @@ impl Engine {
             }
         }
         state.run = RunState::Running;
-        // Batches compile and evaluate plans that recurse once per level
-        // of their expressions: every poll gets a deep stack.
-        let task = tokio::spawn(crate::stack::DeepStack::new(crate::scheduler::run(
+        let task = tokio::spawn(crate::scheduler::run(
             Arc::downgrade(&self.inner),
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.wake),
-        )));
+        ));
         state.scheduler = Some(task);
         Ok(())
     }

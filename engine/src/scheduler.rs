@@ -37,6 +37,7 @@ use crate::plan::StatelessOperator;
 use crate::query::{Output, QueryShared, QueryStatus};
 use crate::running::RunningAggregateOperator;
 use crate::source::{SourceBatch, SourceContext, SourceReader};
+use crate::stack::DeepStack;
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
 use crate::watermark::{NO_WATERMARK, WatermarkTracker, format_lateness, format_watermark};
@@ -164,16 +165,16 @@ pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Noti
             state.next_batch = next.plus(state.interval);
             (std::mem::take(&mut state.pending), state.interval)
         };
+        // Compiling and running plans recurses once per level of their
+        // expressions: that work, not the waiting, gets a deep stack.
         for query in pending {
-            match engine
-                .activate(query, next.minus(interval), interval, &mut readers)
-                .await
-            {
+            let activating = engine.activate(query, next.minus(interval), interval, &mut readers);
+            match DeepStack::new(activating).await {
                 Ok(query) => running.push(query),
                 Err((shared, e)) => engine.end_query(&shared, QueryStatus::Failed(Arc::new(e))),
             }
         }
-        engine.run_batch(next, &mut running, &mut readers).await;
+        DeepStack::new(engine.run_batch(next, &mut running, &mut readers)).await;
     }
 }
 
