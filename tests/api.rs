@@ -417,7 +417,10 @@ async fn deep_expressions_plan_and_run_on_an_ordinary_runtime() {
         .await
         .unwrap();
     let (outputs, _) = support::run_batches(&ctx, &clock, stream, "nums", &["1\n2\n"]).await;
-    assert_eq!(outputs, [(1_000, vec!["300".to_string(), "600".to_string()])]);
+    assert_eq!(
+        outputs,
+        [(1_000, vec!["300".to_string(), "600".to_string()])]
+    );
     let too_deep = vec!["n"; 1_001].join(" + ");
     let e = ctx
         .sql(&format!("SELECT {too_deep} FROM nums"))

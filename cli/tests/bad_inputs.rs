@@ -3,7 +3,6 @@
 //! has one), that memory stays bounded, and that no row is lost. None of
 //! these may crash the process, hang it, or lose rows without a word.
 
-use std::io::Read;
 use std::process::{Child, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{blocks, brooklet, run_with_input, sample_peak_rss, sigint, sql_file};
+use support::{blocks, brooklet, read_outputs, run_with_input, sample_peak_rss, sigint, sql_file};
 
 /// The rows of every batch of csv output, headers dropped.
 fn rows(output: &Output, header: &str) -> Vec<String> {
@@ -26,6 +25,19 @@ fn rows(output: &Output, header: &str) -> Vec<String> {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Checks that a run failed with status 1 and a message that says each of
+/// `says` and none of `never`.
+fn fails_saying(output: &Output, says: &[&str], never: &[&str]) {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    for text in says {
+        assert!(message.contains(text), "no '{text}' in: {message}");
+    }
+    for text in never {
+        assert!(!message.contains(text), "'{text}' in: {message}");
+    }
 }
 
 /// Waits for a child to exit, killing it (and failing) after `limit`.
@@ -220,10 +232,7 @@ fn a_700_000_term_or_is_refused() {
         .args(["run", file.to_str().unwrap()])
         .output()
         .unwrap();
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(message.contains("the limit"), "{message}");
-    assert!(message.contains("q.sql:2:1"), "{message}");
+    fails_saying(&output, &["the limit", "q.sql:2:1"], &[]);
 }
 
 // 3. An absurd rate: bounded memory, and signals always work.
@@ -256,20 +265,7 @@ fn an_absurd_rate_is_cut_per_batch_and_ctrl_c_stops_it() {
     let status = wait_at_most(&mut child, Duration::from_secs(30));
     running.store(false, Ordering::SeqCst);
     let peak = peak.join().unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (out, err) = read_outputs(&mut child);
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains("max.records.per.batch"), "{err}");
     let counts: Vec<String> = blocks(&out)
@@ -380,13 +376,7 @@ fn type_errors_are_reported_with_the_statement_before_it_runs() {
         "CREATE SOURCE s WITH (connector = 'sequence'); SELECT sum(ts) FROM s;",
         b"",
     );
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(
-        !message.contains("likely") && !message.contains("Internal error"),
-        "{message}"
-    );
-    assert!(message.contains("sum"), "{message}");
+    fails_saying(&output, &["sum(Timestamp"], &["likely", "Internal error"]);
 }
 
 // 7. Messages that said the wrong thing.
@@ -397,10 +387,7 @@ fn a_csv_error_names_one_line() {
         "CREATE SOURCE s (a TEXT, b BIGINT) WITH (connector='stdin', format='csv'); SELECT a FROM s;",
         b"x,1\ny\n",
     );
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(message.contains("line 2 (byte offset 4)"), "{message}");
-    assert!(!message.contains("for line"), "{message}");
+    fails_saying(&output, &["line 2 (byte offset 4)"], &["for line"]);
 }
 
 #[test]
@@ -441,10 +428,7 @@ fn a_missing_directory_is_called_missing() {
          SELECT line FROM s;",
         b"",
     );
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(message.contains("does not exist"), "{message}");
-    assert!(!message.contains("not a directory"), "{message}");
+    fails_saying(&output, &["does not exist"], &["not a directory"]);
 }
 
 #[test]
@@ -468,10 +452,5 @@ fn a_sql_file_that_is_not_utf8_is_refused_with_the_offset() {
         .args(["run", file.to_str().unwrap()])
         .output()
         .unwrap();
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(
-        message.contains("line 2 (byte offset 18)") && message.contains("0xff"),
-        "{message}"
-    );
+    fails_saying(&output, &["line 2 (byte offset 18)", "0xff"], &[]);
 }

@@ -6,7 +6,7 @@
 //! command in the README is run by this test too; one that cannot be
 //! (the test command itself, benchmarks) is listed with the reason.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::BIN;
+use support::{BIN, read_outputs};
 
 /// Commands not run here, and why.
 const NOT_RUN: &[(&str, &str)] = &[
@@ -144,20 +144,7 @@ fn run(command: &str, root: &Path) {
         );
         thread::sleep(Duration::from_millis(50));
     };
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (stdout, stderr) = read_outputs(&mut child);
     assert!(status.success(), "`{command}`: {status}\n{stderr}");
     assert!(
         until_ctrl_c == signalled,

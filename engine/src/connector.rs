@@ -231,3 +231,10 @@ impl Decoding {
         }
     }
 }
+
+/// The names of a connector registry (`source::CONNECTORS`,
+/// `sink::CONNECTORS`), for an error that lists the valid ones.
+pub(crate) fn connector_names(registry: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = registry.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}

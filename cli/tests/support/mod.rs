@@ -90,3 +90,17 @@ pub fn sample_peak_rss(
         peak
     })
 }
+
+/// Everything a finished child wrote: stdout and stderr.
+pub fn read_outputs(child: &mut Child) -> (String, String) {
+    use std::io::Read;
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout).unwrap();
+    }
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr).unwrap();
+    }
+    (stdout, stderr)
+}

@@ -41,15 +41,6 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("files", "path, format = 'csv' | 'json'"),
 ];
 
-/// The names of [`CONNECTORS`], for an error.
-fn connector_names() -> String {
-    CONNECTORS
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Builds the sink a `CREATE SINK` statement declares.
 pub(crate) fn create(
     name: &str,
@@ -65,7 +56,7 @@ pub(crate) fn create(
         other => {
             return Err(Error::Config(format!(
                 "unknown connector '{other}' for sink '{name}'; valid connectors: {}",
-                connector_names()
+                crate::connector::connector_names(CONNECTORS)
             )));
         }
     };

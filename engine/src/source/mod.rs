@@ -157,11 +157,7 @@ pub(crate) fn create(
         other => {
             return Err(crate::Error::Config(format!(
                 "unknown connector '{other}' for source '{name}'; valid connectors: {}",
-                CONNECTORS
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::connector::connector_names(CONNECTORS)
             )));
         }
     };
