@@ -6,6 +6,8 @@ use std::fmt;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 
+use crate::limits::MAX_NESTING;
+
 /// The result type of the SQL front end.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -63,6 +65,18 @@ impl Error {
         matches!(self, Error::Engine(e) if e.is_broken_pipe())
     }
 
+    /// A statement nesting deeper than [`MAX_NESTING`] levels.
+    pub fn too_deep() -> Self {
+        Error::Syntax {
+            message: format!(
+                "the statement nests more than {MAX_NESTING} levels deep, the limit \
+                 (brooklet_sql::MAX_NESTING). Split the expression, or write a long OR of \
+                 equalities as IN (…)"
+            ),
+            location: None,
+        }
+    }
+
     /// A planning error without a position.
     pub fn plan(message: impl Into<String>) -> Self {
         Error::Plan {
@@ -101,7 +115,7 @@ impl From<ParserError> for Error {
     fn from(e: ParserError) -> Self {
         let text = match e {
             ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
-            ParserError::RecursionLimitExceeded => return crate::parser::too_deep(),
+            ParserError::RecursionLimitExceeded => return Error::too_deep(),
         };
         // sqlparser appends " at Line: L, Column: C"; keep it as a location.
         match text.rfind(" at Line: ") {

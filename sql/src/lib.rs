@@ -11,12 +11,12 @@
 
 pub mod dialect;
 pub mod error;
+pub mod limits;
 pub mod parser;
 pub mod planner;
 mod window;
 
 pub use error::{Error, Location, Result};
-pub use parser::{
-    Emit, MAX_NESTING, ParsedStatement, Statement, parse_statement_text, parse_statements,
-};
+pub use limits::MAX_NESTING;
+pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};
 pub use planner::{Planned, Planner};

@@ -23,32 +23,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::dialect::BrookletDialect;
 use crate::error::{Error, Location, Result};
-
-/// How deep a statement may nest: parentheses, `CASE`, function calls,
-/// prefix `NOT`s, and the length of an operator chain (`a + b + …` is a
-/// tree as deep as it has terms). Deeper statements are refused with an
-/// error that names this limit, before they are planned; everything up to
-/// it is parsed, planned and run on a deep stack
-/// ([`brooklet_engine::stack`]).
-///
-/// Why 1 000: DataFusion names every node of an expression tree by printing
-/// its subtree (`Expr::to_field` → `qualified_name`), so planning costs the
-/// square of the depth — measured on a debug build, 1 000 terms of `+`
-/// take 36 s to plan and 2 000 take 152 s (an optimized build is some 30×
-/// faster); the 700 000-term `OR` of issue 14 would never end.
-pub const MAX_NESTING: usize = 1_000;
-
-/// The error for a statement nesting deeper than [`MAX_NESTING`].
-pub(crate) fn too_deep() -> Error {
-    Error::Syntax {
-        message: format!(
-            "the statement nests more than {MAX_NESTING} levels deep, the limit \
-             (brooklet_sql::MAX_NESTING). Split the expression, or write a long OR of \
-             equalities as IN (…)"
-        ),
-        location: None,
-    }
-}
+use crate::limits::MAX_NESTING;
 
 /// Where the nesting of parentheses, `CASE … END` and runs of prefix
 /// `NOT`s in `tokens` first goes past [`MAX_NESTING`], counted before
@@ -340,7 +315,7 @@ fn parse_deep(sql: &str) -> Result<Vec<ParsedStatement>> {
         })?;
     let tokens = drop_table_keyword_in_window_functions(tokens);
     if let Some(location) = too_deep_at(&tokens) {
-        return Err(too_deep().at(location));
+        return Err(Error::too_deep().at(location));
     }
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_NESTING)
@@ -357,7 +332,7 @@ fn parse_deep(sql: &str) -> Result<Vec<ParsedStatement>> {
         if let Statement::Query { query, .. } | Statement::Insert { query, .. } = &statement
             && expression_depth(query) > MAX_NESTING
         {
-            return Err(too_deep().at(Location {
+            return Err(Error::too_deep().at(Location {
                 line: first.span.start.line,
                 column: first.span.start.column,
             }));
