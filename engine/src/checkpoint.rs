@@ -657,6 +657,20 @@ mod tests {
         assert_eq!(time.millis(), 2000);
         assert_eq!(state[0].i64("t").unwrap(), 2000);
         assert_eq!(restored.warnings.len(), 1);
+        assert!(restored.warnings[0].contains("using the one before"));
+        // Both are damaged: no older one is claimed.
+        fs::write(dir.join("state-2000.bin"), b"garbage").unwrap();
+        let restored = checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap()
+            .unwrap();
+        assert!(restored.state.is_none());
+        assert!(restored.warnings[0].contains("using the one before"));
+        assert!(
+            restored.warnings[1].contains("there is no older one"),
+            "{:?}",
+            restored.warnings
+        );
         let other = Fingerprint::new("SELECT n + 1 FROM s", &schema);
         let e = checkpoint
             .open(&other, BatchTime::from_millis(0), 1000)
