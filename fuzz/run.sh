@@ -16,10 +16,11 @@ mkdir -p corpus/sql
 for spec in ../tests/specs/*.spec; do
     sed '/^== batch/,$d; /^#/d' "$spec" > "corpus/sql/$(basename "$spec" .spec).sql"
 done
-# Deep chains around the front end's nesting limit (1 000 levels, issue 14):
+# Deep chains below and past the front end's nesting limit (1 000 levels, issue 14;
+# seeds just under it plan for minutes, DataFusion being quadratic in depth):
 # operator chains, nested CASE, nested calls, prefix NOTs, parentheses.
 repeat() { local out=""; for ((i = 0; i < $2; i++)); do out+="$1"; done; printf '%s' "$out"; }
-for n in 200 999 1001; do
+for n in 200 1001; do
     for op in '+' ' AND ' ' OR ' '||' '*'; do
         name=$(printf '%s' "$op" | tr -d ' ' | tr '+*|' 'pmc')
         printf 'SELECT v%s FROM events;' "$(repeat "$op"'v' "$n")" > "corpus/sql/chain-$name-$n.sql"
