@@ -19,14 +19,19 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use crate::engine::Engine;
 use crate::error::{CallbackError, Result};
 use crate::graph::{Node, NodeKind};
+use crate::operator::OperatorDef;
+use crate::operators::event_window::{EventWindow, EventWindowAggregate, IS_FINAL, WindowEmit};
+use crate::operators::running::{RunningAggregate, RunningSpec};
+use crate::operators::stateless::Stateless;
+use crate::operators::window::aggregate::WindowAggregate;
+use crate::operators::window::raw::RawWindow;
+use crate::operators::window::{WindowSpec, output_schema, with_bounds};
 use crate::plan::{StreamTable, scanned_streams};
 use crate::query::{Output, QueryHandle};
 use crate::sink::ConsoleOptions;
 use crate::sink::console::ConsoleSink;
-use crate::spec::{EventWindow, RunningSpec, WindowSpec};
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
-use crate::window::{output_schema, with_bounds};
 
 /// A planned stream: nothing runs until an output operation.
 #[derive(Clone)]
@@ -67,13 +72,17 @@ impl DStream {
     pub fn from_plan(engine: &Engine, plan: LogicalPlan) -> Result<Self> {
         let inputs = scanned_streams(&plan);
         if inputs.is_empty() {
-            return Err(crate::Error::Plan(
+            return Err(crate::error::Error::Plan(
                 "a continuous query must read at least one stream (declare one with CREATE SOURCE)"
                     .into(),
             ));
         }
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let node = engine.new_node(schema, NodeKind::Stateless { plan, inputs });
+        let node = engine.new_node(
+            schema,
+            inputs,
+            NodeKind::Operator(Arc::new(Stateless { plan })),
+        );
         Ok(DStream::new(engine.clone(), node))
     }
 
@@ -116,13 +125,9 @@ impl DStream {
         &self,
         f: impl FnOnce(LogicalPlanBuilder) -> datafusion::error::Result<LogicalPlanBuilder>,
     ) -> Result<Self> {
-        let builder = match &self.node.kind {
-            NodeKind::Stateless { plan, .. } => LogicalPlanBuilder::from(plan.clone()),
-            NodeKind::Source { .. }
-            | NodeKind::WindowAggregate { .. }
-            | NodeKind::EventWindowAggregate { .. }
-            | NodeKind::RunningAggregate { .. }
-            | NodeKind::Window { .. } => self.scan()?,
+        let builder = match self.node.stateless_plan() {
+            Some(plan) => LogicalPlanBuilder::from(plan.clone()),
+            None => self.scan()?,
         };
         let plan = f(builder)?.build()?;
         let mut stream = DStream::from_plan(&self.engine, plan)?;
@@ -144,7 +149,7 @@ impl DStream {
     /// grouped by `group`: DStream `reduceByKeyAndWindow` (and
     /// `countByWindow` without groups). Emits at the window's slide
     /// boundaries only, with `window_start` and `window_end` first; see
-    /// [`crate::window`] for the exact semantics and the pane folding.
+    /// [`crate::operators::window`] for the exact semantics and the pane folding.
     pub fn window_aggregate(
         &self,
         group: Vec<Expr>,
@@ -152,10 +157,10 @@ impl DStream {
         spec: WindowSpec,
     ) -> Result<Self> {
         spec.validate(self.engine.batch_interval())?;
-        self.stateful_aggregate(group, aggregates, |plan, input| {
+        self.stateful_aggregate(group, aggregates, |plan| {
             (
                 output_schema(plan.schema().as_arrow()),
-                NodeKind::WindowAggregate { plan, input, spec },
+                Arc::new(WindowAggregate { plan, spec }),
             )
         })
     }
@@ -164,10 +169,10 @@ impl DStream {
     /// Spark's `groupBy(window(ts, …), k).agg(…)` with a watermark): rows
     /// go to windows by `window.time_column`, and each window is emitted
     /// when the watermark of the sources passes its end, or at end of input
-    /// (see [`crate::event_window`]). Every source this stream reads must
+    /// (see [`crate::operators::event_window`]). Every source this stream reads must
     /// declare a watermark on that column ([`Engine::set_watermark`]).
     /// Output: `window_start`, `window_end`, the `group` keys, the
-    /// aggregates, and `is_final` with [`crate::WindowEmit::Changes`].
+    /// aggregates, and `is_final` with [`WindowEmit::Changes`].
     pub fn event_window_aggregate(
         &self,
         group: Vec<Expr>,
@@ -178,7 +183,7 @@ impl DStream {
         let time = &window.time_column;
         for source in self.sources() {
             if self.engine.watermark(&source).is_none() {
-                return Err(crate::Error::Plan(format!(
+                return Err(crate::error::Error::Plan(format!(
                     "an event-time window over {time} needs a watermark on source '{source}': \
                      declare WATERMARK FOR {time} in its column list"
                 )));
@@ -186,13 +191,9 @@ impl DStream {
         }
         // The time column must be a source's watermark column as it arrives
         // (Flink's time attribute): windows close on that source's watermark.
-        let origins = match &self.node.kind {
-            NodeKind::Source { name } => Some(vec![(name.clone(), time.clone())]),
-            NodeKind::Stateless { plan, .. } => column_origins(plan, time),
-            _ => None,
-        };
+        let origins = column_origins_of(&self.node, time);
         let Some(origins) = origins else {
-            return Err(crate::Error::Plan(format!(
+            return Err(crate::error::Error::Plan(format!(
                 "the window's time column {time} is computed in the query; window by a source's \
                  watermark column itself, as the source delivers it"
             )));
@@ -200,7 +201,7 @@ impl DStream {
         for (source, column) in origins {
             let watermark = self.engine.watermark(&source);
             if watermark.as_ref().is_none_or(|w| w.column != column) {
-                return Err(crate::Error::Plan(format!(
+                return Err(crate::error::Error::Plan(format!(
                     "the window's time column {time} is column {column} of source '{source}', \
                      whose watermark is {}: window by the watermark column",
                     watermark.map_or("not declared".into(), |w| format!("on {}", w.column))
@@ -211,65 +212,71 @@ impl DStream {
             &window.time_column,
         ))];
         keys.extend(group);
-        let names_is_final =
-            |e: &Expr| e.schema_name().to_string() == crate::event_window::IS_FINAL;
-        if window.emit == crate::spec::WindowEmit::Changes
-            && keys.iter().chain(&aggregates).any(names_is_final)
+        let names_is_final = |e: &Expr| e.schema_name().to_string() == IS_FINAL;
+        if window.emit == WindowEmit::Changes && keys.iter().chain(&aggregates).any(names_is_final)
         {
-            return Err(crate::Error::Plan(format!(
-                "{} is the column EMIT CHANGES adds to tell updates from final rows; \
-                 name the key or aggregate otherwise",
-                crate::event_window::IS_FINAL
+            return Err(crate::error::Error::Plan(format!(
+                "{IS_FINAL} is the column EMIT CHANGES adds to tell updates from final rows; \
+                 name the key or aggregate otherwise"
             )));
         }
-        self.stateful_aggregate(keys, aggregates, |plan, input| {
+        self.stateful_aggregate(keys, aggregates, |plan| {
             (
-                crate::event_window::output_schema(plan.schema().as_arrow(), window.emit),
-                NodeKind::EventWindowAggregate {
-                    plan,
-                    input,
-                    window,
-                },
+                crate::operators::event_window::output_schema(
+                    plan.schema().as_arrow(),
+                    window.emit,
+                ),
+                Arc::new(EventWindowAggregate { plan, window }),
             )
         })
     }
 
     /// A running aggregate over every batch so far, grouped by `group`
     /// (DStream `updateStateByKey`): every batch emits the keys that had
-    /// rows in it, or every key, as `spec` says; see [`crate::running`].
+    /// rows in it, or every key, as `spec` says; see [`crate::operators::running`].
     pub fn running_aggregate(
         &self,
         group: Vec<Expr>,
         aggregates: Vec<Expr>,
         spec: RunningSpec,
     ) -> Result<Self> {
-        self.stateful_aggregate(group, aggregates, |plan, input| {
+        self.stateful_aggregate(group, aggregates, |plan| {
             (
                 Arc::new(plan.schema().as_arrow().clone()),
-                NodeKind::RunningAggregate { plan, input, spec },
+                Arc::new(RunningAggregate { plan, spec }),
             )
         })
     }
 
     /// A node that runs the aggregate of this stream by `group` with state
-    /// across batches: `kind` gets the aggregate's plan and this stream's
-    /// node, and gives the node's schema and kind.
+    /// across batches: `operator` gets the aggregate's plan, and gives the
+    /// node's schema and operator.
     fn stateful_aggregate(
         &self,
         group: Vec<Expr>,
         aggregates: Vec<Expr>,
-        kind: impl FnOnce(LogicalPlan, Arc<Node>) -> (SchemaRef, NodeKind),
+        operator: impl FnOnce(LogicalPlan) -> (SchemaRef, Arc<dyn OperatorDef>),
     ) -> Result<Self> {
         let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
-        let (schema, kind) = kind(plan, self.node.clone());
-        Ok(DStream {
-            node: self.engine.new_node(schema, kind),
+        let (schema, operator) = operator(plan);
+        Ok(self.then(schema, operator))
+    }
+
+    /// This stream read by `operator`, whose output has `schema`.
+    fn then(&self, schema: SchemaRef, operator: Arc<dyn OperatorDef>) -> Self {
+        let node = self.engine.new_node(
+            schema,
+            vec![self.node.clone()],
+            NodeKind::Operator(operator),
+        );
+        DStream {
+            node,
             ..self.clone()
-        })
+        }
     }
 
     /// DStream `window()`: at each slide boundary of `spec`, every row of the
-    /// window's batches (processing time; see [`crate::window`]). The rows
+    /// window's batches (processing time; see [`crate::operators::window`]). The rows
     /// themselves are kept while a window needs them.
     pub fn window(&self, spec: WindowSpec) -> Result<Self> {
         self.raw_window(spec, false)
@@ -289,18 +296,7 @@ impl DStream {
         } else {
             self.node.schema.clone()
         };
-        let node = self.engine.new_node(
-            schema,
-            NodeKind::Window {
-                input: self.node.clone(),
-                spec,
-                bounds,
-            },
-        );
-        Ok(DStream {
-            node,
-            ..self.clone()
-        })
+        Ok(self.then(schema, Arc::new(RawWindow { spec, bounds })))
     }
 
     /// Keeps the rows for which `predicate` is true.
@@ -406,12 +402,18 @@ fn column_origins(plan: &LogicalPlan, column: &str) -> Option<Vec<(String, Strin
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
             let table = provider.downcast_ref::<StreamTable>()?;
-            match &table.node().kind {
-                NodeKind::Source { name } => Some(vec![(name.clone(), column.to_string())]),
-                NodeKind::Stateless { plan, .. } => column_origins(plan, column),
-                _ => None,
-            }
+            column_origins_of(table.node(), column)
         }
         _ => None,
+    }
+}
+
+/// The sources' columns that column `column` of `node`'s output is, as
+/// [`column_origins`] traces them: through stateless plans only.
+fn column_origins_of(node: &Node, column: &str) -> Option<Vec<(String, String)>> {
+    match (&node.kind, node.stateless_plan()) {
+        (NodeKind::Source { name }, _) => Some(vec![(name.clone(), column.to_string())]),
+        (_, Some(plan)) => column_origins(plan, column),
+        (_, None) => None,
     }
 }

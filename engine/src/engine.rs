@@ -1,6 +1,7 @@
-//! The engine: its sources, sinks and queries, its settings, and its
-//! lifecycle (start, stop, await termination). Batches are run by the
-//! scheduler (`scheduler.rs`).
+//! The engine's public API: its sources, sinks and queries, its settings,
+//! and its lifecycle (start, stop, await termination). Batches are run by
+//! the runtime (`runtime/`), which shares the engine's state
+//! (`runtime/shared.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,91 +14,22 @@ use arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 
 use crate::checkpoint::CheckpointDir;
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeKind};
-use crate::metrics::{SourceMetrics, SourceMetricsSnapshot};
+use crate::metrics::SourceMetricsSnapshot;
 use crate::notice::Notices;
 use crate::plan::StreamTable;
 use crate::query::{Output, QueryHandle, QueryShared, QueryStatus, StopMode, StreamingListener};
+use crate::runtime::shared::{
+    CheckpointSettings, Inner, PendingQuery, RegisteredSource, RunState, State, Termination,
+};
 use crate::sink::{ConsoleOptions, Sink};
 use crate::source::{MemorySource, Source};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};
 use crate::watermark::Watermark;
-
-pub(crate) struct RegisteredSource {
-    pub(crate) source: Arc<dyn Source>,
-    pub(crate) metrics: Arc<SourceMetrics>,
-    pub(crate) watermark: Option<Watermark>,
-}
-
-/// Where queries save checkpoints and how often they save state.
-#[derive(Debug, Clone)]
-pub(crate) struct CheckpointSettings {
-    /// Each query checkpoints into `<dir>/<query name>`.
-    pub(crate) dir: PathBuf,
-    /// State is saved every this many batches (progress every batch).
-    pub(crate) every: u64,
-}
-
-pub(crate) struct PendingQuery {
-    pub(crate) shared: Arc<QueryShared>,
-    pub(crate) node: Arc<Node>,
-    pub(crate) output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunState {
-    NotStarted,
-    Running,
-    Stopping,
-    Stopped,
-}
-
-pub(crate) struct State {
-    pub(crate) interval: Duration,
-    pub(crate) console: ConsoleOptions,
-    /// How long a source may deliver nothing before it stops holding back
-    /// the watermark of operators reading it with other sources.
-    pub(crate) idle_timeout: Option<Duration>,
-    /// Where queries checkpoint, if they do.
-    pub(crate) checkpoint: Option<CheckpointSettings>,
-    pub(crate) sources: BTreeMap<String, RegisteredSource>,
-    pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
-    pub(crate) queries: Vec<Arc<QueryShared>>,
-    pub(crate) pending: Vec<PendingQuery>,
-    pub(crate) run: RunState,
-    pub(crate) next_batch: BatchTime,
-    pub(crate) scheduler: Option<JoinHandle<()>>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Termination {
-    pub(crate) stopped: bool,
-    pub(crate) failure: Option<(String, Arc<Error>)>,
-    pub(crate) live: usize,
-    pub(crate) ever: usize,
-}
-
-impl Termination {
-    fn done(&self) -> bool {
-        self.stopped || self.failure.is_some() || (self.ever > 0 && self.live == 0)
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) session: SessionContext,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) notices: Notices,
-    pub(crate) next_id: AtomicUsize,
-    pub(crate) state: Mutex<State>,
-    pub(crate) wake: Arc<Notify>,
-    pub(crate) termination: watch::Sender<Termination>,
-    pub(crate) listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
-}
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -109,7 +41,7 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// Reads time from `clock` (a [`ManualClock`](crate::ManualClock) in tests).
+    /// Reads time from `clock` (a [`ManualClock`](crate::time::ManualClock) in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -246,7 +178,7 @@ impl Engine {
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.inner.state)
+        self.inner.state()
     }
 
     /// The DataFusion session that plans and runs batches: register static
@@ -510,9 +442,20 @@ impl Engine {
             })
     }
 
-    pub(crate) fn new_node(&self, schema: SchemaRef, kind: NodeKind) -> Arc<Node> {
+    /// A new node of the operator graph, reading `inputs`.
+    pub(crate) fn new_node(
+        &self,
+        schema: SchemaRef,
+        inputs: Vec<Arc<Node>>,
+        kind: NodeKind,
+    ) -> Arc<Node> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Node { id, schema, kind })
+        Arc::new(Node {
+            id,
+            schema,
+            inputs,
+            kind,
+        })
     }
 
     /// The source `name` as a table for DataFusion plans: a scan of it reads
@@ -521,6 +464,7 @@ impl Engine {
         let schema = self.source_by_name(name)?.schema();
         let node = self.new_node(
             schema,
+            Vec::new(),
             NodeKind::Source {
                 name: name.to_string(),
             },
@@ -660,7 +604,7 @@ impl Engine {
             }
         }
         state.run = RunState::Running;
-        let task = tokio::spawn(crate::scheduler::run(
+        let task = tokio::spawn(crate::runtime::scheduler::run(
             Arc::downgrade(&self.inner),
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.wake),
@@ -739,20 +683,7 @@ impl Engine {
     }
 
     pub(crate) fn end_query(&self, query: &QueryShared, status: QueryStatus) {
-        if query.status.borrow().is_terminal() {
-            return;
-        }
-        let failure = match &status {
-            QueryStatus::Failed(e) => Some((query.name.clone(), Arc::clone(e))),
-            _ => None,
-        };
-        query.status.send_replace(status);
-        self.inner.termination.send_modify(|t| {
-            t.live = t.live.saturating_sub(1);
-            if t.failure.is_none() {
-                t.failure = failure;
-            }
-        });
+        self.inner.end_query(query, status);
     }
 }
 

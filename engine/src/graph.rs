@@ -6,69 +6,42 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::spec::{EventWindow, RunningSpec, WindowSpec};
-
-/// Identifies a node of the operator graph.
-pub(crate) type NodeId = usize;
+pub(crate) use crate::operator::NodeId;
+use crate::operator::{Input, OperatorDef};
 
 /// One operator of the graph.
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) id: NodeId,
     pub(crate) schema: SchemaRef,
+    /// The nodes it reads, in the order its operator reads them.
+    pub(crate) inputs: Vec<Arc<Node>>,
     pub(crate) kind: NodeKind,
 }
 
-/// What an operator does.
+/// What a node is.
 #[derive(Debug)]
 pub(crate) enum NodeKind {
     /// A source's batches.
     Source { name: String },
-    /// A DataFusion plan run on each batch of its input streams.
-    Stateless {
-        plan: LogicalPlan,
-        inputs: Vec<Arc<Node>>,
-    },
-    /// DStream `window()`: every slide, the rows of the window, with
-    /// `window_start` and `window_end` appended when `bounds`.
-    Window {
-        input: Arc<Node>,
-        spec: WindowSpec,
-        bounds: bool,
-    },
-    /// A processing-time window aggregate of its input stream: `plan` is
-    /// the aggregate over a scan of `input`, run by pane folding.
-    WindowAggregate {
-        plan: LogicalPlan,
-        input: Arc<Node>,
-        spec: WindowSpec,
-    },
-    /// An event-time window aggregate of its input stream: `plan` is the
-    /// aggregate over a scan of `input`, grouped first by the time column.
-    EventWindowAggregate {
-        plan: LogicalPlan,
-        input: Arc<Node>,
-        window: EventWindow,
-    },
-    /// A running aggregate of its input stream over all batches so far:
-    /// `plan` is the aggregate over a scan of `input`.
-    RunningAggregate {
-        plan: LogicalPlan,
-        input: Arc<Node>,
-        spec: RunningSpec,
-    },
+    /// An operator on its inputs' batches.
+    Operator(Arc<dyn OperatorDef>),
 }
 
 impl Node {
-    /// The nodes this one reads directly.
-    pub(crate) fn inputs(&self) -> Vec<&Arc<Node>> {
+    /// This node as an operator's input.
+    pub(crate) fn as_input(&self) -> Input {
+        Input {
+            id: self.id,
+            schema: self.schema.clone(),
+        }
+    }
+
+    /// The plan this node runs on each batch, when it is a stateless one.
+    pub(crate) fn stateless_plan(&self) -> Option<&LogicalPlan> {
         match &self.kind {
-            NodeKind::Source { .. } => Vec::new(),
-            NodeKind::Stateless { inputs, .. } => inputs.iter().collect(),
-            NodeKind::WindowAggregate { input, .. }
-            | NodeKind::EventWindowAggregate { input, .. }
-            | NodeKind::Window { input, .. }
-            | NodeKind::RunningAggregate { input, .. } => vec![input],
+            NodeKind::Operator(def) => def.stateless_plan(),
+            NodeKind::Source { .. } => None,
         }
     }
 
@@ -78,7 +51,7 @@ impl Node {
             if out.iter().any(|n| n.id == node.id) {
                 return;
             }
-            for input in node.inputs() {
+            for input in &node.inputs {
                 visit(input, out);
             }
             out.push(node.clone());

@@ -28,31 +28,28 @@
 
 #![warn(missing_docs)]
 
-mod aggregate;
 mod checkpoint;
 pub mod connector;
 pub mod crash;
 pub mod dstream;
 pub mod engine;
 pub mod error;
-pub mod event_window;
 pub mod format;
 mod graph;
 pub mod metrics;
 pub mod notice;
+mod operator;
+pub mod operators;
 mod plan;
 pub mod query;
-pub mod running;
-mod scheduler;
+mod runtime;
 pub mod sink;
 pub mod source;
-pub mod spec;
 pub mod stack;
 mod stream;
 mod sync;
 pub mod time;
 pub mod watermark;
-pub mod window;
 
 pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
@@ -61,9 +58,13 @@ pub use engine::{Engine, EngineBuilder, SinkInfo, SourceInfo};
 pub use error::{CallbackError, Error, ErrorKind, Result};
 pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;
+pub use operators::event_window::{Assigner, EventWindow, IS_FINAL, WindowEmit};
+pub use operators::running::{EmitMode, RunningSpec};
+pub use operators::window::WindowSpec;
+/// The operators' modules, where their semantics are written down.
+pub use operators::{event_window, running, window};
 pub use plan::StreamTable;
 pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
-pub use spec::{Assigner, EmitMode, EventWindow, RunningSpec, WindowEmit, WindowSpec};
 pub use stream::BatchStream;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
 pub use watermark::Watermark;

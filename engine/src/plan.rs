@@ -1,5 +1,4 @@
-//! Stateless operators: a DataFusion plan, planned once and re-executed on
-//! every batch.
+//! Streams inside DataFusion plans, and running a plan on one batch.
 //!
 //! A stream appears in a DataFusion logical plan as a [`StreamTable`]. When a
 //! query starts, its plan is turned into a physical plan **once**; each
@@ -18,7 +17,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::{TableType, source_as_provider};
-use datafusion::execution::{SessionState, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
@@ -209,31 +208,4 @@ pub(crate) async fn run_plan(
         lock(slot).take();
     }
     Ok(arrow::compute::concat_batches(&plan.schema(), &batches?)?)
-}
-
-/// A compiled per-batch plan.
-pub(crate) struct StatelessOperator {
-    plan: Arc<dyn ExecutionPlan>,
-    scans: Vec<(NodeId, Slot)>,
-    task: Arc<TaskContext>,
-}
-
-impl StatelessOperator {
-    /// Plans `plan` physically, once.
-    pub(crate) async fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Self> {
-        let physical = state.create_physical_plan(plan).await?;
-        Ok(StatelessOperator {
-            scans: scan_slots(&physical)?,
-            plan: physical,
-            task: state.task_ctx(),
-        })
-    }
-
-    /// Runs the plan on one batch of its input streams.
-    pub(crate) async fn run(
-        &mut self,
-        input: impl Fn(NodeId) -> Option<RecordBatch>,
-    ) -> Result<RecordBatch> {
-        run_plan(&self.plan, &self.task, &self.scans, input).await
-    }
 }

@@ -28,7 +28,7 @@ pub(crate) enum Output {
     Callback(
         Box<dyn FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send>,
     ),
-    /// A bounded channel behind a [`BatchStream`](crate::BatchStream).
+    /// A bounded channel behind a [`BatchStream`](crate::stream::BatchStream).
     Channel(mpsc::Sender<Result<(BatchTime, RecordBatch)>>),
     /// A sink's writer.
     Sink(Box<dyn SinkWriter>),
@@ -127,7 +127,7 @@ impl QueryHandle {
 
     /// Waits until the query has run the batch of `time` (or a later one),
     /// and returns what that batch did; `None` if the query ended first.
-    /// With a [`ManualClock`](crate::ManualClock), this is how a test knows
+    /// With a [`ManualClock`](crate::time::ManualClock), this is how a test knows
     /// that the batch it advanced the clock for is done.
     pub async fn await_batch(&self, time: BatchTime) -> Option<BatchInfo> {
         let mut progress = self.shared.progress.subscribe();

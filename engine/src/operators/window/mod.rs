@@ -1,14 +1,44 @@
-//! What a stateful operator is asked to do: the length and slide of a
-//! window ([`WindowSpec`], with its rules), an event-time window
-//! ([`EventWindow`]: its time column, its windows and what it emits), and
-//! how a running aggregate emits and expires keys ([`RunningSpec`]). The
-//! operator graph holds these; the operators in `window`, `event_window` and
-//! `running` carry them out.
+//! Processing-time windows (DStream `window`, `reduceByKeyAndWindow`,
+//! `countByWindow`): their length and slide ([`WindowSpec`]) with the rules
+//! they obey, and what both window operators share. The aggregate folding
+//! partial aggregates is in `aggregate.rs`, DStream `window()` over raw rows
+//! in `raw.rs`.
+//!
+//! With batch interval `I`, window length `L` and slide `S` (both multiples
+//! of `I`, `L` a multiple of `S`), a window is emitted at each batch time `t`
+//! with `t − zero` a multiple of `S`; it covers the batches with times in
+//! `(t − L, t]` that come after `zero`. The first windows after the start
+//! are therefore partial, as in Spark. `zero` is the batch time before the
+//! query's first batch rounded down to a multiple of `S` — Spark's rule
+//! with windows aligned to the epoch, as Flink's processing-time windows
+//! are: windows end at the same times whenever the query started, so two
+//! runs (or a run and its restart) cut the same windows. Each output row carries `window_start = t − L` and
+//! `window_end = t`. At other batch times the operator emits nothing.
+//!
+//! The stream is cut into panes of `P = gcd(L, S)`: pane `k ≥ 1` holds the
+//! batches with times in `(zero + (k−1)·P, zero + k·P]`. Each batch's rows
+//! are folded into the accumulators of its pane (DataFusion's
+//! `GroupsAccumulator::update_batch`); a closed pane keeps only their
+//! partial states (`state()`), and a window's result merges partial states
+//! (`merge_batch`, then `evaluate`). Raw rows are never kept, and a pane is
+//! dropped as soon as no later window needs it, so the state is sized by
+//! keys × live panes. Panes are kept in two stacks ([`PaneQueue`]), so a
+//! window costs a constant number of merges whatever `L / S` is. A window
+//! over raw rows (DStream `window()`, no aggregate) keeps the batches
+//! themselves in its panes.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use arrow::array::{ArrayRef, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, Result};
 use crate::time::{BatchTime, format_duration};
+
+pub(crate) mod aggregate;
+mod pane_queue;
+pub(crate) mod raw;
 
 /// The length and slide of a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,135 +128,44 @@ impl WindowSpec {
     }
 }
 
-/// Which windows an event-time row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Assigner {
-    /// Windows `[k·slide, k·slide + length)` aligned to the epoch (tumbling
-    /// when the slide is the length).
-    Fixed(WindowSpec),
-    /// Per key, rows closer than `gap` to each other share a session
-    /// `[first event, last event + gap)`.
-    Session {
-        /// How long a key may be silent before its session ends.
-        gap: Duration,
-    },
+/// The output schema of a window aggregate: `window_start`, `window_end`,
+/// then the aggregate's columns.
+pub(crate) fn output_schema(aggregate: &Schema) -> SchemaRef {
+    let fields = bound_fields()
+        .into_iter()
+        .chain(aggregate.fields().iter().cloned());
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
-/// What an event-time window emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowEmit {
-    /// One final row per window and key, at the first batch whose
-    /// watermark passes the window's end (Flink's and Spark's append mode).
-    OnClose,
-    /// Also, every batch, the current values of the open windows that got
-    /// rows in it: an updating stream with a trailing `is_final` column.
-    Changes,
+/// `schema` with `window_start` and `window_end` appended.
+pub(crate) fn with_bounds(schema: &Schema) -> SchemaRef {
+    let fields = schema.fields().iter().cloned().chain(bound_fields());
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
-/// An event-time window aggregate: the time column of its input, its
-/// windows and what it emits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventWindow {
-    /// The input column holding each row's event time (a timestamp, or
-    /// milliseconds since the epoch). Every source the window reads must
-    /// declare a watermark on it.
-    pub time_column: String,
-    /// Which windows a row belongs to.
-    pub assigner: Assigner,
-    /// What the window emits.
-    pub emit: WindowEmit,
+/// The fields `window_start` and `window_end`.
+fn bound_fields() -> [FieldRef; 2] {
+    let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+    [
+        Arc::new(Field::new("window_start", time.clone(), false)),
+        Arc::new(Field::new("window_end", time, false)),
+    ]
 }
 
-impl EventWindow {
-    /// Fixed (tumbling or sliding) windows over `time_column`.
-    pub fn fixed(time_column: &str, spec: WindowSpec) -> Self {
-        EventWindow {
-            time_column: time_column.to_string(),
-            assigner: Assigner::Fixed(spec),
-            emit: WindowEmit::OnClose,
-        }
-    }
-
-    /// Session windows over `time_column` that end after `gap` of silence.
-    pub fn session(time_column: &str, gap: Duration) -> Self {
-        EventWindow {
-            time_column: time_column.to_string(),
-            assigner: Assigner::Session { gap },
-            emit: WindowEmit::OnClose,
-        }
-    }
-
-    /// The same windows, emitting as `emit` says.
-    pub fn with_emit(self, emit: WindowEmit) -> Self {
-        EventWindow { emit, ..self }
-    }
-
-    /// Checks the sizes, with errors that name the values.
-    pub fn validate(&self) -> Result<()> {
-        // Far beyond any real window; keeps window arithmetic in range.
-        const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
-        let longest = match self.assigner {
-            Assigner::Fixed(spec) => spec.length.max(spec.slide),
-            Assigner::Session { gap } => gap,
-        };
-        if longest > LONGEST {
-            return Err(Error::Plan(format!(
-                "window size {} is longer than 100 years",
-                format_duration(longest)
-            )));
-        }
-        match self.assigner {
-            Assigner::Fixed(spec) => spec.validate_event_time(),
-            Assigner::Session { gap } if gap.is_zero() => Err(Error::Plan(
-                "a session gap must be positive, got 0 ms".into(),
-            )),
-            Assigner::Session { .. } => Ok(()),
-        }
-    }
+/// The bounds of the window ending at `time`, `rows` times each.
+pub(crate) fn bounds(time: BatchTime, length: Duration, rows: usize) -> [ArrayRef; 2] {
+    let end = time.millis();
+    let start = end - length.as_millis() as i64;
+    [
+        Arc::new(TimestampMillisecondArray::from(vec![start; rows])),
+        Arc::new(TimestampMillisecondArray::from(vec![end; rows])),
+    ]
 }
 
-/// What a running aggregate emits every batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitMode {
-    /// The keys that had rows in the batch, with their current values.
-    Changes,
-    /// Every key with its current value.
-    Complete,
-}
-
-/// How a running aggregate emits and how long it keeps idle keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunningSpec {
-    /// What every batch emits.
-    pub emit: EmitMode,
-    /// Drop a key after this long without rows (`None`: keep every key).
-    pub ttl: Option<Duration>,
-}
-
-impl RunningSpec {
-    /// Emits the keys that changed, keeps keys forever.
-    pub fn changes() -> Self {
-        RunningSpec {
-            emit: EmitMode::Changes,
-            ttl: None,
-        }
-    }
-
-    /// Emits every key every batch, keeps keys forever.
-    pub fn complete() -> Self {
-        RunningSpec {
-            emit: EmitMode::Complete,
-            ttl: None,
-        }
-    }
-
-    /// Drops keys idle for `ttl` (zero: keep every key).
-    pub fn with_ttl(self, ttl: Duration) -> Self {
-        RunningSpec {
-            ttl: Some(ttl).filter(|t| !t.is_zero()),
-            ..self
-        }
-    }
+/// `zero` rounded down to a multiple of the slide (see the module docs).
+pub(crate) fn aligned(zero: BatchTime, spec: &WindowSpec) -> BatchTime {
+    let slide = spec.slide.as_millis().max(1) as i64;
+    BatchTime::from_millis(zero.millis().div_euclid(slide) * slide)
 }
 
 #[cfg(test)]

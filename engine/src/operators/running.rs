@@ -18,18 +18,84 @@
 //! into the running ones) and an evaluation; `Complete` output is that big
 //! anyway.
 
-use arrow::array::{RecordBatch, UInt32Array};
+use std::time::Duration;
 
-use crate::aggregate::{Aggregation, KeyIndex, Partial};
+use arrow::array::{RecordBatch, UInt32Array};
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
-use crate::graph::NodeId;
-pub use crate::spec::{EmitMode, RunningSpec};
+use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
+use crate::operators::aggregate::{Aggregation, KeyIndex, Partial};
 use crate::time::BatchTime;
 
+/// What a running aggregate emits every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// The keys that had rows in the batch, with their current values.
+    Changes,
+    /// Every key with its current value.
+    Complete,
+}
+
+/// How a running aggregate emits and how long it keeps idle keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningSpec {
+    /// What every batch emits.
+    pub emit: EmitMode,
+    /// Drop a key after this long without rows (`None`: keep every key).
+    pub ttl: Option<Duration>,
+}
+
+impl RunningSpec {
+    /// Emits the keys that changed, keeps keys forever.
+    pub fn changes() -> Self {
+        RunningSpec {
+            emit: EmitMode::Changes,
+            ttl: None,
+        }
+    }
+
+    /// Emits every key every batch, keeps keys forever.
+    pub fn complete() -> Self {
+        RunningSpec {
+            emit: EmitMode::Complete,
+            ttl: None,
+        }
+    }
+
+    /// Drops keys idle for `ttl` (zero: keep every key).
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        RunningSpec {
+            ttl: Some(ttl).filter(|t| !t.is_zero()),
+            ..self
+        }
+    }
+}
+
+/// A running aggregate of one input stream over all batches so far.
+#[derive(Debug)]
+pub(crate) struct RunningAggregate {
+    /// The aggregate over a scan of the input.
+    pub(crate) plan: LogicalPlan,
+    /// What it emits and how long it keeps idle keys.
+    pub(crate) spec: RunningSpec,
+}
+
+#[async_trait]
+impl OperatorDef for RunningAggregate {
+    async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
+        let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
+        Ok(Box::new(RunningAggregateOperator::new(
+            aggregation,
+            self.spec,
+        )?))
+    }
+}
+
 /// The operator of a running aggregate.
-pub(crate) struct RunningAggregateOperator {
-    input: NodeId,
+struct RunningAggregateOperator {
     aggregation: Aggregation,
     spec: RunningSpec,
     index: KeyIndex,
@@ -39,9 +105,8 @@ pub(crate) struct RunningAggregateOperator {
 }
 
 impl RunningAggregateOperator {
-    pub(crate) fn new(input: NodeId, aggregation: Aggregation, spec: RunningSpec) -> Result<Self> {
+    fn new(aggregation: Aggregation, spec: RunningSpec) -> Result<Self> {
         Ok(RunningAggregateOperator {
-            input,
             index: aggregation.key_index()?,
             aggregation,
             spec,
@@ -49,14 +114,17 @@ impl RunningAggregateOperator {
             last_rows: Vec::new(),
         })
     }
+}
 
+#[async_trait]
+impl Operator for RunningAggregateOperator {
     /// Bytes of state held.
-    pub(crate) fn state_bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.index.bytes() + self.total.bytes() + self.last_rows.len() * 8
     }
 
     /// Saves the keys, their states and their last batch times.
-    pub(crate) fn save(&mut self, state: &mut StateWriter) -> Result<()> {
+    fn save(&mut self, state: &mut StateWriter) -> Result<()> {
         self.index.save(state, "keys")?;
         self.aggregation.save_partial(&self.total, state, "total")?;
         state.value("last_rows", serde_json::json!(self.last_rows));
@@ -64,23 +132,25 @@ impl RunningAggregateOperator {
     }
 
     /// Restores what [`RunningAggregateOperator::save`] saved.
-    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
+    fn load(&mut self, state: &StateReader) -> Result<()> {
         self.index.load(state, "keys")?;
         self.total = self.aggregation.load_partial(state, "total")?;
         self.last_rows = state.i64s("last_rows")?;
         Ok(())
     }
 
+    /// A running aggregate emits each batch what it updated: it holds
+    /// nothing back for a later batch.
+    fn drain_until(&self, _time: BatchTime) -> Option<BatchTime> {
+        None
+    }
+
     /// Folds the batch of `time` into the state and returns what it emits.
-    pub(crate) async fn on_batch(
-        &mut self,
-        time: BatchTime,
-        batch: RecordBatch,
-    ) -> Result<RecordBatch> {
-        let input = self.input;
+    async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
+        let time = batch.time;
         let rows = self
             .aggregation
-            .rows(&mut self.index, |id| (id == input).then(|| batch.clone()))
+            .rows(&mut self.index, |id| batch.input_of(id))
             .await?;
         let mut builder = self.aggregation.builder()?;
         builder.update(&rows)?;
@@ -119,7 +189,9 @@ impl RunningAggregateOperator {
             EmitMode::Complete => evaluated.groups_with_rows(),
             EmitMode::Changes => Some(delta.rows().map(|(g, _)| g as u32).collect()),
         };
-        self.aggregation
-            .output(&mut self.index, &evaluated, picked.as_ref())
+        let output = self
+            .aggregation
+            .output(&mut self.index, &evaluated, picked.as_ref())?;
+        Ok(Some(output))
     }
 }

@@ -1,0 +1,61 @@
+//! The stateless operator: a DataFusion plan, planned once when the query
+//! starts and run again on every batch of its input streams (DStream
+//! `map`, `filter`, `transform`, and per-batch joins of streams). It keeps
+//! nothing from one batch to the next; how a plan reads the batch of each
+//! stream is in `plan.rs`.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::Result;
+use crate::operator::{BatchContext, CompileContext, NodeId, Operator, OperatorDef};
+use crate::plan::{Slot, run_plan, scan_slots};
+use crate::time::BatchTime;
+
+/// A plan run on each batch of the streams it scans.
+#[derive(Debug)]
+pub(crate) struct Stateless {
+    /// The plan; its stream scans are its inputs.
+    pub(crate) plan: LogicalPlan,
+}
+
+#[async_trait]
+impl OperatorDef for Stateless {
+    fn stateless_plan(&self) -> Option<&LogicalPlan> {
+        Some(&self.plan)
+    }
+
+    async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
+        let physical = at.session.create_physical_plan(&self.plan).await?;
+        Ok(Box::new(StatelessOperator {
+            scans: scan_slots(&physical)?,
+            plan: physical,
+            task: at.session.task_ctx(),
+        }))
+    }
+}
+
+/// A compiled per-batch plan.
+struct StatelessOperator {
+    plan: Arc<dyn ExecutionPlan>,
+    scans: Vec<(NodeId, Slot)>,
+    task: Arc<TaskContext>,
+}
+
+#[async_trait]
+impl Operator for StatelessOperator {
+    async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
+        let output = run_plan(&self.plan, &self.task, &self.scans, |id| batch.input_of(id)).await?;
+        Ok(Some(output))
+    }
+
+    /// It holds nothing.
+    fn drain_until(&self, _time: BatchTime) -> Option<BatchTime> {
+        None
+    }
+}
