@@ -24,6 +24,13 @@
 //!
 //! Programs that write no SQL use the operator-level API of the engine
 //! ([`StreamingContext::source`] gives a [`DStream`] to transform).
+//!
+//! Everything the `brooklet` binary needs is here, at the root: the context,
+//! what it lists ([`StreamingContext::sources`], [`StreamingContext::sinks`]),
+//! [`parse_duration`] and [`format_duration`], and
+//! [`statement_is_complete`] for the REPL. The inner crates stay re-exported
+//! whole ([`engine`], [`sql`]) for embedders who want more of them; the
+//! binary never names them (a test in `cli/tests` checks).
 
 #![warn(missing_docs)]
 
@@ -36,12 +43,15 @@ pub use brooklet_engine::sink::CONNECTORS as SINK_CONNECTORS;
 pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::CONNECTORS as SOURCE_CONNECTORS;
 pub use brooklet_engine::source::{MemorySource, Source};
+pub use brooklet_engine::time::format_duration;
 pub use brooklet_engine::{
     Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,
     ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo,
-    SourceInfo, StopMode, StreamingListener, SystemClock, Watermark, WindowEmit, WindowSpec,
+    SourceInfo, SourceMetricsSnapshot, StopMode, StreamingListener, SystemClock, Watermark,
+    WindowEmit, WindowSpec,
 };
 pub use brooklet_sql as sql;
+pub use brooklet_sql::is_complete as statement_is_complete;
 pub use brooklet_sql::{Error, Location, Result};
 
 use brooklet_engine::{Engine, EngineBuilder};
@@ -52,9 +62,18 @@ use datafusion::prelude::SessionContext;
 pub mod prelude {
     pub use crate::datafusion::prelude::{col, lit};
     pub use crate::{
-        BatchStream, BatchTime, DStream, Error, EventWindow, ManualClock, QueryHandle, RecordBatch,
-        Result, RunningSpec, StopMode, StreamingContext, Watermark, WindowEmit, WindowSpec,
+        BatchStream, BatchTime, DStream, Error, EventWindow, Executed, ManualClock, QueryHandle,
+        RecordBatch, Result, RunningSpec, SinkInfo, SourceInfo, StopMode, StreamingContext,
+        Watermark, WindowEmit, WindowSpec, format_duration, parse_duration, statement_is_complete,
     };
+}
+
+/// A duration as written in SQL and on the command line: a number and a
+/// unit, `1 second`, `200 ms`, `1.5 s`, `10 minutes` (what
+/// `SET batch.interval` and `--batch-interval` take). [`format_duration`]
+/// writes one back.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    Ok(brooklet_engine::time::parse_duration(text)?)
 }
 
 /// What a statement given to [`StreamingContext::execute`] did.
@@ -222,6 +241,17 @@ impl StreamingContext {
                 location: Some(statement.location),
             }),
         }
+    }
+
+    /// Every registered source with its schema, counters and watermark,
+    /// in name order (what the REPL's `\d` lists).
+    pub fn sources(&self) -> Vec<SourceInfo> {
+        self.engine().sources()
+    }
+
+    /// Every registered sink, in name order.
+    pub fn sinks(&self) -> Vec<SinkInfo> {
+        self.engine().sinks()
     }
 
     /// A registered source as a stream, for the operator-level API.

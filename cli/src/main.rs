@@ -68,7 +68,7 @@ const STACK_BYTES: usize = 64 << 20;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Deep statements recurse once per level when planned and run; with
-    // stacks this large, brooklet_engine::stack never has to move a poll.
+    // stacks this large, the engine's stack guard never has to move a poll.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(STACK_BYTES)
@@ -127,7 +127,7 @@ fn read_sql(file: &std::path::Path) -> Result<String, String> {
 fn context(cli: &Cli) -> Result<StreamingContext, String> {
     let format = ConsoleFormat::parse(&cli.format).map_err(|e| e.to_string())?;
     let interval = match &cli.batch_interval {
-        Some(text) => brooklet::engine::time::parse_duration(text).map_err(|e| e.to_string())?,
+        Some(text) => brooklet::parse_duration(text).map_err(|e| e.to_string())?,
         None => Duration::from_secs(1),
     };
     let ctx = StreamingContext::builder(interval)
@@ -139,12 +139,10 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
         .build()
         .map_err(|e| e.to_string())?;
     if let Some(dir) = &cli.checkpoint {
-        ctx.engine().set_checkpoint_dir(Some(dir.clone()));
+        ctx.checkpoint(dir.clone());
     }
     if cli.progress {
-        ctx.add_listener(Arc::new(Progress {
-            engine: ctx.engine().clone(),
-        }));
+        ctx.add_listener(Arc::new(Progress { ctx: ctx.clone() }));
     }
     Ok(ctx)
 }
@@ -152,13 +150,13 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
 /// `--progress`: one line per batch on stderr, with the malformed-record
 /// counts (by kind) of the sources that have any.
 struct Progress {
-    engine: brooklet::engine::Engine,
+    ctx: StreamingContext,
 }
 
 impl StreamingListener for Progress {
     fn on_batch_completed(&self, query: &str, info: &BatchInfo) {
         let malformed: String = self
-            .engine
+            .ctx
             .sources()
             .iter()
             .filter(|s| s.metrics.malformed > 0)

@@ -3,8 +3,7 @@
 
 use std::fmt::Write as _;
 
-use brooklet::engine::time::format_duration;
-use brooklet::{BatchInfo, StreamingContext};
+use brooklet::{BatchInfo, SourceMetricsSnapshot, StreamingContext, format_duration};
 
 /// The error with its whole chain, and, when it has a position in `text`,
 /// the line with a `^` under the column (`origin` names the file).
@@ -68,7 +67,7 @@ const SHOWN_CHARS: usize = 120;
 /// What `\d` prints: sources, sinks and queries.
 pub fn describe(ctx: &StreamingContext) -> String {
     let mut out = String::new();
-    let sources = ctx.engine().sources();
+    let sources = ctx.sources();
     let _ = writeln!(out, "Sources:");
     if sources.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -116,7 +115,7 @@ pub fn describe(ctx: &StreamingContext) -> String {
             m.cut_lines
         );
     }
-    let sinks = ctx.engine().sinks();
+    let sinks = ctx.sinks();
     let _ = writeln!(out, "Sinks:");
     if sinks.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -150,7 +149,7 @@ pub fn describe(ctx: &StreamingContext) -> String {
 }
 
 /// A source's malformed-record counts: `malformed[name]=N(kind=n,…)`.
-pub fn malformed_fields(name: &str, metrics: &brooklet::engine::SourceMetricsSnapshot) -> String {
+pub fn malformed_fields(name: &str, metrics: &SourceMetricsSnapshot) -> String {
     let kinds: Vec<String> = metrics
         .malformed_by_kind
         .iter()
@@ -196,10 +195,24 @@ pub fn progress_fields(info: &BatchInfo) -> String {
 mod tests {
     use super::*;
 
+    /// The error `execute` gives for `text`, which must not parse.
+    fn syntax_error(text: &str) -> brooklet::Error {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime
+            .block_on(async {
+                let ctx = StreamingContext::new(std::time::Duration::from_secs(1));
+                ctx.execute(text).await
+            })
+            .expect_err("a syntax error")
+    }
+
     #[test]
     fn a_caret_points_at_the_column() {
         let text = "SELECT line\nFROM lines WHERE";
-        let err = brooklet::sql::parse_statements(text).unwrap_err();
+        let err = syntax_error(text);
         let shown = error(&err, err.location(), text, "q.sql");
         assert!(
             shown.starts_with("error: syntax error: Expected: an expression"),

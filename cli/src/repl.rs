@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use brooklet::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use brooklet::sql::dialect::BrookletDialect;
 use brooklet::{Executed, StreamingContext};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
@@ -48,22 +46,12 @@ Commands:
 /// Keeps the input open until a statement ends with `;`.
 struct InputHelper;
 
-/// True when `input` is complete: a backslash command, empty, or SQL whose
-/// last token is `;`.
+/// True when `input` is complete: a backslash command, empty, or SQL that
+/// ends a statement ([`brooklet::statement_is_complete`]: its last token is
+/// `;`, outside strings and comments).
 pub fn is_complete(input: &str) -> bool {
     let trimmed = input.trim();
-    if trimmed.is_empty() || trimmed.starts_with('\\') {
-        return true;
-    }
-    match Tokenizer::new(&BrookletDialect::default(), trimmed).tokenize() {
-        Ok(tokens) => tokens
-            .iter()
-            .rev()
-            .find(|t| !matches!(t, Token::Whitespace(_)))
-            .is_some_and(|t| *t == Token::SemiColon),
-        // An unterminated string or comment: keep reading.
-        Err(_) => false,
-    }
+    trimmed.is_empty() || trimmed.starts_with('\\') || brooklet::statement_is_complete(trimmed)
 }
 
 impl Validator for InputHelper {
@@ -190,10 +178,16 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     }
 }
 
-async fn futures_join(handles: &[brooklet::QueryHandle]) -> Vec<brooklet::engine::Result<()>> {
+async fn futures_join(handles: &[brooklet::QueryHandle]) -> Vec<brooklet::Result<()>> {
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
-        results.push(handle.await_termination().await);
+        // The engine's error as the facade's (transparent: same text, same causes).
+        results.push(
+            handle
+                .await_termination()
+                .await
+                .map_err(brooklet::Error::from),
+        );
     }
     results
 }

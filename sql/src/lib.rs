@@ -1,5 +1,6 @@
-//! Brooklet's SQL front end: the dialect, the parser, and the streaming
-//! planner that turns statements into calls on the engine.
+//! Brooklet's SQL front end: the dialect, the parser, the streaming
+//! planner that turns statements into calls on the engine, and whether a
+//! text ends a statement ([`is_complete`], for line editors).
 //!
 //! SQL is parsed with the sqlparser that DataFusion re-exports, so there is
 //! one AST; Brooklet's own statements (`CREATE SOURCE`, `CREATE SINK`, `SET`
@@ -9,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod complete;
 pub mod dialect;
 pub mod error;
 pub mod limits;
@@ -16,6 +18,7 @@ pub mod parser;
 pub mod planner;
 mod window;
 
+pub use complete::is_complete;
 pub use error::{Error, Location, Result};
 pub use limits::MAX_NESTING;
 pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};
