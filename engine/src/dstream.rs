@@ -73,7 +73,7 @@ impl DStream {
         let inputs = scanned_streams(&plan);
         if inputs.is_empty() {
             return Err(crate::error::Error::Plan(
-                "a continuous query must read at least one stream (declare one with CREATE SOURCE)"
+                "a continuous query must read at least one stream (a registered source)"
                     .into(),
             ));
         }
@@ -102,13 +102,13 @@ impl DStream {
         self.node.schema.clone()
     }
 
-    /// Names the query this stream becomes (shown by `\d`, used by checkpoints).
+    /// Names the query this stream becomes (in its status, and its checkpoint's folder).
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
         self
     }
 
-    /// Describes the query (its SQL text), for `\d`.
+    /// Describes the query (its SQL text, say), for its status.
     pub fn describe(mut self, description: &str) -> Self {
         self.description = Some(description.to_string());
         self
@@ -185,7 +185,7 @@ impl DStream {
             if self.engine.watermark(&source).is_none() {
                 return Err(crate::error::Error::Plan(format!(
                     "an event-time window over {time} needs a watermark on source '{source}': \
-                     declare WATERMARK FOR {time} in its column list"
+                     declare a watermark on {time} for that source"
                 )));
             }
         }

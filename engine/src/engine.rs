@@ -132,7 +132,7 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// What `\d` shows of a source.
+/// A registered source, as the engine describes it.
 #[derive(Debug, Clone)]
 pub struct SourceInfo {
     /// Its name.
@@ -149,7 +149,7 @@ pub struct SourceInfo {
     pub watermark: Option<Watermark>,
 }
 
-/// What `\d` shows of a sink.
+/// A registered sink, as the engine describes it.
 #[derive(Debug, Clone)]
 pub struct SinkInfo {
     /// Its name.
@@ -266,7 +266,7 @@ impl Engine {
     }
 
     /// Declares `name`'s event-time column and allowed disorder
-    /// (`WATERMARK FOR column AS column - INTERVAL …`): what event-time
+    /// (a [`Watermark`]: the column and its delay): what event-time
     /// windows over the source close on.
     pub fn set_watermark(&self, name: &str, watermark: Watermark) -> Result<()> {
         let mut state = self.state();
@@ -336,7 +336,7 @@ impl Engine {
         self.state().idle_timeout
     }
 
-    /// Creates and registers a source from `CREATE SOURCE` options; `schema`
+    /// Creates and registers a source from its connector options; `schema`
     /// is the declared column list, if any.
     pub fn create_source(
         &self,
@@ -380,7 +380,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates and registers a sink from `CREATE SINK` options.
+    /// Creates and registers a sink from its connector options.
     pub fn create_sink(&self, name: &str, options: BTreeMap<String, String>) -> Result<()> {
         let console = self.console_options();
         let sink = crate::sink::create(name, options, &console)?;
