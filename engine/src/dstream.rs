@@ -73,8 +73,7 @@ impl DStream {
         let inputs = scanned_streams(&plan);
         if inputs.is_empty() {
             return Err(crate::error::Error::Plan(
-                "a continuous query must read at least one stream (a registered source)"
-                    .into(),
+                "a continuous query must read at least one stream (a registered source)".into(),
             ));
         }
         let schema = Arc::new(plan.schema().as_arrow().clone());

@@ -1,5 +1,5 @@
 //! The rows event-time windows emit in one batch, gathered before they
-//! become the output batch.
+//! become the output batch, and what the batch asks them to emit.
 
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take;
@@ -10,6 +10,10 @@ use crate::operators::aggregate::Evaluated;
 /// Output rows of windows: per row its bounds, its key (group index) and
 /// whether it is final; the values in the same order.
 pub(crate) struct Emitted {
+    /// Windows whose end it reaches close and are emitted.
+    pub(super) watermark: i64,
+    /// Whether open windows that got rows emit their current values too.
+    pub(super) changes: bool,
     pub(super) starts: Vec<i64>,
     pub(super) ends: Vec<i64>,
     pub(super) keys: Vec<u32>,
@@ -18,8 +22,11 @@ pub(crate) struct Emitted {
 }
 
 impl Emitted {
-    pub(super) fn new() -> Self {
+    /// Nothing emitted yet, in a batch that ends at `watermark`.
+    pub(super) fn new(watermark: i64, changes: bool) -> Self {
         Emitted {
+            watermark,
+            changes,
             starts: Vec::new(),
             ends: Vec::new(),
             keys: Vec::new(),

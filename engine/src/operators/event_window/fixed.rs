@@ -62,6 +62,8 @@ pub(super) struct FixedWindows {
     panes: BTreeMap<i64, Pane>,
     /// Every window ending at or before this has been emitted.
     emitted_through: i64,
+    /// The panes the last batch's rows went to, and their keys.
+    touched: BTreeMap<i64, Vec<usize>>,
 }
 
 impl FixedWindows {
@@ -73,6 +75,7 @@ impl FixedWindows {
             pane: spec.pane_millis(),
             panes: BTreeMap::new(),
             emitted_through: i64::MIN,
+            touched: BTreeMap::new(),
         }
     }
 
@@ -204,10 +207,8 @@ impl FixedWindows {
 }
 
 impl WindowAssigner for FixedWindows {
-    type Touched = BTreeMap<i64, Vec<usize>>;
-
-    /// Folds the rows into their panes; returns the panes and keys touched.
-    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<Self::Touched> {
+    /// Folds the rows into their panes; remembers the panes and keys touched.
+    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()> {
         let keys = rows.rows.groups();
         // Per pane: the rows and their groups in the pane.
         let mut by_pane: BTreeMap<i64, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
@@ -223,11 +224,12 @@ impl WindowAssigner for FixedWindows {
             picks.push(row);
             groups.push(group);
         }
-        let mut touched = BTreeMap::new();
+        self.touched.clear();
         for (start, (picks, groups)) in by_pane {
             let pane = self.panes.get_mut(&start).expect("created above");
             let all = picks.len() == keys.len();
-            touched.insert(start, picks.iter().map(|&r| keys[r as usize]).collect());
+            self.touched
+                .insert(start, picks.iter().map(|&r| keys[r as usize]).collect());
             let rows = rows
                 .rows
                 .regroup((!all).then_some(picks.as_slice()), groups)?;
@@ -237,24 +239,18 @@ impl WindowAssigner for FixedWindows {
             };
             building.update(&rows)?;
         }
-        Ok(touched)
+        Ok(())
     }
 
-    /// Emits the windows that close at `watermark` (and with `changes` the
+    /// Emits the windows that close at the watermark (and with changes the
     /// open windows of the touched panes, for their touched keys), then
     /// frees the panes no open window needs.
-    fn emit(
-        &mut self,
-        aggregation: &Aggregation,
-        watermark: i64,
-        touched: &Self::Touched,
-        changes: bool,
-        out: &mut Emitted,
-    ) -> Result<()> {
+    fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()> {
+        let watermark = out.watermark;
         let closing = self.closing(watermark);
         let mut updated: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
-        if changes {
-            for (&pane, keys) in touched {
+        if out.changes {
+            for (&pane, keys) in &std::mem::take(&mut self.touched) {
                 for start in self.windows_of(pane) {
                     if start + self.length > watermark {
                         updated.entry(start).or_default().extend(keys);

@@ -231,23 +231,15 @@ impl Arrivals<'_> {
 /// How rows are assigned to event-time windows and what the open windows
 /// keep: [`FixedWindows`] or [`Sessions`].
 pub(super) trait WindowAssigner: Send + 'static {
-    /// What a batch's rows touched, for `EMIT CHANGES`.
-    type Touched;
-
     /// Assigns the rows to their windows and folds them in; rows whose
-    /// every window has closed are counted late.
-    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<Self::Touched>;
+    /// every window has closed are counted late. Remembers which open
+    /// windows got rows, for `emit`.
+    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()>;
 
-    /// Emits the windows that close at `watermark` (and, with `changes`,
-    /// the updated open ones) into `out`, and frees what closed.
-    fn emit(
-        &mut self,
-        aggregation: &Aggregation,
-        watermark: i64,
-        touched: &Self::Touched,
-        changes: bool,
-        out: &mut Emitted,
-    ) -> Result<()>;
+    /// Emits the windows that close at `out.watermark` (and, with
+    /// `out.changes`, the open ones that got rows since the last `emit`)
+    /// into `out`, and frees what closed.
+    fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()>;
 
     /// Which of `keys` keys an open window still has.
     fn live_keys(&self, keys: usize) -> Vec<bool>;
@@ -371,12 +363,10 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
             watermark: before,
             late: Late::default(),
         };
-        let touched = self.windows.add(&self.aggregation, &mut arrivals)?;
+        self.windows.add(&self.aggregation, &mut arrivals)?;
         let late = arrivals.late;
-        let mut out = Emitted::new();
-        let changes = self.emit == WindowEmit::Changes;
-        self.windows
-            .emit(&self.aggregation, after, &touched, changes, &mut out)?;
+        let mut out = Emitted::new(after, self.emit == WindowEmit::Changes);
+        self.windows.emit(&self.aggregation, &mut out)?;
         let output = self.output(out)?;
         // Keys no open window has are dropped when they are most keys.
         let live = self.windows.live_keys(self.index.len());

@@ -34,6 +34,8 @@ pub(super) struct Sessions {
     total: Partial,
     /// Key → its slots, by start.
     by_key: HashMap<usize, Vec<usize>>,
+    /// The slots the last batch's rows went to.
+    touched: Vec<usize>,
 }
 
 impl Sessions {
@@ -75,11 +77,9 @@ impl Sessions {
 }
 
 impl WindowAssigner for Sessions {
-    type Touched = Vec<usize>;
-
     /// Assigns rows to sessions, merging the sessions a row bridges, and
-    /// folds them in; returns the slots touched.
-    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<Self::Touched> {
+    /// folds them in; remembers the slots touched.
+    fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()> {
         let groups = rows.rows.groups();
         let gap = self.gap;
         let watermark = rows.watermark;
@@ -162,9 +162,9 @@ impl WindowAssigner for Sessions {
             }
             self.by_key.insert(key, kept);
         }
-        let mut touched = slots.clone();
-        touched.sort_unstable();
-        touched.dedup();
+        self.touched = slots.clone();
+        self.touched.sort_unstable();
+        self.touched.dedup();
         let delta = if slots.is_empty() {
             Partial::default()
         } else {
@@ -175,26 +175,20 @@ impl WindowAssigner for Sessions {
         };
         let count = self.slots.len();
         self.total = aggregation.regroup(&[(&self.total, &map), (&delta, &map)], count)?;
-        Ok(touched)
+        Ok(())
     }
 
-    /// Emits the sessions that close at `watermark` (and with `changes`
+    /// Emits the sessions that close at the watermark (and with changes
     /// the touched open ones), by end, start, key; frees the closed ones.
-    fn emit(
-        &mut self,
-        aggregation: &Aggregation,
-        watermark: i64,
-        touched: &Self::Touched,
-        changes: bool,
-        out: &mut Emitted,
-    ) -> Result<()> {
+    fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()> {
+        let (watermark, touched) = (out.watermark, std::mem::take(&mut self.touched));
         let mut emitted: Vec<(usize, bool)> = Vec::new();
         for (s, slot) in self.slots.iter().enumerate() {
             if !slot.merged && slot.end <= watermark {
                 emitted.push((s, true));
             }
         }
-        if changes {
+        if out.changes {
             emitted.extend(
                 touched
                     .iter()
