@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::malformed::MalformedKind;
 use crate::sync::lock;
 use crate::time::BatchTime;
 
@@ -56,7 +57,7 @@ impl SourceMetrics {
         self.records.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_malformed(&self, kind: crate::format::MalformedKind) {
+    pub(crate) fn add_malformed(&self, kind: MalformedKind) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
         *lock(&self.malformed_by_kind)
             .entry(kind.name())

@@ -35,7 +35,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::connector::Options;
 use crate::error::{Error, Result};
 use crate::metrics::SourceMetrics;
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
 
 /// Which of the three streams.

@@ -22,7 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::connector::Options;
 use crate::error::{Error, Result};
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
 
 /// The most rows a `sequence` batch takes unless `max.records.per.batch`

@@ -9,8 +9,8 @@ use arrow::datatypes::SchemaRef;
 
 use crate::connector::{Decoding, Options};
 use crate::error::Result;
+use crate::source::api::{Source, SourceContext, SourceReader};
 use crate::source::receiver::{self, PumpEnd, ReceiverEvent, ReceiverReader};
-use crate::source::{Source, SourceContext, SourceReader};
 
 /// Reads lines from standard input.
 #[derive(Debug)]
