@@ -72,7 +72,7 @@ impl Format {
                 ))
         {
             return Err(Error::Config(format!(
-                "format 'lines' needs exactly one text column (such as `line TEXT`), but the source declares ({})",
+                "format 'lines' needs exactly one text column (such as `line` of type Utf8), but the source declares ({})",
                 schema
                     .fields()
                     .iter()

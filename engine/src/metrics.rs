@@ -1,7 +1,8 @@
-//! Counters a running engine keeps, readable from Rust, `\d` and `--progress`.
+//! Counters a running engine keeps: per source ([`SourceMetrics`], read as a
+//! [`SourceMetricsSnapshot`]) and per batch of a query ([`BatchInfo`]).
 //!
 //! Counters are atomics updated by the receivers and the scheduler; readers
-//! take a [`SourceMetricsSnapshot`] or a [`BatchInfo`].
+//! take copies.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

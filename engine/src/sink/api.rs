@@ -14,7 +14,8 @@ use crate::time::BatchTime;
 pub trait Sink: Send + Sync + Debug {
     /// The connector's name.
     fn connector(&self) -> &'static str;
-    /// A one-line description, for `\d`.
+    /// A one-line description of where it writes
+    /// ([`SinkInfo::description`](crate::SinkInfo::description)).
     fn describe(&self) -> String;
     /// A writer for one query.
     fn open(&self) -> Result<Box<dyn SinkWriter>>;

@@ -1,7 +1,7 @@
-//! Sinks: where a query's batches go (`CREATE SINK … WITH (connector = …)`
-//! and `INSERT INTO sink SELECT …`). A sink is opened once per query that
-//! writes to it; its writer is called once per batch time that has output,
-//! empty batches included.
+//! Sinks: where a query's batches go. A sink is declared by name with its
+//! connector options, and queries write to it; it is opened once per query
+//! that writes to it, and its writer is called once per batch time that has
+//! output, empty batches included.
 //!
 //! What a sink is is in `api.rs`, how rows become bytes in `row_format.rs`
 //! (both re-exported here); each connector has a file of its own. This file
@@ -30,7 +30,8 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("files", "path, format = 'csv' | 'json'"),
 ];
 
-/// Builds the sink a `CREATE SINK` statement declares.
+/// Builds the sink `name` from its options: the `connector` option picks
+/// the connector, which takes the options it knows; any other is an error.
 pub(crate) fn create(
     name: &str,
     options: BTreeMap<String, String>,

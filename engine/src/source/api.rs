@@ -23,7 +23,8 @@ pub trait Source: Send + Sync + Debug + Any {
     fn schema(&self) -> SchemaRef;
     /// The connector's name (`socket`, `stdin`, …).
     fn connector(&self) -> &'static str;
-    /// A one-line description of where it reads from, for `\d`.
+    /// A one-line description of where it reads from
+    /// ([`SourceInfo::description`](crate::SourceInfo::description)).
     fn describe(&self) -> String;
     /// Starts reading. Called once per activation; the reader is dropped
     /// (and its receiver stopped) when no running query reads the source.

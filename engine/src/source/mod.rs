@@ -43,7 +43,7 @@ pub use stdin::StdinSource;
 use crate::connector::Options;
 use crate::error::{Error, Result};
 
-/// The schema a source has when its statement declares no columns.
+/// The schema a source has when it is declared without columns.
 pub(crate) fn default_schema(connector: &str) -> SchemaRef {
     match connector {
         "sequence" => sequence::default_schema(),
@@ -61,7 +61,8 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("memory", "format; fed from Rust"),
 ];
 
-/// Builds the source a `CREATE SOURCE` statement declares.
+/// Builds the source `name` from its options: the `connector` option picks
+/// the connector, which takes the options it knows; any other is an error.
 pub(crate) fn create(
     name: &str,
     schema: Option<SchemaRef>,

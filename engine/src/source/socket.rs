@@ -106,8 +106,8 @@ impl Source for SocketSource {
         let log = if self.receiver_log {
             let Some(dir) = &ctx.checkpoint_dir else {
                 return Err(Error::Config(format!(
-                    "source '{}': receiver.log = true needs a checkpoint directory \
-                     (SET checkpoint.dir = '…' or run --checkpoint DIR)",
+                    "source '{}': receiver.log = true needs the engine's checkpoint directory, \
+                     and none is set",
                     self.name
                 )));
             };

@@ -1,6 +1,7 @@
 //! The `stdin` source: lines of the process's standard input. When the input
 //! ends, the batch that takes the last lines is the source's last, and
-//! queries reading only ended sources finish (`brooklet run q.sql < data.csv`).
+//! queries reading only ended sources finish (a file redirected into the
+//! process gives a bounded input).
 
 use std::any::Any;
 use std::sync::Arc;
