@@ -27,7 +27,7 @@
 //!   a restart.
 //!
 //! Every file is written to a temporary name, fsynced and renamed
-//! (`crate::sink::files::write_atomically`), so a crash leaves either the
+//! (`crate::durable::write_atomically`), so a crash leaves either the
 //! old file or the new one.
 //!
 //! A state file is `BROOKLET-STATE 2\n`, a little-endian `u64` header
@@ -46,8 +46,8 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use serde_json::{Value, json};
 
+use crate::durable::{write_atomically, write_with_crash_points};
 use crate::error::{Error, Result};
-use crate::sink::files::{write_atomically, write_with_crash_points};
 use crate::time::BatchTime;
 
 const MAGIC: &[u8] = b"BROOKLET-STATE 2\n";

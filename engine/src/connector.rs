@@ -1,6 +1,9 @@
-//! Connector options: the `WITH (key = value, …)` of `CREATE SOURCE` and
-//! `CREATE SINK`. Each connector takes the options it knows; whatever is
-//! left is an error that names the option and lists the valid ones.
+//! Connector options: the `key = value` pairs a source or a sink is
+//! declared with ([`Engine::create_source`](crate::Engine::create_source),
+//! [`Engine::create_sink`](crate::Engine::create_sink)). Each connector
+//! takes the options it knows; whatever is left is an error that names the
+//! option and lists the valid ones. The format options of a source become
+//! its [`Decoding`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ impl Options {
             .collect();
         let connector = values.remove("connector").ok_or_else(|| {
             Error::Config(format!(
-                "{what} '{name}' needs a connector: add WITH (connector = '…')"
+                "{what} '{name}' needs a connector: give it the option 'connector'"
             ))
         })?;
         Ok(Options {

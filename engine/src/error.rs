@@ -15,7 +15,7 @@ pub type CallbackError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Who has to act on an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Bad SQL, a bad option, bad input data: the user can fix it.
+    /// A bad query, a bad option, bad input data: the user can fix it.
     User,
     /// I/O, the network, a peer: the world outside Brooklet.
     External,
@@ -111,8 +111,8 @@ impl Error {
         }
     }
 
-    /// True when the error is a closed output pipe (`brooklet run q.sql | head`),
-    /// which the binary treats as a normal end.
+    /// True when the error is a closed output pipe (the reader of the output,
+    /// such as `head`, stopped reading), which the binary treats as a normal end.
     pub fn is_broken_pipe(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,

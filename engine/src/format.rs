@@ -24,6 +24,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
+use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
 use crate::metrics::SourceMetrics;
 
 /// The default limit on one record's length (`max.record.bytes`): 1 MiB.
@@ -71,7 +72,7 @@ impl Format {
                 ))
         {
             return Err(Error::Config(format!(
-                "format 'lines' needs exactly one text column (such as `line TEXT`), but the source declares ({})",
+                "format 'lines' needs exactly one text column (such as `line` of type Utf8), but the source declares ({})",
                 schema
                     .fields()
                     .iter()
@@ -81,6 +82,28 @@ impl Format {
             )));
         }
         Ok(())
+    }
+
+    /// The kind of a decoder's reason for a record of this format: what no
+    /// rule names is a JSON error in JSON and a value error in CSV, so every
+    /// record falls in one of the documented kinds.
+    pub fn malformed_kind(&self, reason: &str) -> MalformedKind {
+        let lower = reason.to_ascii_lowercase();
+        if lower.contains("utf-8") || lower.contains("utf8") {
+            MalformedKind::Utf8
+        } else if lower.contains("number of fields") || lower.contains("expected one record") {
+            MalformedKind::FieldCount
+        } else if lower.contains("pars") || lower.contains("cast") || lower.contains("overflow") {
+            MalformedKind::Value
+        } else if *self == Format::Json
+            || lower.contains("json")
+            || lower.contains("expected")
+            || lower.contains("eof")
+        {
+            MalformedKind::Json
+        } else {
+            MalformedKind::Value
+        }
     }
 }
 
@@ -116,57 +139,6 @@ impl ErrorPolicy {
             other => Err(Error::Config(format!(
                 "unknown on-error policy '{other}'; valid policies: fail, skip, dead-letter"
             ))),
-        }
-    }
-}
-
-/// Why a record is malformed, as counted in the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MalformedKind {
-    /// Longer than `max.record.bytes`.
-    TooLong,
-    /// Not valid UTF-8.
-    Utf8,
-    /// A CSV record with the wrong number of fields.
-    FieldCount,
-    /// A value that does not fit its column's type (a number, a timestamp
-    /// out of range, …).
-    Value,
-    /// Not a JSON object (a syntax error, a truncated record).
-    Json,
-}
-
-impl MalformedKind {
-    /// The kind of a decoder's reason for a record of `format`: what no
-    /// rule names is a JSON error in JSON and a value error in CSV, so every
-    /// record falls in one of the documented kinds.
-    pub fn of(reason: &str, format: &Format) -> Self {
-        let lower = reason.to_ascii_lowercase();
-        if lower.contains("utf-8") || lower.contains("utf8") {
-            MalformedKind::Utf8
-        } else if lower.contains("number of fields") || lower.contains("expected one record") {
-            MalformedKind::FieldCount
-        } else if lower.contains("pars") || lower.contains("cast") || lower.contains("overflow") {
-            MalformedKind::Value
-        } else if *format == Format::Json
-            || lower.contains("json")
-            || lower.contains("expected")
-            || lower.contains("eof")
-        {
-            MalformedKind::Json
-        } else {
-            MalformedKind::Value
-        }
-    }
-
-    /// Its name in metrics and dead-letter lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            MalformedKind::TooLong => "too_long",
-            MalformedKind::Utf8 => "utf8",
-            MalformedKind::FieldCount => "field_count",
-            MalformedKind::Value => "value",
-            MalformedKind::Json => "json",
         }
     }
 }
@@ -360,7 +332,7 @@ impl RecordDecoder {
                     self.max_record_bytes
                 );
                 decoded.push(self.decode_records(&std::mem::take(&mut records))?);
-                let record = &record[..record.len().min(crate::source::MALFORMED_PREFIX)];
+                let record = &record[..record.len().min(MALFORMED_PREFIX)];
                 self.malformed(position, MalformedKind::TooLong, &reason, record)?;
                 continue;
             }
@@ -467,7 +439,7 @@ impl RecordDecoder {
                     self.malformed(*position, MalformedKind::FieldCount, &reason, record)?
                 }
                 Err(reason) => {
-                    let kind = MalformedKind::of(&reason, &self.format);
+                    let kind = self.format.malformed_kind(&reason);
                     self.malformed(*position, kind, &reason, record)?
                 }
             }
@@ -597,15 +569,9 @@ mod tests {
             "incorrect number of fields, expected 2 got 1"
         );
         let truncated = "Truncated record whilst reading string";
-        assert_eq!(
-            MalformedKind::of(truncated, &Format::Json),
-            MalformedKind::Json
-        );
+        assert_eq!(Format::Json.malformed_kind(truncated), MalformedKind::Json);
         let csv = Format::parse("csv", false, b',').unwrap();
-        assert_eq!(
-            MalformedKind::of("something new", &csv),
-            MalformedKind::Value
-        );
+        assert_eq!(csv.malformed_kind("something new"), MalformedKind::Value);
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Counters a running engine keeps, readable from Rust, `\d` and `--progress`.
+//! Counters a running engine keeps: per source ([`SourceMetrics`], read as a
+//! [`SourceMetricsSnapshot`]) and per batch of a query ([`BatchInfo`]).
 //!
 //! Counters are atomics updated by the receivers and the scheduler; readers
-//! take a [`SourceMetricsSnapshot`] or a [`BatchInfo`].
+//! take copies.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::malformed::MalformedKind;
 use crate::sync::lock;
 use crate::time::BatchTime;
 
@@ -56,7 +58,7 @@ impl SourceMetrics {
         self.records.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_malformed(&self, kind: crate::format::MalformedKind) {
+    pub(crate) fn add_malformed(&self, kind: MalformedKind) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
         *lock(&self.malformed_by_kind)
             .entry(kind.name())

@@ -1,4 +1,4 @@
-//! Deep statements need deep stacks: a chain of 10 000 `+`, `AND` or `||`
+//! Deep expressions need deep stacks: a chain of 10 000 `+`, `AND` or `||`
 //! is a tree 10 000 levels deep, and planning it, compiling it and
 //! evaluating it on every batch recurse once per level (DataFusion guards
 //! its planner with `recursive`; its expression evaluation, derived
@@ -9,10 +9,10 @@
 //! when less than [`RED_ZONE_BYTES`] is left, whatever thread polls it
 //! (`stacker`, the Rust project's crate for this, which `recursive` and
 //! so DataFusion already use). The stack is virtual memory: only the part a
-//! statement touches is ever committed. Planning and every query's batches
-//! run inside it. What the stack still cannot hold is refused before it is
-//! planned: the SQL front end bounds a statement's nesting depth and says
-//! which limit it hit.
+//! plan touches is ever committed. Planning and every query's batches
+//! run inside it. What the stack still cannot hold must be refused before it is
+//! planned, by whoever builds the expressions (a front end bounding their
+//! nesting depth and saying which limit it hit).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,10 +22,10 @@ use std::task::{Context, Poll};
 /// as used.
 pub const STACK_BYTES: usize = 256 << 20;
 
-/// Below this much stack left, a poll moves to a stack of its own. A
-/// statement at the SQL front end's nesting limit (1 000 levels) needs
-/// about 7 MiB on a debug build; a thread with a stack of at least
-/// `2 × RED_ZONE_BYTES` (the `brooklet` binary's runtime) never moves.
+/// Below this much stack left, a poll moves to a stack of its own. An
+/// expression 1 000 levels deep needs about 7 MiB on a debug build; a
+/// thread with a stack of at least `2 × RED_ZONE_BYTES` (the `brooklet`
+/// binary's runtime) never moves.
 pub const RED_ZONE_BYTES: usize = 16 << 20;
 
 /// Runs `f` with at least [`RED_ZONE_BYTES`] of stack.

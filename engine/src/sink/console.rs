@@ -11,7 +11,8 @@ use arrow::array::RecordBatch;
 
 use crate::connector::Options;
 use crate::error::{Error, Result};
-use crate::sink::{RowFormat, Sink, SinkWriter, encode};
+use crate::sink::api::{Sink, SinkWriter};
+use crate::sink::row_format::{RowFormat, encode};
 use crate::sync::lock;
 use crate::time::BatchTime;
 

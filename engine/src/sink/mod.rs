@@ -1,39 +1,28 @@
-//! Sinks: where a query's batches go (`CREATE SINK … WITH (connector = …)`
-//! and `INSERT INTO sink SELECT …`). A sink is opened once per query that
-//! writes to it; its writer is called once per batch time that has output,
-//! empty batches included.
+//! Sinks: where a query's batches go. A sink is declared by name with its
+//! connector options, and queries write to it; it is opened once per query
+//! that writes to it, and its writer is called once per batch time that has
+//! output, empty batches included.
+//!
+//! What a sink is is in `api.rs`, how rows become bytes in `row_format.rs`
+//! (both re-exported here); each connector has a file of its own. This file
+//! declares them and holds their registry: [`CONNECTORS`] and `create`,
+//! which builds a sink from its options.
 
+mod api;
 pub mod console;
 pub mod files;
+mod row_format;
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-
+pub use api::{Sink, SinkWriter};
 pub use console::{ConsoleFormat, ConsoleOptions, ConsoleSink};
 pub use files::FilesSink;
+pub use row_format::RowFormat;
 
 use crate::connector::Options;
 use crate::error::{Error, Result};
-use crate::time::BatchTime;
-
-/// A declared output.
-pub trait Sink: Send + Sync + Debug {
-    /// The connector's name.
-    fn connector(&self) -> &'static str;
-    /// A one-line description, for `\d`.
-    fn describe(&self) -> String;
-    /// A writer for one query.
-    fn open(&self) -> Result<Box<dyn SinkWriter>>;
-}
-
-/// Writes one query's batches.
-pub trait SinkWriter: Send {
-    /// Writes the output of batch `time`.
-    fn write(&mut self, time: BatchTime, batch: &RecordBatch) -> Result<()>;
-}
 
 /// The sink connectors, with what each takes (for help texts and errors).
 pub const CONNECTORS: &[(&str, &str)] = &[
@@ -41,7 +30,8 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("files", "path, format = 'csv' | 'json'"),
 ];
 
-/// Builds the sink a `CREATE SINK` statement declares.
+/// Builds the sink `name` from its options: the `connector` option picks
+/// the connector, which takes the options it knows; any other is an error.
 pub(crate) fn create(
     name: &str,
     options: BTreeMap<String, String>,
@@ -62,55 +52,6 @@ pub(crate) fn create(
     };
     options.finish()?;
     Ok(sink)
-}
-
-/// How rows are written as bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowFormat {
-    /// CSV with a header line.
-    Csv,
-    /// One JSON object per line.
-    Json,
-}
-
-impl RowFormat {
-    /// The format with this name (`csv`, `json`).
-    pub fn parse(name: &str) -> Result<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "csv" => Ok(RowFormat::Csv),
-            "json" | "ndjson" => Ok(RowFormat::Json),
-            other => Err(Error::Config(format!(
-                "unknown format '{other}'; valid formats: csv, json"
-            ))),
-        }
-    }
-
-    /// The file extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            RowFormat::Csv => "csv",
-            RowFormat::Json => "json",
-        }
-    }
-}
-
-/// `batch`'s rows in `format`.
-pub(crate) fn encode(batch: &RecordBatch, format: RowFormat) -> Result<Vec<u8>> {
-    Ok(match format {
-        RowFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(Vec::new());
-            writer.write(batch)?;
-            writer.into_inner()
-        }
-        RowFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-            writer.write(batch)?;
-            writer.finish()?;
-            writer.into_inner()
-        }
-    })
 }
 
 #[cfg(test)]

@@ -34,9 +34,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use crate::connector::{Decoding, Options};
+use crate::durable::write_atomically;
 use crate::error::{Error, Result};
 use crate::metrics::SourceMetrics;
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
 
 /// Reads the files that appear in a directory.
@@ -129,7 +130,7 @@ impl FilesSource {
             .map_err(|e| reader.error(format!("cannot create {}: {e}", parent.display())))?;
         let text = serde_json::to_vec(&sorted)
             .map_err(|e| Error::Internal(format!("cannot encode file names: {e}")))?;
-        crate::sink::files::write_atomically(&path, &text)?;
+        write_atomically(&path, &text)?;
         Ok(names)
     }
 }

@@ -18,7 +18,7 @@ use arrow::datatypes::SchemaRef;
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
 use crate::format::{Format, RecordDecoder};
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::sync::lock;
 use crate::time::BatchTime;
 

@@ -11,7 +11,13 @@
 //! batches into a **bounded** channel; when the channel is full the receiver
 //! stops reading, so TCP pushes back on the sender. Generating sources
 //! (sequence, memory) produce a batch as a function of the batch time.
+//!
+//! What a source is and hands over is in `api.rs` (re-exported here); each
+//! connector has a file of its own. This file declares them and holds their
+//! registry: [`CONNECTORS`] and `create`, which builds a source from its
+//! options.
 
+mod api;
 mod files;
 mod memory;
 pub mod nexmark;
@@ -21,103 +27,23 @@ mod sequence;
 mod socket;
 mod stdin;
 
-use std::any::Any;
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+pub use api::{Source, SourceBatch, SourceContext, SourceReader};
 pub use files::FilesSource;
 pub use memory::MemorySource;
 pub use nexmark::NexmarkSource;
-pub(crate) use receiver::MALFORMED_PREFIX;
 pub use sequence::SequenceSource;
 pub use socket::SocketSource;
 pub use stdin::StdinSource;
 
 use crate::connector::Options;
-use crate::error::Result;
-use crate::metrics::SourceMetrics;
-use crate::notice::Notices;
-use crate::time::BatchTime;
+use crate::error::{Error, Result};
 
-/// A declared input stream.
-pub trait Source: Send + Sync + Debug + Any {
-    /// The rows' schema.
-    fn schema(&self) -> SchemaRef;
-    /// The connector's name (`socket`, `stdin`, …).
-    fn connector(&self) -> &'static str;
-    /// A one-line description of where it reads from, for `\d`.
-    fn describe(&self) -> String;
-    /// Starts reading. Called once per activation; the reader is dropped
-    /// (and its receiver stopped) when no running query reads the source.
-    fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>>;
-    /// For downcasting to the concrete source (`MemorySource`).
-    fn as_any(&self) -> &dyn Any;
-}
-
-/// What a source gets when it is opened.
-#[derive(Debug, Clone)]
-pub struct SourceContext {
-    /// The source's name, for messages.
-    pub name: String,
-    /// The batch time before the first batch this reader serves.
-    pub start: BatchTime,
-    /// The batch interval.
-    pub interval: Duration,
-    /// The source's counters (shared across activations).
-    pub metrics: Arc<SourceMetrics>,
-    /// Where warnings go.
-    pub notices: Notices,
-    /// The engine's checkpoint directory, if queries checkpoint (where a
-    /// receiver log goes).
-    pub checkpoint_dir: Option<std::path::PathBuf>,
-}
-
-/// Hands out one batch per batch time.
-pub trait SourceReader: Send {
-    /// The batch for `time`: what arrived after the previous batch, up to
-    /// `time`. An error fails every query reading the source.
-    fn next_batch(&mut self, time: BatchTime) -> Result<SourceBatch>;
-
-    /// Where the reader is, for a checkpoint (`None`: a source that cannot
-    /// resume, such as a socket).
-    fn save(&self) -> Option<serde_json::Value> {
-        None
-    }
-
-    /// Resumes from a position [`SourceReader::save`] gave (`null` when it
-    /// gave none).
-    fn load(&mut self, _position: &serde_json::Value) -> Result<()> {
-        Ok(())
-    }
-
-    /// What the last batch took, for the offset log (`None`: a source that
-    /// cannot replay).
-    fn offsets(&self) -> Option<serde_json::Value> {
-        None
-    }
-
-    /// The batch of `time` again, with exactly what the offset log says it
-    /// took. Only called with offsets this reader gave.
-    fn replay(&mut self, time: BatchTime, _offsets: &serde_json::Value) -> Result<SourceBatch> {
-        self.next_batch(time)
-    }
-}
-
-/// One source's contribution to a batch.
-#[derive(Debug, Clone)]
-pub struct SourceBatch {
-    /// The rows.
-    pub batch: RecordBatch,
-    /// The input has ended: no batch after this one will have rows.
-    pub end_of_input: bool,
-}
-
-/// The schema a source has when its statement declares no columns.
+/// The schema a source has when it is declared without columns.
 pub(crate) fn default_schema(connector: &str) -> SchemaRef {
     match connector {
         "sequence" => sequence::default_schema(),
@@ -135,7 +61,8 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("memory", "format; fed from Rust"),
 ];
 
-/// Builds the source a `CREATE SOURCE` statement declares.
+/// Builds the source `name` from its options: the `connector` option picks
+/// the connector, which takes the options it knows; any other is an error.
 pub(crate) fn create(
     name: &str,
     schema: Option<SchemaRef>,
@@ -155,7 +82,7 @@ pub(crate) fn create(
         }
         "nexmark" => Arc::new(NexmarkSource::from_options(declared, &mut options)?),
         other => {
-            return Err(crate::Error::Config(format!(
+            return Err(Error::Config(format!(
                 "unknown connector '{other}' for source '{name}'; valid connectors: {}",
                 crate::connector::connector_names(CONNECTORS)
             )));

@@ -1,7 +1,7 @@
 //! The `nexmark` source: Nexmark's auction generator (Person, Auction and
 //! Bid events), as Arrow batches, without a text round trip.
 //!
-//! `WITH (connector = 'nexmark', table = 'bid' | 'auction' | 'person')`:
+//! Options `connector = 'nexmark'`, `table = 'bid' | 'auction' | 'person'`:
 //! each source is one of the three streams of the same event sequence (as
 //! Flink's harness splits one table by `event_type`), so sources declared
 //! with the same options see consistent ids. Event `n` (from 0) is a person
@@ -35,7 +35,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::connector::Options;
 use crate::error::{Error, Result};
 use crate::metrics::SourceMetrics;
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
 
 /// Which of the three streams.

@@ -14,11 +14,11 @@ use tokio::task::JoinHandle;
 
 use crate::connector::Decoding;
 use crate::error::{Error, Result};
-use crate::format::MalformedKind;
 use crate::format::RecordDecoder;
+use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
 use crate::metrics::SourceMetrics;
+use crate::source::api::{SourceBatch, SourceReader};
 use crate::source::receiver_log::ReceiverLog;
-use crate::source::{SourceBatch, SourceReader};
 use crate::sync::lock;
 use crate::time::BatchTime;
 
@@ -124,9 +124,6 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
         }
     }
 }
-
-/// How much of an over-long record is kept for its dead letter.
-pub(crate) const MALFORMED_PREFIX: usize = 1024;
 
 fn too_long(len: u64, max: usize) -> String {
     format!("record is {len} bytes long, longer than max.record.bytes = {max}")

@@ -19,6 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::durable::sync_dir;
 use crate::error::{Error, Result};
 
 const SEGMENT_BYTES: u64 = 16 << 20;
@@ -116,9 +117,7 @@ impl ReceiverLog {
                 .map_err(|e| io("open", &path, e))?;
             if full {
                 // The new segment's name must survive a crash too.
-                File::open(&self.dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io("sync", &self.dir, e))?;
+                sync_dir(&self.dir).map_err(|e| io("sync", &self.dir, e))?;
             }
             self.file = Some(file);
         }

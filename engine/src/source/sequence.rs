@@ -1,4 +1,4 @@
-//! The `sequence` source: a generator of rows `(id BIGINT, ts TIMESTAMP)` at
+//! The `sequence` source: a generator of rows `(id Int64, ts Timestamp)` at
 //! `rows.per.second` (default 10), for demos, tests and benchmarks.
 //!
 //! Rows are a function of time, not of when the engine happens to run: row
@@ -22,7 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::connector::Options;
 use crate::error::{Error, Result};
-use crate::source::{Source, SourceBatch, SourceContext, SourceReader};
+use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::time::BatchTime;
 
 /// The most rows a `sequence` batch takes unless `max.records.per.batch`
@@ -57,7 +57,7 @@ impl SequenceSource {
             };
             if !fits {
                 return Err(Error::Config(format!(
-                    "the sequence connector generates `id BIGINT` and `ts TIMESTAMP`; column `{} {}` is neither",
+                    "the sequence connector generates `id` (an integer) and `ts` (a timestamp); column `{} {}` is neither",
                     field.name(),
                     field.data_type()
                 )));

@@ -17,9 +17,9 @@ use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
 use crate::format::RecordDecoder;
 use crate::notice::Notices;
+use crate::source::api::{Source, SourceContext, SourceReader};
 use crate::source::receiver::{self, LogState, PumpEnd, ReceiverEvent, ReceiverReader, SharedLog};
 use crate::source::receiver_log::ReceiverLog;
-use crate::source::{Source, SourceContext, SourceReader};
 use crate::time::{format_duration, parse_duration};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -106,8 +106,8 @@ impl Source for SocketSource {
         let log = if self.receiver_log {
             let Some(dir) = &ctx.checkpoint_dir else {
                 return Err(Error::Config(format!(
-                    "source '{}': receiver.log = true needs a checkpoint directory \
-                     (SET checkpoint.dir = '…' or run --checkpoint DIR)",
+                    "source '{}': receiver.log = true needs the engine's checkpoint directory, \
+                     and none is set",
                     self.name
                 )));
             };

@@ -1,6 +1,7 @@
 //! The `stdin` source: lines of the process's standard input. When the input
 //! ends, the batch that takes the last lines is the source's last, and
-//! queries reading only ended sources finish (`brooklet run q.sql < data.csv`).
+//! queries reading only ended sources finish (a file redirected into the
+//! process gives a bounded input).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use arrow::datatypes::SchemaRef;
 
 use crate::connector::{Decoding, Options};
 use crate::error::Result;
+use crate::source::api::{Source, SourceContext, SourceReader};
 use crate::source::receiver::{self, PumpEnd, ReceiverEvent, ReceiverReader};
-use crate::source::{Source, SourceContext, SourceReader};
 
 /// Reads lines from standard input.
 #[derive(Debug)]
