@@ -1,0 +1,125 @@
+//! [`Partial`]: the partial states of a set of rows, by group index; and
+//! [`Evaluated`]: the final values of some groups.
+
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::compute::take;
+
+use crate::error::{Error, Result};
+
+/// The partial states of a set of rows: for each group that had rows, its
+/// group index, its state row (per aggregate, its state columns) and its row
+/// count. Only groups with rows are kept, so a pane's state is sized by the
+/// keys it saw, not by every key of the window.
+#[derive(Clone, Default)]
+pub(crate) struct Partial {
+    pub(super) groups: Vec<usize>,
+    pub(super) states: Vec<Vec<ArrayRef>>,
+    pub(super) counts: Vec<u64>,
+}
+
+impl Partial {
+    /// One more than the highest group index it holds (0 when empty).
+    pub(crate) fn len(&self) -> usize {
+        self.groups.last().map_or(0, |g| g + 1)
+    }
+
+    /// Whether it holds every group index below [`Partial::len`].
+    pub(super) fn is_dense(&self) -> bool {
+        self.groups.len() == self.len()
+    }
+
+    /// Each group it holds (ascending) with its row count.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.groups.iter().copied().zip(self.counts.iter().copied())
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.states
+            .iter()
+            .flatten()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>()
+            + self.counts.len() * 16
+    }
+
+    /// The state rows at `rows` (ascending positions), renumbered `groups`.
+    pub(super) fn select(&self, rows: &[u32], groups: Vec<usize>) -> Result<Partial> {
+        let rows = UInt32Array::from(rows.to_vec());
+        let states = self
+            .states
+            .iter()
+            .map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| Ok(take(c.as_ref(), &rows, None)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let counts = rows
+            .values()
+            .iter()
+            .map(|&r| self.counts[r as usize])
+            .collect();
+        Ok(Partial {
+            groups,
+            states,
+            counts,
+        })
+    }
+
+    /// The states of `groups` (each held), renumbered `0..` in that order:
+    /// a dense partial to evaluate just those groups.
+    pub(crate) fn pick(&self, groups: &[usize]) -> Result<Partial> {
+        let rows = groups
+            .iter()
+            .map(|g| {
+                self.groups
+                    .binary_search(g)
+                    .map(|r| r as u32)
+                    .map_err(|_| Error::Internal(format!("group {g} has no state")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.select(&rows, (0..groups.len()).collect())
+    }
+
+    /// Keeps the groups `live` (ascending), renumbered by their position in
+    /// `live`: the partial after [`KeyIndex::compact`] with the same `live`.
+    ///
+    /// [`KeyIndex::compact`]: super::KeyIndex::compact
+    pub(crate) fn compact(&self, live: &UInt32Array) -> Result<Partial> {
+        let mut rows = Vec::new();
+        let mut groups = Vec::new();
+        for (row, &g) in self.groups.iter().enumerate() {
+            if let Ok(position) = live.values().binary_search(&(g as u32)) {
+                rows.push(row as u32);
+                groups.push(position);
+            }
+        }
+        self.select(&rows, groups)
+    }
+}
+
+/// Final values of some groups: one array per aggregate, and how many rows
+/// each group had.
+pub(crate) struct Evaluated {
+    pub(crate) values: Vec<ArrayRef>,
+    pub(crate) counts: Vec<u64>,
+}
+
+impl Evaluated {
+    /// The groups that had rows, ascending; `None` when all of them had.
+    pub(crate) fn groups_with_rows(&self) -> Option<UInt32Array> {
+        if self.counts.iter().all(|&n| n > 0) {
+            return None;
+        }
+        Some(
+            self.counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(g, _)| g as u32)
+                .collect(),
+        )
+    }
+}
