@@ -215,7 +215,7 @@ impl DStream {
         if window.emit == WindowEmit::Changes && keys.iter().chain(&aggregates).any(names_is_final)
         {
             return Err(crate::error::Error::Plan(format!(
-                "{IS_FINAL} is the column EMIT CHANGES adds to tell updates from final rows; \
+                "{IS_FINAL} is the column a window emitting changes adds to tell updates from final rows; \
                  name the key or aggregate otherwise"
             )));
         }

@@ -31,8 +31,8 @@ use crate::error::{Error, Result};
 use crate::source::SourceBatch;
 use crate::time::{BatchTime, format_duration};
 
-/// A source's event-time column and how far out of order its rows may be
-/// (`WATERMARK FOR column AS column - INTERVAL 'delay'`).
+/// A source's event-time column and how far out of order its rows may be:
+/// its watermark is the largest event time seen minus the delay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
     /// The column holding each row's event time.
@@ -55,7 +55,7 @@ impl Watermark {
     pub(crate) fn check(&self, source: &str, schema: &Schema) -> Result<()> {
         let field = schema.field_with_name(&self.column).map_err(|_| {
             Error::Plan(format!(
-                "WATERMARK FOR {}: source '{source}' has no such column (columns: {})",
+                "source '{source}' has no column {} (columns: {})",
                 self.column,
                 schema
                     .fields()
@@ -67,7 +67,8 @@ impl Watermark {
         })?;
         if !is_event_time_type(field.data_type()) {
             return Err(Error::Plan(format!(
-                "WATERMARK FOR {}: the column is {}, not a TIMESTAMP or BIGINT (milliseconds)",
+                "column {} is {}, which holds no event time (a timestamp does, or an integer \
+                 of milliseconds)",
                 self.column,
                 field.data_type()
             )));

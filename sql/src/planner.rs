@@ -117,11 +117,12 @@ impl Planner {
                     None => None,
                 };
                 self.engine.create_source(&name, schema, options)?;
-                if let Some(watermark) = watermark
-                    && let Err(e) = self.engine.set_watermark(&name, watermark)
-                {
-                    let _ = self.engine.drop_source(&name);
-                    return Err(e.into());
+                if let Some(watermark) = watermark {
+                    let column = watermark.column.clone();
+                    if let Err(e) = self.engine.set_watermark(&name, watermark) {
+                        let _ = self.engine.drop_source(&name);
+                        return Err(Error::plan(format!("WATERMARK FOR {column}: {e}")));
+                    }
                 }
                 let table = self.engine.stream_table(&name)?;
                 if let Err(e) = self.engine.session().register_table(name.as_str(), table) {
