@@ -12,10 +12,12 @@ cd "$(dirname "$0")"
 seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p corpus/sql
-# Seeds: each spec file's statements (the part before the first batch).
-for spec in ../tests/specs/*.spec; do
-    sed '/^== batch/,$d; /^#/d' "$spec" > "corpus/sql/$(basename "$spec" .spec).sql"
-done
+# Seeds: each spec file's statements (the part before the first batch), in
+# subfolders too, named by the path (`windows/tumble.spec`: `windows-tumble.sql`).
+while IFS= read -r spec; do
+    name=${spec#../tests/specs/}
+    sed '/^== batch/,$d; /^#/d' "$spec" > "corpus/sql/$(printf '%s' "${name%.spec}" | tr / -).sql"
+done < <(find ../tests/specs -name '*.spec')
 # Deep chains below and past the front end's nesting limit (1 000 levels, issue 14;
 # seeds just under it plan for minutes, DataFusion being quadratic in depth):
 # operator chains, nested CASE, nested calls, prefix NOTs, parentheses.

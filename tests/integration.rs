@@ -1,7 +1,7 @@
-//! Brooklet's integration tests: one binary (DataFusion links once).
+//! Brooklet's integration tests, in one binary so that DataFusion links once
+//! for all of them (the spec files have the only other one,
+//! `tests/specs.rs`, which makes a test case of each file):
 //!
-//! - `spec`: the spec files under `tests/specs/`, run batch by batch on a
-//!   manual clock;
 //! - `api`: the Rust API (`foreach_batch`, `into_stream`, `print`, the
 //!   operator-level API, lifecycle);
 //! - `window`: window aggregates through the operator-level API;
@@ -24,7 +24,6 @@ mod event_time;
 mod event_time_props;
 mod files;
 mod nexmark;
-mod spec;
 mod support;
 mod window;
 mod window_props;

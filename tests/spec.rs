@@ -1,4 +1,6 @@
-//! The spec-file runner. A spec file reads like a specification:
+//! The spec-file format and its runner (the `specs` test binary, in
+//! `tests/specs.rs`, makes one test case of each file). A spec file reads
+//! like a specification:
 //!
 //! ```text
 //! # comment
@@ -27,6 +29,10 @@
 //! query fails with an error containing `text`; `malformed source n` checks
 //! a source's malformed-record count, `late source n` its count of rows
 //! dropped behind the watermark; `finished` says the query has ended.
+//!
+//! [`holds`] runs a spec batch by batch and checks each batch;
+//! [`survives_every_restart`] checks that a restart from the checkpoint
+//! after any batch emits what the uninterrupted run emits.
 
 use std::path::Path;
 use std::time::Duration;
@@ -55,12 +61,24 @@ enum Expected {
     Nothing,
 }
 
-struct Spec {
+/// A parsed spec file.
+pub struct Spec {
+    /// What failures name: the file's path under `tests/specs/`.
+    name: String,
     statements: String,
     batches: Vec<Batch>,
 }
 
-fn parse(text: &str) -> Spec {
+impl Spec {
+    /// Reads and parses the spec file at `path`, naming it `name`.
+    pub fn read(path: &Path, name: &str) -> Spec {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{name}: cannot read {}: {e}", path.display()));
+        parse(name, &text)
+    }
+}
+
+fn parse(name: &str, text: &str) -> Spec {
     let mut statements = String::new();
     let mut batches: Vec<Batch> = Vec::new();
     // Where following plain lines go: an input of a source, or the expected rows.
@@ -77,7 +95,10 @@ fn parse(text: &str) -> Spec {
         }
         if let Some(rest) = line.strip_prefix("== batch ") {
             batches.push(Batch {
-                number: rest.trim().parse().expect("batch number"),
+                number: rest
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: not a batch number: {line}")),
                 ..Batch::default()
             });
             into = Into::Nothing;
@@ -119,19 +140,23 @@ fn parse(text: &str) -> Spec {
             let (source, n) = rest
                 .trim()
                 .split_once(' ')
-                .expect("<malformed|late> <source> <count>");
+                .unwrap_or_else(|| panic!("{name}: <malformed|late> <source> <count>: {line}"));
             let counts = if kind == "late" {
                 &mut batch.late
             } else {
                 &mut batch.malformed
             };
-            counts.push((source.to_string(), n.trim().parse().expect("count")));
+            let n = n
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: not a count: {line}"));
+            counts.push((source.to_string(), n));
         } else if line.trim() == "finished" {
             batch.finished = true;
         } else {
             match into {
                 Into::Input => {
-                    let input = &mut batch.inputs.last_mut().expect("input").1;
+                    let input = &mut batch.inputs.last_mut().expect("an input").1;
                     input.push_str(line);
                     input.push('\n');
                 }
@@ -145,7 +170,7 @@ fn parse(text: &str) -> Spec {
                 Into::Statements | Into::Nothing => {
                     assert!(
                         line.trim().is_empty(),
-                        "unexpected line in batch {}: {line}",
+                        "{name}: unexpected line in batch {}: {line}",
                         batch.number
                     )
                 }
@@ -153,6 +178,7 @@ fn parse(text: &str) -> Spec {
         }
     }
     Spec {
+        name: name.to_string(),
         statements,
         batches,
     }
@@ -215,10 +241,10 @@ impl Outputs {
     }
 }
 
-async fn run_spec(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let spec = parse(&text);
-    let name = path.file_name().unwrap().to_string_lossy().to_string();
+/// Runs `spec` batch by batch on a manual clock and checks what each batch
+/// did; panics naming the spec and the batch at the first difference.
+pub async fn holds(spec: &Spec) {
+    let name = &spec.name;
     let (ctx, clock) = manual_context(0, Duration::from_secs(1));
     let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
     let (query, setup) = statements.split_last().expect("a spec needs a query");
@@ -315,25 +341,6 @@ async fn run_spec(path: &Path) {
     }
 }
 
-#[tokio::test]
-async fn every_spec_file_holds() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "spec"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 6,
-        "spec files are missing in {}",
-        dir.display()
-    );
-    for file in files {
-        run_spec(&file).await;
-    }
-}
-
 /// What a run of batches emitted: per batch, its rows (sorted), `None` when
 /// it emitted nothing, or the error.
 type Emitted = Vec<(i64, Result<Option<Vec<String>>, String>)>;
@@ -386,46 +393,27 @@ async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
     emitted
 }
 
-/// Spark's CheckpointSuite: for every stateful spec file (windows, running
-/// aggregates, event time) and every batch `k`, running batches `1..=k`,
+/// Spark's CheckpointSuite: for every batch `k` of a stateful spec
+/// (windows, running aggregates, event time), running batches `1..=k`,
 /// dropping the context, and finishing from the checkpoint directory alone
 /// emits batch for batch what the uninterrupted run emits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_restart_point_gives_the_uninterrupted_output() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            name.ends_with(".spec")
-                && ["window_", "running_", "event_"]
-                    .iter()
-                    .any(|prefix| name.starts_with(prefix))
-        })
-        .collect();
-    files.sort();
-    assert!(files.len() >= 15, "stateful spec files are missing");
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let spec = parse(&std::fs::read_to_string(&file).unwrap());
-        let n = spec.batches.len();
-        let whole_dir = tempfile::tempdir().unwrap();
-        let whole = run_range(&spec, whole_dir.path(), 1, n).await;
-        // A restart point after the end of input means nothing here: a
-        // memory source starts anew in the restarted context, unended (and
-        // the batches after the end already ran, at once, in the first run).
-        let restart_points = spec
-            .batches
-            .iter()
-            .position(|b| !b.ends.is_empty())
-            .map_or(whole.len(), |end| end + 1)
-            .min(whole.len());
-        for k in 1..restart_points {
-            let checkpoint = tempfile::tempdir().unwrap();
-            let mut restarted = run_range(&spec, checkpoint.path(), 1, k).await;
-            restarted.extend(run_range(&spec, checkpoint.path(), k + 1, n).await);
-            assert_eq!(restarted, whole, "{name}: restarted after batch {k}");
-        }
+pub async fn survives_every_restart(spec: &Spec) {
+    let n = spec.batches.len();
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = run_range(spec, whole_dir.path(), 1, n).await;
+    // A restart point after the end of input means nothing here: a memory
+    // source starts anew in the restarted context, unended (and the batches
+    // after the end already ran, at once, in the first run).
+    let restart_points = spec
+        .batches
+        .iter()
+        .position(|b| !b.ends.is_empty())
+        .map_or(whole.len(), |end| end + 1)
+        .min(whole.len());
+    for k in 1..restart_points {
+        let checkpoint = tempfile::tempdir().unwrap();
+        let mut restarted = run_range(spec, checkpoint.path(), 1, k).await;
+        restarted.extend(run_range(spec, checkpoint.path(), k + 1, n).await);
+        assert_eq!(restarted, whole, "{}: restarted after batch {k}", spec.name);
     }
 }

@@ -69,13 +69,17 @@ pub fn blocks(stdout: &str) -> Vec<(i64, Vec<String>)> {
     blocks
 }
 
-/// The peak resident memory of process `pid` while `running`, sampled.
+/// The peak resident memory of process `pid` while `running`, sampled
+/// from `/proc/{pid}/status` every 20 ms. A reading may fail once the
+/// process has exited, but if none ever succeeded there is no peak to give:
+/// the sampler panics (and so the test joining it fails) rather than
+/// report 0 bytes, which would pass any memory bound.
 pub fn sample_peak_rss(
     pid: u32,
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> thread::JoinHandle<u64> {
     thread::spawn(move || {
-        let mut peak = 0u64;
+        let mut peak = None;
         while running.load(std::sync::atomic::Ordering::SeqCst) {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             if let Some(kb) = status
@@ -83,11 +87,11 @@ pub fn sample_peak_rss(
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             {
-                peak = peak.max(kb * 1024);
+                peak = peak.max(Some(kb * 1024));
             }
             thread::sleep(Duration::from_millis(20));
         }
-        peak
+        peak.unwrap_or_else(|| panic!("VmRSS of process {pid} could never be read from /proc"))
     })
 }
 
