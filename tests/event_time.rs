@@ -114,7 +114,8 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     let e =
         error("SELECT k, count(*) FROM plain GROUP BY tumble(ts, INTERVAL '5' SECOND), k").await;
     assert!(
-        e.contains("needs a watermark on source 'plain'") && e.contains("declare a watermark on ts"),
+        e.contains("needs a watermark on source 'plain'")
+            && e.contains("declare a watermark on ts"),
         "{e}"
     );
     let e = error(
