@@ -258,11 +258,12 @@ impl DStream {
     ) -> Result<Self> {
         let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
         let (schema, operator) = operator(plan);
-        Ok(self.then(schema, operator))
+        Ok(self.apply(schema, operator))
     }
 
-    /// This stream read by `operator`, whose output has `schema`.
-    fn then(&self, schema: SchemaRef, operator: Arc<dyn OperatorDef>) -> Self {
+    /// This stream read by `operator`, whose output has `schema`: how an
+    /// operator's file gives the DStream API a method of its own.
+    pub(crate) fn apply(&self, schema: SchemaRef, operator: Arc<dyn OperatorDef>) -> Self {
         let node = self.engine.new_node(
             schema,
             vec![self.node.clone()],
@@ -295,7 +296,7 @@ impl DStream {
         } else {
             self.node.schema.clone()
         };
-        Ok(self.then(schema, Arc::new(RawWindow { spec, bounds })))
+        Ok(self.apply(schema, Arc::new(RawWindow { spec, bounds })))
     }
 
     /// Keeps the rows for which `predicate` is true.
