@@ -53,7 +53,7 @@ impl EngineBuilder {
         self
     }
 
-    /// The console's default settings (`print`, bare `SELECT`s).
+    /// The console's default settings (`print`, and queries printed to it).
     pub fn console(mut self, console: ConsoleOptions) -> Self {
         self.console = console;
         self
