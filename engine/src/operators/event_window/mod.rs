@@ -208,18 +208,16 @@ pub(super) struct Arrivals<'a> {
     pub(super) late: Late,
 }
 
-impl Arrivals<'_> {
+impl<'a> Arrivals<'a> {
     /// The rows that have an event time, as `(row, time)`; a row without
     /// one belongs to no window and is counted late.
-    pub(super) fn timed(&mut self) -> Vec<(u32, i64)> {
-        let mut timed = Vec::with_capacity(self.times.len());
-        for (row, time) in self.times.iter().enumerate() {
-            match time {
-                Some(t) => timed.push((row as u32, t)),
-                None => self.late.add(self.watermark, None),
-            }
-        }
-        timed
+    pub(super) fn timed(&mut self) -> impl Iterator<Item = (u32, i64)> + use<'a> {
+        self.late.rows += self.times.null_count() as u64;
+        let times = self.times;
+        let values = times.values().iter().enumerate();
+        values
+            .filter(move |(row, _)| times.is_valid(*row))
+            .map(|(row, &t)| (row as u32, t))
     }
 
     /// Counts a row of event time `t` late.

@@ -83,7 +83,7 @@ impl WindowAssigner for Sessions {
         let groups = rows.rows.groups();
         let gap = self.gap;
         let watermark = rows.watermark;
-        let mut order = rows.timed();
+        let mut order: Vec<(u32, i64)> = rows.timed().collect();
         order.sort_by_key(|&(r, t)| (groups[r as usize], t));
         let mut picks = Vec::with_capacity(order.len());
         let mut slots = Vec::with_capacity(order.len());
