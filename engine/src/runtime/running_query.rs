@@ -15,7 +15,7 @@ use crate::checkpoint::{CheckpointDir, CheckpointLock, Fingerprint, StateReader,
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
-use crate::operator::{BatchContext, CompileContext, LateRows, Operator, Polled};
+use crate::operator::{BatchContext, CompileContext, Input, LateRows, Operator, Polled};
 use crate::query::{Output, QueryShared, QueryStatus, StreamingListener};
 use crate::runtime::readers::{Positions, Readers};
 use crate::runtime::shared::{Inner, PendingQuery};
@@ -28,6 +28,8 @@ pub(super) struct RunningQuery {
     pub(super) shared: Arc<QueryShared>,
     order: Vec<Arc<Node>>,
     operators: HashMap<NodeId, Box<dyn Operator>>,
+    /// What each operator reads, worked out once.
+    inputs: HashMap<NodeId, Vec<Input>>,
     output: Output,
     batches: u64,
     /// Whether the first late row was already reported.
@@ -137,10 +139,15 @@ impl Inner {
         }
         let order = node.post_order();
         let operators = self.compile(&order, start, zero).await?;
+        let inputs = order
+            .iter()
+            .map(|node| (node.id, node.inputs.iter().map(|i| i.as_input()).collect()))
+            .collect();
         let mut query = RunningQuery {
             shared,
             order,
             operators,
+            inputs,
             output,
             batches: 0,
             reported_late: false,
@@ -542,8 +549,8 @@ impl RunningQuery {
                         .operators
                         .get_mut(&node.id)
                         .ok_or_else(|| Error::Internal("operator not compiled".into()))?;
-                    let inputs: Vec<_> = node.inputs.iter().map(|i| i.as_input()).collect();
-                    let mut batch = BatchContext::new(time, &inputs, &values, polled);
+                    let inputs = self.inputs.get(&node.id).map_or(&[][..], Vec::as_slice);
+                    let mut batch = BatchContext::new(time, inputs, &values, polled);
                     let output = operator.on_batch(&mut batch).await?;
                     late.append(&mut batch.late);
                     output
