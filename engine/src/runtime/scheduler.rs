@@ -16,7 +16,7 @@
 //! its own batch time (a 10-second window open when stdin ends is emitted
 //! at its end time, without waiting 10 seconds), and then the query ends.
 //! Every operator answers for the rows it holds (`drain_until`, in the
-//! operator contract of `operators/mod.rs`).
+//! operator contract of `operator.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
