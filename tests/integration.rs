@@ -8,6 +8,9 @@
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
 //! - `bursts`: `max.records.per.batch` and a flaky server, through sockets;
 //! - `files`: the files source and sink on real directories;
+//! - `kafka`: the Kafka source and sink against a real broker
+//!   (`kafka_broker`: Tansu started per test, and a reader of the
+//!   committed records);
 //! - `nexmark`: the Nexmark generator, and q5's windows against a batch query;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
@@ -23,6 +26,9 @@ mod checkpoint;
 mod event_time;
 mod event_time_props;
 mod files;
+mod kafka;
+#[path = "kafka_broker/mod.rs"]
+mod kafka_broker;
 mod nexmark;
 mod support;
 mod window;

@@ -56,6 +56,24 @@ impl Options {
         keys.iter().find_map(|k| self.values.remove(*k))
     }
 
+    /// Takes every option whose key starts with `prefix` (which is
+    /// removed), in key order: pass-through settings (`properties.*`).
+    pub fn take_prefixed(&mut self, prefix: &'static str) -> Vec<(String, String)> {
+        self.known.push(prefix);
+        let keys: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let value = self.values.remove(&k)?;
+                Some((k[prefix.len()..].to_string(), value))
+            })
+            .collect()
+    }
+
     /// Takes an option that must be present.
     pub fn require(&mut self, keys: &[&'static str]) -> Result<String> {
         self.take(keys).ok_or_else(|| {

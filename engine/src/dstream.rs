@@ -350,8 +350,8 @@ impl DStream {
 
     /// Writes every batch to the sink declared under `sink`.
     pub fn write_to(self, sink: &str) -> Result<QueryHandle> {
-        let writer = self.engine.sink(sink)?.open()?;
         let name = self.name.clone().unwrap_or_else(|| sink.to_string());
+        let writer = self.engine.sink(sink)?.open(&name)?;
         DStream {
             name: Some(name),
             ..self

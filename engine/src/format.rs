@@ -183,6 +183,7 @@ impl DeadLetter {
         &self,
         source: &str,
         file: Option<&str>,
+        record_at: Option<(&str, i64)>,
         position: Position,
         kind: MalformedKind,
         reason: &str,
@@ -196,6 +197,10 @@ impl DeadLetter {
             "reason": reason,
             "record": String::from_utf8_lossy(raw),
         });
+        if let Some((at, offset)) = record_at {
+            line["at"] = serde_json::json!(at);
+            line["offset"] = serde_json::json!(offset);
+        }
         if let Some(file) = file {
             line["file"] = serde_json::json!(file);
         }
@@ -226,6 +231,13 @@ impl fmt::Display for Position {
     }
 }
 
+/// The offsets of an input's lines in the log they came from.
+#[derive(Debug, Clone)]
+struct RecordOffsets {
+    label: String,
+    offsets: Vec<i64>,
+}
+
 /// Turns chunks of complete lines into record batches of a schema, keeping
 /// count of positions and applying the error policy.
 #[derive(Debug)]
@@ -239,6 +251,9 @@ pub struct RecordDecoder {
     next: Position,
     /// The file the input comes from, when the source reads files.
     file: Option<String>,
+    /// Where each line came from, when every line is a record of a log
+    /// with offsets (a Kafka partition).
+    offsets: Option<RecordOffsets>,
     dead_letter: Option<DeadLetter>,
 }
 
@@ -260,8 +275,34 @@ impl RecordDecoder {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             next: Position { line: 1, byte: 0 },
             file: None,
+            offsets: None,
             dead_letter: None,
         }
+    }
+
+    /// Says that line `n` of the input is the record at `offsets[n - 1]`
+    /// of the log `label` (`topic clicks partition 2`): messages and dead
+    /// letters name that offset instead of a line.
+    pub fn with_record_offsets(mut self, label: String, offsets: Vec<i64>) -> Self {
+        self.offsets = Some(RecordOffsets { label, offsets });
+        self
+    }
+
+    /// Where the record at `position` is, for a message.
+    fn locate(&self, position: Position) -> String {
+        match self.record_at(position) {
+            Some((label, offset)) => format!("{label} offset {offset}"),
+            None => format!("{}{position}", self.origin()),
+        }
+    }
+
+    /// The log and offset of the record at `position`, for offset inputs.
+    fn record_at(&self, position: Position) -> Option<(&str, i64)> {
+        let offsets = self.offsets.as_ref()?;
+        let offset = *offsets
+            .offsets
+            .get(position.line.checked_sub(1)? as usize)?;
+        Some((offsets.label.as_str(), offset))
     }
 
     /// Names the file positions are in, for messages and dead letters.
@@ -363,17 +404,16 @@ impl RecordDecoder {
         raw: &[u8],
     ) -> Result<()> {
         self.metrics.add_malformed(kind);
-        let origin = self.origin();
+        let at = self.locate(position);
         match self.policy {
             ErrorPolicy::Fail => Err(Error::Source {
                 source_name: self.source.clone(),
                 message: format!(
-                    "malformed record at {origin}{position}: {reason} (set on-error = 'skip' or 'dead-letter' to go on without such records)"
+                    "malformed record at {at}: {reason} (set on-error = 'skip' or 'dead-letter' to go on without such records)"
                 ),
             }),
             ErrorPolicy::Skip => {
-                self.metrics
-                    .note_skipped(|| format!("{origin}{position}: {reason}"));
+                self.metrics.note_skipped(|| format!("{at}: {reason}"));
                 Ok(())
             }
             ErrorPolicy::DeadLetter => {
@@ -383,16 +423,14 @@ impl RecordDecoder {
                 dead_letter.append(
                     &self.source,
                     self.file.as_deref(),
+                    self.record_at(position),
                     position,
                     kind,
                     reason,
                     raw,
                 )?;
                 self.metrics.note_skipped(|| {
-                    format!(
-                        "{origin}{position}: {reason} (sent to {})",
-                        dead_letter.path().display()
-                    )
+                    format!("{at}: {reason} (sent to {})", dead_letter.path().display())
                 });
                 Ok(())
             }

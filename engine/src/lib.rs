@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 mod graph;
+mod kafka;
 pub mod malformed;
 pub mod metrics;
 pub mod notice;

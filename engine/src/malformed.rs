@@ -25,6 +25,8 @@ pub enum MalformedKind {
     Value,
     /// Not a JSON object (a syntax error, a truncated record).
     Json,
+    /// A record without a value (a Kafka tombstone, a blank value).
+    Empty,
 }
 
 impl MalformedKind {
@@ -36,6 +38,7 @@ impl MalformedKind {
             MalformedKind::FieldCount => "field_count",
             MalformedKind::Value => "value",
             MalformedKind::Json => "json",
+            MalformedKind::Empty => "empty",
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct SourceMetrics {
     reconnects: AtomicU64,
     cut_lines: AtomicU64,
     late: AtomicU64,
+    lag: AtomicU64,
+    status: Mutex<Option<String>>,
     malformed_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     skipped_in_batch: Mutex<Option<SkipReport>>,
 }
@@ -44,13 +46,19 @@ pub struct SourceMetricsSnapshot {
     /// The same, by kind (`too_long`, `utf8`, `field_count`, `value`,
     /// `json`, `other`).
     pub malformed_by_kind: BTreeMap<String, u64>,
-    /// Times a socket source reconnected.
+    /// Times a socket source reconnected, or a Kafka source's brokers
+    /// answered again after not answering.
     pub reconnects: u64,
     /// Lines cut short by a dropped connection (never merged with the next).
     pub cut_lines: u64,
     /// Rows dropped by an event-time window because their window had
     /// already closed (behind the watermark).
     pub late: u64,
+    /// Records the source has not read yet (a Kafka source: what the
+    /// brokers hold past its position, after its last batch).
+    pub lag: u64,
+    /// Trouble the source is in now (brokers not answering), if any.
+    pub status: Option<String>,
 }
 
 impl SourceMetrics {
@@ -71,6 +79,14 @@ impl SourceMetrics {
 
     pub(crate) fn add_late(&self, n: u64) {
         self.late.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_lag(&self, lag: u64) {
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_status(&self, status: Option<String>) {
+        *lock(&self.status) = status;
     }
 
     pub(crate) fn add_cut_line(&self) {
@@ -108,6 +124,8 @@ impl SourceMetrics {
             reconnects: self.reconnects.load(Ordering::Relaxed),
             cut_lines: self.cut_lines.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
+            lag: self.lag.load(Ordering::Relaxed),
+            status: lock(&self.status).clone(),
         }
     }
 }

@@ -21,5 +21,7 @@ mod window;
 pub use complete::is_complete;
 pub use error::{Error, Location, Result};
 pub use limits::MAX_NESTING;
-pub use parser::{Emit, ParsedStatement, Statement, parse_statement_text, parse_statements};
+pub use parser::{
+    Emit, MetadataColumn, ParsedStatement, Statement, parse_statement_text, parse_statements,
+};
 pub use planner::{Planned, Planner};

@@ -144,6 +144,9 @@ pub enum Statement {
         columns: Vec<ColumnDef>,
         /// `WATERMARK FOR column [AS column - INTERVAL …]` in the column list.
         watermark: Option<Box<WatermarkClause>>,
+        /// The columns declared `METADATA [FROM 'key']`: filled from the
+        /// record's metadata (Kafka's key, partition, offset, timestamp).
+        metadata: Vec<MetadataColumn>,
         /// The options.
         options: Vec<SqlOption>,
         /// `IF NOT EXISTS`.
@@ -200,6 +203,18 @@ fn write_options(f: &mut fmt::Formatter<'_>, options: &[SqlOption]) -> fmt::Resu
     write!(f, " WITH ({})", list.join(", "))
 }
 
+/// A column declared `name TYPE METADATA [FROM 'key'] [VIRTUAL]` (Flink's
+/// syntax): filled from the record's metadata `key` (the column's name
+/// when there is no `FROM`). `VIRTUAL` is accepted and means nothing more:
+/// sources are never written to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataColumn {
+    /// The column.
+    pub column: Ident,
+    /// The metadata it holds.
+    pub key: String,
+}
+
 /// `WATERMARK FOR column [AS expression]` (Flink's and Arroyo's syntax).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatermarkClause {
@@ -227,6 +242,7 @@ impl fmt::Display for Statement {
                 name,
                 columns,
                 watermark,
+                metadata,
                 options,
                 if_not_exists,
             } => {
@@ -236,7 +252,13 @@ impl fmt::Display for Statement {
                     if *if_not_exists { "IF NOT EXISTS " } else { "" }
                 )?;
                 if !columns.is_empty() {
-                    let mut cols: Vec<String> = columns.iter().map(ToString::to_string).collect();
+                    let mut cols: Vec<String> = columns
+                        .iter()
+                        .map(|c| match metadata.iter().find(|m| m.column == c.name) {
+                            Some(m) => format!("{c} METADATA FROM '{}'", m.key),
+                            None => c.to_string(),
+                        })
+                        .collect();
                     cols.extend(watermark.iter().map(ToString::to_string));
                     write!(f, " ({})", cols.join(", "))?;
                 }
@@ -485,6 +507,7 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_identifier()?;
     let mut columns = Vec::new();
+    let mut metadata = Vec::new();
     let mut watermark = None;
     if parser.consume_token(&Token::LParen) {
         if kind == ObjectKind::Sink {
@@ -511,7 +534,23 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
                 };
                 watermark = Some(Box::new(WatermarkClause { column, expression }));
             } else {
-                columns.push(parser.parse_column_def()?);
+                let column = parser.parse_column_def()?;
+                if word_is(&parser.peek_token(), "metadata") {
+                    parser.next_token();
+                    let key = if parser.parse_keyword(Keyword::FROM) {
+                        parser.parse_literal_string()?
+                    } else {
+                        column.name.value.clone()
+                    };
+                    if word_is(&parser.peek_token(), "virtual") {
+                        parser.next_token();
+                    }
+                    metadata.push(MetadataColumn {
+                        column: column.name.clone(),
+                        key,
+                    });
+                }
+                columns.push(column);
             }
             if !parser.consume_token(&Token::Comma) {
                 parser.expect_token(&Token::RParen)?;
@@ -531,6 +570,7 @@ fn parse_create(parser: &mut Parser) -> Result<Statement> {
             name,
             columns,
             watermark,
+            metadata,
             options,
             if_not_exists,
         },

@@ -24,13 +24,16 @@ use std::time::Duration;
 use brooklet_engine::datafusion::logical_expr::LogicalPlan;
 use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
 use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
+use brooklet_engine::source::METADATA_FIELD_KEY;
 use brooklet_engine::time::{format_duration, parse_duration};
 use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, Watermark};
 use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::error::{Error, Result};
 pub use crate::parser::normalize;
-use crate::parser::{Emit, ObjectKind, ParsedStatement, Statement, WatermarkClause};
+use crate::parser::{
+    Emit, MetadataColumn, ObjectKind, ParsedStatement, Statement, WatermarkClause,
+};
 
 /// The settings `SET` knows, besides `datafusion.*`.
 pub const SETTINGS: &[&str] = &[
@@ -96,6 +99,7 @@ impl Planner {
                 name,
                 columns,
                 watermark,
+                metadata,
                 options,
                 if_not_exists,
             } => {
@@ -106,7 +110,7 @@ impl Planner {
                 let schema = if columns.is_empty() {
                     None
                 } else {
-                    Some(Arc::new(self.schema_of(columns).await?))
+                    Some(Arc::new(self.schema_of(columns, metadata).await?))
                 };
                 let options: BTreeMap<String, String> = options
                     .iter()
@@ -275,7 +279,11 @@ impl Planner {
     }
 
     /// The arrow schema of a column list, with DataFusion's SQL type mapping.
-    async fn schema_of(&self, columns: &[ast::ColumnDef]) -> Result<Schema> {
+    async fn schema_of(
+        &self,
+        columns: &[ast::ColumnDef],
+        metadata: &[MetadataColumn],
+    ) -> Result<Schema> {
         let casts: Vec<String> = columns
             .iter()
             .enumerate()
@@ -295,11 +303,17 @@ impl Planner {
                     .options
                     .iter()
                     .any(|o| o.option == ColumnOption::NotNull);
-                Field::new(
+                let field = Field::new(
                     normalize(&column.name),
                     field.data_type().clone(),
                     !not_null,
-                )
+                );
+                match metadata.iter().find(|m| m.column == column.name) {
+                    Some(m) => field.with_metadata(
+                        [(METADATA_FIELD_KEY.to_string(), m.key.to_ascii_lowercase())].into(),
+                    ),
+                    None => field,
+                }
             })
             .collect();
         Ok(Schema::new(fields))

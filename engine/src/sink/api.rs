@@ -17,8 +17,8 @@ pub trait Sink: Send + Sync + Debug {
     /// A one-line description of where it writes
     /// ([`SinkInfo::description`](crate::SinkInfo::description)).
     fn describe(&self) -> String;
-    /// A writer for one query.
-    fn open(&self) -> Result<Box<dyn SinkWriter>>;
+    /// A writer for the query named `query`.
+    fn open(&self, query: &str) -> Result<Box<dyn SinkWriter>>;
 }
 
 /// Writes one query's batches.

@@ -145,7 +145,7 @@ impl Sink for ConsoleSink {
         .to_lowercase()
     }
 
-    fn open(&self) -> Result<Box<dyn SinkWriter>> {
+    fn open(&self, _query: &str) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(self.clone()))
     }
 }

@@ -61,7 +61,7 @@ impl Sink for FilesSink {
         )
     }
 
-    fn open(&self) -> Result<Box<dyn SinkWriter>> {
+    fn open(&self, _query: &str) -> Result<Box<dyn SinkWriter>> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", self.dir.display())))?;
         Ok(Box::new(self.clone()))

@@ -11,6 +11,7 @@
 mod api;
 pub mod console;
 pub mod files;
+pub mod kafka;
 mod row_format;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use api::{Sink, SinkWriter};
 pub use console::{ConsoleFormat, ConsoleOptions, ConsoleSink};
 pub use files::FilesSink;
+pub use kafka::{Delivery, KafkaSink};
 pub use row_format::RowFormat;
 
 use crate::connector::Options;
@@ -28,6 +30,10 @@ use crate::error::{Error, Result};
 pub const CONNECTORS: &[(&str, &str)] = &[
     ("console", "format = 'table' | 'csv' | 'json'"),
     ("files", "path, format = 'csv' | 'json'"),
+    (
+        "kafka",
+        "bootstrap.servers, topic, format = 'json' | 'csv', key, delivery = 'exactly-once' | 'at-least-once', transactional.id, timeout, properties.*",
+    ),
 ];
 
 /// Builds the sink `name` from its options: the `connector` option picks
@@ -43,6 +49,7 @@ pub(crate) fn create(
             Arc::new(ConsoleSink::from_options(&mut options, console)?)
         }
         "files" | "file" | "filesystem" => Arc::new(FilesSink::from_options(&mut options)?),
+        "kafka" => Arc::new(KafkaSink::from_options(name, &mut options)?),
         other => {
             return Err(Error::Config(format!(
                 "unknown connector '{other}' for sink '{name}'; valid connectors: {}",

@@ -17,6 +17,17 @@ use crate::metrics::SourceMetrics;
 use crate::notice::Notices;
 use crate::time::BatchTime;
 
+/// The field-metadata key that marks a column filled from the record's
+/// metadata rather than its value (SQL: `column TYPE METADATA FROM 'key'`),
+/// with the metadata's name as its value. Only connectors that have such
+/// metadata (`kafka`) accept these columns.
+pub const METADATA_FIELD_KEY: &str = "brooklet.metadata";
+
+/// The metadata a column is filled from, if it is a metadata column.
+pub fn metadata_key(field: &arrow::datatypes::Field) -> Option<&str> {
+    field.metadata().get(METADATA_FIELD_KEY).map(String::as_str)
+}
+
 /// A declared input stream.
 pub trait Source: Send + Sync + Debug + Any {
     /// The rows' schema.

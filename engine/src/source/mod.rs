@@ -19,6 +19,7 @@
 
 mod api;
 mod files;
+mod kafka;
 mod memory;
 pub mod nexmark;
 mod receiver;
@@ -32,8 +33,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-pub use api::{Source, SourceBatch, SourceContext, SourceReader};
+pub use api::{METADATA_FIELD_KEY, Source, SourceBatch, SourceContext, SourceReader, metadata_key};
 pub use files::FilesSource;
+pub use kafka::{Assignment, KafkaSource, StartAt};
 pub use memory::MemorySource;
 pub use nexmark::NexmarkSource;
 pub use sequence::SequenceSource;
@@ -56,6 +58,10 @@ pub const CONNECTORS: &[(&str, &str)] = &[
     ("socket", "hostname, port, format"),
     ("stdin", "format"),
     ("files", "path, format, files.existing"),
+    (
+        "kafka",
+        "bootstrap.servers, topic, format, start, max.records.per.partition.per.batch, instance | partitions, timeout, properties.*",
+    ),
     ("sequence", "rows.per.second, rows, max.records.per.batch"),
     ("nexmark", "table, events.per.second, events, seed"),
     ("memory", "format; fed from Rust"),
@@ -72,6 +78,14 @@ pub(crate) fn create(
     let connector = options.connector().to_string();
     let declared = schema.clone();
     let schema = schema.unwrap_or_else(|| default_schema(&connector));
+    if connector != "kafka"
+        && let Some(field) = schema.fields().iter().find(|f| metadata_key(f).is_some())
+    {
+        return Err(Error::Config(format!(
+            "column '{}' of source '{name}' is a METADATA column; only connector 'kafka' has record metadata",
+            field.name()
+        )));
+    }
     let source: Arc<dyn Source> = match connector.as_str() {
         "socket" => Arc::new(SocketSource::from_options(name, schema, &mut options)?),
         "stdin" => Arc::new(StdinSource::from_options(name, schema, &mut options)?),
@@ -81,6 +95,11 @@ pub(crate) fn create(
             Arc::new(FilesSource::from_options(name, schema, &mut options)?)
         }
         "nexmark" => Arc::new(NexmarkSource::from_options(declared, &mut options)?),
+        "kafka" => Arc::new(KafkaSource::from_options(
+            name,
+            schema.clone(),
+            &mut options,
+        )?),
         other => {
             return Err(Error::Config(format!(
                 "unknown connector '{other}' for source '{name}'; valid connectors: {}",
