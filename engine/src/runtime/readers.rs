@@ -3,7 +3,7 @@
 //! queries reading it (they all get the same batch), and closed when the
 //! last of them ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -100,17 +100,22 @@ impl Readers {
         }
     }
 
-    /// Asks every open source for its batch of `time`: what it took then
-    /// for a batch that ran before a restart (`replay`), its next batch
-    /// otherwise. Malformed records a source skipped are reported.
+    /// Asks every open source in `wanted` for its batch of `time`: what
+    /// it took then for a batch that ran before a restart (`replay`), its
+    /// next batch otherwise. Malformed records a source skipped are
+    /// reported.
     pub(super) fn poll(
         &mut self,
         inner: &Inner,
         time: BatchTime,
         replay: &BTreeMap<String, serde_json::Value>,
+        wanted: &BTreeSet<String>,
     ) -> Polled {
         let mut polled = Polled::new();
         for (name, active) in self.open.iter_mut() {
+            if !wanted.contains(name) {
+                continue;
+            }
             let batch = match replay.get(name) {
                 Some(offsets) => active.reader.replay(time, offsets),
                 None => active.reader.next_batch(time),

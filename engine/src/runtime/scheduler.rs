@@ -18,6 +18,7 @@
 //! Every operator answers for the rows it holds (`drain_until`, in the
 //! operator contract of `operator.rs`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -125,12 +126,22 @@ impl Inner {
     ) {
         let delay = Duration::from_millis((self.clock.now_millis() - time.millis()).max(0) as u64);
         // Each source is asked once; every query reading it gets the same
-        // batch. A batch that ran before a restart takes what it took then.
-        let replay = running
-            .iter_mut()
-            .find_map(|q| q.take_replay(time))
-            .unwrap_or_default();
-        let polled = readers.poll(self, time, &replay);
+        // batch. A batch that ran before a restart takes what it took then
+        // (each query logged its own sources). A source is asked only when
+        // a query that runs this batch reads it: one that only a query
+        // skipping the batch (it ran before a restart) reads must keep its
+        // input for that query's next batch.
+        let mut replay = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
+        for query in running.iter_mut() {
+            if let Some(logged) = query.take_replay(time) {
+                replay.extend(logged);
+            }
+            if !query.ran_before_restart(time) {
+                wanted.extend(query.shared.sources.iter().cloned());
+            }
+        }
+        let polled = readers.poll(self, time, &replay, &wanted);
         // Offsets are logged every batch; positions only go into a state
         // file, so they are read only when some query saves state now.
         let offsets = if running.iter().any(RunningQuery::checkpoints) {

@@ -295,12 +295,21 @@ impl Source for KafkaSource {
     }
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
+        // Listing partitions and their ends goes over a client of its own:
+        // on the reading client's connection it would wait behind a fetch.
+        let control: BaseConsumer = self
+            .client
+            .config(&[("group.id", &format!("brooklet-{}", self.name))])
+            .create()
+            .map_err(|e| self.error(format!("cannot create a Kafka client: {e}")))?;
         let consumer: BaseConsumer = self
             .client
             .config(&[
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "true"),
+                // A fetch at the end waits at most this long for records.
+                ("fetch.wait.max.ms", "50"),
                 // An offset that is gone (retention) is an error, not a jump.
                 ("auto.offset.reset", "error"),
                 // Assigned partitions only: no group membership.
@@ -311,6 +320,7 @@ impl Source for KafkaSource {
         Ok(Box::new(KafkaReader {
             source: self.clone_settings(),
             consumer,
+            control,
             metrics: ctx.metrics,
             notices: ctx.notices,
             next: BTreeMap::new(),
@@ -396,7 +406,10 @@ impl Taken {
 
 struct KafkaReader {
     source: KafkaSource,
+    /// Reads the records of the assigned partitions.
     consumer: BaseConsumer,
+    /// Lists the partitions and asks where they begin and end.
+    control: BaseConsumer,
     metrics: Arc<SourceMetrics>,
     notices: Notices,
     /// The next offset to read, per partition read so far.
@@ -431,7 +444,7 @@ impl KafkaReader {
     /// The topic's partitions this source reads, now.
     fn partitions(&self) -> std::result::Result<Vec<i32>, Trouble> {
         let metadata = self
-            .consumer
+            .control
             .fetch_metadata(Some(self.topic()), self.timeout())
             .map_err(Trouble::Unreachable)?;
         let topic = metadata
@@ -461,11 +474,37 @@ impl KafkaReader {
             .collect())
     }
 
-    /// The end of `partition` as the brokers report it now.
-    fn end_of(&self, partition: i32) -> std::result::Result<(i64, i64), Trouble> {
-        self.consumer
-            .fetch_watermarks(self.topic(), partition, self.timeout())
-            .map_err(Trouble::Unreachable)
+    /// Where `partitions` begin (`Offset::Beginning`) or end
+    /// (`Offset::End`) as the brokers report it now, in one request.
+    fn bounds(
+        &self,
+        partitions: impl Iterator<Item = i32>,
+        at: Offset,
+    ) -> std::result::Result<BTreeMap<i32, i64>, Trouble> {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            list.add_partition_offset(self.topic(), partition, at)
+                .map_err(|e| Trouble::Fatal(e.to_string()))?;
+        }
+        if list.count() == 0 {
+            return Ok(BTreeMap::new());
+        }
+        let found = self
+            .control
+            .offsets_for_times(list, self.timeout())
+            .map_err(Trouble::Unreachable)?;
+        let mut bounds = BTreeMap::new();
+        for element in found.elements() {
+            if let Err(e) = element.error() {
+                return Err(Trouble::Unreachable(e));
+            }
+            let offset = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            bounds.insert(element.partition(), offset);
+        }
+        Ok(bounds)
     }
 
     /// Points the client at `next`, for every partition in it.
@@ -486,15 +525,15 @@ impl KafkaReader {
     /// Finds the partitions to read and where new ones begin.
     fn discover(&mut self) -> std::result::Result<(), Trouble> {
         let partitions = self.partitions()?;
-        for partition in partitions {
-            if self.next.contains_key(&partition) {
-                continue;
-            }
-            let (low, high) = self.end_of(partition)?;
-            let begin = match (self.first_start, self.source.start) {
-                (true, StartAt::Latest) => high,
-                _ => low,
-            };
+        let new: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| !self.next.contains_key(p))
+            .collect();
+        let at = match (self.first_start, self.source.start) {
+            (true, StartAt::Latest) => Offset::End,
+            _ => Offset::Beginning,
+        };
+        for (partition, begin) in self.bounds(new.into_iter(), at)? {
             self.next.insert(partition, begin);
             self.assigned = false;
         }
@@ -836,13 +875,9 @@ fn is_fatal(e: &KafkaError) -> bool {
 impl SourceReader for KafkaReader {
     fn next_batch(&mut self, _time: BatchTime) -> Result<SourceBatch> {
         self.last.clear();
-        let ends = self.discover().and_then(|()| {
-            let mut ends = BTreeMap::new();
-            for &partition in self.next.keys() {
-                ends.insert(partition, self.end_of(partition)?.1);
-            }
-            Ok(ends)
-        });
+        let ends = self
+            .discover()
+            .and_then(|()| self.bounds(self.next.keys().copied(), Offset::End));
         let ends = match ends {
             Ok(ends) => ends,
             Err(Trouble::Unreachable(e)) => {
