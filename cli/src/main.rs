@@ -148,7 +148,8 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
 }
 
 /// `--progress`: one line per batch on stderr, with the malformed-record
-/// counts (by kind) of the sources that have any.
+/// counts (by kind) of the sources that have any, and each Kafka source's
+/// lag (and whether its brokers answer).
 struct Progress {
     ctx: StreamingContext,
 }
@@ -161,6 +162,20 @@ impl StreamingListener for Progress {
             .iter()
             .filter(|s| s.metrics.malformed > 0)
             .map(|s| format!(" {}", render::malformed_fields(&s.name, &s.metrics)))
+            .chain(
+                self.ctx
+                    .sources()
+                    .iter()
+                    .filter(|s| s.connector == "kafka")
+                    .map(|s| {
+                        let trouble = if s.metrics.status.is_some() {
+                            " (brokers not answering)"
+                        } else {
+                            ""
+                        };
+                        format!(" {}.lag={}{trouble}", s.name, s.metrics.lag)
+                    }),
+            )
             .collect();
         let _ = writeln!(
             std::io::stderr(),

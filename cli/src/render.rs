@@ -114,6 +114,12 @@ pub fn describe(ctx: &StreamingContext) -> String {
             m.reconnects,
             m.cut_lines
         );
+        if s.connector == "kafka" {
+            let _ = writeln!(out, "    lag={}", m.lag);
+        }
+        if let Some(status) = &m.status {
+            let _ = writeln!(out, "    status: {status}");
+        }
     }
     let sinks = ctx.sinks();
     let _ = writeln!(out, "Sinks:");

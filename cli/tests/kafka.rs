@@ -1,6 +1,6 @@
 //! Kafka through the binary, against a real broker (Tansu, started per
-//! test, killed by PID): exactly once through `kill -9` (Flink's
-//! SemanticsCheckMapper), and two processes splitting a topic.
+//! test, killed by PID): exactly once through `kill -9` and placed crashes
+//! (Flink's SemanticsCheckMapper), and two processes splitting a topic.
 
 #[path = "../../tests/kafka_broker/mod.rs"]
 mod kafka_broker;
@@ -19,10 +19,11 @@ use support::{brooklet, sigint};
 const KEYS: u64 = 30;
 const RECORDS: u64 = 100_000;
 
-/// Produces `RECORDS` records `{"k": k, "seq": n}` over 3 partitions, keyed
-/// by k (partition k mod 3), with each key's n counting up from 0.
-fn produce_sequences(broker: &Broker, topic: &str) {
-    broker.create_topic(topic, 3);
+/// Produces `RECORDS` records `{"k": k, "seq": n}` over `partitions`
+/// partitions, keyed by k (partition k mod `partitions`), with each key's n
+/// counting up from 0.
+fn produce_sequences(broker: &Broker, topic: &str, partitions: u64) {
+    broker.create_topic(topic, partitions as u32);
     let mut next = vec![0u64; KEYS as usize];
     broker.produce_many(
         topic,
@@ -31,7 +32,7 @@ fn produce_sequences(broker: &Broker, topic: &str) {
             let seq = next[k as usize];
             next[k as usize] += 1;
             (
-                (k % 3) as i32,
+                (k % partitions) as i32,
                 k.to_string(),
                 format!(r#"{{"k": {k}, "seq": {seq}}}"#),
             )
@@ -160,7 +161,7 @@ fn counted(rows: &[(u64, u64, u64, u64)]) -> u64 {
 #[test]
 fn kill_9_ten_times_leaves_every_key_sequence_exactly_once_in_files_and_kafka() {
     let broker = Broker::start();
-    produce_sequences(&broker, "events");
+    produce_sequences(&broker, "events", 3);
     broker.create_topic("counts", 3);
     let dir = tempfile::tempdir().unwrap();
     let job = job(dir.path(), &broker.bootstrap());
@@ -216,4 +217,121 @@ fn kill_9_ten_times_leaves_every_key_sequence_exactly_once_in_files_and_kafka() 
     let (rows, open) = kafka_rows(&broker);
     assert!(!open, "a transaction was left open");
     assert_exactly_once(&rows, "kafka sink");
+}
+
+/// A job of instance `instance` (`'i/N'`, or none: the whole topic)
+/// counting each key's records per 1 s window into the files sink `out`.
+fn instance_job(
+    dir: &Path,
+    bootstrap: &str,
+    name: &str,
+    instance: Option<&str>,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.sql"));
+    let instance = instance.map_or(String::new(), |i| format!(", instance = '{i}'"));
+    let text = format!(
+        "SET batch.interval = '200 ms';\n\
+         CREATE SOURCE events (k BIGINT, seq BIGINT) WITH (connector = 'kafka', \
+         bootstrap.servers = '{bootstrap}', topic = 'events', format = 'json', \
+         max.records.per.partition.per.batch = 500{instance});\n\
+         CREATE SINK out WITH (connector = 'files', path = '{}', format = 'csv');\n\
+         INSERT INTO out SELECT k, min(seq) AS lo, max(seq) AS hi, count(*) AS n \
+         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(proctime), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end, k;\n",
+        dir.join(format!("out-{name}")).display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Each key's record count.
+fn per_key(rows: &[(u64, u64, u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut counts = BTreeMap::new();
+    for &(k, _, _, n) in rows {
+        *counts.entry(k).or_default() += n;
+    }
+    counts
+}
+
+/// Waits until the files sink `out` counted `total` records, or fails
+/// with the run's stderr.
+fn wait_for_total(out: &Path, total: u64, run: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counted(&file_rows(out)) < total {
+        if Instant::now() > deadline || run.try_wait().unwrap().is_some() {
+            let _ = run.kill();
+            let mut stderr = String::new();
+            if let Some(mut e) = run.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            panic!(
+                "{}: {} of {total} records; {stderr}",
+                out.display(),
+                counted(&file_rows(out))
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Two processes, `instance = '0/2'` and `'1/2'`, each with its own
+/// checkpoint, split a 4-partition topic keyed by the grouping key; one of
+/// them is killed and restarted meanwhile. Together they count what one
+/// process counts: every key's sequence, once.
+#[test]
+fn two_instances_split_a_topic_and_together_count_what_one_process_counts() {
+    let broker = Broker::start();
+    produce_sequences(&broker, "events", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    let one = instance_job(dir.path(), &bootstrap, "one", None);
+    let first = instance_job(dir.path(), &bootstrap, "first", Some("0/2"));
+    let second = instance_job(dir.path(), &bootstrap, "second", Some("1/2"));
+    let checkpoint = |name: &str| dir.path().join(format!("checkpoint-{name}"));
+    let out = |name: &str| dir.path().join(format!("out-{name}"));
+    let mut reference = start(&one, &checkpoint("one"), None);
+    let mut zero = start(&first, &checkpoint("first"), None);
+    let mut doomed = start(&second, &checkpoint("second"), None);
+    thread::sleep(Duration::from_millis(2500));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let mut one_again = start(&second, &checkpoint("second"), None);
+    wait_for_total(&out("one"), RECORDS, &mut reference);
+    let split = counted(&file_rows(&out("first")));
+    assert!(split > 0 && split < RECORDS, "instance 0/2 counted {split}");
+    wait_for_total(
+        &out("first"),
+        per_key(&file_rows(&out("one")))
+            .iter()
+            .filter(|(k, _)| *k % 4 % 2 == 0)
+            .map(|(_, n)| n)
+            .sum(),
+        &mut zero,
+    );
+    wait_for_total(
+        &out("second"),
+        RECORDS - counted(&file_rows(&out("first"))),
+        &mut one_again,
+    );
+    thread::sleep(Duration::from_millis(1500));
+    for run in [&reference, &zero, &one_again] {
+        sigint(run);
+    }
+    for run in [reference, zero, one_again] {
+        let output = run.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut union = file_rows(&out("first"));
+    union.extend(file_rows(&out("second")));
+    assert_exactly_once(&union, "two instances");
+    assert_exactly_once(&file_rows(&out("one")), "one process");
+    assert_eq!(per_key(&union), per_key(&file_rows(&out("one"))));
+    // Each instance saw only its own partitions' keys.
+    assert!(file_rows(&out("first")).iter().all(|r| r.0 % 4 % 2 == 0));
+    assert!(file_rows(&out("second")).iter().all(|r| r.0 % 4 % 2 == 1));
 }
