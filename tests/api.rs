@@ -220,7 +220,7 @@ async fn bad_statements_say_where_and_what() {
         .to_string();
     assert!(
         err.contains("unknown connector 'kafkaa'")
-            && err.contains("socket, stdin, files, sequence, nexmark, memory"),
+            && err.contains("socket, stdin, files, kafka, sequence, nexmark, memory"),
         "{err}"
     );
     lines_source(&ctx).await;

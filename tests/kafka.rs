@@ -168,13 +168,18 @@ async fn a_malformed_record_is_named_by_its_partition_and_offset() {
     let broker = Broker::start();
     broker.create_topic("nums", 2);
     let (ctx, clock, notices) = context();
+    let dead = tempfile::tempdir().unwrap();
+    let dead_letters = dead.path().join("dead.jsonl");
     ctx.execute(&format!(
         "CREATE SOURCE skip (n BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'nums', format = 'csv', on-error = 'skip');
-         CREATE SOURCE fail (n BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'nums', format = 'csv')",
+         CREATE SOURCE fail (n BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'nums', format = 'csv');
+         CREATE SOURCE dead (n BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'nums', format = 'csv', on-error = 'dead-letter', dead-letter.path = '{}')",
+        dead_letters.display(),
         b = broker.bootstrap()
     ))
     .await
     .unwrap();
+    let (_dead, dead_rows) = record(ctx.sql("SELECT n FROM dead").await.unwrap());
     let (skipping, outputs) = record(ctx.sql("SELECT n FROM skip").await.unwrap());
     let failing = ctx
         .sql("SELECT n FROM fail")
@@ -213,6 +218,36 @@ async fn a_malformed_record_is_named_by_its_partition_and_offset() {
         .unwrap()
         .metrics;
     assert_eq!((metrics.records, metrics.malformed), (3, 1));
+    assert_eq!(batch_rows(&dead_rows, 1000), sorted(&["1", "2", "3"]));
+    let letter: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&dead_letters).unwrap().trim()).unwrap();
+    assert_eq!(letter["at"], "topic 'nums' partition 1");
+    assert_eq!(letter["offset"], 1);
+    assert_eq!(letter["record"], "two");
+    ctx.stop(StopMode::Graceful).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_latest_skips_what_the_topic_held_before_the_first_batch() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    broker.produce("t", &[(0, None, "old 1"), (0, None, "old 2")]);
+    let (ctx, clock, _) = context();
+    ctx.execute(&format!(
+        "CREATE SOURCE t (line TEXT) WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 't', start = 'latest')",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT line FROM t").await.unwrap());
+    ctx.start().await.unwrap();
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    broker.produce("t", &[(0, None, "new")]);
+    clock.set(2000);
+    wait_for_batch(&handle, 2000).await;
+    assert_eq!(batch_rows(&outputs, 1000), Vec::<String>::new());
+    assert_eq!(batch_rows(&outputs, 2000), sorted(&["new"]));
     ctx.stop(StopMode::Graceful).await.unwrap();
 }
 
