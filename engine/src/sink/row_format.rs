@@ -35,12 +35,16 @@ impl RowFormat {
     }
 }
 
-/// `batch`'s rows in `format`.
+/// `batch`'s rows in `format` (csv with a header line).
 pub(crate) fn encode(batch: &RecordBatch, format: RowFormat) -> Result<Vec<u8>> {
+    encode_with_header(batch, format, true)
+}
+
+fn encode_with_header(batch: &RecordBatch, format: RowFormat, header: bool) -> Result<Vec<u8>> {
     Ok(match format {
         RowFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
+                .with_header(header)
                 .build(Vec::new());
             writer.write(batch)?;
             writer.into_inner()
@@ -57,19 +61,7 @@ pub(crate) fn encode(batch: &RecordBatch, format: RowFormat) -> Result<Vec<u8>> 
 /// Each row of `batch` in `format`, alone (csv without a header), for
 /// sinks that write a record per row.
 pub(crate) fn encode_rows(batch: &RecordBatch, format: RowFormat) -> Result<Vec<Vec<u8>>> {
-    let encode_all = |batch: &RecordBatch| -> Result<Vec<u8>> {
-        Ok(match format {
-            RowFormat::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(false)
-                    .build(Vec::new());
-                writer.write(batch)?;
-                writer.into_inner()
-            }
-            RowFormat::Json => encode(batch, RowFormat::Json)?,
-        })
-    };
-    let bytes = encode_all(batch)?;
+    let bytes = encode_with_header(batch, format, false)?;
     let rows: Vec<Vec<u8>> = bytes
         .split(|b| *b == b'\n')
         .take(batch.num_rows())
@@ -82,11 +74,51 @@ pub(crate) fn encode_rows(batch: &RecordBatch, format: RowFormat) -> Result<Vec<
     // A value with a line break (quoted in csv): one row at a time.
     (0..batch.num_rows())
         .map(|row| {
-            let mut bytes = encode_all(&batch.slice(row, 1))?;
+            let mut bytes = encode_with_header(&batch.slice(row, 1), format, false)?;
             if bytes.last() == Some(&b'\n') {
                 bytes.pop();
             }
             Ok(bytes)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["x", "y\nz"])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn text(rows: Vec<Vec<u8>>) -> Vec<String> {
+        rows.into_iter()
+            .map(|r| String::from_utf8(r).unwrap())
+            .collect()
+    }
+
+    /// One record per row, even when a csv value holds a line break.
+    #[test]
+    fn each_row_is_encoded_alone() {
+        let csv = text(encode_rows(&batch(), RowFormat::Csv).unwrap());
+        assert_eq!(csv, ["x,1", "\"y\nz\",2"]);
+        let json = text(encode_rows(&batch(), RowFormat::Json).unwrap());
+        assert_eq!(json, [r#"{"a":"x","n":1}"#, r#"{"a":"y\nz","n":2}"#]);
+    }
 }

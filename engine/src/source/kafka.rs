@@ -21,10 +21,11 @@
 //! every record the topic holds) or `'latest'` (only records written after
 //! the first batch). A restart always resumes where the checkpoint says.
 //!
-//! **How much a batch takes.** Everything up to the end, or at most
-//! `max.records.per.partition.per.batch` records of each partition (the
-//! rest waits for the next batches, as Spark's
-//! `maxRatePerPartition` × interval).
+//! **How much a batch takes.** Everything up to the end, but at most
+//! `max.records.per.partition.per.batch` records of each partition
+//! (default 100 000, so that memory stays bounded after a long stop; `0`:
+//! no cap); the rest waits for the next batches, as with Spark's
+//! `maxRatePerPartition` × interval.
 //!
 //! **Records.** Each record's value is one record of the source's format
 //! (`lines`, `csv`, `json`) under its error policy; a malformed record is
@@ -72,6 +73,10 @@ use crate::metrics::SourceMetrics;
 use crate::notice::Notices;
 use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader, metadata_key};
 use crate::time::BatchTime;
+
+/// The default cap on the records one batch takes from one partition, so
+/// that a batch after a long stop holds a bounded backlog.
+pub const DEFAULT_MAX_PER_PARTITION: usize = 100_000;
 
 /// Where a first start begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,12 +216,14 @@ impl KafkaSource {
             })?,
             (None, None) => Assignment::All,
         };
-        let max_per_partition = options
-            .take_parsed::<usize>(
-                &["max.records.per.partition.per.batch"],
-                "a number of records",
-            )?
-            .filter(|&n| n > 0);
+        let max_per_partition = match options.take_parsed::<usize>(
+            &["max.records.per.partition.per.batch"],
+            "a number of records",
+        )? {
+            None => Some(DEFAULT_MAX_PER_PARTITION),
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
         let (value_schema, columns) = split_schema(name, &schema)?;
         let decoding = options.take_decoding(&value_schema, "lines")?;
         if matches!(decoding.format, Format::Csv { header: true, .. }) {
@@ -982,5 +989,61 @@ impl SourceReader for KafkaReader {
             batch: self.decode(taken, true)?,
             end_of_input: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn source(options: &[(&str, &str)]) -> Result<KafkaSource> {
+        let mut all: BTreeMap<String, String> = [
+            ("connector", "kafka"),
+            ("bootstrap.servers", "127.0.0.1:9"),
+            ("topic", "t"),
+        ]
+        .iter()
+        .chain(options)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        all.retain(|_, v| !v.is_empty());
+        let mut options = Options::new("source", "s", all)?;
+        let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
+        let source = KafkaSource::from_options("s", schema, &mut options)?;
+        options.finish()?;
+        Ok(source)
+    }
+
+    /// `instance = 'i/N'` takes the partitions p with p mod N = i.
+    #[test]
+    fn instances_take_every_nth_partition() {
+        let assignment = source(&[("instance", "1/3")]).unwrap().assignment;
+        let taken: Vec<i32> = (0..8).filter(|p| assignment.takes(*p)).collect();
+        assert_eq!(taken, [1, 4, 7]);
+        let listed = source(&[("partitions", "2, 0,2")]).unwrap().assignment;
+        assert_eq!(listed, Assignment::Partitions(vec![0, 2]));
+        for (key, bad) in [("instance", "3/3"), ("instance", "1"), ("partitions", "x")] {
+            let e = source(&[(key, bad)]).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(bad), "{e}");
+        }
+        let e = source(&[("instance", "0/2"), ("partitions", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    /// Batches are capped per partition by default; `0` lifts the cap.
+    #[test]
+    fn the_per_partition_cap_defaults_to_a_bound() {
+        let capped = source(&[]).unwrap().max_per_partition;
+        assert_eq!(capped, Some(DEFAULT_MAX_PER_PARTITION));
+        let uncapped = source(&[("max.records.per.partition.per.batch", "0")]).unwrap();
+        assert_eq!(uncapped.max_per_partition, None);
+        let e = source(&[("max.records.per.batch", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max.records.per.partition.per.batch"), "{e}");
     }
 }
