@@ -410,3 +410,33 @@ async fn the_sink_writes_each_batch_once_in_a_transaction_keyed_by_its_column() 
     assert!(a[0].ends_with(r#"{"word":"a","n":2}"#), "{seen:?}");
     assert_eq!(b[0][..2], b[1][..2], "one partition per key: {seen:?}");
 }
+
+/// (A deleted topic fails the query too, by the topic's metadata error;
+/// against this broker it cannot be tried: its metadata answer after a
+/// delete crashes librdkafka, see docs/decisions.md.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_partition_fails_the_query_saying_so() {
+    let broker = Broker::start();
+    broker.create_topic("t", 2);
+    let (ctx, clock, _) = context();
+    ctx.execute(&format!(
+        "CREATE SOURCE missing (line TEXT) WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 't', partitions = '0,7')",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let missing = ctx
+        .sql("SELECT line FROM missing")
+        .await
+        .unwrap()
+        .foreach_batch(|_, _| Ok(()))
+        .unwrap();
+    ctx.start().await.unwrap();
+    clock.set(1000);
+    let error = missing.await_termination().await.unwrap_err().to_string();
+    assert!(
+        error.contains("topic 't' has no partition 7 (it has 2)"),
+        "{error}"
+    );
+    ctx.stop(StopMode::Graceful).await.unwrap();
+}
