@@ -440,3 +440,41 @@ async fn an_unknown_partition_fails_the_query_saying_so() {
     );
     ctx.stop(StopMode::Graceful).await.unwrap();
 }
+
+/// Kafka's record timestamp as the event time: a `METADATA FROM
+/// 'timestamp'` column with a watermark drives an event-time window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_timestamp_can_be_the_event_time() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    let (ctx, clock, _) = context();
+    ctx.execute(&format!(
+        "CREATE SOURCE t (line TEXT, ts TIMESTAMP METADATA FROM 'timestamp', WATERMARK FOR ts)
+         WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 't')",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(
+        ctx.sql(
+            "SELECT window_end, count(*) AS n
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+             GROUP BY window_start, window_end",
+        )
+        .await
+        .unwrap(),
+    );
+    ctx.start().await.unwrap();
+    broker.produce_at("t", &[("a", 1_000), ("b", 9_999)]);
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    broker.produce_at("t", &[("c", 12_000)]);
+    clock.set(2000);
+    wait_for_batch(&handle, 2000).await;
+    assert_eq!(batch_rows(&outputs, 1000), Vec::<String>::new());
+    assert_eq!(
+        batch_rows(&outputs, 2000),
+        sorted(&["1970-01-01T00:00:10,2"])
+    );
+    ctx.stop(StopMode::Graceful).await.unwrap();
+}

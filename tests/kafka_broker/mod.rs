@@ -168,6 +168,20 @@ impl Broker {
         }
     }
 
+    /// Produces `(value, timestamp in epoch ms)` records to partition 0,
+    /// one request each.
+    pub fn produce_at(&self, topic: &str, records: &[(&str, i64)]) {
+        let producer: BaseProducer = self.config().set("linger.ms", "0").create().unwrap();
+        for &(value, timestamp) in records {
+            let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+                .partition(0)
+                .payload(value)
+                .timestamp(timestamp);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
+        }
+    }
+
     /// Produces many records fast (batched by the client): `(partition,
     /// key, value)`.
     pub fn produce_many(&self, topic: &str, records: impl Iterator<Item = (i32, String, String)>) {
