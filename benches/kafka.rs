@@ -9,7 +9,8 @@
 //! for each, records per CPU-second, and the ratios.
 //!
 //! `cargo bench --bench kafka` (N = 10 000 000; set `BROOKLET_KAFKA_RECORDS`
-//! for another N).
+//! for another N, and `BROOKLET_KAFKA_CAP` for another
+//! `max.records.per.partition.per.batch` than 200 000; `0`: none).
 
 #[path = "../tests/kafka_broker/mod.rs"]
 mod kafka_broker;
@@ -68,7 +69,7 @@ fn plain_consumer(broker: &Broker, records: u64) -> u64 {
     bytes
 }
 
-fn brooklet_query(broker: &Broker, records: u64) -> u64 {
+fn brooklet_query(broker: &Broker, records: u64, cap: u64) -> u64 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,7 +84,7 @@ fn brooklet_query(broker: &Broker, records: u64) -> u64 {
             "CREATE SOURCE clicks (user_id BIGINT, url TEXT, ts TIMESTAMP NOT NULL,
                  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
              WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 'clicks',
-                   format = 'json', max.records.per.partition.per.batch = 200000)",
+                   format = 'json', max.records.per.partition.per.batch = {cap})",
             broker.bootstrap()
         ))
         .await
@@ -156,7 +157,11 @@ fn main() {
         records as f64 / plain_wall,
         bytes / 1_000_000
     );
-    let (rows, query_cpu, query_wall) = measure(|| brooklet_query(&broker, records));
+    let cap: u64 = std::env::var("BROOKLET_KAFKA_CAP")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let (rows, query_cpu, query_wall) = measure(|| brooklet_query(&broker, records, cap));
     println!(
         "brooklet query: {query_cpu:.2} CPU-s, {query_wall:.2} s wall, {:.0} records/CPU-s, {:.0} records/s ({rows} window rows)",
         records as f64 / query_cpu,
