@@ -167,6 +167,7 @@ fn kill_9_ten_times_leaves_every_key_sequence_exactly_once_in_files_and_kafka() 
     let job = job(dir.path(), &broker.bootstrap());
     let checkpoint = dir.path().join("checkpoint");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // `KAFKA_KILLS=n` runs fewer rounds while debugging.
     let kills: usize = std::env::var("KAFKA_KILLS").map_or(10, |k| k.parse().unwrap());
     for round in 0..kills {
         // A crash placed where only the commit log can tell that a batch
