@@ -33,6 +33,16 @@ fn context() -> (
     (ctx, clock, notices)
 }
 
+/// Source `name`'s counters now.
+fn metrics_of(ctx: &StreamingContext, name: &str) -> brooklet::SourceMetricsSnapshot {
+    ctx.engine()
+        .sources()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .metrics
+}
+
 fn sorted(rows: &[&str]) -> Vec<String> {
     let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
     rows.sort();
@@ -210,13 +220,7 @@ async fn a_malformed_record_is_named_by_its_partition_and_offset() {
         notices.contains("topic 'nums' partition 1 offset 1"),
         "{notices}"
     );
-    let metrics = ctx
-        .engine()
-        .sources()
-        .into_iter()
-        .find(|s| s.name == "skip")
-        .unwrap()
-        .metrics;
+    let metrics = metrics_of(&ctx, "skip");
     assert_eq!((metrics.records, metrics.malformed), (3, 1));
     assert_eq!(batch_rows(&dead_rows, 1000), sorted(&["1", "2", "3"]));
     let letter: serde_json::Value =
@@ -268,15 +272,7 @@ async fn brokers_absent_at_start_or_stalled_lose_nothing() {
     ctx.start().await.unwrap();
     clock.set(1000);
     wait_for_batch(&handle, 1000).await;
-    let status = |ctx: &StreamingContext| {
-        ctx.engine()
-            .sources()
-            .into_iter()
-            .find(|s| s.name == "t")
-            .unwrap()
-            .metrics
-            .status
-    };
+    let status = |ctx: &StreamingContext| metrics_of(ctx, "t").status;
     assert!(status(&ctx).is_some_and(|s| s.contains("do not answer")));
     assert!(
         notices

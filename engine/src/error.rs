@@ -129,3 +129,14 @@ impl Error {
         }
     }
 }
+
+/// The names of `schema`'s columns, comma-separated, for messages that
+/// list what there is.
+pub(crate) fn column_names(schema: &arrow::datatypes::Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -57,12 +57,7 @@ impl Watermark {
             Error::Plan(format!(
                 "source '{source}' has no column {} (columns: {})",
                 self.column,
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::error::column_names(schema)
             ))
         })?;
         if !is_event_time_type(field.data_type()) {

@@ -236,13 +236,7 @@ impl KafkaWriter {
                 let index = batch.schema().index_of(column).map_err(|_| {
                     self.sink.error(format!(
                         "key column '{column}' is not among the query's columns: {}",
-                        batch
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        crate::error::column_names(&batch.schema())
                     ))
                 })?;
                 Some(batch.column(index))

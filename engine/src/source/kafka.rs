@@ -66,7 +66,7 @@ use rdkafka::message::Message;
 
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
-use crate::format::{ErrorPolicy, Format, Position, RecordDecoder};
+use crate::format::{Format, Position, RecordDecoder};
 use crate::kafka::KafkaClient;
 use crate::malformed::MalformedKind;
 use crate::metrics::SourceMetrics;
@@ -164,7 +164,7 @@ enum Column {
 }
 
 /// Reads a Kafka topic, batch by batch, with offsets in our checkpoint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KafkaSource {
     name: String,
     client: KafkaClient,
@@ -325,7 +325,7 @@ impl Source for KafkaSource {
             .create()
             .map_err(|e| self.error(format!("cannot create a Kafka client: {e}")))?;
         Ok(Box::new(KafkaReader {
-            source: self.clone_settings(),
+            source: self.clone(),
             consumer,
             control,
             metrics: ctx.metrics,
@@ -349,19 +349,6 @@ impl KafkaSource {
         Error::Source {
             source_name: self.name.clone(),
             message,
-        }
-    }
-
-    fn clone_settings(&self) -> KafkaSource {
-        KafkaSource {
-            name: self.name.clone(),
-            client: self.client.clone(),
-            schema: self.schema.clone(),
-            decoding: self.decoding.clone(),
-            columns: self.columns.clone(),
-            start: self.start,
-            assignment: self.assignment.clone(),
-            max_per_partition: self.max_per_partition,
         }
     }
 }
@@ -393,9 +380,11 @@ impl Taken {
         if let Some(v) = value.filter(|_| !empty) {
             let start = self.values.len();
             self.values.extend_from_slice(v);
-            for b in &mut self.values[start..] {
-                if *b == b'\n' || *b == b'\r' {
-                    *b = b' ';
+            if memchr::memchr2(b'\n', b'\r', v).is_some() {
+                for b in &mut self.values[start..] {
+                    if *b == b'\n' || *b == b'\r' {
+                        *b = b' ';
+                    }
                 }
             }
         }
@@ -691,14 +680,6 @@ impl KafkaReader {
     /// Which records gave a row, found record by record (after some were
     /// malformed): a record gives a row when it decodes alone.
     fn rows_of(&self, records: &Taken) -> Result<Vec<bool>> {
-        let quiet = RecordDecoder::new(
-            &self.source.name,
-            self.source.decoding.schema.clone(),
-            self.source.decoding.format.clone(),
-            ErrorPolicy::Skip,
-            Arc::default(),
-        )
-        .with_max_record_bytes(self.source.decoding.max_record_bytes);
         let mut start = 0;
         let mut kept = Vec::with_capacity(records.len());
         for &empty in &records.empty {
@@ -706,14 +687,8 @@ impl KafkaReader {
                 + memchr::memchr(b'\n', &records.values[start..]).expect("one line per record");
             let line = &records.values[start..=end];
             start = end + 1;
-            let mut decoder = RecordDecoder::new(
-                &self.source.name,
-                quiet.schema().clone(),
-                self.source.decoding.format.clone(),
-                ErrorPolicy::Skip,
-                Arc::default(),
-            )
-            .with_max_record_bytes(quiet.max_record_bytes());
+            // The record was reported once already: decode it quietly.
+            let mut decoder = self.source.decoding.quiet_decoder(&self.source.name);
             kept.push(!empty && decoder.decode(line)?.num_rows() == 1);
         }
         Ok(kept)

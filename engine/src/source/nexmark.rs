@@ -237,13 +237,7 @@ impl NexmarkSource {
         {
             return Err(Error::Config(format!(
                 "a nexmark {table:?} source has the columns {}; declare it without columns",
-                table
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::error::column_names(&table.schema())
             )));
         }
         NexmarkSource::new(NexmarkOptions {
