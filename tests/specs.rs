@@ -31,7 +31,7 @@ const STATEFUL_SPEC_FILES: usize = 20;
 
 /// A spec is stateful, and so checked across restarts too, when its name
 /// or one of its folders starts with one of these.
-const STATEFUL: [&str; 3] = ["window", "running", "event"];
+const STATEFUL: [&str; 4] = ["window", "running", "event", "join"];
 
 fn main() {
     let args = Arguments::from_args();

@@ -21,6 +21,9 @@ use crate::error::{CallbackError, Result};
 use crate::graph::{Node, NodeKind};
 use crate::operator::OperatorDef;
 use crate::operators::event_window::{EventWindow, EventWindowAggregate, IS_FINAL, WindowEmit};
+use crate::operators::join::interval::IntervalJoin;
+use crate::operators::join::window::WindowJoin;
+use crate::operators::join::{IntervalBounds, JoinCondition, output_schema as join_output_schema};
 use crate::operators::running::{RunningAggregate, RunningSpec};
 use crate::operators::stateless::Stateless;
 use crate::operators::window::aggregate::WindowAggregate;
@@ -275,6 +278,234 @@ impl DStream {
         }
     }
 
+    /// This stream and `right` read by `operator`, whose output has `schema`.
+    fn apply_with(
+        &self,
+        right: &DStream,
+        schema: SchemaRef,
+        operator: Arc<dyn OperatorDef>,
+    ) -> Self {
+        let node = self.engine.new_node(
+            schema,
+            vec![self.node.clone(), right.node.clone()],
+            NodeKind::Operator(operator),
+        );
+        DStream {
+            node,
+            name: None,
+            description: None,
+            ..self.clone()
+        }
+    }
+
+    /// Checks that `column` of this stream is the watermark column of every
+    /// source it comes from (Flink's time attribute), for `what`.
+    fn check_time_column(&self, column: &str, what: &str) -> Result<()> {
+        if self.node.schema.field_with_name(column).is_err() {
+            return Err(crate::error::Error::Plan(format!(
+                "{what}: no column {column} on its side"
+            )));
+        }
+        let Some(origins) = column_origins_of(&self.node, column) else {
+            return Err(crate::error::Error::Plan(format!(
+                "{what}: the time column {column} is computed in the query; use a source's \
+                 watermark column itself, as the source delivers it"
+            )));
+        };
+        for (source, origin) in origins {
+            let watermark = self.engine.watermark(&source);
+            if watermark.as_ref().is_none_or(|w| w.column != origin) {
+                return Err(crate::error::Error::Plan(format!(
+                    "{what}: the time column {column} is column {origin} of source '{source}', \
+                     whose watermark is {}: declare WATERMARK FOR {origin} on '{source}'",
+                    watermark.map_or("not declared".into(), |w| format!("on {}", w.column))
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every source of this stream declares a watermark, for `what`.
+    fn check_watermarks(&self, what: &str) -> Result<()> {
+        for source in self.sources() {
+            if self.engine.watermark(&source).is_none() {
+                return Err(crate::error::Error::Plan(format!(
+                    "{what} needs a watermark on source '{source}'"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flink's interval join on event time: the rows of this stream (left)
+    /// and `right` that satisfy `on`, whose times (`left_time`,
+    /// `right_time`: each side's watermark column) are within `bounds` of
+    /// each other (`right.t - left.t ∈ [lower, upper]`). Inner, or left
+    /// outer (`JoinType::Left`). See [`crate::operators::join::interval`].
+    pub fn interval_join(
+        &self,
+        right: &DStream,
+        on: JoinCondition,
+        left_time: &str,
+        right_time: &str,
+        bounds: IntervalBounds,
+    ) -> Result<Self> {
+        use datafusion::common::JoinType;
+        const WHAT: &str = "an interval join";
+        if !matches!(on.join_type, JoinType::Inner | JoinType::Left) {
+            return Err(crate::error::Error::Plan(format!(
+                "an interval join is inner or LEFT; {} is not supported (swap the sides for a \
+                 RIGHT join)",
+                on.join_type
+            )));
+        }
+        if bounds.lower > bounds.upper {
+            return Err(crate::error::Error::Plan(format!(
+                "an interval join's bounds are empty: right.t - left.t from {} ms to {} ms",
+                bounds.lower, bounds.upper
+            )));
+        }
+        self.check_time_column(left_time, WHAT)?;
+        right.check_time_column(right_time, WHAT)?;
+        let schema = join_output_schema(&self.node.schema, &right.node.schema, &on);
+        let operator = IntervalJoin {
+            left_time: left_time.to_string(),
+            right_time: right_time.to_string(),
+            bounds,
+            left_sources: self.sources(),
+            right_sources: right.sources(),
+            on,
+        };
+        Ok(self.apply_with(right, schema, Arc::new(operator)))
+    }
+
+    /// Flink's window join on event time: rows of this stream (left) and
+    /// `right` that carry the same windows (a `window_end` column on each
+    /// side: `left_end`, `right_end`), joined by `on` (which equates the
+    /// window bounds) when both sides' watermarks have passed the window.
+    /// See [`crate::operators::join::window`].
+    pub fn window_join(
+        &self,
+        right: &DStream,
+        on: JoinCondition,
+        left_end: &str,
+        right_end: &str,
+    ) -> Result<Self> {
+        const WHAT: &str = "a window join on event time";
+        self.check_watermarks(WHAT)?;
+        right.check_watermarks(WHAT)?;
+        for (side, column) in [(self, left_end), (right, right_end)] {
+            if side.node.schema.field_with_name(column).is_err() {
+                return Err(crate::error::Error::Plan(format!(
+                    "{WHAT}: no column {column} on one side; select window_start and \
+                     window_end on both sides"
+                )));
+            }
+        }
+        let schema = join_output_schema(&self.node.schema, &right.node.schema, &on);
+        let operator = WindowJoin {
+            left_end: left_end.to_string(),
+            right_end: right_end.to_string(),
+            left_sources: self.sources(),
+            right_sources: right.sources(),
+            on,
+        };
+        Ok(self.apply_with(right, schema, Arc::new(operator)))
+    }
+
+    /// DStream `join`: the rows of this stream and `right` in the same
+    /// batch that satisfy `on` (an inner join per batch; no state). Columns
+    /// are qualified by `left_alias` and `right_alias` in `on`.
+    pub fn join(
+        &self,
+        right: &DStream,
+        left_alias: &str,
+        right_alias: &str,
+        on: Expr,
+    ) -> Result<Self> {
+        self.per_batch_join(
+            right,
+            left_alias,
+            right_alias,
+            on,
+            datafusion::common::JoinType::Inner,
+        )
+    }
+
+    /// DStream `leftOuterJoin`: [`DStream::join`], keeping this stream's
+    /// rows that match nothing in the batch (with NULLs).
+    pub fn left_join(
+        &self,
+        right: &DStream,
+        left_alias: &str,
+        right_alias: &str,
+        on: Expr,
+    ) -> Result<Self> {
+        self.per_batch_join(
+            right,
+            left_alias,
+            right_alias,
+            on,
+            datafusion::common::JoinType::Left,
+        )
+    }
+
+    fn per_batch_join(
+        &self,
+        right: &DStream,
+        left_alias: &str,
+        right_alias: &str,
+        on: Expr,
+        join_type: datafusion::common::JoinType,
+    ) -> Result<Self> {
+        let right_scan = right.scan_as(right_alias)?.build()?;
+        let plan = self
+            .scan_as(left_alias)?
+            .join_on(right_scan, join_type, [on])?
+            .build()?;
+        DStream::from_plan(&self.engine, unique_names(plan)?)
+    }
+
+    /// Joins each batch with the static table `table` (registered with
+    /// [`Engine::register_table`] or `CREATE EXTERNAL TABLE`): Spark's
+    /// `transform(rdd => rdd.join(table))`. `join_type` is inner, left,
+    /// left semi or left anti.
+    pub fn join_table(
+        &self,
+        table: &str,
+        on: Expr,
+        join_type: datafusion::common::JoinType,
+    ) -> Result<Self> {
+        use datafusion::common::JoinType;
+        if !matches!(
+            join_type,
+            JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+        ) {
+            return Err(crate::error::Error::Plan(format!(
+                "a stream joins a table inner, left, semi or anti; {join_type} would emit the \
+                 table's unmatched rows every batch"
+            )));
+        }
+        let provider = self.engine.table_provider(table)?;
+        let table_scan =
+            LogicalPlanBuilder::scan(table, provider_as_source(provider), None)?.build()?;
+        let stream = match &self.node.kind {
+            NodeKind::Source { name } => name.clone(),
+            _ => format!("stream_{}", self.node.id),
+        };
+        let plan = self
+            .scan_as(&stream)?
+            .join_on(table_scan, join_type, [on])?
+            .build()?;
+        DStream::from_plan(&self.engine, unique_names(plan)?)
+    }
+
+    /// A plan builder scanning this stream's batches under `alias`.
+    fn scan_as(&self, alias: &str) -> Result<LogicalPlanBuilder> {
+        let table = provider_as_source(Arc::new(StreamTable::new(self.node.clone())));
+        Ok(LogicalPlanBuilder::scan(alias, table, None)?)
+    }
+
     /// DStream `window()`: at each slide boundary of `spec`, every row of the
     /// window's batches (processing time; see [`crate::operators::window`]). The rows
     /// themselves are kept while a window needs them.
@@ -363,6 +594,33 @@ impl DStream {
         self.engine
             .register_query(self.node, output, self.name, self.description)
     }
+}
+
+/// `plan` with a projection that names each column once: a name both
+/// sides of a join have is qualified (`o.ts`), as the stateful joins name
+/// theirs.
+fn unique_names(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let schema = plan.schema().clone();
+    let fields: Vec<_> = schema.iter().collect();
+    let exprs: Vec<Expr> = fields
+        .iter()
+        .map(|(qualifier, field)| {
+            let twice = fields
+                .iter()
+                .filter(|(_, f)| f.name() == field.name())
+                .count()
+                > 1;
+            let column = Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            match (twice, qualifier) {
+                (true, Some(q)) => column.alias(format!("{q}.{}", field.name())),
+                _ => column,
+            }
+        })
+        .collect();
+    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
 }
 
 /// Where column `column` of `plan`'s output comes from, when it passes

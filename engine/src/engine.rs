@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::{Notify, watch};
@@ -23,11 +24,13 @@ use crate::notice::Notices;
 use crate::plan::StreamTable;
 use crate::query::{Output, QueryHandle, QueryShared, QueryStatus, StopMode, StreamingListener};
 use crate::runtime::shared::{
-    CheckpointSettings, Inner, PendingQuery, RegisteredSource, RunState, State, Termination,
+    CheckpointSettings, Inner, PendingQuery, RegisteredSource, RegisteredTable, RunState, State,
+    Termination,
 };
 use crate::sink::{ConsoleOptions, Sink};
 use crate::source::{MemorySource, Source};
 use crate::sync::lock;
+use crate::table::{StaticTable, StaticTableProvider, TableInfo};
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};
 use crate::watermark::Watermark;
 
@@ -89,6 +92,7 @@ impl EngineBuilder {
                     checkpoint: None,
                     sources: BTreeMap::new(),
                     sinks: BTreeMap::new(),
+                    tables: BTreeMap::new(),
                     queries: Vec::new(),
                     pending: Vec::new(),
                     run: RunState::NotStarted,
@@ -263,6 +267,106 @@ impl Engine {
             },
         );
         Ok(())
+    }
+
+    /// Registers a static table read from files: `provider` (DataFusion's
+    /// listing table for `location`, say) is read now and held; it is read
+    /// again when the files at `location` change (see [`crate::table`]).
+    pub async fn register_file_table(
+        &self,
+        name: &str,
+        provider: Arc<dyn TableProvider>,
+        location: &str,
+        format: &str,
+    ) -> Result<()> {
+        self.check_table_name(name)?;
+        let local = match location.strip_prefix("file://") {
+            Some(path) => Some(PathBuf::from(path)),
+            None if location.contains("://") => None,
+            None => Some(PathBuf::from(location)),
+        };
+        let table = StaticTable::load(
+            name,
+            format!("{} {location}", format.to_ascii_lowercase()),
+            provider,
+            local,
+            self.notices().clone(),
+            &self.session().state(),
+        )
+        .await?;
+        self.session()
+            .register_table(name, Arc::new(StaticTableProvider(Arc::clone(&table))))?;
+        self.state()
+            .tables
+            .insert(name.to_string(), RegisteredTable::Files(table));
+        Ok(())
+    }
+
+    /// Registers any DataFusion table under `name`, for queries to join
+    /// with; DataFusion scans it on every batch (see [`crate::table`]).
+    pub fn register_table(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<()> {
+        self.check_table_name(name)?;
+        self.session().register_table(name, Arc::clone(&provider))?;
+        self.state()
+            .tables
+            .insert(name.to_string(), RegisteredTable::Provider(provider));
+        Ok(())
+    }
+
+    fn check_table_name(&self, name: &str) -> Result<()> {
+        let state = self.state();
+        if state.sources.contains_key(name) {
+            return Err(Error::Config(format!(
+                "a source named '{name}' already exists"
+            )));
+        }
+        if state.tables.contains_key(name) {
+            return Err(Error::Config(format!(
+                "a table named '{name}' already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes a static table (queries already running keep reading it).
+    pub fn drop_table(&self, name: &str) -> Result<()> {
+        self.state()
+            .tables
+            .remove(name)
+            .ok_or_else(|| Error::Config(format!("no table named '{name}'")))?;
+        self.session().deregister_table(name)?;
+        Ok(())
+    }
+
+    /// The static table `name`, as queries scan it.
+    pub(crate) fn table_provider(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
+        match self.state().tables.get(name) {
+            Some(RegisteredTable::Files(table)) => {
+                Ok(Arc::new(StaticTableProvider(Arc::clone(table))))
+            }
+            Some(RegisteredTable::Provider(provider)) => Ok(Arc::clone(provider)),
+            None => Err(Error::Config(format!("no table named '{name}'"))),
+        }
+    }
+
+    /// The static tables.
+    pub fn tables(&self) -> Vec<TableInfo> {
+        self.state()
+            .tables
+            .iter()
+            .map(|(name, table)| match table {
+                RegisteredTable::Files(table) => table.info(),
+                RegisteredTable::Provider(provider) => TableInfo {
+                    name: name.clone(),
+                    description: "a DataFusion table, scanned every batch".into(),
+                    schema: provider.schema(),
+                    rows: None,
+                    loads: 0,
+                    reloads_on_change: false,
+                    failed: None,
+                },
+            })
+            .collect()
     }
 
     /// Declares `name`'s event-time column and allowed disorder

@@ -51,6 +51,7 @@ pub mod source;
 pub mod stack;
 mod stream;
 mod sync;
+pub mod table;
 pub mod time;
 pub mod watermark;
 
@@ -62,13 +63,15 @@ pub use error::{CallbackError, Error, ErrorKind, Result};
 pub use metrics::{BatchInfo, SourceMetricsSnapshot};
 pub use notice::Notices;
 pub use operators::event_window::{Assigner, EventWindow, IS_FINAL, WindowEmit};
+pub use operators::join::{IntervalBounds, JoinCondition};
 pub use operators::running::{EmitMode, RunningSpec};
 pub use operators::window::WindowSpec;
 /// The operators' modules, where their semantics are written down.
-pub use operators::{event_window, running, window};
+pub use operators::{event_window, join, running, window};
 pub use plan::StreamTable;
 pub use query::{QueryHandle, QueryStatus, StopMode, StreamingListener};
 pub use stream::BatchStream;
+pub use table::TableInfo;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
 pub use watermark::Watermark;
 

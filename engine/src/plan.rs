@@ -46,6 +46,11 @@ impl StreamTable {
     pub(crate) fn node(&self) -> &Arc<Node> {
         &self.node
     }
+
+    /// The names of the sources the stream reads.
+    pub fn sources(&self) -> Vec<String> {
+        self.node.sources()
+    }
 }
 
 #[async_trait]
@@ -68,6 +73,43 @@ impl TableProvider for StreamTable {
         Ok(Arc::new(StreamScanExec::new(
             self.node.id,
             self.node.schema.clone(),
+            projection.cloned(),
+        )?))
+    }
+}
+
+/// A table whose scans read whatever an operator puts into the slot of
+/// `id` (a number of the operator's own choosing, not a graph node): how a
+/// stateful operator runs a DataFusion plan over rows it keeps (a join
+/// over both sides' stored rows, say).
+#[derive(Debug)]
+pub(crate) struct SlotTable {
+    /// The slot's number in the operator's plan.
+    pub(crate) id: NodeId,
+    /// The rows' schema.
+    pub(crate) schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for SlotTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(StreamScanExec::new(
+            self.id,
+            self.schema.clone(),
             projection.cloned(),
         )?))
     }

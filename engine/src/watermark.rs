@@ -205,23 +205,24 @@ impl WatermarkTracker {
         self.current
     }
 
-    /// Saves each source's progress and the watermark.
-    pub(crate) fn save(&self, state: &mut StateWriter) {
+    /// Saves each source's progress and the watermark, under names that
+    /// start with `prefix` (an operator with two clocks saves both).
+    pub(crate) fn save(&self, state: &mut StateWriter, prefix: &str) {
         use serde_json::json;
-        state.value("watermark", json!(self.current));
+        state.value(&format!("{prefix}watermark"), json!(self.current));
         for source in &self.sources {
             state.value(
-                &format!("source.{}", source.name),
+                &format!("{prefix}source.{}", source.name),
                 json!([source.max_event, source.last_rows.millis(), source.ended]),
             );
         }
     }
 
     /// Restores what [`WatermarkTracker::save`] saved.
-    pub(crate) fn load(&mut self, state: &StateReader) -> Result<()> {
-        self.current = state.i64("watermark")?;
+    pub(crate) fn load(&mut self, state: &StateReader, prefix: &str) -> Result<()> {
+        self.current = state.i64(&format!("{prefix}watermark"))?;
         for source in &mut self.sources {
-            let saved = state.value(&format!("source.{}", source.name))?;
+            let saved = state.value(&format!("{prefix}source.{}", source.name))?;
             source.max_event = saved[0].as_i64();
             source.last_rows = BatchTime::from_millis(saved[1].as_i64().unwrap_or(0));
             source.ended = saved[2].as_bool().unwrap_or(false);

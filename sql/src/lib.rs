@@ -13,6 +13,7 @@
 pub mod complete;
 pub mod dialect;
 pub mod error;
+mod join;
 pub mod limits;
 pub mod parser;
 pub mod planner;

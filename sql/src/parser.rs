@@ -4,6 +4,8 @@
 //!
 //! - `CREATE SOURCE | TABLE | STREAM [IF NOT EXISTS] name [(columns)] WITH (key = value, …)`;
 //! - `CREATE SINK [IF NOT EXISTS] name WITH (…)`;
+//! - `CREATE EXTERNAL TABLE …`: a static table, read by DataFusion's own
+//!   parser (its syntax and options, unchanged);
 //! - `DROP SOURCE | TABLE | STREAM | SINK [IF EXISTS] name`;
 //! - `SET key = value` / `SET key TO value` with dotted keys (`batch.interval`);
 //! - a query, optionally followed by `EMIT CHANGES | COMPLETE | ON WINDOW CLOSE`;
@@ -16,6 +18,8 @@
 
 use std::fmt;
 
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{CreateExternalTable, DFParser, DFParserBuilder};
 use datafusion::sql::sqlparser::ast::{self, ColumnDef, Ident};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -161,6 +165,9 @@ pub enum Statement {
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
     },
+    /// `CREATE EXTERNAL TABLE …` (DataFusion's statement): a static table
+    /// that queries join with.
+    CreateTable(Box<CreateExternalTable>),
     /// `DROP SOURCE name` or `DROP SINK name`.
     Drop {
         /// Source or sink.
@@ -276,6 +283,7 @@ impl fmt::Display for Statement {
                 )?;
                 write_options(f, options)
             }
+            Statement::CreateTable(table) => write!(f, "{table}"),
             Statement::Drop {
                 kind,
                 name,
@@ -339,18 +347,20 @@ fn parse_deep(sql: &str) -> Result<Vec<ParsedStatement>> {
     if let Some(location) = too_deep_at(&tokens) {
         return Err(Error::too_deep().at(location));
     }
-    let mut parser = Parser::new(&dialect)
+    let mut df = DFParserBuilder::new(tokens)
+        .with_dialect(&dialect)
         .with_recursion_limit(MAX_NESTING)
-        .with_tokens_with_locations(tokens);
+        .build()?;
     let lines = LineIndex::new(sql);
     let mut statements = Vec::new();
     loop {
-        while parser.consume_token(&Token::SemiColon) {}
-        let first = parser.peek_token();
+        while df.parser.consume_token(&Token::SemiColon) {}
+        let first = df.parser.peek_token();
         if first.token == Token::EOF {
             break;
         }
-        let statement = parse_statement(&mut parser).map_err(|e| e.at(end_of(sql)))?;
+        let statement = parse_statement(&mut df).map_err(|e| e.at(end_of(sql)))?;
+        let parser = &mut df.parser;
         if let Statement::Query { query, .. } | Statement::Insert { query, .. } = &statement
             && expression_depth(query) > MAX_NESTING
         {
@@ -462,8 +472,27 @@ fn word_is(token: &TokenWithSpan, word: &str) -> bool {
     matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
-fn parse_statement(parser: &mut Parser) -> Result<Statement> {
-    let first = parser.peek_token();
+fn parse_statement(df: &mut DFParser) -> Result<Statement> {
+    let first = df.parser.peek_token();
+    if first.token == Token::make_keyword("CREATE") {
+        let next = df.parser.peek_nth_token(1);
+        if [Keyword::EXTERNAL, Keyword::UNBOUNDED, Keyword::OR]
+            .iter()
+            .any(|k| matches!(&next.token, Token::Word(w) if w.keyword == *k))
+        {
+            df.parser.next_token();
+            return match df.parse_create()? {
+                DFStatement::CreateExternalTable(table) => {
+                    Ok(Statement::CreateTable(Box::new(table)))
+                }
+                other => Err(Error::Syntax {
+                    message: format!("Expected: CREATE EXTERNAL TABLE, found: {other}"),
+                    location: None,
+                }),
+            };
+        }
+    }
+    let parser = &mut df.parser;
     match &first.token {
         Token::Word(w) if w.keyword == Keyword::CREATE => parse_create(parser),
         Token::Word(w) if w.keyword == Keyword::DROP => parse_drop(parser),

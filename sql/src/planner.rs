@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use brooklet_engine::datafusion::logical_expr::LogicalPlan;
-use brooklet_engine::datafusion::sql::parser::Statement as DFStatement;
+use brooklet_engine::datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use brooklet_engine::source::METADATA_FIELD_KEY;
 use brooklet_engine::time::{format_duration, parse_duration};
@@ -151,13 +151,16 @@ impl Planner {
                 self.engine.create_sink(&name, options)?;
                 Ok(Planned::Done(format!("sink '{name}' created")))
             }
+            Statement::CreateTable(table) => self.create_table(table).await,
             Statement::Drop {
                 kind,
                 name,
                 if_exists,
             } => {
                 let name = normalize(name);
+                let is_table = self.engine.tables().iter().any(|t| t.name == name);
                 let dropped = match kind {
+                    ObjectKind::Source if is_table => self.engine.drop_table(&name),
                     ObjectKind::Source => self.engine.drop_source(&name).map(|()| {
                         let _ = self.engine.session().deregister_table(name.as_str());
                     }),
@@ -183,6 +186,57 @@ impl Planner {
                 Ok(Planned::Insert { sink, stream })
             }
         }
+    }
+
+    /// `CREATE EXTERNAL TABLE`: DataFusion plans the statement and builds
+    /// its listing table; the engine reads it and holds its rows.
+    async fn create_table(&self, table: &CreateExternalTable) -> Result<Planned> {
+        let name = match table.name.0.last() {
+            Some(ast::ObjectNamePart::Identifier(ident)) => normalize(ident),
+            _ => table.name.to_string(),
+        };
+        if self.engine.tables().iter().any(|t| t.name == name) {
+            if table.if_not_exists {
+                return Ok(Planned::Done(format!("table '{name}' exists")));
+            }
+            return Err(Error::plan(format!(
+                "a table named '{name}' exists (DROP TABLE {name} first)"
+            )));
+        }
+        if self.engine.source_by_name(&name).is_ok() {
+            return Err(Error::plan(format!(
+                "a source named '{name}' exists; a table needs a name of its own"
+            )));
+        }
+        let [location] = table.locations.as_slice() else {
+            return Err(Error::plan("CREATE EXTERNAL TABLE: give one LOCATION"));
+        };
+        // DataFusion builds its listing table (and registers it); the
+        // engine registers the table that holds its rows in its place.
+        let session = self.engine.session();
+        let statement = DFStatement::CreateExternalTable(CreateExternalTable {
+            if_not_exists: false,
+            or_replace: false,
+            ..table.clone()
+        });
+        let plan = session.state().statement_to_plan(statement).await?;
+        session.execute_logical_plan(plan).await?;
+        let provider = session
+            .deregister_table(name.as_str())?
+            .ok_or_else(|| Error::plan(format!("table '{name}' was not created")))?;
+        self.engine
+            .register_file_table(&name, provider, location, &table.file_type)
+            .await?;
+        let rows = self
+            .engine
+            .tables()
+            .into_iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.rows)
+            .unwrap_or(0);
+        Ok(Planned::Done(format!(
+            "table '{name}' created ({rows} rows)"
+        )))
     }
 
     fn set(&self, key: &str, value: &str) -> Result<Planned> {
@@ -359,6 +413,7 @@ impl Planner {
             Some(Emit::Complete) => Some(EmitMode::Complete),
         }
         .map(|emit| RunningSpec { emit, ttl });
+        let plan = crate::join::plan_joins(&self.engine, &plan, &windows)?;
         if let Some(stream) = crate::window::plan_stateful(&self.engine, &plan, &windows, running)?
         {
             return Ok(stream.describe(text));

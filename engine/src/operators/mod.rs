@@ -14,6 +14,8 @@
 //! | `window/raw.rs` | DStream `window()`: the window's rows | rows of live panes |
 //! | `event_window/mod.rs` | event-time windows, fixed or sessions, closed by the watermark | partial aggregates of open windows |
 //! | `running.rs` | running aggregate (`updateStateByKey`) | one partial aggregate per key |
+//! | `join/interval.rs` | interval join on event time | both sides' rows that can still match |
+//! | `join/window.rs` | window join on event time | both sides' rows of windows still open on a side |
 //!
 //! `aggregate/` is not an operator: it is how the stateful ones keep
 //! DataFusion's accumulators across batches.
@@ -30,6 +32,7 @@
 
 pub(crate) mod aggregate;
 pub mod event_window;
+pub mod join;
 pub mod running;
 pub(crate) mod stateless;
 pub mod window;

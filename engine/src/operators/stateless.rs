@@ -2,19 +2,21 @@
 //! starts and run again on every batch of its input streams (DStream
 //! `map`, `filter`, `transform`, and per-batch joins of streams). It keeps
 //! nothing from one batch to the next; how a plan reads the batch of each
-//! stream is in `plan.rs`.
+//! stream is in `plan.rs`. Before each batch it checks the static tables it
+//! joins with for changes (`table.rs`).
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
-use datafusion::execution::TaskContext;
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
 use crate::operator::{BatchContext, CompileContext, NodeId, Operator, OperatorDef};
 use crate::plan::{Slot, run_plan, scan_slots};
+use crate::table::{StaticTable, static_tables};
 use crate::time::BatchTime;
 
 /// A plan run on each batch of the streams it scans.
@@ -34,6 +36,8 @@ impl OperatorDef for Stateless {
         let physical = at.session.create_physical_plan(&self.plan).await?;
         Ok(Box::new(StatelessOperator {
             scans: scan_slots(&physical)?,
+            tables: static_tables(&physical)?,
+            session: at.session.clone(),
             plan: physical,
             task: at.session.task_ctx(),
         }))
@@ -44,12 +48,18 @@ impl OperatorDef for Stateless {
 struct StatelessOperator {
     plan: Arc<dyn ExecutionPlan>,
     scans: Vec<(NodeId, Slot)>,
+    /// The static tables it joins with, checked for changes every batch.
+    tables: Vec<Arc<StaticTable>>,
+    session: SessionState,
     task: Arc<TaskContext>,
 }
 
 #[async_trait]
 impl Operator for StatelessOperator {
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
+        for table in &self.tables {
+            table.refresh(&self.session).await;
+        }
         let output = run_plan(&self.plan, &self.task, &self.scans, |id| batch.input_of(id)).await?;
         Ok(Some(output))
     }

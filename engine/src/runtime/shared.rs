@@ -53,6 +53,14 @@ pub(crate) enum RunState {
     Stopped,
 }
 
+/// A static table of the engine.
+pub(crate) enum RegisteredTable {
+    /// Read from files, held, and re-read when they change.
+    Files(Arc<crate::table::StaticTable>),
+    /// A provider registered from Rust, scanned by every batch.
+    Provider(Arc<dyn datafusion::catalog::TableProvider>),
+}
+
 pub(crate) struct State {
     pub(crate) interval: Duration,
     pub(crate) console: ConsoleOptions,
@@ -63,6 +71,8 @@ pub(crate) struct State {
     pub(crate) checkpoint: Option<CheckpointSettings>,
     pub(crate) sources: BTreeMap<String, RegisteredSource>,
     pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
+    /// Static tables, by name: read from files and held, or any provider.
+    pub(crate) tables: BTreeMap<String, RegisteredTable>,
     pub(crate) queries: Vec<Arc<QueryShared>>,
     pub(crate) pending: Vec<PendingQuery>,
     pub(crate) run: RunState,

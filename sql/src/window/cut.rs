@@ -177,11 +177,14 @@ pub(crate) fn plan_stateful(
                             }
                         )
                     };
-                    if *one != window || *its_sources != sources || session(one) {
+                    // Processing-time windows close at batch times, whatever
+                    // their sources; event-time ones on their sources' watermark.
+                    let processing = matches!(one, SqlWindow::Processing(_));
+                    if *one != window || (!processing && *its_sources != sources) || session(one) {
                         return Err(Error::plan(format!(
                             "windows combined in one query must be the same tumbling or sliding \
-                             window over the same sources, so that they close in the same batch; \
-                             here {} over {} and {} over {}",
+                             window (over the same sources, for event time), so that they close in \
+                             the same batch; here {} over {} and {} over {}",
                             describe(one),
                             its_sources.join(", "),
                             describe(&window),
@@ -198,6 +201,74 @@ pub(crate) fn plan_stateful(
         return Ok(None);
     };
     running::plan_running(engine, plan, &aggregates, running).map(Some)
+}
+
+/// The window one side of a join reads: the window of an aggregate grouped
+/// by a window (a group-by window function, or a window table function's
+/// bounds), or of a window table function read without one.
+pub(crate) fn side_window(plan: &LogicalPlan, windows: &[WindowTable]) -> Result<SideWindow> {
+    let mut found: Option<SqlWindow> = None;
+    let mut error = None;
+    plan.apply(|p| {
+        let window = match p {
+            LogicalPlan::Aggregate(a) => match a.group_expr.iter().find_map(window_call) {
+                Some((function, args)) => Some(spec_of(function, args)),
+                None => windows
+                    .iter()
+                    .find(|w| scans(&a.input, w.name()))
+                    .map(|w| Ok(w.spec.clone())),
+            },
+            LogicalPlan::TableScan(scan) => windows
+                .iter()
+                .find(|w| w.name() == scan.table_name.table())
+                .map(|w| Ok(w.spec.clone())),
+            _ => None,
+        };
+        Ok(match window {
+            Some(Ok(window)) => {
+                found = Some(window);
+                TreeNodeRecursion::Stop
+            }
+            Some(Err(e)) => {
+                error = Some(e);
+                TreeNodeRecursion::Stop
+            }
+            None => TreeNodeRecursion::Continue,
+        })
+    })?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(match found {
+        None => SideWindow::None,
+        Some(SqlWindow::Processing(spec)) => SideWindow::Processing(spec),
+        Some(SqlWindow::Event { assigner, .. }) => SideWindow::Event(assigner),
+    })
+}
+
+/// The window a side of a join reads, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SideWindow {
+    /// No window: the side's rows of each batch.
+    None,
+    /// A processing-time window.
+    Processing(WindowSpec),
+    /// An event-time window.
+    Event(Assigner),
+}
+
+impl SideWindow {
+    /// The window, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            SideWindow::None => "no window".into(),
+            SideWindow::Processing(spec) => describe(&SqlWindow::Processing(*spec)),
+            SideWindow::Event(assigner) => describe(&SqlWindow::Event {
+                column: "its time column".into(),
+                assigner: *assigner,
+            }),
+        }
+    }
 }
 
 /// `plan` with the window `aggregate` replaced by a scan of its window

@@ -47,7 +47,7 @@ mod replace;
 mod running;
 mod table;
 
-pub(crate) use cut::plan_stateful;
+pub(crate) use cut::{SideWindow, plan_stateful, side_window};
 pub(crate) use functions::{literal_interval, register};
 pub(crate) use replace::any_node;
-pub(crate) use table::register_window_tables;
+pub(crate) use table::{WindowTable, register_window_tables};

@@ -438,7 +438,7 @@ impl<A: WindowAssigner> Operator for EventWindowOperator<A> {
     fn save(&mut self, state: &mut StateWriter) -> Result<()> {
         self.index.save(state, "keys")?;
         self.windows.save(&self.aggregation, state)?;
-        self.clock.save(state);
+        self.clock.save(state, "");
         Ok(())
     }
 
@@ -447,7 +447,7 @@ impl<A: WindowAssigner> Operator for EventWindowOperator<A> {
         self.index.load(state, "keys")?;
         self.windows
             .load(&self.aggregation, state, self.index.len())?;
-        self.clock.load(state)
+        self.clock.load(state, "")
     }
 
     fn watermark(&self) -> Option<i64> {
