@@ -47,9 +47,10 @@ pub use brooklet_engine::time::format_duration;
 pub use brooklet_engine::{
     Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,
     ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo,
-    SourceInfo, SourceMetricsSnapshot, StopMode, StreamingListener, SystemClock, Watermark,
-    WindowEmit, WindowSpec,
+    SourceInfo, SourceMetricsSnapshot, StopMode, StreamingListener, SystemClock, TableInfo,
+    Watermark, WindowEmit, WindowSpec,
 };
+pub use brooklet_engine::{IntervalBounds, JoinCondition};
 pub use brooklet_sql as sql;
 pub use brooklet_sql::is_complete as statement_is_complete;
 pub use brooklet_sql::{Error, Location, Result};
@@ -62,9 +63,10 @@ use datafusion::prelude::SessionContext;
 pub mod prelude {
     pub use crate::datafusion::prelude::{col, lit};
     pub use crate::{
-        BatchStream, BatchTime, DStream, Error, EventWindow, Executed, ManualClock, QueryHandle,
-        RecordBatch, Result, RunningSpec, SinkInfo, SourceInfo, StopMode, StreamingContext,
-        Watermark, WindowEmit, WindowSpec, format_duration, parse_duration, statement_is_complete,
+        BatchStream, BatchTime, DStream, Error, EventWindow, Executed, IntervalBounds,
+        JoinCondition, ManualClock, QueryHandle, RecordBatch, Result, RunningSpec, SinkInfo,
+        SourceInfo, StopMode, StreamingContext, Watermark, WindowEmit, WindowSpec, format_duration,
+        parse_duration, statement_is_complete,
     };
 }
 
@@ -252,6 +254,24 @@ impl StreamingContext {
     /// Every registered sink, in name order.
     pub fn sinks(&self) -> Vec<SinkInfo> {
         self.engine().sinks()
+    }
+
+    /// Every static table (`CREATE EXTERNAL TABLE`, [`StreamingContext::register_table`]),
+    /// in name order.
+    pub fn tables(&self) -> Vec<TableInfo> {
+        self.engine().tables()
+    }
+
+    /// Registers any DataFusion table under `name`, for queries to join
+    /// streams with (as a table from `CREATE EXTERNAL TABLE`); DataFusion
+    /// scans it every batch, so a `MemTable` the program updates is seen at
+    /// the next batch.
+    pub fn register_table(
+        &self,
+        name: &str,
+        table: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<()> {
+        Ok(self.engine().register_table(name, table)?)
     }
 
     /// A registered source as a stream, for the operator-level API.

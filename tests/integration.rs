@@ -8,6 +8,8 @@
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
 //! - `bursts`: `max.records.per.batch` and a flaky server, through sockets;
 //! - `files`: the files source and sink on real directories;
+//! - `joins`: static tables on real files re-read when they change, the
+//!   joins that are refused, and the DStream join methods;
 //! - `kafka`: the Kafka source and sink against a real broker
 //!   (`kafka_broker`: Tansu started per test, and a reader of the
 //!   committed records);
@@ -26,6 +28,7 @@ mod checkpoint;
 mod event_time;
 mod event_time_props;
 mod files;
+mod joins;
 mod kafka;
 #[path = "kafka_broker/mod.rs"]
 mod kafka_broker;

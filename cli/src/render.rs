@@ -1,5 +1,5 @@
-//! How the binary shows errors (with a caret under the token), `\d`, and
-//! progress lines.
+//! How the binary shows errors (with a caret under the token), `\d`
+//! (sources, tables, sinks, queries), and progress lines.
 
 use std::fmt::Write as _;
 
@@ -119,6 +119,36 @@ pub fn describe(ctx: &StreamingContext) -> String {
         }
         if let Some(status) = &m.status {
             let _ = writeln!(out, "    status: {status}");
+        }
+    }
+    let tables = ctx.tables();
+    if !tables.is_empty() {
+        let _ = writeln!(out, "Tables:");
+    }
+    for t in tables {
+        let columns: Vec<String> = t
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        let held = match t.rows {
+            Some(rows) if t.reloads_on_change => format!(
+                "rows={rows} loads={} (re-read when its files change, checked before each batch)",
+                t.loads
+            ),
+            Some(rows) => format!("rows={rows} loads={}", t.loads),
+            None => "scanned every batch".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {}  [{}]\n    {held}",
+            t.name,
+            t.description,
+            columns.join(", ")
+        );
+        if let Some(failed) = &t.failed {
+            let _ = writeln!(out, "    last reload failed: {failed}");
         }
     }
     let sinks = ctx.sinks();
