@@ -228,9 +228,22 @@ async fn joins_that_would_be_silently_wrong_are_refused_with_the_reason() {
             "needs a lower and an upper bound",
         ),
         (
-            "SELECT a.k FROM a, b WHERE a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND"
+            "SELECT a.k FROM a, b WHERE a.k = b.k AND b.ts >= a.ts".to_string(),
+            "needs a lower and an upper bound",
+        ),
+        (
+            "SELECT a.k FROM a LEFT JOIN b ON a.k = b.k WHERE b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND"
                 .to_string(),
-            "not in WHERE",
+            "in the join's ON clause",
+        ),
+        (
+            "SELECT a.k FROM a FULL JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' SECOND"
+                .to_string(),
+            "inner or LEFT",
+        ),
+        (
+            "SELECT a.k FROM a LEFT JOIN b ON a.k = b.k EMIT CHANGES".to_string(),
+            "a running join is an inner join",
         ),
         (
             format!(
@@ -326,10 +339,7 @@ async fn the_rust_api_joins_streams_and_tables() {
             condition(JoinType::Inner),
             "ts",
             "ts",
-            IntervalBounds {
-                lower: 0,
-                upper: 5000,
-            },
+            IntervalBounds::new(0, 5000),
         )
         .unwrap();
     let named = orders

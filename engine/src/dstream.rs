@@ -22,6 +22,7 @@ use crate::graph::{Node, NodeKind};
 use crate::operator::OperatorDef;
 use crate::operators::event_window::{EventWindow, EventWindowAggregate, IS_FINAL, WindowEmit};
 use crate::operators::join::interval::IntervalJoin;
+use crate::operators::join::running::RunningJoin;
 use crate::operators::join::window::WindowJoin;
 use crate::operators::join::{IntervalBounds, JoinCondition, output_schema as join_output_schema};
 use crate::operators::running::{RunningAggregate, RunningSpec};
@@ -359,7 +360,10 @@ impl DStream {
                 on.join_type
             )));
         }
-        if bounds.lower > bounds.upper {
+        if bounds.upper_column.is_none()
+            && bounds.lower_column.is_none()
+            && bounds.lower > bounds.upper
+        {
             return Err(crate::error::Error::Plan(format!(
                 "an interval join's bounds are empty: right.t - left.t from {} ms to {} ms",
                 bounds.lower, bounds.upper
@@ -367,6 +371,15 @@ impl DStream {
         }
         self.check_time_column(left_time, WHAT)?;
         right.check_time_column(right_time, WHAT)?;
+        for (side, column) in [(self, &bounds.upper_column), (right, &bounds.lower_column)] {
+            if let Some(column) = column
+                && side.node.schema.field_with_name(column).is_err()
+            {
+                return Err(crate::error::Error::Plan(format!(
+                    "{WHAT}: no column {column} on its side"
+                )));
+            }
+        }
         let schema = join_output_schema(&self.node.schema, &right.node.schema, &on);
         let operator = IntervalJoin {
             left_time: left_time.to_string(),
@@ -411,6 +424,27 @@ impl DStream {
             on,
         };
         Ok(self.apply_with(right, schema, Arc::new(operator)))
+    }
+
+    /// Flink's regular join over all input so far (`… JOIN … EMIT
+    /// CHANGES`): every row of this stream (left) meets every row of `right`
+    /// that satisfies `on`, whenever each arrived; rows are kept for `ttl`
+    /// (`None`: forever). Inner only. See [`crate::operators::join::running`].
+    pub fn running_join(
+        &self,
+        right: &DStream,
+        on: JoinCondition,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Self> {
+        if on.join_type != datafusion::common::JoinType::Inner {
+            return Err(crate::error::Error::Plan(format!(
+                "a running join is an inner join: a {} join's padded rows would have to be \
+                 taken back when a match arrives later; use an interval or window join",
+                on.join_type
+            )));
+        }
+        let schema = join_output_schema(&self.node.schema, &right.node.schema, &on);
+        Ok(self.apply_with(right, schema, Arc::new(RunningJoin { on, ttl })))
     }
 
     /// DStream `join`: the rows of this stream and `right` in the same

@@ -7,19 +7,24 @@
 //! | two streams, no window, no time condition | the per-batch plan (DStream `join`) | rows of the same batch |
 //! | two streams, the same processing-time window on both sides | the window operators, then the per-batch plan | a window's rows, at its slide (windows close in the same batch) |
 //! | two streams, the same event-time window on both sides, `ON` the window bounds | a window join ([`brooklet_engine::join::window`]) | a window's rows, when both sides' watermarks pass its end |
-//! | two streams, `ON` a bound on each side's event time (`s.ts BETWEEN o.ts AND o.ts + INTERVAL '4' HOUR`) | an interval join ([`brooklet_engine::join::interval`]) | rows within the bounds, in the batch in which the second arrives |
+//! | two streams, `ON` a bound on each side's event time (`s.ts BETWEEN o.ts AND o.ts + INTERVAL '4' HOUR`, or `… AND a.expires`) | an interval join ([`brooklet_engine::join::interval`]) | rows within the bounds, in the batch in which the second arrives |
+//! | two streams, no window, no time bounds, `EMIT CHANGES` | a running join ([`brooklet_engine::join::running`]) | any two rows, in the batch in which the second arrives (kept for `state.ttl`) |
+//!
+//! Conditions on both sides written in `WHERE` over an inner join (`FROM a,
+//! b WHERE …`) count as its `ON`, as DataFusion's optimizer would move
+//! them.
 //!
 //! What would silently give wrong rows is refused with the reason: windows
 //! that differ between the sides, a window on one side only, a session
 //! window, a time condition with one bound only (its state would grow
-//! forever), or one written in `WHERE` instead of `ON`, and outer joins that
+//! forever), or one in the `WHERE` of an outer join, and outer joins that
 //! would emit a table's unmatched rows every batch.
 
 use std::sync::Arc;
 
 use brooklet_engine::datafusion::datasource::{provider_as_source, source_as_provider};
 use brooklet_engine::join::JoinCondition;
-use brooklet_engine::{Assigner, DStream, Engine, IntervalBounds, StreamTable};
+use brooklet_engine::{Assigner, DStream, Engine, IntervalBounds, RunningSpec, StreamTable};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, ScalarValue, TableReference};
 use datafusion::logical_expr::utils::split_conjunction;
@@ -28,18 +33,28 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, LogicalPlanB
 use crate::error::{Error, Result};
 use crate::window::{SideWindow, WindowTable, side_window};
 
+/// How the query asks its joins to run.
+pub(crate) struct JoinPlanning<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) windows: &'a [WindowTable],
+    /// `EMIT CHANGES | COMPLETE`: a join of two streams with no window and
+    /// no time bounds is a running join, with this TTL.
+    pub(crate) running: Option<RunningSpec>,
+    /// Set when a running join was planned.
+    pub(crate) planned_running: bool,
+}
+
 /// `plan` with every join of two streams that keeps rows across batches
 /// replaced by a scan of its join operator's stream; joins that run per
 /// batch stay in the plan. Refuses joins that would silently be wrong.
-pub(crate) fn plan_joins(
-    engine: &Engine,
-    plan: &LogicalPlan,
-    windows: &[WindowTable],
-) -> Result<LogicalPlan> {
+pub(crate) fn plan_joins(at: &mut JoinPlanning<'_>, plan: &LogicalPlan) -> Result<LogicalPlan> {
+    if let Some(merged) = where_into_on(plan)? {
+        return plan_joins(at, &merged);
+    }
     let inputs: Vec<LogicalPlan> = plan
         .inputs()
         .into_iter()
-        .map(|input| plan_joins(engine, input, windows))
+        .map(|input| plan_joins(at, input))
         .collect::<Result<_>>()?;
     let changed = inputs
         .iter()
@@ -51,23 +66,80 @@ pub(crate) fn plan_joins(
         plan.clone()
     };
     match &plan {
-        LogicalPlan::Join(join) => Ok(plan_join(engine, join, windows)?.unwrap_or(plan)),
+        LogicalPlan::Join(join) => Ok(plan_join(at, join)?.unwrap_or(plan)),
         LogicalPlan::Filter(filter) => {
             if let LogicalPlan::Join(join) = filter.input.as_ref()
                 && reads_stream(&join.left)
                 && reads_stream(&join.right)
-                && !time_bounds(engine, join, &filter.predicate)?.is_empty()
+                && !time_bounds(at.engine, join, &filter.predicate)?
+                    .bounds
+                    .is_empty()
             {
                 return Err(Error::plan(
-                    "a condition on both streams' times is written in the join's ON clause \
-                     (… JOIN s ON o.id = s.order_id AND s.ts BETWEEN o.ts AND o.ts + INTERVAL '1' HOUR), \
-                     not in WHERE",
+                    "a condition on both streams' times of an outer join is written in the \
+                     join's ON clause (… LEFT JOIN s ON o.id = s.order_id AND s.ts BETWEEN o.ts \
+                     AND o.ts + INTERVAL '1' HOUR), not in WHERE",
                 ));
             }
             Ok(plan)
         }
         _ => Ok(plan),
     }
+}
+
+/// `FROM a, b WHERE …` (or an inner `JOIN` with more conditions in
+/// `WHERE`) over two streams, as DataFusion's optimizer would rewrite it:
+/// the conditions on both sides move into the join's `ON`, so that the join
+/// sees its keys and time bounds, and those on one side into that side,
+/// so that a join that keeps rows keeps only the rows that can match.
+/// `None` when there is nothing to move.
+fn where_into_on(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Filter(filter) = plan else {
+        return Ok(None);
+    };
+    let LogicalPlan::Join(join) = filter.input.as_ref() else {
+        return Ok(None);
+    };
+    if join.join_type != JoinType::Inner || !reads_stream(&join.left) || !reads_stream(&join.right)
+    {
+        return Ok(None);
+    }
+    let reads =
+        |side: &LogicalPlan, e: &Expr| e.column_refs().iter().any(|c| side.schema().has_column(c));
+    let (mut both, mut left, mut right, mut rest) = (vec![], vec![], vec![], vec![]);
+    for conjunct in split_conjunction(&filter.predicate) {
+        let movable = !conjunct.is_volatile() && !conjunct.contains_outer();
+        match (reads(&join.left, conjunct), reads(&join.right, conjunct)) {
+            (true, true) if movable => both.push(conjunct.clone()),
+            (true, false) if movable => left.push(conjunct.clone()),
+            (false, true) if movable => right.push(conjunct.clone()),
+            _ => rest.push(conjunct.clone()),
+        }
+    }
+    if both.is_empty() && left.is_empty() && right.is_empty() {
+        return Ok(None);
+    }
+    let filtered = |side: &Arc<LogicalPlan>, conditions: Vec<Expr>| -> Result<Arc<LogicalPlan>> {
+        Ok(match conditions.into_iter().reduce(Expr::and) {
+            None => Arc::clone(side),
+            Some(predicate) => Arc::new(LogicalPlan::Filter(
+                datafusion::logical_expr::Filter::try_new(predicate, Arc::clone(side))?,
+            )),
+        })
+    };
+    let merged = LogicalPlan::Join(Join {
+        filter: join.filter.iter().cloned().chain(both).reduce(Expr::and),
+        left: filtered(&join.left, left)?,
+        right: filtered(&join.right, right)?,
+        ..join.clone()
+    });
+    Ok(Some(match rest.into_iter().reduce(Expr::and) {
+        None => merged,
+        Some(predicate) => LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+            predicate,
+            Arc::new(merged),
+        )?),
+    }))
 }
 
 /// Whether `plan` reads a stream (a source, directly or through a window).
@@ -86,6 +158,23 @@ fn reads_stream(plan: &LogicalPlan) -> bool {
     found
 }
 
+/// The sources `plan` reads, sorted.
+fn stream_sources(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply(|p| {
+        if let LogicalPlan::TableScan(scan) = p
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<StreamTable>()
+        {
+            names.extend(table.sources());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The join's whole condition: `USING` keys and `ON`.
 fn condition(join: &Join) -> Option<Expr> {
     join.on
@@ -96,7 +185,8 @@ fn condition(join: &Join) -> Option<Expr> {
 }
 
 /// The operator for one join, or `None` when it runs per batch.
-fn plan_join(engine: &Engine, join: &Join, windows: &[WindowTable]) -> Result<Option<LogicalPlan>> {
+fn plan_join(at: &mut JoinPlanning<'_>, join: &Join) -> Result<Option<LogicalPlan>> {
+    let (engine, windows) = (at.engine, at.windows);
     let (left_stream, right_stream) = (reads_stream(&join.left), reads_stream(&join.right));
     if !left_stream || !right_stream {
         check_table_join(join, left_stream, right_stream)?;
@@ -108,12 +198,29 @@ fn plan_join(engine: &Engine, join: &Join, windows: &[WindowTable]) -> Result<Op
     match (&left_window, &right_window) {
         (SideWindow::None, SideWindow::None) => {}
         (SideWindow::Processing(a), SideWindow::Processing(b)) if a == b => return Ok(None),
-        (SideWindow::Event(a), SideWindow::Event(b)) if a == b => {
+        (
+            SideWindow::Event {
+                assigner: a,
+                aggregated: left_aggregated,
+            },
+            SideWindow::Event {
+                assigner: b,
+                aggregated: right_aggregated,
+            },
+        ) if a == b => {
             if matches!(a, Assigner::Session { .. }) {
                 return Err(Error::plan(
                     "session windows are not joined: each key's sessions have bounds of their \
                      own; join tumbling or sliding windows",
                 ));
+            }
+            // Aggregates of the same window over the same sources close in
+            // the same batch: their rows meet per batch (Nexmark q5).
+            if *left_aggregated
+                && *right_aggregated
+                && stream_sources(&join.left) == stream_sources(&join.right)
+            {
+                return Ok(None);
             }
             return window_join(engine, join, on, windows).map(Some);
         }
@@ -137,10 +244,33 @@ fn plan_join(engine: &Engine, join: &Join, windows: &[WindowTable]) -> Result<Op
         return Ok(None);
     };
     let bounds = time_bounds(engine, join, &on)?;
-    if bounds.is_empty() {
-        return Ok(None);
+    if !bounds.bounds.is_empty() {
+        return interval_join(engine, join, on, bounds).map(Some);
     }
-    interval_join(engine, join, on, bounds).map(Some)
+    match at.running {
+        Some(running) => {
+            at.planned_running = true;
+            running_join(engine, join, on, running.ttl).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+fn running_join(
+    engine: &Engine,
+    join: &Join,
+    on: Expr,
+    ttl: Option<std::time::Duration>,
+) -> Result<LogicalPlan> {
+    let (left, right, condition) = sides(engine, join, on, &[])?;
+    let stream = left.running_join(&right, condition, ttl)?;
+    if ttl.is_none() {
+        engine.notices().send(
+            "a running join (EMIT CHANGES) keeps every row of both streams: SET state.ttl = \
+             '1 hour' (say) before the query to keep rows only that long",
+        );
+    }
+    replacement(&stream, join)
 }
 
 /// A stream joined with a static table: the table's side may not be
@@ -212,28 +342,57 @@ impl TimeColumns {
     }
 }
 
-/// A side of a comparison: a time column of one side plus a constant
-/// (an interval, or milliseconds for a numeric time column): which side,
-/// the column and the constant.
-fn time_term(expr: &Expr, join: &Join, times: &TimeColumns) -> Option<(bool, String, i64)> {
+/// A side of a comparison: a column of one side plus a constant (an
+/// interval, or milliseconds for a numeric column).
+#[derive(Debug, Clone)]
+struct Term {
+    /// On the left side (else the right).
+    left: bool,
+    column: String,
+    offset: i64,
+    /// The column is its side's event time (a watermark column).
+    time: bool,
+}
+
+/// `expr` as a [`Term`], when it is a time-like column of one side plus a constant.
+fn time_term(expr: &Expr, join: &Join, times: &TimeColumns) -> Option<Term> {
     match expr {
         Expr::Column(c) => {
             let on_left = join.left.schema().has_column(c);
             let on_right = join.right.schema().has_column(c);
-            let names = if on_left { &times.left } else { &times.right };
-            if on_left == on_right || !names.contains(&c.name) {
+            if on_left == on_right {
                 return None;
             }
-            Some((on_left, c.name.clone(), 0))
+            let names = if on_left { &times.left } else { &times.right };
+            let schema = if on_left {
+                join.left.schema()
+            } else {
+                join.right.schema()
+            };
+            let data_type = schema
+                .field_with_name(c.relation.as_ref(), &c.name)
+                .ok()?
+                .data_type();
+            let time = names.contains(&c.name);
+            if !time && !(data_type.is_temporal() || data_type.is_integer()) {
+                return None;
+            }
+            Some(Term {
+                left: on_left,
+                column: c.name.clone(),
+                offset: 0,
+                time,
+            })
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (side, column, offset) = time_term(left, join, times)?;
+            let term = time_term(left, join, times)?;
             let millis = interval_millis(right)?;
-            match op {
-                Operator::Plus => Some((side, column, offset + millis)),
-                Operator::Minus => Some((side, column, offset - millis)),
-                _ => None,
-            }
+            let offset = match op {
+                Operator::Plus => term.offset + millis,
+                Operator::Minus => term.offset - millis,
+                _ => return None,
+            };
+            Some(Term { offset, ..term })
         }
         Expr::Cast(cast) => time_term(&cast.expr, join, times),
         _ => None,
@@ -260,28 +419,58 @@ fn interval_millis(expr: &Expr) -> Option<i64> {
     }
 }
 
+/// What a join condition says about the two sides' times.
+#[derive(Debug, Default)]
+struct TimeConditions {
+    /// Bounds between a time column of each side.
+    bounds: Vec<TimeBound>,
+    /// Upper bounds of a right time column by another column of the left
+    /// side (`b.ts <= a.expires`): the right column, the left one, and the
+    /// constant added to the left one.
+    column_uppers: Vec<(String, String, i64)>,
+    /// Upper bounds of a left time column by another column of the right
+    /// side (`b.ts <= a.expires` with the bids on the left): the left
+    /// column, the right one, and `lower` as in `left.t <= right.c - lower`.
+    column_lowers: Vec<(String, String, i64)>,
+}
+
 /// The bounds that `predicate`'s conjuncts put on `right.t - left.t`, for
 /// comparisons between a time column of each side.
-fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<Vec<TimeBound>> {
+fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<TimeConditions> {
     let times = TimeColumns::of(engine, join);
-    let mut bounds: Vec<TimeBound> = Vec::new();
+    let mut found = TimeConditions::default();
     let mut add = |a: &Expr, op: Operator, b: &Expr| {
         let (Some(a), Some(b)) = (time_term(a, join, &times), time_term(b, join, &times)) else {
             return;
         };
-        if a.0 == b.0 {
+        if a.left == b.left || (!a.time && !b.time) {
             return;
         }
         // Written as (left + x) op (right + y), that is right.t - left.t op' x - y.
-        let (l, r, op) = if a.0 { (a, b, op) } else { (b, a, flip(op)) };
-        let d = l.2 - r.2;
+        let (l, r, op) = if a.left { (a, b, op) } else { (b, a, flip(op)) };
+        let d = l.offset - r.offset;
+        if !l.time || !r.time {
+            // right.t <= left.c + d, or left.t <= right.c - d: a row that
+            // carries its own end.
+            let upper = matches!(op, Operator::Gt | Operator::GtEq);
+            let lower = matches!(op, Operator::Lt | Operator::LtEq);
+            if r.time && upper {
+                found.column_uppers.push((r.column, l.column, d));
+            } else if l.time && lower {
+                found.column_lowers.push((l.column, r.column, d));
+            }
+            return;
+        }
         let (lower, upper) = match op {
             Operator::Lt | Operator::LtEq => (Some(d), None),
             Operator::Gt | Operator::GtEq => (None, Some(d)),
             Operator::Eq => (Some(d), Some(d)),
             _ => return,
         };
-        let bound = bounds.iter_mut().find(|b| b.left == l.1 && b.right == r.1);
+        let bound = found
+            .bounds
+            .iter_mut()
+            .find(|b| b.left == l.column && b.right == r.column);
         match bound {
             Some(b) => {
                 b.lower = b.lower.max(lower);
@@ -290,9 +479,9 @@ fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<Vec<Tim
                     (x, y) => x.or(y),
                 };
             }
-            None => bounds.push(TimeBound {
-                left: l.1,
-                right: r.1,
+            None => found.bounds.push(TimeBound {
+                left: l.column,
+                right: r.column,
                 lower,
                 upper,
             }),
@@ -308,7 +497,7 @@ fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<Vec<Tim
             _ => {}
         }
     }
-    Ok(bounds)
+    Ok(found)
 }
 
 /// `a op b` is `b flip(op) a`.
@@ -368,15 +557,33 @@ fn interval_join(
     engine: &Engine,
     join: &Join,
     on: Expr,
-    bounds: Vec<TimeBound>,
+    conditions: TimeConditions,
 ) -> Result<LogicalPlan> {
-    let [bound] = bounds.as_slice() else {
+    let [bound] = conditions.bounds.as_slice() else {
         return Err(Error::plan(
             "an interval join bounds one time column of each side; this condition compares \
              several pairs",
         ));
     };
-    let (Some(lower), Some(upper)) = (bound.lower, bound.upper) else {
+    let by_column = conditions
+        .column_uppers
+        .iter()
+        .find(|(right, ..)| *right == bound.right);
+    let upper = match (bound.upper, by_column) {
+        (Some(upper), _) => Some((upper, None)),
+        (None, Some((_, column, offset))) => Some((*offset, Some(column.clone()))),
+        (None, None) => None,
+    };
+    let by_column = conditions
+        .column_lowers
+        .iter()
+        .find(|(left, ..)| *left == bound.left);
+    let lower = match (bound.lower, by_column) {
+        (Some(lower), _) => Some((lower, None)),
+        (None, Some((_, column, offset))) => Some((*offset, Some(column.clone()))),
+        (None, None) => None,
+    };
+    let (Some((lower, lower_column)), Some((upper, upper_column))) = (lower, upper) else {
         return Err(Error::plan(format!(
             "an interval join needs a lower and an upper bound on {} against {} (such as \
              BETWEEN … AND …), or the rows of one side would be kept forever",
@@ -389,7 +596,12 @@ fn interval_join(
         condition,
         &bound.left,
         &bound.right,
-        IntervalBounds { lower, upper },
+        IntervalBounds {
+            lower,
+            upper,
+            upper_column,
+            lower_column,
+        },
     )?;
     replacement(&stream, join)
 }
@@ -400,29 +612,83 @@ fn window_join(
     on: Option<Expr>,
     windows: &[WindowTable],
 ) -> Result<LogicalPlan> {
-    let equates_end = on.as_ref().is_some_and(|on| {
-        split_conjunction(on).iter().any(|c| match c {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) => matches!(
-                (left.as_ref(), right.as_ref()),
-                (Expr::Column(a), Expr::Column(b)) if a.name == "window_end" && b.name == "window_end"
-                    && join.left.schema().has_column(a) != join.left.schema().has_column(b)
-            ),
-            _ => false,
-        })
-    });
-    let Some(on) = on.filter(|_| equates_end) else {
-        return Err(Error::plan(
+    let refuse = || {
+        Error::plan(
             "a window join is ON the windows' bounds and keys: \
              … ON a.window_start = b.window_start AND a.window_end = b.window_end AND a.k = b.k",
-        ));
+        )
+    };
+    let ends = |side: &LogicalPlan| -> Vec<String> {
+        side.schema()
+            .fields()
+            .iter()
+            .filter(|f| traced_name(side, f.name()) == "window_end")
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let (left_ends, right_ends) = (ends(&join.left), ends(&join.right));
+    let Some(on) = on else {
+        return Err(refuse());
+    };
+    let ends = split_conjunction(&on).iter().find_map(|c| match c {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(a), Expr::Column(b)) => {
+                let on_left = |c: &Column| join.left.schema().has_column(c);
+                let (l, r) = if on_left(a) { (a, b) } else { (b, a) };
+                (on_left(l)
+                    && !on_left(r)
+                    && left_ends.contains(&l.name)
+                    && right_ends.contains(&r.name))
+                .then(|| (l.name.clone(), r.name.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    });
+    let Some((left_end, right_end)) = ends else {
+        return Err(refuse());
     };
     let (left, right, condition) = sides(engine, join, on, windows)?;
-    let stream = left.window_join(&right, condition, "window_end", "window_end")?;
+    let stream = left.window_join(&right, condition, &left_end, &right_end)?;
     replacement(&stream, join)
+}
+
+/// The name column `name` of `plan`'s output has where it is computed:
+/// followed down through renames (`window_end AS endtime`), subquery
+/// aliases and filters.
+fn traced_name(plan: &LogicalPlan, name: &str) -> String {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let Some(at) = p.schema.fields().iter().position(|f| f.name() == name) else {
+                return name.to_string();
+            };
+            let read = match &p.expr[at] {
+                Expr::Alias(alias) => alias.expr.as_ref(),
+                other => other,
+            };
+            match read {
+                Expr::Column(c) => traced_name(&p.input, &c.name),
+                _ => String::new(),
+            }
+        }
+        LogicalPlan::Aggregate(a) => {
+            // A key passes through an aggregate that groups by it.
+            let at = a.schema.fields().iter().position(|f| f.name() == name);
+            match at.and_then(|i| a.group_expr.get(i)) {
+                Some(Expr::Column(c)) => traced_name(&a.input, &c.name),
+                _ => name.to_string(),
+            }
+        }
+        LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_) => traced_name(plan.inputs()[0], name),
+        _ => name.to_string(),
+    }
 }
 
 /// A scan of the join operator's stream, its columns named as the join's

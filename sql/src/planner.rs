@@ -413,7 +413,15 @@ impl Planner {
             Some(Emit::Complete) => Some(EmitMode::Complete),
         }
         .map(|emit| RunningSpec { emit, ttl });
-        let plan = crate::join::plan_joins(&self.engine, &plan, &windows)?;
+        let mut joins = crate::join::JoinPlanning {
+            engine: &self.engine,
+            windows: &windows,
+            running,
+            planned_running: false,
+        };
+        let plan = crate::join::plan_joins(&mut joins, &plan)?;
+        // A running join takes EMIT CHANGES; a GROUP BY over it keeps running too.
+        let running = running.filter(|_| !joins.planned_running || aggregate_kind(&plan).is_some());
         if let Some(stream) = crate::window::plan_stateful(&self.engine, &plan, &windows, running)?
         {
             return Ok(stream.describe(text));

@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::prelude::{col, lit};
 
 use super::functions::{SqlWindow, spec_of, window_call};
-use super::replace::{any_node, replace_aggregate, strip_all, strip_qualifiers};
+use super::replace::{InputNames, any_node, replace_aggregate};
 use super::running;
 use super::table::{WindowTable, refuse_raw_hop_tables};
 use crate::error::{Error, Result};
@@ -207,7 +207,7 @@ pub(crate) fn plan_stateful(
 /// by a window (a group-by window function, or a window table function's
 /// bounds), or of a window table function read without one.
 pub(crate) fn side_window(plan: &LogicalPlan, windows: &[WindowTable]) -> Result<SideWindow> {
-    let mut found: Option<SqlWindow> = None;
+    let mut found: Option<(SqlWindow, bool)> = None;
     let mut error = None;
     plan.apply(|p| {
         let window = match p {
@@ -224,9 +224,10 @@ pub(crate) fn side_window(plan: &LogicalPlan, windows: &[WindowTable]) -> Result
                 .map(|w| Ok(w.spec.clone())),
             _ => None,
         };
+        let aggregated = matches!(p, LogicalPlan::Aggregate(_));
         Ok(match window {
             Some(Ok(window)) => {
-                found = Some(window);
+                found = Some((window, aggregated));
                 TreeNodeRecursion::Stop
             }
             Some(Err(e)) => {
@@ -241,8 +242,11 @@ pub(crate) fn side_window(plan: &LogicalPlan, windows: &[WindowTable]) -> Result
     }
     Ok(match found {
         None => SideWindow::None,
-        Some(SqlWindow::Processing(spec)) => SideWindow::Processing(spec),
-        Some(SqlWindow::Event { assigner, .. }) => SideWindow::Event(assigner),
+        Some((SqlWindow::Processing(spec), _)) => SideWindow::Processing(spec),
+        Some((SqlWindow::Event { assigner, .. }, aggregated)) => SideWindow::Event {
+            assigner,
+            aggregated,
+        },
     })
 }
 
@@ -253,8 +257,14 @@ pub(crate) enum SideWindow {
     None,
     /// A processing-time window.
     Processing(WindowSpec),
-    /// An event-time window.
-    Event(Assigner),
+    /// An event-time window: aggregated (each window emitted once, when it
+    /// closes), or a window table's rows (emitted as they arrive).
+    Event {
+        /// The windows.
+        assigner: Assigner,
+        /// Whether an aggregate groups by it.
+        aggregated: bool,
+    },
 }
 
 impl SideWindow {
@@ -263,7 +273,7 @@ impl SideWindow {
         match self {
             SideWindow::None => "no window".into(),
             SideWindow::Processing(spec) => describe(&SqlWindow::Processing(*spec)),
-            SideWindow::Event(assigner) => describe(&SqlWindow::Event {
+            SideWindow::Event { assigner, .. } => describe(&SqlWindow::Event {
                 column: "its time column".into(),
                 assigner: *assigner,
             }),
@@ -305,17 +315,18 @@ fn plan_window(
         WindowGroup::Function(at) => vec![at],
         WindowGroup::Bounds { start, end } => vec![start, end],
     };
+    let names = InputNames::of(&input);
     let keys = aggregate
         .group_expr
         .iter()
         .enumerate()
         .filter(|(i, _)| !skip.contains(i))
-        .map(|(_, e)| strip_qualifiers(e.clone()))
+        .map(|(_, e)| names.strip(e))
         .collect::<Result<_>>()?;
-    let input = DStream::from_plan(engine, input)?;
+    let input = DStream::from_plan(engine, names.plan(input)?)?;
     let mut sources = input.sources();
     sources.sort();
-    let aggregates = strip_all(&aggregate.aggr_expr)?;
+    let aggregates = names.strip_all(&aggregate.aggr_expr)?;
     let stream = match spec {
         SqlWindow::Processing(spec) => {
             if running.is_some() {

@@ -29,19 +29,66 @@ pub(crate) fn any_node(plan: &LogicalPlan, wanted: impl Fn(&LogicalPlan) -> bool
     found
 }
 
-pub(super) fn strip_qualifiers(expr: Expr) -> Result<Expr> {
-    Ok(expr
-        .transform(|e| match e {
-            Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
-                Column::new_unqualified(c.name),
-            ))),
-            other => Ok(Transformed::no(other)),
-        })?
-        .data)
+/// The unqualified names an aggregate's input gets when it becomes a
+/// stream of its own (a stream's columns have no qualifiers): each
+/// column's own name, or `q.name` for a name that two inputs of a join
+/// share (`a.date_time`, `b.date_time`), as the engine's joins name them.
+pub(super) struct InputNames {
+    shared: Vec<String>,
 }
 
-pub(super) fn strip_all(exprs: &[Expr]) -> Result<Vec<Expr>> {
-    exprs.iter().map(|e| strip_qualifiers(e.clone())).collect()
+impl InputNames {
+    /// The names of `input`'s columns.
+    pub(super) fn of(input: &LogicalPlan) -> Self {
+        let fields = input.schema().fields();
+        let shared = fields
+            .iter()
+            .filter(|f| fields.iter().filter(|g| g.name() == f.name()).count() > 1)
+            .map(|f| f.name().clone())
+            .collect();
+        InputNames { shared }
+    }
+
+    fn name(&self, column: &Column) -> String {
+        match &column.relation {
+            Some(q) if self.shared.contains(&column.name) => format!("{q}.{}", column.name),
+            _ => column.name.clone(),
+        }
+    }
+
+    /// `input` with its columns so named (a projection when names are shared).
+    pub(super) fn plan(&self, input: LogicalPlan) -> Result<LogicalPlan> {
+        if self.shared.is_empty() {
+            return Ok(input);
+        }
+        let columns: Vec<Expr> = input
+            .schema()
+            .iter()
+            .map(|(q, f)| {
+                let column = Column::new(q.cloned(), f.name());
+                Expr::Column(column.clone()).alias(self.name(&column))
+            })
+            .collect();
+        Ok(LogicalPlanBuilder::from(input).project(columns)?.build()?)
+    }
+
+    /// `expr` over the input's columns, by their unqualified names.
+    pub(super) fn strip(&self, expr: &Expr) -> Result<Expr> {
+        Ok(expr
+            .clone()
+            .transform(|e| match e {
+                Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+                    Column::new_unqualified(self.name(&c)),
+                ))),
+                other => Ok(Transformed::no(other)),
+            })?
+            .data)
+    }
+
+    /// [`InputNames::strip`] of every one of `exprs`.
+    pub(super) fn strip_all(&self, exprs: &[Expr]) -> Result<Vec<Expr>> {
+        exprs.iter().map(|e| self.strip(e)).collect()
+    }
 }
 
 /// `plan` with `aggregate` replaced by a scan of `stream`, shaped as the

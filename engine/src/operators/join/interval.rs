@@ -14,7 +14,9 @@
 //!    `t + upper` is at or ahead of the right side's watermark (a right row
 //!    that is not late could still match it), a right row of time `s`
 //!    while `s - lower` is at or ahead of the left side's. State is sized
-//!    by what can still match, not by history;
+//!    by what can still match, not by history. When a bound is another
+//!    column of a row (`b.ts BETWEEN a.ts AND a.expires`, Nexmark's
+//!    auctions), that column's value takes the place of the row's time;
 //! 3. with `LEFT JOIN`, a left row that leaves the state without having
 //!    matched is emitted once, with NULLs for the right side's columns:
 //!    when its interval has passed the right side's watermark, at the
@@ -44,12 +46,33 @@ use crate::watermark::WatermarkTracker;
 /// How far apart the two sides' times may be: `right.t - left.t` within
 /// `[lower, upper]`, in milliseconds. Used for how long rows are kept; the
 /// join condition itself decides what matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntervalBounds {
     /// The smallest `right.t - left.t` that matches.
     pub lower: i64,
-    /// The largest `right.t - left.t` that matches.
+    /// The largest `right.t - left.t` that matches; with `upper_column`,
+    /// the largest `right.t - left.c`.
     pub upper: i64,
+    /// A column of the left side that bounds the right side's time from
+    /// above, instead of the left side's time (`b.ts BETWEEN a.ts AND
+    /// a.expires`: each left row carries its own end).
+    pub upper_column: Option<String>,
+    /// A column of the right side that bounds the left side's time from
+    /// above (`b.ts BETWEEN a.ts AND a.expires` with the bids on the
+    /// left): `left.t <= right.c - lower`.
+    pub lower_column: Option<String>,
+}
+
+impl IntervalBounds {
+    /// `right.t - left.t ∈ [lower, upper]` milliseconds.
+    pub fn new(lower: i64, upper: i64) -> Self {
+        IntervalBounds {
+            lower,
+            upper,
+            upper_column: None,
+            lower_column: None,
+        }
+    }
 }
 
 /// An interval join: the condition, each side's time column and sources,
@@ -83,7 +106,7 @@ impl OperatorDef for IntervalJoin {
             right_id: right.id,
             left_time: self.left_time.clone(),
             right_time: self.right_time.clone(),
-            bounds: self.bounds,
+            bounds: self.bounds.clone(),
             outer: self.on.join_type == JoinType::Left,
             left_clock: side_clock(at, &self.left_sources, "an interval join")?,
             right_clock: side_clock(at, &self.right_sources, "an interval join")?,
@@ -183,13 +206,19 @@ impl Operator for IntervalJoinOperator {
             }
         }
 
-        let IntervalBounds { lower, upper } = self.bounds;
+        let (lower, upper) = (self.bounds.lower, self.bounds.upper);
         let (right_mark, left_mark) = (right_step.after, left_step.after);
-        let (kept, gone) = Self::split(&append(&self.left_rows, &left)?, &self.left_time, |t| {
+        let until = self.bounds.upper_column.as_ref().unwrap_or(&self.left_time);
+        let (kept, gone) = Self::split(&append(&self.left_rows, &left)?, until, |t| {
             t.saturating_add(upper) >= right_mark
         })?;
         self.left_rows = kept;
-        let (kept, _) = Self::split(&append(&self.right_rows, &right)?, &self.right_time, |s| {
+        let until = self
+            .bounds
+            .lower_column
+            .as_ref()
+            .unwrap_or(&self.right_time);
+        let (kept, _) = Self::split(&append(&self.right_rows, &right)?, until, |s| {
             s.saturating_sub(lower) >= left_mark
         })?;
         self.right_rows = kept;

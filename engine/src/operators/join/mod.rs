@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `interval.rs` | interval join on event time (Flink's) | each side's rows while the other side's watermark can still match them | a match in the batch in which its second row arrives; an unmatched left row (LEFT JOIN) when its interval has passed the watermark |
 //! | `window.rs` | window join on event time (Flink's) | each side's rows of windows not yet closed on both sides | a window's matches at the first batch at whose end both sides' watermarks have reached its end |
+//! | `running.rs` | running join (Flink's regular join, `EMIT CHANGES`) | every row, or those younger than `state.ttl` | a match in the batch in which its second row arrives |
 //!
 //! What they share (this file): the join itself is DataFusion's. The
 //! condition written in SQL (keys, time bounds, anything else) is planned
@@ -40,6 +41,7 @@ use crate::plan::{Slot, SlotTable, run_plan, scan_slots};
 use crate::watermark::{Watermark, WatermarkTracker, event_millis};
 
 pub mod interval;
+pub mod running;
 pub mod window;
 
 pub use interval::IntervalBounds;
