@@ -374,7 +374,7 @@ fn time_term(expr: &Expr, join: &Join, times: &TimeColumns) -> Option<Term> {
                 .ok()?
                 .data_type();
             let time = names.contains(&c.name);
-            if !time && !(data_type.is_temporal() || data_type.is_integer()) {
+            if !(time || data_type.is_temporal() || data_type.is_integer()) {
                 return None;
             }
             Some(Term {
