@@ -25,7 +25,11 @@
 //! advances to the batch's time and the runner checks what the query did:
 //! `<` (rows as CSV, compared as a multiset) or `<ordered` (in order) gives
 //! the exact output, and a batch without `<` must output no rows; `< none`
-//! says the query must emit nothing at all at this batch; `! text` says the
+//! says the query must emit nothing at all at this batch; `>> name` writes
+//! the lines that follow into file `name` of the spec's own folder before
+//! the batch runs (or, before the first batch, before the statements run;
+//! the statements name that folder `${DIR}`), as a writer replacing a
+//! file would; `! text` says the
 //! query fails with an error containing `text`; `malformed source n` checks
 //! a source's malformed-record count, `late source n` its count of rows
 //! dropped behind the watermark; `finished` says the query has ended.
@@ -47,6 +51,7 @@ use crate::support::{csv_rows, manual_context};
 struct Batch {
     number: i64,
     inputs: Vec<(String, String)>,
+    files: Vec<(String, String)>,
     ends: Vec<String>,
     expected: Option<Expected>,
     error: Option<String>,
@@ -66,6 +71,8 @@ pub struct Spec {
     /// What failures name: the file's path under `tests/specs/`.
     name: String,
     statements: String,
+    /// Files written before the statements run.
+    files: Vec<(String, String)>,
     batches: Vec<Batch>,
 }
 
@@ -80,11 +87,14 @@ impl Spec {
 
 fn parse(name: &str, text: &str) -> Spec {
     let mut statements = String::new();
+    let mut files: Vec<(String, String)> = Vec::new();
     let mut batches: Vec<Batch> = Vec::new();
-    // Where following plain lines go: an input of a source, or the expected rows.
+    // Where following plain lines go: an input of a source, a file, or the
+    // expected rows.
     enum Into {
         Statements,
         Input,
+        File,
         Expected,
         Nothing,
     }
@@ -92,6 +102,25 @@ fn parse(name: &str, text: &str) -> Spec {
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
+        }
+        if let Some(file) = line.strip_prefix(">> ") {
+            let file = (file.trim().to_string(), String::new());
+            match batches.last_mut() {
+                Some(batch) => batch.files.push(file),
+                None => files.push(file),
+            }
+            into = Into::File;
+            continue;
+        }
+        if let (Into::File, None) = (&into, batches.last()) {
+            if line.trim().is_empty() {
+                into = Into::Statements;
+            } else {
+                let file = &mut files.last_mut().expect("a file").1;
+                file.push_str(line);
+                file.push('\n');
+                continue;
+            }
         }
         if let Some(rest) = line.strip_prefix("== batch ") {
             batches.push(Batch {
@@ -160,6 +189,11 @@ fn parse(name: &str, text: &str) -> Spec {
                     input.push_str(line);
                     input.push('\n');
                 }
+                Into::File => {
+                    let file = &mut batch.files.last_mut().expect("a file").1;
+                    file.push_str(line);
+                    file.push('\n');
+                }
                 Into::Expected => {
                     if let Some(Expected::Rows { rows, .. }) = &mut batch.expected
                         && !line.trim().is_empty()
@@ -180,7 +214,37 @@ fn parse(name: &str, text: &str) -> Spec {
     Spec {
         name: name.to_string(),
         statements,
+        files,
         batches,
+    }
+}
+
+/// Writes `files` into `dir`, each with a modification time of its own
+/// (`stamp` seconds after the epoch), as a writer renaming a finished file
+/// in would.
+fn write_files(dir: &Path, files: &[(String, String)], stamp: i64) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        let hidden = dir.join(format!(".{name}.part"));
+        std::fs::write(&hidden, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&hidden)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000 + stamp as u64))
+            .unwrap();
+        std::fs::rename(&hidden, path).unwrap();
+    }
+}
+
+impl Spec {
+    /// The statements, with `${DIR}` naming `dir`, where the files go.
+    fn statements_in(&self, dir: &Path) -> Vec<brooklet::sql::parser::ParsedStatement> {
+        write_files(dir, &self.files, 0);
+        let text = self
+            .statements
+            .replace("${DIR}", &dir.display().to_string());
+        brooklet::sql::parse_statements(&text).unwrap()
     }
 }
 
@@ -246,7 +310,8 @@ impl Outputs {
 pub async fn holds(spec: &Spec) {
     let name = &spec.name;
     let (ctx, clock) = manual_context(0, Duration::from_secs(1));
-    let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let statements = spec.statements_in(files.path());
     let (query, setup) = statements.split_last().expect("a spec needs a query");
     for statement in setup {
         ctx.execute(&statement.text)
@@ -270,6 +335,7 @@ pub async fn holds(spec: &Spec) {
             "{name}: batches are numbered 1, 2, …"
         );
         previous = batch.number;
+        write_files(files.path(), &batch.files, batch.number);
         for (source, records) in &batch.inputs {
             ctx.memory_source(source).unwrap().push_records(records);
         }
@@ -353,7 +419,13 @@ async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
     ctx.execute(&format!("SET checkpoint.dir = '{}'", dir.display()))
         .await
         .unwrap();
-    let statements = brooklet::sql::parse_statements(&spec.statements).unwrap();
+    // The files as they were when batch `from` starts.
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let statements = spec.statements_in(&files);
+    for batch in &spec.batches[..from - 1] {
+        write_files(&files, &batch.files, batch.number);
+    }
     let (query, setup) = statements.split_last().expect("a query");
     for statement in setup {
         ctx.execute(&statement.text).await.unwrap();
@@ -364,6 +436,7 @@ async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
     ctx.start().await.unwrap();
     let mut emitted = Vec::new();
     for batch in &spec.batches[from - 1..to] {
+        write_files(&files, &batch.files, batch.number);
         for (source, records) in &batch.inputs {
             ctx.memory_source(source).unwrap().push_records(records);
         }
