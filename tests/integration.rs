@@ -8,6 +8,8 @@
 //! - `bad_input`: 100 000 lines with 1 % malformed under each error policy;
 //! - `bursts`: `max.records.per.batch` and a flaky server, through sockets;
 //! - `files`: the files source and sink on real directories;
+//! - `join_props`: a property test of event-time window joins and interval
+//!   joins against a batch join of all rows;
 //! - `joins`: static tables on real files re-read when they change, the
 //!   joins that are refused, and the DStream join methods;
 //! - `kafka`: the Kafka source and sink against a real broker
@@ -28,6 +30,7 @@ mod checkpoint;
 mod event_time;
 mod event_time_props;
 mod files;
+mod join_props;
 mod joins;
 mod kafka;
 #[path = "kafka_broker/mod.rs"]
