@@ -363,9 +363,9 @@ async fn window_errors_name_the_values() {
         (
             "SELECT a.k FROM (SELECT k, count(*) AS n FROM events GROUP BY tumble(INTERVAL '2' SECOND), k) a \
              JOIN (SELECT k, count(*) AS m FROM events GROUP BY tumble(INTERVAL '4' SECOND), k) b ON a.k = b.k",
-            "windows combined in one query must be the same tumbling or sliding window over the same \
-             sources, so that they close in the same batch; here a processing-time window of 2 s every \
-             2 s over events and a processing-time window of 4 s every 4 s over events",
+            "a window join needs the same window on both sides, so that a window closes on both at \
+             once; here a processing-time window of 2 s every 2 s and a processing-time window of 4 s \
+             every 4 s",
         ),
     ];
     for (sql, expected) in cases {
