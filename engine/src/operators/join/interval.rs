@@ -35,7 +35,7 @@ use datafusion::common::JoinType;
 
 use super::{
     CompiledJoin, JoinCondition, append, bytes, late_rows, numbered, on_time, row_numbers,
-    side_clock, times_of,
+    side_clock, split,
 };
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
@@ -91,15 +91,7 @@ pub(crate) struct IntervalJoin {
 impl OperatorDef for IntervalJoin {
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
-        let join = CompiledJoin::compile(
-            at.session,
-            &left.schema,
-            &right.schema,
-            &self.on,
-            JoinType::Inner,
-            at.schema.clone(),
-        )
-        .await?;
+        let join = CompiledJoin::compile(at, &self.on, JoinType::Inner).await?;
         let empty = |schema: &SchemaRef| numbered(&RecordBatch::new_empty(schema.clone()), 0);
         Ok(Box::new(IntervalJoinOperator {
             left_id: left.id,
@@ -136,26 +128,6 @@ struct IntervalJoinOperator {
     matched: HashSet<u64>,
     next_row: u64,
     join: CompiledJoin,
-}
-
-impl IntervalJoinOperator {
-    /// Keeps the rows of `rows` whose time passes `keep`; returns the kept
-    /// rows and the others.
-    fn split(
-        rows: &RecordBatch,
-        column: &str,
-        keep: impl Fn(i64) -> bool,
-    ) -> Result<(RecordBatch, RecordBatch)> {
-        let kept: BooleanArray = times_of(rows, column)?
-            .into_iter()
-            .map(|t| Some(t.is_some_and(&keep)))
-            .collect();
-        let gone = arrow::compute::not(&kept)?;
-        Ok((
-            arrow::compute::filter_record_batch(rows, &kept)?,
-            arrow::compute::filter_record_batch(rows, &gone)?,
-        ))
-    }
 }
 
 #[async_trait]
@@ -209,7 +181,7 @@ impl Operator for IntervalJoinOperator {
         let (lower, upper) = (self.bounds.lower, self.bounds.upper);
         let (right_mark, left_mark) = (right_step.after, left_step.after);
         let until = self.bounds.upper_column.as_ref().unwrap_or(&self.left_time);
-        let (kept, gone) = Self::split(&append(&self.left_rows, &left)?, until, |t| {
+        let (kept, gone) = split(&append(&self.left_rows, &left)?, until, |t| {
             t.saturating_add(upper) >= right_mark
         })?;
         self.left_rows = kept;
@@ -218,7 +190,7 @@ impl Operator for IntervalJoinOperator {
             .lower_column
             .as_ref()
             .unwrap_or(&self.right_time);
-        let (kept, _) = Self::split(&append(&self.right_rows, &right)?, until, |s| {
+        let (kept, _) = split(&append(&self.right_rows, &right)?, until, |s| {
             s.saturating_sub(lower) >= left_mark
         })?;
         self.right_rows = kept;

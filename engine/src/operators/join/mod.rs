@@ -31,7 +31,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::JoinType;
 use datafusion::datasource::provider_as_source;
-use datafusion::execution::{SessionState, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -126,6 +126,24 @@ fn join_plan(
         .build()?)
 }
 
+/// Splits `rows` by `test` on the milliseconds of their column `column`:
+/// (those that pass, the others). Rows with no value fail.
+pub(crate) fn split(
+    rows: &RecordBatch,
+    column: &str,
+    test: impl Fn(i64) -> bool,
+) -> Result<(RecordBatch, RecordBatch)> {
+    let pass: arrow::array::BooleanArray = times_of(rows, column)?
+        .into_iter()
+        .map(|t| Some(t.is_some_and(&test)))
+        .collect();
+    let fail = arrow::compute::not(&pass)?;
+    Ok((
+        arrow::compute::filter_record_batch(rows, &pass)?,
+        arrow::compute::filter_record_batch(rows, &fail)?,
+    ))
+}
+
 /// The join compiled for a running query.
 pub(crate) struct CompiledJoin {
     plan: Arc<dyn ExecutionPlan>,
@@ -138,21 +156,19 @@ pub(crate) struct CompiledJoin {
 }
 
 impl CompiledJoin {
-    /// Plans `on` over the two sides, as `join_type`.
+    /// Plans `on` over the operator's two inputs, as `join_type`.
     pub(crate) async fn compile(
-        session: &SessionState,
-        left: &Schema,
-        right: &Schema,
+        at: &CompileContext<'_>,
         on: &JoinCondition,
         join_type: JoinType,
-        schema: SchemaRef,
     ) -> Result<Self> {
+        let (left, right) = (&at.inputs[0].schema, &at.inputs[1].schema);
         let logical = join_plan(left, right, on, join_type)?;
-        let plan = session.create_physical_plan(&logical).await?;
+        let plan = at.session.create_physical_plan(&logical).await?;
         Ok(CompiledJoin {
             scans: scan_slots(&plan)?,
-            task: session.task_ctx(),
-            schema,
+            task: at.session.task_ctx(),
+            schema: at.schema.clone(),
             row_column: left.fields().len(),
             plan,
         })

@@ -40,15 +40,7 @@ pub(crate) struct RunningJoin {
 impl OperatorDef for RunningJoin {
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
-        let join = CompiledJoin::compile(
-            at.session,
-            &left.schema,
-            &right.schema,
-            &self.on,
-            JoinType::Inner,
-            at.schema.clone(),
-        )
-        .await?;
+        let join = CompiledJoin::compile(at, &self.on, JoinType::Inner).await?;
         Ok(Box::new(RunningJoinOperator {
             left: Kept::new(left.id, left.schema.clone()),
             right: Kept::new(right.id, right.schema.clone()),

@@ -17,11 +17,11 @@
 //!
 //! State is the rows of windows not yet closed on both sides.
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
 use super::{
-    CompiledJoin, JoinCondition, append, bytes, late_rows, numbered, side_clock, times_of,
+    CompiledJoin, JoinCondition, append, bytes, late_rows, numbered, side_clock, split, times_of,
 };
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
@@ -44,15 +44,7 @@ pub(crate) struct WindowJoin {
 impl OperatorDef for WindowJoin {
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
-        let join = CompiledJoin::compile(
-            at.session,
-            &left.schema,
-            &right.schema,
-            &self.on,
-            self.on.join_type,
-            at.schema.clone(),
-        )
-        .await?;
+        let join = CompiledJoin::compile(at, &self.on, self.on.join_type).await?;
         Ok(Box::new(WindowJoinOperator {
             left_id: left.id,
             right_id: right.id,
@@ -77,24 +69,6 @@ struct WindowJoinOperator {
     left_rows: RecordBatch,
     right_rows: RecordBatch,
     join: CompiledJoin,
-}
-
-/// Splits `rows` by `test` on their window end: (passing, failing). Rows
-/// with no window end fail.
-fn split_by_end(
-    rows: &RecordBatch,
-    end_column: &str,
-    test: impl Fn(i64) -> bool,
-) -> Result<(RecordBatch, RecordBatch)> {
-    let pass: BooleanArray = times_of(rows, end_column)?
-        .into_iter()
-        .map(|end| Some(end.is_some_and(&test)))
-        .collect();
-    let fail = arrow::compute::not(&pass)?;
-    Ok((
-        arrow::compute::filter_record_batch(rows, &pass)?,
-        arrow::compute::filter_record_batch(rows, &fail)?,
-    ))
 }
 
 #[async_trait]
@@ -124,7 +98,7 @@ impl Operator for WindowJoinOperator {
                 &mut self.right_rows,
             ),
         ] {
-            let (on_time, late) = split_by_end(rows, end, |e| e > step.before)?;
+            let (on_time, late) = split(rows, end, |e| e > step.before)?;
             let behind = times_of(&late, end)?
                 .into_iter()
                 .flatten()
@@ -140,8 +114,8 @@ impl Operator for WindowJoinOperator {
             *kept = append(kept, &on_time)?;
         }
         let closed = left_step.after.min(right_step.after);
-        let (left, left_open) = split_by_end(&self.left_rows, &self.left_end, |e| e <= closed)?;
-        let (right, right_open) = split_by_end(&self.right_rows, &self.right_end, |e| e <= closed)?;
+        let (left, left_open) = split(&self.left_rows, &self.left_end, |e| e <= closed)?;
+        let (right, right_open) = split(&self.right_rows, &self.right_end, |e| e <= closed)?;
         self.left_rows = left_open;
         self.right_rows = right_open;
         if left.num_rows() == 0 && right.num_rows() == 0 {
