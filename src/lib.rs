@@ -50,7 +50,7 @@ pub use brooklet_engine::{
     SourceInfo, SourceMetricsSnapshot, StopMode, StreamingListener, SystemClock, TableInfo,
     Watermark, WindowEmit, WindowSpec,
 };
-pub use brooklet_engine::{IntervalBounds, JoinCondition};
+pub use brooklet_engine::{IntervalBounds, JoinCondition, StorageHealth, storage_health};
 pub use brooklet_sql as sql;
 pub use brooklet_sql::is_complete as statement_is_complete;
 pub use brooklet_sql::{Error, Location, Result};

@@ -159,6 +159,21 @@ pub fn describe(ctx: &StreamingContext) -> String {
     for s in sinks {
         let _ = writeln!(out, "  {} ({})  {}", s.name, s.connector, s.description);
     }
+    let health = brooklet::storage_health();
+    if health != brooklet::StorageHealth::default() {
+        let _ = writeln!(
+            out,
+            "Object storage:\n  retries={} failures={}{}{}",
+            health.retries,
+            health.failures,
+            if health.failing { " (failing now)" } else { "" },
+            health
+                .last_error
+                .as_ref()
+                .map(|e| format!("\n  last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
     let queries: Vec<_> = ctx
         .queries()
         .into_iter()

@@ -13,6 +13,7 @@ use arrow::datatypes::SchemaRef;
 use crate::error::{Error, Result};
 use crate::format::{DEFAULT_MAX_RECORD_BYTES, DeadLetter, ErrorPolicy, Format, RecordDecoder};
 use crate::metrics::SourceMetrics;
+use crate::storage::StorageOptions;
 
 /// The options of one source or sink, consumed as the connector reads them.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ pub struct Options {
     connector: String,
     values: BTreeMap<String, String>,
     known: Vec<&'static str>,
+    storage_defaults: StorageOptions,
 }
 
 impl Options {
@@ -42,6 +44,7 @@ impl Options {
             connector: connector.to_ascii_lowercase(),
             values,
             known: vec!["connector"],
+            storage_defaults: StorageOptions::new(),
         })
     }
 
@@ -72,6 +75,46 @@ impl Options {
                 Some((k[prefix.len()..].to_string(), value))
             })
             .collect()
+    }
+
+    /// An option's value, left for a later `take`.
+    pub fn peek(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Takes the object-store options of a `path` (see
+    /// [`crate::storage`]): `endpoint`, `allow_http`, `region`,
+    /// `access_key_id`, `secret_access_key`, `session_token`, and any
+    /// `s3.*` option (its key without the prefix), over the engine's
+    /// (`SET s3.…`).
+    pub fn take_storage(&mut self) -> StorageOptions {
+        let mut storage = self.storage_defaults.clone();
+        for key in [
+            "endpoint",
+            "allow_http",
+            "region",
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+        ] {
+            if let Some(value) = self.take(&[key]) {
+                storage.insert(key.to_string(), value);
+            }
+        }
+        for (key, value) in self.take_prefixed("s3.") {
+            storage.insert(key, value);
+        }
+        storage
+    }
+
+    /// Object-store options that apply unless the connector's own say
+    /// otherwise (the engine's `SET s3.…`).
+    pub fn with_storage_defaults(mut self, defaults: &StorageOptions) -> Self {
+        self.storage_defaults = defaults
+            .iter()
+            .map(|(k, v)| (k.strip_prefix("s3.").unwrap_or(k).to_string(), v.clone()))
+            .collect();
+        self
     }
 
     /// Takes an option that must be present.

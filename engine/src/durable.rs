@@ -1,7 +1,7 @@
 //! Durable file writes: a file either keeps its old content or holds all
 //! of the new, whatever the moment a crash comes.
 //!
-//! [`write_atomically`] writes under a hidden temporary name in the same
+//! [`write_with_crash_points`] writes under a hidden temporary name in the same
 //! directory (`.<name>.tmp`), fsyncs it, renames it over the target and
 //! fsyncs the directory, so that the rename itself survives a crash. The
 //! checkpoint files, the `files` source's list of taken files and the
@@ -15,13 +15,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or
-/// all of `bytes`, durably: a hidden temporary file in the same directory,
-/// fsynced, renamed over `path`, then the directory fsynced.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_with_crash_points(path, bytes, None, None)
-}
-
-/// [`write_atomically`], passing the test-only crash points `mid_write`
+/// all of `bytes`, durably (see the module docs), passing the test-only crash points `mid_write`
 /// (half the bytes written) and `written` (all written, not renamed).
 pub(crate) fn write_with_crash_points(
     path: &Path,

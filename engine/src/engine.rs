@@ -17,6 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::{Notify, watch};
 
 use crate::checkpoint::CheckpointDir;
+use crate::storage::StorageOptions;
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeKind};
 use crate::metrics::SourceMetricsSnapshot;
@@ -90,6 +91,7 @@ impl EngineBuilder {
                     console: self.console,
                     idle_timeout: None,
                     checkpoint: None,
+                    storage: StorageOptions::new(),
                     sources: BTreeMap::new(),
                     sinks: BTreeMap::new(),
                     tables: BTreeMap::new(),
@@ -406,7 +408,12 @@ impl Engine {
     pub fn set_checkpoint_dir(&self, dir: Option<PathBuf>) {
         let mut state = self.state();
         let every = state.checkpoint.as_ref().map_or(1, |c| c.every);
-        state.checkpoint = dir.map(|dir| CheckpointSettings { dir, every });
+        let storage = state.storage.clone();
+        state.checkpoint = dir.map(|dir| CheckpointSettings {
+            dir,
+            every,
+            storage,
+        });
     }
 
     /// Sets `checkpoint.interval`: state is saved every `batches` batches
@@ -430,6 +437,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets an object-store option (`SET s3.endpoint = …`; the key without
+    /// its `s3.` prefix is any `object_store` knows, see
+    /// [`crate::storage`]) for the checkpoint directory and the files
+    /// sources and sinks created after; a source's or sink's own options
+    /// win over these.
+    pub fn set_storage_option(&self, key: &str, value: &str) {
+        let mut state = self.state();
+        state.storage.insert(key.to_string(), value.to_string());
+        let storage = state.storage.clone();
+        if let Some(checkpoint) = state.checkpoint.as_mut() {
+            checkpoint.storage = storage;
+        }
+    }
+
+    /// The object-store options set with [`Engine::set_storage_option`].
+    pub fn storage_options(&self) -> StorageOptions {
+        self.state().storage.clone()
+    }
+
     /// The current `checkpoint.dir`.
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
         self.state().checkpoint.as_ref().map(|c| c.dir.clone())
@@ -448,7 +474,8 @@ impl Engine {
         schema: Option<SchemaRef>,
         options: BTreeMap<String, String>,
     ) -> Result<()> {
-        let source = crate::source::create(name, schema, options)?;
+        let storage = self.storage_options();
+        let source = crate::source::create(name, schema, options, &storage)?;
         self.register_source(name, source)
     }
 
@@ -487,7 +514,8 @@ impl Engine {
     /// Creates and registers a sink from its connector options.
     pub fn create_sink(&self, name: &str, options: BTreeMap<String, String>) -> Result<()> {
         let console = self.console_options();
-        let sink = crate::sink::create(name, options, &console)?;
+        let storage = self.storage_options();
+        let sink = crate::sink::create(name, options, &console, &storage)?;
         self.register_sink(name, sink)
     }
 
@@ -702,7 +730,7 @@ impl Engine {
                 .map(|q| q.shared.name.clone())
                 .collect();
             for name in names {
-                if let Some(last) = CheckpointDir::new(settings.dir.join(name)).resume_point()? {
+                if let Some(last) = CheckpointDir::new(settings.query_dir(&name)?).resume_point()? {
                     state.next_batch = state.next_batch.min(last.plus(state.interval));
                 }
             }

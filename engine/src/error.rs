@@ -50,6 +50,10 @@ pub enum Error {
     /// damaged, or not writable.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// An object store (S3 and the like) failed a request, after its
+    /// retries, with what and where.
+    #[error("object store: {0}")]
+    Storage(String),
     /// DataFusion reported an error while planning or running a batch.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
@@ -97,7 +101,7 @@ impl Error {
             Error::Config(_) | Error::Plan(_) | Error::Source { .. } | Error::Callback { .. } => {
                 ErrorKind::User
             }
-            Error::Io { .. } | Error::Checkpoint(_) => ErrorKind::External,
+            Error::Io { .. } | Error::Checkpoint(_) | Error::Storage(_) => ErrorKind::External,
             Error::Arrow(_) => ErrorKind::User,
             Error::DataFusion(e) => match e {
                 DataFusionError::Internal(_) => ErrorKind::Internal,

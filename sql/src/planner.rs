@@ -42,6 +42,13 @@ pub const SETTINGS: &[&str] = &[
     "watermark.idle.timeout",
     "checkpoint.dir",
     "checkpoint.interval",
+    "s3.endpoint",
+    "s3.allow_http",
+    "s3.region",
+    "s3.access_key_id",
+    "s3.secret_access_key",
+    "s3.timeout",
+    "s3.retry_timeout",
 ];
 
 /// What a statement asks for.
@@ -287,6 +294,16 @@ impl Planner {
                     "watermark.idle.timeout = {}",
                     show_optional(timeout)
                 )))
+            }
+            _ if key.starts_with("s3.") => {
+                let option = &key["s3.".len()..];
+                self.engine.set_storage_option(option, value);
+                let shown = if option.contains("secret") || option.contains("token") {
+                    "(hidden)"
+                } else {
+                    value
+                };
+                Ok(Planned::Done(format!("{key} = {shown}")))
             }
             _ if key.starts_with("datafusion.") => {
                 self.engine

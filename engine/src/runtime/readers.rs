@@ -72,7 +72,7 @@ impl Readers {
                 interval: state.interval,
                 metrics: Arc::clone(&registered.metrics),
                 notices: inner.notices.clone(),
-                checkpoint_dir: state.checkpoint.as_ref().map(|c| c.dir.clone()),
+                checkpoint_dir: state.checkpoint.as_ref().map(|c| c.root()).transpose()?,
             };
             (Arc::clone(&registered.source), ctx)
         };

@@ -37,7 +37,7 @@ pub(super) struct RunningQuery {
     /// Where its checkpoints go, and every how many batches state is saved.
     checkpoint: Option<(CheckpointDir, u64)>,
     /// This process's hold on the checkpoint directory, while it runs.
-    _lock: Option<CheckpointLock>,
+    lock: Option<CheckpointLock>,
     /// Batches up to this time ran before a restart: they are not run again.
     resume_after: Option<BatchTime>,
     /// The last batch it ran.
@@ -120,8 +120,8 @@ impl Inner {
         let mut checkpoint = None;
         let mut lock = None;
         if let Some(settings) = &settings {
-            let dir = CheckpointDir::new(settings.dir.join(&shared.name));
-            lock = Some(dir.lock()?);
+            let dir = CheckpointDir::new(settings.query_dir(&shared.name)?);
+            lock = Some(dir.lock(interval)?);
             let query = shared
                 .description
                 .clone()
@@ -152,7 +152,7 @@ impl Inner {
             batches: 0,
             reported_late: false,
             checkpoint,
-            _lock: lock,
+            lock,
             resume_after: None,
             last_batch: None,
             last_checkpoint: (0, Duration::ZERO),
@@ -498,7 +498,11 @@ impl RunningQuery {
             bytes = dir.save_state(time, states)?;
         }
         crate::crash::point("before-commit");
-        dir.commit(time)?;
+        let lock = self
+            .lock
+            .as_ref()
+            .ok_or_else(|| Error::Internal("a checkpoint without its lock".into()))?;
+        dir.commit(lock, time)?;
         self.last_checkpoint = (bytes as u64, started.elapsed());
         Ok(())
     }

@@ -23,6 +23,8 @@ use crate::source::Source;
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
 use crate::watermark::Watermark;
+use crate::error::Result;
+use crate::storage::{Dir, StorageOptions};
 
 pub(crate) struct RegisteredSource {
     pub(crate) source: Arc<dyn Source>,
@@ -37,6 +39,20 @@ pub(crate) struct CheckpointSettings {
     pub(crate) dir: PathBuf,
     /// State is saved every this many batches (progress every batch).
     pub(crate) every: u64,
+    /// How an object store under `dir` is reached (`SET s3.…`).
+    pub(crate) storage: StorageOptions,
+}
+
+impl CheckpointSettings {
+    /// The checkpoint directory.
+    pub(crate) fn root(&self) -> Result<Dir> {
+        Dir::parse(&self.dir.to_string_lossy(), &self.storage)
+    }
+
+    /// The directory of the query `name`.
+    pub(crate) fn query_dir(&self, name: &str) -> Result<Dir> {
+        Ok(self.root()?.join(name))
+    }
 }
 
 pub(crate) struct PendingQuery {
@@ -69,6 +85,9 @@ pub(crate) struct State {
     pub(crate) idle_timeout: Option<Duration>,
     /// Where queries checkpoint, if they do.
     pub(crate) checkpoint: Option<CheckpointSettings>,
+    /// Object-store options (`SET s3.endpoint = …`) for the checkpoint
+    /// directory and every files source and sink created after.
+    pub(crate) storage: StorageOptions,
     pub(crate) sources: BTreeMap<String, RegisteredSource>,
     pub(crate) sinks: BTreeMap<String, Arc<dyn Sink>>,
     /// Static tables, by name: read from files and held, or any provider.

@@ -59,7 +59,7 @@ pub struct SourceContext {
     pub notices: Notices,
     /// The engine's checkpoint directory, if queries checkpoint (where a
     /// receiver log goes).
-    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub checkpoint_dir: Option<crate::storage::Dir>,
 }
 
 /// Hands out one batch per batch time.

@@ -57,7 +57,7 @@ pub(crate) fn default_schema(connector: &str) -> SchemaRef {
 pub const CONNECTORS: &[(&str, &str)] = &[
     ("socket", "hostname, port, format"),
     ("stdin", "format"),
-    ("files", "path, format, files.existing"),
+    ("files", "path (a directory or s3://bucket/prefix/), format (lines, csv, json, parquet), files.existing, endpoint, allow_http, region, s3.*"),
     (
         "kafka",
         "bootstrap.servers, topic, format, start, max.records.per.partition.per.batch, instance | partitions, timeout, properties.*",
@@ -73,8 +73,9 @@ pub(crate) fn create(
     name: &str,
     schema: Option<SchemaRef>,
     options: BTreeMap<String, String>,
+    storage: &crate::storage::StorageOptions,
 ) -> Result<Arc<dyn Source>> {
-    let mut options = Options::new("source", name, options)?;
+    let mut options = Options::new("source", name, options)?.with_storage_defaults(storage);
     let connector = options.connector().to_string();
     let declared = schema.clone();
     let schema = schema.unwrap_or_else(|| default_schema(&connector));
@@ -120,12 +121,12 @@ mod tests {
     fn every_listed_connector_is_known() {
         for (connector, _) in CONNECTORS {
             let options = [("connector".to_string(), connector.to_string())].into();
-            if let Err(e) = create("s", None, options) {
+            if let Err(e) = create("s", None, options, &Default::default()) {
                 assert!(!e.to_string().contains("unknown connector"), "{e}");
             }
         }
         let options = [("connector".to_string(), "nope".to_string())].into();
-        let e = create("s", None, options).unwrap_err().to_string();
+        let e = create("s", None, options, &Default::default()).unwrap_err().to_string();
         for (connector, _) in CONNECTORS {
             assert!(e.contains(connector), "{e}");
         }

@@ -111,6 +111,15 @@ impl Source for SocketSource {
                     self.name
                 )));
             };
+            let Some(dir) = dir.local_path() else {
+                return Err(Error::Config(format!(
+                    "source '{}': receiver.log = true needs a local checkpoint.dir; {} is in an \
+                     object store, where a log cannot be appended to (use a replayable source \
+                     such as files or Kafka there)",
+                    self.name,
+                    dir.display()
+                )));
+            };
             let dir = dir.join("receiver-logs").join(&self.name);
             Some(Arc::new(std::sync::Mutex::new(ReceiverLog::open(&dir)?)))
         } else {

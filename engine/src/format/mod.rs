@@ -15,6 +15,8 @@
 //! record in `csv` and `json` and are passed over, while in `lines` a blank
 //! line is an empty string, as Spark's `socketTextStream` gives it.
 
+pub(crate) mod parquet;
+
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,478 @@
+//! Checkpoints: a query's state and progress in a directory, so that a
+//! restarted query resumes where it stopped (Spark Streaming's checkpoint
+//! directory). The directory is local or in an object store
+//! (`s3://bucket/jobs/`, see [`crate::storage`]); the same files are in
+//! both.
+//!
+//! A query's directory (`<checkpoint.dir>/<query name>/`) holds:
+//!
+//! - `metadata.json`: the query's text and output schema (its
+//!   fingerprint), the batch interval and the query's zero time. Restoring
+//!   into a different query is an error that shows both;
+//! - `offsets/<batch time>.json`: what each source took for the batch (the
+//!   files source: the files), written before the batch runs; a batch that
+//!   runs again after a restart takes exactly that;
+//! - `commit`: the time of the last batch whose output was delivered,
+//!   rewritten after every batch (on an object store, also the lease that
+//!   keeps a second process out: `lock.rs`);
+//! - `state-<batch time>.bin`: every operator's state after that batch, one
+//!   file per generation (`state_file.rs`), written every
+//!   `checkpoint.interval` batches. The two newest generations are kept:
+//!   if the newest is damaged, the one before is used, and the message
+//!   says so;
+//! - `lock` (local only): held by the one process running the query
+//!   (`lock.rs`).
+//!
+//! Every file is written whole and atomically ([`Dir::write`]: locally a
+//! temporary file, fsynced and renamed; on an object store one PUT), so a
+//! crash leaves either the old file or the new one. No step needs a
+//! rename across files.
+//!
+//! **Crash by crash** (the order of one batch, then what a restart does):
+//!
+//! 1. the offsets are logged (`offsets/<t>.json`) — a crash before leaves
+//!    no trace of the batch, which runs afresh after the restart; a crash
+//!    after replays it with exactly the logged input;
+//! 2. the batch runs and its output is written (the files sink: one file
+//!    per batch time, rewritten with the same bytes when the batch runs
+//!    again) — a crash here re-runs the batch from the log;
+//! 3. the state is saved (`state-<t>.bin`, when due) — a state newer than
+//!    the last commit is never used (its batch's output was not
+//!    committed), so a crash here also re-runs the batch;
+//! 4. `commit` names `t` (on an object store: a conditional write of the
+//!    version this process wrote before, which fails if another process
+//!    took over) — after it, the batch is done;
+//! 5. generations and offsets older than the two newest committed states
+//!    are removed — a crash leaves extra files, removed next time.
+//!
+//! A restart loads the newest state not after the commit, re-runs the
+//! logged batches after it with their logged input, then the batches whose
+//! times passed while it was down.
+
+mod lock;
+mod state_file;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::storage::Dir;
+use crate::time::BatchTime;
+
+pub(crate) use lock::CheckpointLock;
+pub(crate) use state_file::{StateReader, StateWriter, decode, encode};
+
+/// What identifies a query across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    /// The query's text (or description).
+    pub(crate) query: String,
+    /// Its output schema, printed.
+    pub(crate) schema: String,
+}
+
+impl Fingerprint {
+    pub(crate) fn new(query: &str, schema: &SchemaRef) -> Self {
+        let fields: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        Fingerprint {
+            query: query.trim().to_string(),
+            schema: fields.join(", "),
+        }
+    }
+}
+
+/// A query's checkpoint directory.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointDir {
+    dir: Dir,
+}
+
+/// What a checkpoint directory says about a query that ran before.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    /// The query's zero time (the batch time before its first batch).
+    pub(crate) zero: BatchTime,
+    /// The last batch whose output was delivered.
+    pub(crate) committed: Option<BatchTime>,
+    /// The operators' states after batch `state_time`, if any was saved.
+    pub(crate) state: Option<(BatchTime, Vec<StateReader>)>,
+    /// Warnings for the user (a damaged generation that was skipped).
+    pub(crate) warnings: Vec<String>,
+    /// Bytes of the state file read.
+    pub(crate) bytes: usize,
+    /// What the sources took in the batches after the state, as logged
+    /// before they ran: those batches run again with exactly that input.
+    pub(crate) replay: BTreeMap<BatchTime, BTreeMap<String, Value>>,
+}
+
+/// The newest usable state generation, its size, and the warnings about
+/// damaged ones skipped.
+type NewestState = (Option<(BatchTime, Vec<StateReader>)>, usize, Vec<String>);
+
+const METADATA: &str = "metadata.json";
+
+impl CheckpointDir {
+    pub(crate) fn new(dir: Dir) -> Self {
+        CheckpointDir { dir }
+    }
+
+    /// Takes the directory for this process, or says who holds it;
+    /// `interval` is the batch interval (an object store's lease lasts
+    /// three).
+    pub(crate) fn lock(&self, interval: Duration) -> Result<CheckpointLock> {
+        lock::lock(&self.dir, interval)
+    }
+
+    /// Opens the directory for `fingerprint`: what an earlier run left
+    /// there, or `None` for a new query (whose metadata is then written,
+    /// with `zero` and `interval`).
+    pub(crate) fn open(
+        &self,
+        fingerprint: &Fingerprint,
+        zero: BatchTime,
+        interval_ms: i64,
+    ) -> Result<Option<Restored>> {
+        self.dir.create()?;
+        let Some(text) = self.dir.read(METADATA)? else {
+            let text = serde_json::to_vec_pretty(&json!({
+                "query": fingerprint.query,
+                "schema": fingerprint.schema,
+                "interval_ms": interval_ms,
+                "zero": zero.millis(),
+            }))
+            .map_err(|e| Error::Internal(format!("cannot encode metadata: {e}")))?;
+            self.dir.write(METADATA, text)?;
+            return Ok(None);
+        };
+        let saved: Value = serde_json::from_slice(&text).map_err(|e| {
+            Error::Checkpoint(format!("{} is unreadable: {e}", self.dir.display_file(METADATA)))
+        })?;
+        let field = |name: &str| saved[name].as_str().unwrap_or_default().to_string();
+        if field("query") != fingerprint.query || field("schema") != fingerprint.schema {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} is of another query.\n  checkpointed: {}\n    ({})\n  this query:   {}\n    ({})\nUse another checkpoint directory, or remove this one to start over.",
+                self.dir.display(),
+                field("query"),
+                field("schema"),
+                fingerprint.query,
+                fingerprint.schema
+            )));
+        }
+        if saved["interval_ms"].as_i64() != Some(interval_ms) {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint in {} was taken with batch.interval = {} ms; this run has {interval_ms} ms",
+                self.dir.display(),
+                saved["interval_ms"]
+            )));
+        }
+        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or(zero.millis()));
+        let committed = self.committed()?;
+        let (state, bytes, warnings) = self.newest_state(committed)?;
+        let replay = self.logged_offsets(state.as_ref().map_or(zero, |(t, _)| *t))?;
+        Ok(Some(Restored {
+            zero,
+            committed,
+            state,
+            warnings,
+            bytes,
+            replay,
+        }))
+    }
+
+    /// The newest state generation not after the last commit (a newer one
+    /// is of a batch whose output was not delivered) that decodes, with its
+    /// size, and a warning for each damaged one skipped.
+    fn newest_state(&self, committed: Option<BatchTime>) -> Result<NewestState> {
+        let mut warnings = Vec::new();
+        let usable: Vec<(BatchTime, String)> = self
+            .generations()?
+            .into_iter()
+            .rev()
+            .filter(|(time, _)| committed.is_some_and(|c| *time <= c))
+            .collect();
+        for (i, (_, name)) in usable.iter().enumerate() {
+            let loaded = self.dir.read(name).and_then(|bytes| {
+                let bytes = bytes.ok_or_else(|| Error::Checkpoint("it is gone".into()))?;
+                Ok((bytes.len(), decode(&bytes)?))
+            });
+            match loaded {
+                Ok((bytes, loaded)) => return Ok((Some(loaded), bytes, warnings)),
+                Err(e) => warnings.push(format!(
+                    "checkpoint state {} is damaged ({e}); {}",
+                    self.dir.display_file(name),
+                    if i + 1 < usable.len() {
+                        "using the one before"
+                    } else {
+                        "there is no older one, so the query resumes without its state"
+                    }
+                )),
+            }
+        }
+        Ok((None, 0, warnings))
+    }
+
+    /// Where a restarted query resumes: after the batch of its newest good
+    /// state, or after its zero when it has none; `None` for a new query.
+    pub(crate) fn resume_point(&self) -> Result<Option<BatchTime>> {
+        let Some(text) = self.dir.read(METADATA)? else {
+            return Ok(None);
+        };
+        let saved: Value = serde_json::from_slice(&text).map_err(|e| {
+            Error::Checkpoint(format!("{} is unreadable: {e}", self.dir.display_file(METADATA)))
+        })?;
+        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or_default());
+        let (state, _, _) = self.newest_state(self.committed()?)?;
+        Ok(Some(state.map_or(zero, |(t, _)| t)))
+    }
+
+    fn offsets_dir(&self) -> Dir {
+        self.dir.join("offsets")
+    }
+
+    /// Logs what each source took for batch `time`, before it runs.
+    pub(crate) fn log_offsets(
+        &self,
+        time: BatchTime,
+        offsets: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let dir = self.offsets_dir();
+        dir.create()?;
+        let text = serde_json::to_vec(offsets)
+            .map_err(|e| Error::Internal(format!("cannot encode offsets: {e}")))?;
+        dir.write(&format!("{}.json", time.millis()), text)
+    }
+
+    /// The offsets logged for batches after `after`, by batch time.
+    fn logged_offsets(
+        &self,
+        after: BatchTime,
+    ) -> Result<BTreeMap<BatchTime, BTreeMap<String, Value>>> {
+        let dir = self.offsets_dir();
+        let mut logged = BTreeMap::new();
+        for (time, name) in self.offset_files()? {
+            if time <= after {
+                continue;
+            }
+            // A log entry cut by a crash cannot exist (atomic writes); one
+            // that is missing or does not parse is damage worth stopping for.
+            let damaged = |why: String| {
+                Error::Checkpoint(format!("{} is damaged: {why}", dir.display_file(&name)))
+            };
+            let text = dir.read(&name)?.ok_or_else(|| damaged("it is gone".into()))?;
+            let offsets: BTreeMap<String, Value> =
+                serde_json::from_slice(&text).map_err(|e| damaged(e.to_string()))?;
+            logged.insert(time, offsets);
+        }
+        Ok(logged)
+    }
+
+    /// The offset log's entries (batch time, file name), oldest first.
+    fn offset_files(&self) -> Result<Vec<(BatchTime, String)>> {
+        numbered(&self.offsets_dir(), "", ".json")
+    }
+
+    /// The last committed batch.
+    fn committed(&self) -> Result<Option<BatchTime>> {
+        match self.dir.read(lock::COMMIT)? {
+            None => Ok(None),
+            Some(text) => lock::committed_batch(&text)
+                .map(|t| t.map(BatchTime::from_millis))
+                .ok_or_else(|| {
+                    Error::Checkpoint(format!(
+                        "{} is damaged",
+                        self.dir.display_file(lock::COMMIT)
+                    ))
+                }),
+        }
+    }
+
+    /// State generations (batch time, file name), oldest first.
+    fn generations(&self) -> Result<Vec<(BatchTime, String)>> {
+        numbered(&self.dir, "state-", ".bin")
+    }
+
+    /// Saves the operators' states after batch `time` (pruned after the
+    /// batch commits, see [`CheckpointDir::commit`]).
+    pub(crate) fn save_state(&self, time: BatchTime, operators: Vec<StateWriter>) -> Result<usize> {
+        let bytes = encode(time, operators)?;
+        let size = bytes.len();
+        self.dir.write_with_crash_points(
+            &format!("state-{}.bin", time.millis()),
+            bytes.into(),
+            None,
+            Some("state-written"),
+        )?;
+        Ok(size)
+    }
+
+    /// Keeps the two newest committed state generations (and any newer,
+    /// not yet committed one), and the offsets after the older of the two:
+    /// what a restart can need, even if the newest state is damaged. With
+    /// one committed generation nothing is pruned (a restart without state
+    /// replays from the start).
+    fn prune(&self, committed: BatchTime) -> Result<()> {
+        let generations = self.generations()?;
+        let kept: Vec<BatchTime> = generations
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t <= committed)
+            .rev()
+            .take(2)
+            .collect();
+        let [_, oldest] = kept.as_slice() else {
+            return Ok(());
+        };
+        for (time, name) in &generations {
+            if time < oldest {
+                self.dir.remove(name)?;
+            }
+        }
+        let offsets = self.offsets_dir();
+        for (time, name) in self.offset_files()? {
+            if time <= *oldest {
+                offsets.remove(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that batch `time`'s output was delivered (with `lock`, the
+    /// hold of this process), then prunes what no restart can need.
+    pub(crate) fn commit(&self, lock: &CheckpointLock, time: BatchTime) -> Result<()> {
+        match lock {
+            CheckpointLock::Local { .. } => self
+                .dir
+                .write(lock::COMMIT, time.millis().to_string().into_bytes())?,
+            CheckpointLock::Lease(lease) => lease.commit(time.millis())?,
+        }
+        self.prune(time)
+    }
+}
+
+/// The files `<prefix><batch time><suffix>` in `dir`, oldest first.
+fn numbered(dir: &Dir, prefix: &str, suffix: &str) -> Result<Vec<(BatchTime, String)>> {
+    let mut found = Vec::new();
+    dir.for_each(|entry| {
+        if let Some(time) = entry
+            .name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            found.push((BatchTime::from_millis(time), entry.name));
+        }
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatch};
+    use std::fs;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_the_second_learns_who() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = CheckpointDir::new(Dir::Local(dir.path().join("q1")));
+        let held = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        let e = checkpoint.lock(Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(
+            e.contains("is in use by") && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        let _again = checkpoint.lock(Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn state_files_round_trip_and_damage_is_detected() {
+        let mut one = StateWriter::default();
+        one.batch("keys", batch(&[1, 2, 3]));
+        one.value("numbers", json!([4, 5]));
+        let two = StateWriter::default();
+        let bytes = encode(BatchTime::from_millis(7000), vec![one, two]).unwrap();
+        let (time, operators) = decode(&bytes).unwrap();
+        assert_eq!(time.millis(), 7000);
+        assert_eq!(operators.len(), 2);
+        assert_eq!(operators[0].batch("keys").unwrap(), &batch(&[1, 2, 3]));
+        assert_eq!(operators[0].i64s("numbers").unwrap(), vec![4, 5]);
+        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+        let mut flipped = bytes.clone();
+        let at = flipped.len() - 20;
+        flipped[at] ^= 0xff;
+        let e = decode(&flipped).unwrap_err().to_string();
+        assert!(e.contains("checksum does not match"), "{e}");
+    }
+
+    #[test]
+    fn a_different_query_is_refused_and_the_newest_good_generation_is_used() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().to_path_buf();
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
+        let print = Fingerprint::new("SELECT n FROM s", &schema);
+        assert!(
+            checkpoint
+                .open(&print, BatchTime::from_millis(0), 1000)
+                .unwrap()
+                .is_none()
+        );
+        let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        for t in [1000, 2000, 3000] {
+            let mut state = StateWriter::default();
+            state.value("t", json!(t));
+            checkpoint
+                .save_state(BatchTime::from_millis(t), vec![state])
+                .unwrap();
+            checkpoint.commit(&lock, BatchTime::from_millis(t)).unwrap();
+        }
+        assert!(!dir.join("state-1000.bin").exists(), "pruned");
+        // The newest generation is damaged: the one before is used.
+        fs::write(dir.join("state-3000.bin"), b"garbage").unwrap();
+        let restored = checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap()
+            .unwrap();
+        let (time, state) = restored.state.unwrap();
+        assert_eq!(time.millis(), 2000);
+        assert_eq!(state[0].i64("t").unwrap(), 2000);
+        assert_eq!(restored.warnings.len(), 1);
+        assert!(restored.warnings[0].contains("using the one before"));
+        // Both are damaged: no older one is claimed.
+        fs::write(dir.join("state-2000.bin"), b"garbage").unwrap();
+        let restored = checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap()
+            .unwrap();
+        assert!(restored.state.is_none());
+        assert!(restored.warnings[0].contains("using the one before"));
+        assert!(
+            restored.warnings[1].contains("there is no older one"),
+            "{:?}",
+            restored.warnings
+        );
+        let other = Fingerprint::new("SELECT n + 1 FROM s", &schema);
+        let e = checkpoint
+            .open(&other, BatchTime::from_millis(0), 1000)
+            .unwrap_err();
+        assert!(e.to_string().contains("is of another query"), "{e}");
+        assert!(e.to_string().contains("SELECT n + 1 FROM s"), "{e}");
+    }
+}

@@ -1,0 +1,334 @@
+//! A directory under an object-store prefix (`s3://bucket/path/`): the
+//! store built from the URL, the options and the environment, and the few
+//! operations the engine needs, each retried as `retry.rs` says.
+//!
+//! How a store is found: `AmazonS3Builder::from_env` reads what AWS tools
+//! read from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
+//! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, and the container and web-identity
+//! credentials), then the options given override it. An option is any key
+//! `object_store` knows (`endpoint`, `allow_http`, `region`,
+//! `access_key_id`, `secret_access_key`, `timeout`, …), with or without an
+//! `s3.` prefix, plus `retry_timeout`, the budget of one request's retries.
+//! `gs://` and `az://` work the same when the engine is built with the
+//! `gcp` or `azure` feature.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+};
+
+use crate::error::{Error, Result};
+use crate::storage::Entry;
+use crate::storage::blocking::spawn;
+use crate::storage::retry::{DEFAULT_RETRY_TIMEOUT, Retries, retrying, storage_error};
+
+/// A directory in an object store: a store and a prefix.
+#[derive(Clone)]
+pub struct ObjectDir {
+    store: Arc<dyn ObjectStore>,
+    /// `s3://bucket`, for messages.
+    root: String,
+    prefix: Path,
+    budget: Duration,
+}
+
+impl std::fmt::Debug for ObjectDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectDir({})", self.display())
+    }
+}
+
+/// The version of an object that a conditional write replaces.
+pub(crate) type Version = UpdateVersion;
+
+/// Why a conditional write did not happen.
+#[derive(Debug)]
+pub(crate) enum Conflict {
+    /// Another writer changed (or created) the object first.
+    Lost,
+}
+
+/// What a conditional write expects to find.
+pub(crate) enum Expect {
+    /// No object under the name.
+    Absent,
+    /// The object at this version.
+    Version(Version),
+}
+
+impl ObjectDir {
+    /// The directory `url` names (`s3://bucket/some/path`), with `options`
+    /// over what the environment says.
+    pub(crate) fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| Error::Config(format!("'{url}' is not a URL")))?;
+        let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config(format!("'{url}' names no bucket")));
+        }
+        let mut budget = DEFAULT_RETRY_TIMEOUT;
+        let mut settings = Vec::new();
+        for (key, value) in options {
+            let key = key
+                .strip_prefix("s3.")
+                .or_else(|| key.strip_prefix("storage."))
+                .unwrap_or(key);
+            if key == "retry_timeout" || key == "retry.timeout" {
+                budget = crate::time::parse_duration(value)?;
+            } else {
+                settings.push((key.to_string(), value.clone()));
+            }
+        }
+        // Retries are ours (reported and counted), not the client's.
+        let retry = RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        };
+        let unknown = |key: &str, e: object_store::Error| {
+            Error::Config(format!("'{key}' is not an option of {scheme}:// locations: {e}"))
+        };
+        let built = |e: object_store::Error| {
+            Error::Config(format!("cannot use {url}: {e}"))
+        };
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry);
+                for (key, value) in settings {
+                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
+                    builder = builder.with_config(parsed, value);
+                }
+                Arc::new(builder.build().map_err(built)?)
+            }
+            #[cfg(feature = "gcp")]
+            "gs" => {
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry);
+                for (key, value) in settings {
+                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
+                    builder = builder.with_config(parsed, value);
+                }
+                Arc::new(builder.build().map_err(built)?)
+            }
+            #[cfg(feature = "azure")]
+            "az" | "abfs" | "abfss" => {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(bucket)
+                    .with_retry(retry);
+                for (key, value) in settings {
+                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
+                    builder = builder.with_config(parsed, value);
+                }
+                Arc::new(builder.build().map_err(built)?)
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "'{url}': unknown storage scheme '{other}://'; Brooklet reads and writes \
+                     local paths and s3:// (gs:// and az:// when built with the gcp or azure feature)"
+                )));
+            }
+        };
+        Ok(ObjectDir {
+            store,
+            root: format!("{scheme}://{bucket}"),
+            prefix: Path::from(path.trim_matches('/')),
+            budget,
+        })
+    }
+
+    /// The subdirectory `name`.
+    pub(crate) fn join(&self, name: &str) -> Self {
+        let mut joined = self.clone();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            joined.prefix = joined.prefix.clone().join(part);
+        }
+        joined
+    }
+
+    /// The URL of the directory.
+    pub(crate) fn display(&self) -> String {
+        if self.prefix.as_ref().is_empty() {
+            format!("{}/", self.root)
+        } else {
+            format!("{}/{}/", self.root, self.prefix)
+        }
+    }
+
+    fn key(&self, name: &str) -> Path {
+        self.prefix.clone().join(name)
+    }
+
+    fn url_of(&self, name: &str) -> String {
+        format!("{}{name}", self.display())
+    }
+
+    /// The object `name` and its version, if there is one.
+    pub(crate) fn read(&self, name: &str) -> Result<Option<(Bytes, Version)>> {
+        let store = Arc::clone(&self.store);
+        let key = self.key(name);
+        let url = self.url_of(name);
+        let answer = retrying("reading", &url, self.budget, || {
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            async move {
+                let got = store.get(&key).await?;
+                let version = UpdateVersion {
+                    e_tag: got.meta.e_tag.clone(),
+                    version: got.meta.version.clone(),
+                };
+                Ok((got.bytes().await?, version))
+            }
+        })?;
+        match answer {
+            Ok(found) => Ok(Some(found)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage_error("read", &url, e)),
+        }
+    }
+
+    /// Writes `bytes` as the object `name`, replacing any: one PUT, which
+    /// object stores make atomic (a reader sees the old object or the new).
+    pub(crate) fn write(&self, name: &str, bytes: Bytes) -> Result<()> {
+        let url = self.url_of(name);
+        self.put(name, bytes, PutMode::Overwrite)?
+            .map(|_| ())
+            .map_err(|e| storage_error("write", &url, e))
+    }
+
+    /// Writes `bytes` as the object `name` only if it is as `expect` says;
+    /// the new version, or [`Conflict::Lost`] when another writer came
+    /// first.
+    pub(crate) fn write_if(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        expect: Expect,
+    ) -> Result<std::result::Result<Version, Conflict>> {
+        let url = self.url_of(name);
+        let mode = match expect {
+            Expect::Absent => PutMode::Create,
+            Expect::Version(version) => PutMode::Update(version),
+        };
+        match self.put(name, bytes, mode)? {
+            Ok(version) => Ok(Ok(version)),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(Err(Conflict::Lost)),
+            Err(e) => Err(storage_error("write", &url, e)),
+        }
+    }
+
+    fn put(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<object_store::Result<Version>> {
+        let store = Arc::clone(&self.store);
+        let key = self.key(name);
+        retrying("writing", &self.url_of(name), self.budget, || {
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            let options = PutOptions {
+                mode: mode.clone(),
+                ..PutOptions::default()
+            };
+            let payload = PutPayload::from_bytes(bytes.clone());
+            async move {
+                let put = store.put_opts(&key, payload, options).await?;
+                Ok(UpdateVersion {
+                    e_tag: put.e_tag,
+                    version: put.version,
+                })
+            }
+        })
+    }
+
+    /// Removes the object `name` (nothing if it is not there).
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let key = self.key(name);
+        let url = self.url_of(name);
+        match retrying("removing", &url, self.budget, || {
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            async move { store.delete(&key).await }
+        })? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error("remove", &url, e)),
+        }
+    }
+
+    /// Calls `visit` with each object directly in the directory (not in
+    /// its subdirectories), in key order. The listing is handed over page
+    /// by page as it comes (a bounded channel), so memory does not grow
+    /// with the directory; a listing that fails midway is retried from the
+    /// key after the last one seen.
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(Entry)) -> Result<()> {
+        let depth = self.prefix.parts().count() + 1;
+        let url = self.display();
+        let mut retries = Retries::new("listing", &url, self.budget);
+        let mut after: Option<Path> = None;
+        loop {
+            let mut listing = self.list_from(after.clone());
+            let mut failure = None;
+            while let Some(item) = futures::executor::block_on(listing.recv()) {
+                match item {
+                    Ok(meta) => {
+                        if meta.location.parts().count() == depth {
+                            visit(Entry {
+                                name: meta.location.filename().unwrap_or_default().to_string(),
+                                modified_ms: meta.last_modified.timestamp_millis(),
+                                size: meta.size,
+                            });
+                        }
+                        after = Some(meta.location);
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            match failure {
+                None => {
+                    retries.succeeded();
+                    return Ok(());
+                }
+                Some(e) => retries
+                    .failed(e)
+                    .map_err(|e| storage_error("list", &url, e))?,
+            }
+        }
+    }
+
+    /// The objects under the prefix after `after`, through a bounded
+    /// channel filled by a task on the storage runtime.
+    fn list_from(
+        &self,
+        after: Option<Path>,
+    ) -> tokio::sync::mpsc::Receiver<object_store::Result<object_store::ObjectMeta>> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(1000);
+        let store = Arc::clone(&self.store);
+        let prefix = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
+        spawn(async move {
+            let mut stream = match &after {
+                Some(after) => store.list_with_offset(prefix.as_ref(), after),
+                None => store.list(prefix.as_ref()),
+            };
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
