@@ -16,6 +16,8 @@
 //!   (`kafka_broker`: Tansu started per test, and a reader of the
 //!   committed records);
 //! - `nexmark`: the Nexmark generator, and q5's windows against a batch query;
+//! - `storage`: files and checkpoints on a real S3 API server
+//!   (`s3_server`: moto started per test), Parquet both ways;
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
@@ -36,6 +38,9 @@ mod kafka;
 #[path = "kafka_broker/mod.rs"]
 mod kafka_broker;
 mod nexmark;
+#[path = "s3_server/mod.rs"]
+mod s3_server;
+mod storage;
 mod support;
 mod window;
 mod window_props;

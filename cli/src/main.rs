@@ -45,8 +45,9 @@ struct Cli {
     /// Print each batch's figures (rows in and out, processing time, scheduling delay) on stderr.
     #[arg(long, global = true)]
     progress: bool,
-    /// Checkpoint every query into this directory, and resume from it: a
-    /// restarted run goes on after its last finished batch (`SET checkpoint.dir`).
+    /// Checkpoint every query into this directory (or object-store prefix,
+    /// such as s3://bucket/jobs/), and resume from it: a restarted run goes
+    /// on after its last finished batch (`SET checkpoint.dir`).
     #[arg(long, global = true, value_name = "DIR")]
     checkpoint: Option<PathBuf>,
     #[command(subcommand)]

@@ -17,7 +17,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::{Notify, watch};
 
 use crate::checkpoint::CheckpointDir;
-use crate::storage::StorageOptions;
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeKind};
 use crate::metrics::SourceMetricsSnapshot;
@@ -30,6 +29,7 @@ use crate::runtime::shared::{
 };
 use crate::sink::{ConsoleOptions, Sink};
 use crate::source::{MemorySource, Source};
+use crate::storage::StorageOptions;
 use crate::sync::lock;
 use crate::table::{StaticTable, StaticTableProvider, TableInfo};
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};

@@ -52,7 +52,7 @@ pub(crate) enum CheckpointLock {
         _held: fs::File,
     },
     /// The lease in an object store's `commit` object.
-    Lease(Lease),
+    Lease(Box<Lease>),
 }
 
 /// The holder's side of an object-store lease (see the module docs).
@@ -114,10 +114,10 @@ fn in_use(dir: &str, holder: &str) -> Error {
 pub(super) fn lock(dir: &Dir, interval: Duration) -> Result<CheckpointLock> {
     match dir {
         Dir::Local(path) => lock_file(path),
-        Dir::Object(objects) => Ok(CheckpointLock::Lease(Lease::take(
+        Dir::Object(objects) => Ok(CheckpointLock::Lease(Box::new(Lease::take(
             objects,
             MIN_LEASE.max(interval * 3),
-        )?)),
+        )?))),
     }
 }
 
@@ -188,7 +188,7 @@ impl Lease {
             }
         };
         let body = Self::body(&holder, &committed, lease);
-        match dir.write_if(COMMIT, body, expect)? {
+        match write_if(dir, body, expect)? {
             Ok(version) => Ok(Lease {
                 dir: dir.clone(),
                 holder,
@@ -225,10 +225,7 @@ impl Lease {
     fn write(&self, holder: &Value, committed: Value) -> Result<()> {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let body = Self::body(holder, &committed, self.lease);
-        match self
-            .dir
-            .write_if(COMMIT, body, Expect::Version(written.0.clone()))?
-        {
+        match write_if(&self.dir, body, Expect::Version(written.0.clone()))? {
             Ok(version) => {
                 *written = (version, committed);
                 Ok(())
@@ -265,6 +262,25 @@ impl Drop for Lease {
     }
 }
 
+/// Writes `body` as the `commit` object if it is as `expect` says. A
+/// conflict after a write whose answer was lost (the request timed out
+/// after the store applied it, and its retry found the new version) is
+/// recognised by the object holding exactly `body` (which names this
+/// process and the moment): that write is ours.
+fn write_if(
+    dir: &ObjectDir,
+    body: bytes::Bytes,
+    expect: Expect,
+) -> Result<std::result::Result<Version, Conflict>> {
+    match dir.write_if(COMMIT, body.clone(), expect)? {
+        Ok(version) => Ok(Ok(version)),
+        Err(Conflict::Lost) => match dir.read(COMMIT)? {
+            Some((found, version)) if found == body => Ok(Ok(version)),
+            _ => Ok(Err(Conflict::Lost)),
+        },
+    }
+}
+
 /// Why the holder a `commit` object names still holds it, or `None` when
 /// it is gone (see the module docs).
 fn alive(current: &Value) -> Option<String> {
@@ -279,8 +295,8 @@ fn alive(current: &Value) -> Option<String> {
     let pid = holder["pid"].as_u64().unwrap_or(0) as u32;
     if holder["host"].as_str() == Some(host_name().as_str()) {
         let same_process = pid == std::process::id();
-        let running = process_start(pid).is_some()
-            && process_start(pid) == holder["process_start"].as_u64();
+        let running =
+            process_start(pid).is_some() && process_start(pid) == holder["process_start"].as_u64();
         return (same_process || running).then_some(description);
     }
     let renewed = current["renewed_ms"].as_u64().unwrap_or(0) as u128;

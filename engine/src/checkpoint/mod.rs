@@ -152,7 +152,10 @@ impl CheckpointDir {
             return Ok(None);
         };
         let saved: Value = serde_json::from_slice(&text).map_err(|e| {
-            Error::Checkpoint(format!("{} is unreadable: {e}", self.dir.display_file(METADATA)))
+            Error::Checkpoint(format!(
+                "{} is unreadable: {e}",
+                self.dir.display_file(METADATA)
+            ))
         })?;
         let field = |name: &str| saved[name].as_str().unwrap_or_default().to_string();
         if field("query") != fingerprint.query || field("schema") != fingerprint.schema {
@@ -225,7 +228,10 @@ impl CheckpointDir {
             return Ok(None);
         };
         let saved: Value = serde_json::from_slice(&text).map_err(|e| {
-            Error::Checkpoint(format!("{} is unreadable: {e}", self.dir.display_file(METADATA)))
+            Error::Checkpoint(format!(
+                "{} is unreadable: {e}",
+                self.dir.display_file(METADATA)
+            ))
         })?;
         let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or_default());
         let (state, _, _) = self.newest_state(self.committed()?)?;
@@ -265,7 +271,9 @@ impl CheckpointDir {
             let damaged = |why: String| {
                 Error::Checkpoint(format!("{} is damaged: {why}", dir.display_file(&name)))
             };
-            let text = dir.read(&name)?.ok_or_else(|| damaged("it is gone".into()))?;
+            let text = dir
+                .read(&name)?
+                .ok_or_else(|| damaged("it is gone".into()))?;
             let offsets: BTreeMap<String, Value> =
                 serde_json::from_slice(&text).map_err(|e| damaged(e.to_string()))?;
             logged.insert(time, offsets);
@@ -377,8 +385,8 @@ fn numbered(dir: &Dir, prefix: &str, suffix: &str) -> Result<Vec<(BatchTime, Str
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, RecordBatch};
-    use std::fs;
     use arrow::datatypes::{DataType, Field, Schema};
+    use std::fs;
     use std::sync::Arc;
 
     fn batch(values: &[i64]) -> RecordBatch {
@@ -391,7 +399,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let checkpoint = CheckpointDir::new(Dir::Local(dir.path().join("q1")));
         let held = checkpoint.lock(Duration::from_secs(1)).unwrap();
-        let e = checkpoint.lock(Duration::from_secs(1)).unwrap_err().to_string();
+        let e = checkpoint
+            .lock(Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("is in use by") && e.contains(&format!("pid {}", std::process::id())),
             "{e}"

@@ -185,4 +185,3 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
     }
     Ok((BatchTime::from_millis(time), operators))
 }
-

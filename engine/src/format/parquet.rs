@@ -25,8 +25,8 @@ pub(crate) fn decode(bytes: Bytes, schema: &SchemaRef) -> std::result::Result<Re
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| format!("a damaged Parquet file: {e}"))?;
-    let whole = arrow::compute::concat_batches(&file_schema, &batches)
-        .map_err(|e| e.to_string())?;
+    let whole =
+        arrow::compute::concat_batches(&file_schema, &batches).map_err(|e| e.to_string())?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match file_schema.index_of(field.name()) {
@@ -93,12 +93,20 @@ mod tests {
         ]));
         let read = decode(bytes.clone(), &declared).unwrap();
         assert_eq!(
-            read.column(1).as_any().downcast_ref::<Int64Array>().unwrap().values(),
+            read.column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values(),
             &[1, 2]
         );
         assert_eq!(read.column(2).null_count(), 2);
         let strict = Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, false)]));
-        assert!(decode(bytes, &strict).unwrap_err().contains("no column 'x'"));
+        assert!(
+            decode(bytes, &strict)
+                .unwrap_err()
+                .contains("no column 'x'")
+        );
         assert!(decode(Bytes::from_static(b"not parquet"), &strict).is_err());
     }
 }

@@ -14,17 +14,17 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::error::Result;
 use crate::graph::Node;
 use crate::metrics::SourceMetrics;
 use crate::notice::Notices;
 use crate::query::{Output, QueryShared, QueryStatus, StreamingListener};
 use crate::sink::{ConsoleOptions, Sink};
 use crate::source::Source;
+use crate::storage::{Dir, StorageOptions};
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
 use crate::watermark::Watermark;
-use crate::error::Result;
-use crate::storage::{Dir, StorageOptions};
 
 pub(crate) struct RegisteredSource {
     pub(crate) source: Arc<dyn Source>,

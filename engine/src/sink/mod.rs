@@ -29,7 +29,10 @@ use crate::error::{Error, Result};
 /// The sink connectors, with what each takes (for help texts and errors).
 pub const CONNECTORS: &[(&str, &str)] = &[
     ("console", "format = 'table' | 'csv' | 'json'"),
-    ("files", "path (a directory or s3://bucket/prefix/), format = 'csv' | 'json' | 'parquet', endpoint, allow_http, region, s3.*"),
+    (
+        "files",
+        "path (a directory or s3://bucket/prefix/), format = 'csv' | 'json' | 'parquet', endpoint, allow_http, region, s3.*",
+    ),
     (
         "kafka",
         "bootstrap.servers, topic, format = 'json' | 'csv', key, delivery = 'exactly-once' | 'at-least-once', transactional.id, timeout, properties.*",
@@ -71,7 +74,12 @@ mod tests {
     fn every_listed_connector_is_known() {
         for (connector, _) in CONNECTORS {
             let options = [("connector".to_string(), connector.to_string())].into();
-            if let Err(e) = create("s", options, &ConsoleOptions::default(), &Default::default()) {
+            if let Err(e) = create(
+                "s",
+                options,
+                &ConsoleOptions::default(),
+                &Default::default(),
+            ) {
                 assert!(!e.to_string().contains("unknown connector"), "{e}");
             }
         }

@@ -121,7 +121,10 @@ impl FilesSource {
             options.take(&["format"]);
             (options.take_decoding(&schema, "json")?, FileFormat::Parquet)
         } else {
-            (options.take_decoding(&schema, "lines")?, FileFormat::Records)
+            (
+                options.take_decoding(&schema, "lines")?,
+                FileFormat::Records,
+            )
         };
         // Built now, so that a bad URL or option fails the declaration.
         Dir::parse(&location, &storage)?;
@@ -263,7 +266,12 @@ impl FilesReader {
     /// Reads the files `names`, in order, as one batch, and notes them
     /// taken; with a `limit` of records, stops after the file that reaches
     /// it (a file is never split), leaving the others for the next batch.
-    fn take(&mut self, names: Vec<String>, limit: Option<usize>, replaying: bool) -> Result<SourceBatch> {
+    fn take(
+        &mut self,
+        names: Vec<String>,
+        limit: Option<usize>,
+        replaying: bool,
+    ) -> Result<SourceBatch> {
         let mut batches: Vec<RecordBatch> = Vec::with_capacity(names.len());
         let mut taken = Vec::with_capacity(names.len());
         let mut rows = 0;
@@ -314,22 +322,24 @@ impl FilesReader {
                     .decode(&bytes)
                     .map(Some)
             }
-            FileFormat::Parquet => match crate::format::parquet::decode(bytes, &self.decoding.schema) {
-                Ok(batch) => {
-                    if !again {
-                        self.metrics.add_records(batch.num_rows() as u64);
+            FileFormat::Parquet => {
+                match crate::format::parquet::decode(bytes, &self.decoding.schema) {
+                    Ok(batch) => {
+                        if !again {
+                            self.metrics.add_records(batch.num_rows() as u64);
+                        }
+                        Ok(Some(batch))
                     }
-                    Ok(Some(batch))
+                    Err(why) if self.decoding.policy == ErrorPolicy::Fail => {
+                        Err(self.error(format!("{place}: {why}")))
+                    }
+                    Err(why) => {
+                        self.metrics
+                            .note_skipped(|| format!("{place} was skipped: {why}"));
+                        Ok(None)
+                    }
                 }
-                Err(why) if self.decoding.policy == ErrorPolicy::Fail => {
-                    Err(self.error(format!("{place}: {why}")))
-                }
-                Err(why) => {
-                    self.metrics
-                        .note_skipped(|| format!("{place} was skipped: {why}"));
-                    Ok(None)
-                }
-            },
+            }
         }
     }
 }

@@ -57,7 +57,10 @@ pub(crate) fn default_schema(connector: &str) -> SchemaRef {
 pub const CONNECTORS: &[(&str, &str)] = &[
     ("socket", "hostname, port, format"),
     ("stdin", "format"),
-    ("files", "path (a directory or s3://bucket/prefix/), format (lines, csv, json, parquet), files.existing, endpoint, allow_http, region, s3.*"),
+    (
+        "files",
+        "path (a directory or s3://bucket/prefix/), format (lines, csv, json, parquet), files.existing, endpoint, allow_http, region, s3.*",
+    ),
     (
         "kafka",
         "bootstrap.servers, topic, format, start, max.records.per.partition.per.batch, instance | partitions, timeout, properties.*",
@@ -126,7 +129,9 @@ mod tests {
             }
         }
         let options = [("connector".to_string(), "nope".to_string())].into();
-        let e = create("s", None, options, &Default::default()).unwrap_err().to_string();
+        let e = create("s", None, options, &Default::default())
+            .unwrap_err()
+            .to_string();
         for (connector, _) in CONNECTORS {
             assert!(e.contains(connector), "{e}");
         }

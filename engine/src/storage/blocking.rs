@@ -6,7 +6,9 @@
 //! first use, and the caller's thread waits for the answer: the same
 //! blocking a local `fs::read` does. Running them on the caller's runtime
 //! instead would need `block_in_place`, which a current-thread runtime
-//! (embedders', tests') does not allow.
+//! (embedders', tests') does not allow. The wait is `unconstrained`, so it
+//! does not spend (and cannot run out of) tokio's cooperative budget of the
+//! task it blocks.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -32,14 +34,9 @@ where
     F::Output: Send + 'static,
 {
     let task = runtime().spawn(future);
-    futures::executor::block_on(task)
+    // Unconstrained: on a tokio worker, a JoinHandle polled past the
+    // calling task's cooperative budget would defer its wake-up until the
+    // task yields, which a blocked task never does.
+    futures::executor::block_on(tokio::task::unconstrained(task))
         .map_err(|e| Error::Internal(format!("an object-store request failed: {e}")))
-}
-
-/// Starts `future` on the storage runtime without waiting for it.
-pub(crate) fn spawn<F>(future: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    runtime().spawn(future);
 }

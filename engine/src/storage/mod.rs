@@ -77,9 +77,9 @@ pub enum Dir {
 /// Whether `location` names an object store (a URL with a scheme) rather
 /// than a local path.
 pub fn is_url(location: &str) -> bool {
-    location
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 impl Dir {
@@ -169,7 +169,9 @@ impl Dir {
         written: Option<&str>,
     ) -> Result<()> {
         match self {
-            Dir::Local(path) => write_with_crash_points(&path.join(name), &bytes, mid_write, written),
+            Dir::Local(path) => {
+                write_with_crash_points(&path.join(name), &bytes, mid_write, written)
+            }
             Dir::Object(dir) => {
                 if let Some(point) = mid_write {
                     crate::crash::point(point);
@@ -210,8 +212,8 @@ impl Dir {
                     Err(e) => return Err(Error::io(format!("cannot list {}", path.display()), e)),
                 };
                 for entry in entries {
-                    let entry =
-                        entry.map_err(|e| Error::io(format!("cannot list {}", path.display()), e))?;
+                    let entry = entry
+                        .map_err(|e| Error::io(format!("cannot list {}", path.display()), e))?;
                     // A file may vanish between the listing and here: skip it.
                     let Ok(metadata) = entry.metadata() else {
                         continue;
@@ -258,7 +260,10 @@ mod tests {
             Dir::Local(p) if p == Path::new("/tmp/x")
         ));
         let e = Dir::parse("ftp://host/x", &StorageOptions::new()).unwrap_err();
-        assert!(e.to_string().contains("unknown storage scheme 'ftp://'"), "{e}");
+        assert!(
+            e.to_string().contains("unknown storage scheme 'ftp://'"),
+            "{e}"
+        );
     }
 
     #[test]

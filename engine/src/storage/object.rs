@@ -25,8 +25,7 @@ use object_store::{
 
 use crate::error::{Error, Result};
 use crate::storage::Entry;
-use crate::storage::blocking::spawn;
-use crate::storage::retry::{DEFAULT_RETRY_TIMEOUT, Retries, retrying, storage_error};
+use crate::storage::retry::{DEFAULT_RETRY_TIMEOUT, retrying, storage_error};
 
 /// A directory in an object store: a store and a prefix.
 #[derive(Clone)]
@@ -92,11 +91,11 @@ impl ObjectDir {
             ..RetryConfig::default()
         };
         let unknown = |key: &str, e: object_store::Error| {
-            Error::Config(format!("'{key}' is not an option of {scheme}:// locations: {e}"))
+            Error::Config(format!(
+                "'{key}' is not an option of {scheme}:// locations: {e}"
+            ))
         };
-        let built = |e: object_store::Error| {
-            Error::Config(format!("cannot use {url}: {e}"))
-        };
+        let built = |e: object_store::Error| Error::Config(format!("cannot use {url}: {e}"));
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env()
@@ -268,67 +267,48 @@ impl ObjectDir {
     }
 
     /// Calls `visit` with each object directly in the directory (not in
-    /// its subdirectories), in key order. The listing is handed over page
-    /// by page as it comes (a bounded channel), so memory does not grow
-    /// with the directory; a listing that fails midway is retried from the
-    /// key after the last one seen.
+    /// its subdirectories), in key order. The listing is read a page of
+    /// [`PAGE`] keys at a time (S3's own page size), each page one request
+    /// after the last key of the one before (`StartAfter`), retried on its
+    /// own: memory holds one page, whatever the size of the directory.
     pub(crate) fn for_each(&self, mut visit: impl FnMut(Entry)) -> Result<()> {
         let depth = self.prefix.parts().count() + 1;
         let url = self.display();
-        let mut retries = Retries::new("listing", &url, self.budget);
+        let prefix = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
         let mut after: Option<Path> = None;
         loop {
-            let mut listing = self.list_from(after.clone());
-            let mut failure = None;
-            while let Some(item) = futures::executor::block_on(listing.recv()) {
-                match item {
-                    Ok(meta) => {
-                        if meta.location.parts().count() == depth {
-                            visit(Entry {
-                                name: meta.location.filename().unwrap_or_default().to_string(),
-                                modified_ms: meta.last_modified.timestamp_millis(),
-                                size: meta.size,
-                            });
-                        }
-                        after = Some(meta.location);
-                    }
-                    Err(e) => failure = Some(e),
+            let store = Arc::clone(&self.store);
+            let page = retrying("listing", &url, self.budget, || {
+                use futures::{StreamExt, TryStreamExt};
+                let store = Arc::clone(&store);
+                let prefix = prefix.clone();
+                let after = after.clone();
+                async move {
+                    let stream = match &after {
+                        Some(after) => store.list_with_offset(prefix.as_ref(), after),
+                        None => store.list(prefix.as_ref()),
+                    };
+                    stream.take(PAGE).try_collect::<Vec<_>>().await
                 }
+            })?
+            .map_err(|e| storage_error("list", &url, e))?;
+            let full = page.len() == PAGE;
+            for meta in page {
+                if meta.location.parts().count() == depth {
+                    visit(Entry {
+                        name: meta.location.filename().unwrap_or_default().to_string(),
+                        modified_ms: meta.last_modified.timestamp_millis(),
+                        size: meta.size,
+                    });
+                }
+                after = Some(meta.location);
             }
-            match failure {
-                None => {
-                    retries.succeeded();
-                    return Ok(());
-                }
-                Some(e) => retries
-                    .failed(e)
-                    .map_err(|e| storage_error("list", &url, e))?,
+            if !full {
+                return Ok(());
             }
         }
     }
-
-    /// The objects under the prefix after `after`, through a bounded
-    /// channel filled by a task on the storage runtime.
-    fn list_from(
-        &self,
-        after: Option<Path>,
-    ) -> tokio::sync::mpsc::Receiver<object_store::Result<object_store::ObjectMeta>> {
-        use futures::StreamExt;
-        let (tx, rx) = tokio::sync::mpsc::channel(1000);
-        let store = Arc::clone(&self.store);
-        let prefix = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
-        spawn(async move {
-            let mut stream = match &after {
-                Some(after) => store.list_with_offset(prefix.as_ref(), after),
-                None => store.list(prefix.as_ref()),
-            };
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        rx
-    }
 }
+
+/// Keys listed per request.
+const PAGE: usize = 1000;
