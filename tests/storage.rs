@@ -1,7 +1,8 @@
 //! Object storage through the Rust API, on a real S3 API server (moto,
 //! started per test, killed by PID): CSV objects in, Parquet objects out
 //! (one per batch), read back by a second query as a Parquet files source,
-//! with the checkpoint in the bucket too.
+//! with the checkpoint in the bucket too, and as a static table
+//! (`CREATE EXTERNAL TABLE … LOCATION 's3://…'`).
 
 use std::time::Duration;
 
@@ -66,5 +67,18 @@ async fn csv_objects_become_parquet_objects_that_a_second_query_reads_back() {
         let commit = String::from_utf8(commit.expect("a commit object").to_vec()).unwrap();
         assert!(commit.contains("\"committed\""), "{commit}");
     }
+    // A static table over the same objects, in DataFusion's own syntax.
+    ctx.execute(&format!(
+        "CREATE EXTERNAL TABLE tens_table STORED AS PARQUET LOCATION '{}'",
+        server.url("tens/")
+    ))
+    .await
+    .unwrap();
+    let table = ctx
+        .tables()
+        .into_iter()
+        .find(|t| t.name == "tens_table")
+        .unwrap();
+    assert_eq!(table.rows, Some(2));
     ctx.stop(brooklet::StopMode::Graceful).await.unwrap();
 }

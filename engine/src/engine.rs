@@ -304,6 +304,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes the object store of `location` (`s3://bucket/…`) known to
+    /// DataFusion, built from the environment and the engine's `SET s3.…`
+    /// options, so that `CREATE EXTERNAL TABLE … LOCATION 's3://…'` can
+    /// read it; nothing for a local path.
+    pub fn register_object_store_of(&self, location: &str) -> Result<()> {
+        if !crate::storage::is_url(location) {
+            return Ok(());
+        }
+        let dir = crate::storage::ObjectDir::open(location, &self.storage_options())?;
+        let (root, store) = dir.store();
+        let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&root)?;
+        self.session()
+            .runtime_env()
+            .register_object_store(url.as_ref(), store);
+        Ok(())
+    }
+
     /// Registers any DataFusion table under `name`, for queries to join
     /// with; DataFusion scans it on every batch (see [`crate::table`]).
     pub fn register_table(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<()> {

@@ -220,6 +220,7 @@ impl Planner {
         };
         // DataFusion builds its listing table (and registers it); the
         // engine registers the table that holds its rows in its place.
+        self.engine.register_object_store_of(location)?;
         let session = self.engine.session();
         let statement = DFStatement::CreateExternalTable(CreateExternalTable {
             if_not_exists: false,

@@ -144,6 +144,11 @@ impl ObjectDir {
         })
     }
 
+    /// The store and the URL of its root (`s3://bucket`), for DataFusion.
+    pub(crate) fn store(&self) -> (String, Arc<dyn ObjectStore>) {
+        (self.root.clone(), Arc::clone(&self.store))
+    }
+
     /// The subdirectory `name`.
     pub(crate) fn join(&self, name: &str) -> Self {
         let mut joined = self.clone();
