@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{blocks, brooklet, run_with_input, sample_peak_rss, sigint, sql_file};
+use support::{blocks, brooklet, expect_crash, run_with_input, sample_peak_rss, sigint, sql_file};
 
 #[test]
 fn run_prints_every_error_line_once_per_batch_and_stops_on_sigint() {
@@ -655,27 +655,8 @@ fn crashes_at_each_crash_point_leave_the_same_output() {
         .map(|(name, plan)| (*name, recovery.start(name, &[("BROOKLET_CRASH_AT", plan)])))
         .collect();
     let mut restarted = Vec::new();
-    for (name, mut run) in crashing {
-        // A point that never fires must fail the test, not hang it.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while run.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                run.kill().unwrap();
-                panic!("crash point {name} never fired");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let output = run.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(86),
-            "{name} did not fire: {stderr}"
-        );
-        assert!(
-            stderr.contains(&format!("crash point {name} fired")),
-            "{stderr}"
-        );
+    for (name, run) in crashing {
+        expect_crash(name, run);
         restarted.push(recovery.start(name, &[]));
     }
     restarted.push(reference);

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use s3_server::S3Server;
-use support::{brooklet, sigint};
+use support::{brooklet, expect_crash, sigint};
 
 /// One test at a time: each runs up to five processes against one moto
 /// server, which is as much as two cores keep up with.
@@ -192,22 +192,8 @@ fn crashes_at_each_crash_point_on_s3_leave_the_same_output() {
         .map(|(name, plan)| (*name, job.start(name, &[("BROOKLET_CRASH_AT", plan)])))
         .collect();
     let mut restarted = Vec::new();
-    for (name, mut run) in crashing {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while run.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                run.kill().unwrap();
-                panic!("crash point {name} never fired");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let output = run.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(86),
-            "{name} did not fire: {stderr}"
-        );
+    for (name, run) in crashing {
+        expect_crash(name, run);
         restarted.push(job.start(name, &[]));
     }
     restarted.push(reference);

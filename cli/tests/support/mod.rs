@@ -108,3 +108,28 @@ pub fn read_outputs(child: &mut Child) -> (String, String) {
     }
     (stdout, stderr)
 }
+
+/// Waits for `run`, started with `BROOKLET_CRASH_AT` at crash point
+/// `name`, to crash there: exit code 86 and the point named on stderr
+/// within a minute (a point that never fires fails the test, not hangs it).
+pub fn expect_crash(name: &str, mut run: std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            run.kill().unwrap();
+            panic!("crash point {name} never fired");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(86),
+        "{name} did not fire: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("crash point {name} fired")),
+        "{stderr}"
+    );
+}

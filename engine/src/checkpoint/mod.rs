@@ -140,7 +140,7 @@ impl CheckpointDir {
         interval_ms: i64,
     ) -> Result<Option<Restored>> {
         self.dir.create()?;
-        let Some(text) = self.dir.read(METADATA)? else {
+        let Some(saved) = self.metadata()? else {
             let text = serde_json::to_vec_pretty(&json!({
                 "query": fingerprint.query,
                 "schema": fingerprint.schema,
@@ -151,12 +151,6 @@ impl CheckpointDir {
             self.dir.write(METADATA, text)?;
             return Ok(None);
         };
-        let saved: Value = serde_json::from_slice(&text).map_err(|e| {
-            Error::Checkpoint(format!(
-                "{} is unreadable: {e}",
-                self.dir.display_file(METADATA)
-            ))
-        })?;
         let field = |name: &str| saved[name].as_str().unwrap_or_default().to_string();
         if field("query") != fingerprint.query || field("schema") != fingerprint.schema {
             return Err(Error::Checkpoint(format!(
@@ -224,18 +218,25 @@ impl CheckpointDir {
     /// Where a restarted query resumes: after the batch of its newest good
     /// state, or after its zero when it has none; `None` for a new query.
     pub(crate) fn resume_point(&self) -> Result<Option<BatchTime>> {
+        let Some(saved) = self.metadata()? else {
+            return Ok(None);
+        };
+        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or_default());
+        let (state, _, _) = self.newest_state(self.committed()?)?;
+        Ok(Some(state.map_or(zero, |(t, _)| t)))
+    }
+
+    /// What `metadata.json` says, if it is there.
+    fn metadata(&self) -> Result<Option<Value>> {
         let Some(text) = self.dir.read(METADATA)? else {
             return Ok(None);
         };
-        let saved: Value = serde_json::from_slice(&text).map_err(|e| {
+        serde_json::from_slice(&text).map(Some).map_err(|e| {
             Error::Checkpoint(format!(
                 "{} is unreadable: {e}",
                 self.dir.display_file(METADATA)
             ))
-        })?;
-        let zero = BatchTime::from_millis(saved["zero"].as_i64().unwrap_or_default());
-        let (state, _, _) = self.newest_state(self.committed()?)?;
-        Ok(Some(state.map_or(zero, |(t, _)| t)))
+        })
     }
 
     fn offsets_dir(&self) -> Dir {

@@ -96,39 +96,29 @@ impl ObjectDir {
             ))
         };
         let built = |e: object_store::Error| Error::Config(format!("cannot use {url}: {e}"));
+        // Each store's builder, from the environment, with the options over it.
+        macro_rules! configured {
+            ($builder:expr) => {{
+                let mut builder = $builder.with_retry(retry);
+                for (key, value) in settings {
+                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
+                    builder = builder.with_config(parsed, value);
+                }
+                Arc::new(builder.build().map_err(built)?)
+            }};
+        }
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry);
-                for (key, value) in settings {
-                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
-                    builder = builder.with_config(parsed, value);
-                }
-                Arc::new(builder.build().map_err(built)?)
+                configured!(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket))
             }
             #[cfg(feature = "gcp")]
-            "gs" => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry);
-                for (key, value) in settings {
-                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
-                    builder = builder.with_config(parsed, value);
-                }
-                Arc::new(builder.build().map_err(built)?)
-            }
+            "gs" => configured!(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket)
+            ),
             #[cfg(feature = "azure")]
-            "az" | "abfs" | "abfss" => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(bucket)
-                    .with_retry(retry);
-                for (key, value) in settings {
-                    let parsed = key.parse().map_err(|e| unknown(&key, e))?;
-                    builder = builder.with_config(parsed, value);
-                }
-                Arc::new(builder.build().map_err(built)?)
-            }
+            "az" | "abfs" | "abfss" => configured!(
+                object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(bucket)
+            ),
             other => {
                 return Err(Error::Config(format!(
                     "'{url}': unknown storage scheme '{other}://'; Brooklet reads and writes \
