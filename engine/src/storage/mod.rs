@@ -33,6 +33,7 @@
 
 mod blocking;
 mod object;
+mod profile;
 mod retry;
 
 use std::collections::BTreeMap;

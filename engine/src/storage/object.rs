@@ -3,7 +3,8 @@
 //! operations the engine needs, each retried as `retry.rs` says.
 //!
 //! How a store is found: `AmazonS3Builder::from_env` reads what AWS tools
-//! read from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! read from the environment, then the profile of the AWS shared files
+//! (`profile.rs`) fills what the environment leaves unset (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, and the container and web-identity
 //! credentials), then the options given override it. An option is any key
@@ -24,8 +25,8 @@ use object_store::{
 };
 
 use crate::error::{Error, Result};
-use crate::storage::Entry;
 use crate::storage::retry::{DEFAULT_RETRY_TIMEOUT, retrying, storage_error};
+use crate::storage::{Entry, profile};
 
 /// A directory in an object store: a store and a prefix.
 #[derive(Clone)]
@@ -98,9 +99,9 @@ impl ObjectDir {
         let built = |e: object_store::Error| Error::Config(format!("cannot use {url}: {e}"));
         // Each store's builder, from the environment, with the options over it.
         macro_rules! configured {
-            ($builder:expr) => {{
+            ($builder:expr, $settings:expr) => {{
                 let mut builder = $builder.with_retry(retry);
-                for (key, value) in settings {
+                for (key, value) in $settings {
                     let parsed = key.parse().map_err(|e| unknown(&key, e))?;
                     builder = builder.with_config(parsed, value);
                 }
@@ -109,15 +110,22 @@ impl ObjectDir {
         }
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
-                configured!(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket))
+                // The shared files' profile under the options.
+                let settings: Vec<_> = profile::settings().into_iter().chain(settings).collect();
+                configured!(
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket),
+                    settings
+                )
             }
             #[cfg(feature = "gcp")]
             "gs" => configured!(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket)
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket),
+                settings
             ),
             #[cfg(feature = "azure")]
             "az" | "abfs" | "abfss" => configured!(
-                object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(bucket)
+                object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(bucket),
+                settings
             ),
             other => {
                 return Err(Error::Config(format!(
