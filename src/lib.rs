@@ -39,8 +39,10 @@ use std::time::Duration;
 
 pub use brooklet_engine as engine;
 pub use brooklet_engine::datafusion;
+pub use brooklet_engine::explain::{GraphNode, OperatorDescription, QueryGraph, format_bytes};
+pub use brooklet_engine::metrics::{QueryTotals, RETAINED_BATCHES};
 pub use brooklet_engine::sink::CONNECTORS as SINK_CONNECTORS;
-pub use brooklet_engine::sink::{ConsoleFormat, ConsoleOptions};
+pub use brooklet_engine::sink::{ConsoleControl, ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::CONNECTORS as SOURCE_CONNECTORS;
 pub use brooklet_engine::source::{MemorySource, Source};
 pub use brooklet_engine::time::format_duration;
@@ -52,6 +54,7 @@ pub use brooklet_engine::{
 };
 pub use brooklet_engine::{IntervalBounds, JoinCondition, StorageHealth, storage_health};
 pub use brooklet_sql as sql;
+pub use brooklet_sql::complete::{Highlight, highlight};
 pub use brooklet_sql::is_complete as statement_is_complete;
 pub use brooklet_sql::{Error, Location, Result};
 
@@ -101,6 +104,7 @@ pub struct StreamingContext {
 /// Builds a [`StreamingContext`].
 pub struct StreamingContextBuilder {
     engine: EngineBuilder,
+    ui: Option<String>,
 }
 
 impl StreamingContextBuilder {
@@ -123,12 +127,24 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Serves the status page, `/metrics` and `/api/queries` at `address`
+    /// (`127.0.0.1:4040`; port 0 picks a free one): see
+    /// [`StreamingContext::serve_ui`].
+    pub fn ui(mut self, address: &str) -> Self {
+        self.ui = Some(address.to_string());
+        self
+    }
+
     /// The context.
     pub fn build(self) -> Result<StreamingContext> {
         let engine = self.engine.build()?;
-        Ok(StreamingContext {
+        let ctx = StreamingContext {
             planner: Planner::new(engine),
-        })
+        };
+        if let Some(address) = &self.ui {
+            ctx.serve_ui(address)?;
+        }
+        Ok(ctx)
     }
 }
 
@@ -148,6 +164,7 @@ impl StreamingContext {
     pub fn builder(batch_interval: Duration) -> StreamingContextBuilder {
         StreamingContextBuilder {
             engine: Engine::builder(batch_interval),
+            ui: None,
         }
     }
 
@@ -304,6 +321,93 @@ impl StreamingContext {
     /// Every query registered, running or ended.
     pub fn queries(&self) -> Vec<QueryHandle> {
         self.engine().queries()
+    }
+
+    /// The DStream operator graph a query would run, without running it
+    /// (what `EXPLAIN` prints): which steps run per batch, which keep
+    /// state and what it is sized by, which sources feed it. A running
+    /// query's graph, with what its operators hold now, is
+    /// [`QueryHandle::explain`].
+    pub async fn explain(&self, query: &str) -> Result<QueryGraph> {
+        Ok(self.sql(query).await?.explain())
+    }
+
+    /// Stops the running query named `name` after its current batch
+    /// (`STOP QUERY name`).
+    pub async fn stop_query(&self, name: &str) -> Result<()> {
+        let query = self
+            .queries()
+            .into_iter()
+            .rev()
+            .find(|q| q.name() == name && !q.status().is_terminal())
+            .ok_or_else(|| brooklet_sql::Error::Plan {
+                message: format!("no running query is named '{name}'"),
+                location: None,
+            })?;
+        Ok(query.stop().await?)
+    }
+
+    /// Completions of the word that ends at byte `pos` of `line`, from the
+    /// names this context knows now (sources, tables, sinks, columns,
+    /// connector options, settings, running queries) and SQL keywords:
+    /// where the word starts, and the candidates (the REPL's Tab).
+    pub fn complete(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
+        let columns = |schema: &SchemaRef| -> Vec<String> {
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        };
+        let mut relations: Vec<(String, Vec<String>)> = self
+            .sources()
+            .iter()
+            .map(|s| (s.name.clone(), columns(&s.schema)))
+            .collect();
+        relations.extend(
+            self.tables()
+                .iter()
+                .map(|t| (t.name.clone(), columns(&t.schema))),
+        );
+        let connectors = SOURCE_CONNECTORS.iter().chain(SINK_CONNECTORS);
+        let catalog = brooklet_sql::complete::Catalog {
+            relations,
+            sinks: self.sinks().into_iter().map(|s| s.name).collect(),
+            queries: self
+                .queries()
+                .iter()
+                .filter(|q| !q.status().is_terminal())
+                .map(|q| q.name().to_string())
+                .collect(),
+            connectors: connectors
+                .clone()
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            options: connectors
+                .flat_map(|(_, options)| brooklet_sql::complete::option_names(options))
+                .collect(),
+            settings: brooklet_sql::planner::SETTINGS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        brooklet_sql::complete::complete(line, pos, &catalog)
+    }
+
+    /// Serves the status page (`/`), Prometheus metrics (`/metrics`) and
+    /// JSON (`/api/queries`) at `address` (`host:port`; port 0 picks a free
+    /// one), and returns where it listens (`SET ui.address`, `--ui`).
+    /// Bind to loopback (`127.0.0.1`) unless the page is meant to be seen
+    /// from other machines.
+    pub fn serve_ui(&self, address: &str) -> Result<std::net::SocketAddr> {
+        Ok(self.engine().serve_status(address)?)
+    }
+
+    /// Where the status page is served, if it is.
+    pub fn ui_address(&self) -> Option<std::net::SocketAddr> {
+        self.engine().status_address()
+    }
+
+    /// Pauses, resumes or limits the console output of running queries
+    /// without stopping them (the REPL's `\pause`, `\resume`, `\limit`).
+    pub fn console_control(&self) -> ConsoleControl {
+        self.engine().console_control()
     }
 
     /// Starts running batches: the first at the next multiple of the batch

@@ -21,6 +21,8 @@
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
+//! - `ui`: the status server's endpoints over a real socket, and its page
+//!   in headless Chromium;
 //! - `window_props`: a property test of pane folding against brute force;
 //! - `event_time_props`: a property test of event-time windows against a
 //!   batch `GROUP BY` over all events.
@@ -42,5 +44,6 @@ mod nexmark;
 mod s3_server;
 mod storage;
 mod support;
+mod ui;
 mod window;
 mod window_props;

@@ -6,6 +6,7 @@
 //! the current batch and exits 0 (a second Ctrl-C exits at once). A closed
 //! stdout (`brooklet run q.sql | head`) is a normal end.
 
+mod foreground;
 mod render;
 mod repl;
 
@@ -50,6 +51,12 @@ struct Cli {
     /// on after its last finished batch (`SET checkpoint.dir`).
     #[arg(long, global = true, value_name = "DIR")]
     checkpoint: Option<PathBuf>,
+    /// Serve the status page, Prometheus metrics (/metrics) and JSON
+    /// (/api/queries) at this address; `--ui` alone: 127.0.0.1:4040
+    /// (loopback: use 0.0.0.0:PORT to be seen from other machines).
+    #[arg(long, global = true, value_name = "ADDRESS", num_args = 0..=1,
+          default_missing_value = "127.0.0.1:4040")]
+    ui: Option<String>,
     #[command(subcommand)]
     subcommand: Option<Command>,
 }
@@ -141,6 +148,12 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
         .map_err(|e| e.to_string())?;
     if let Some(dir) = &cli.checkpoint {
         ctx.checkpoint(dir.clone());
+    }
+    if let Some(address) = &cli.ui {
+        let bound = ctx.serve_ui(address).map_err(|e| e.to_string())?;
+        eprintln!(
+            "brooklet: status page at http://{bound}/ (metrics at /metrics, JSON at /api/queries)"
+        );
     }
     if cli.progress {
         ctx.add_listener(Arc::new(Progress { ctx: ctx.clone() }));

@@ -1,9 +1,12 @@
 //! How the binary shows errors (with a caret under the token), `\d`
-//! (sources, tables, sinks, queries), and progress lines.
+//! (sources, tables, sinks, queries; `\d NAME` one of them), and progress
+//! lines.
 
 use std::fmt::Write as _;
 
-use brooklet::{BatchInfo, SourceMetricsSnapshot, StreamingContext, format_duration};
+use brooklet::{
+    BatchInfo, SourceInfo, SourceMetricsSnapshot, StreamingContext, TableInfo, format_duration,
+};
 
 /// The error with its whole chain, and, when it has a position in `text`,
 /// the line with a `^` under the column (`origin` names the file).
@@ -73,83 +76,14 @@ pub fn describe(ctx: &StreamingContext) -> String {
         let _ = writeln!(out, "  (none)");
     }
     for s in sources {
-        let columns: Vec<String> = s
-            .schema
-            .fields()
-            .iter()
-            .map(|f| format!("{} {}", f.name(), f.data_type()))
-            .collect();
-        let m = s.metrics;
-        let watermark = s
-            .watermark
-            .map(|w| {
-                format!(
-                    "  WATERMARK FOR {} AS {} - {}",
-                    w.column,
-                    w.column,
-                    format_duration(w.delay)
-                )
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {} ({})  {}  [{}]{watermark}\n    records={} malformed={}{} late={} reconnects={} cut_lines={}",
-            s.name,
-            s.connector,
-            s.description,
-            columns.join(", "),
-            m.records,
-            m.malformed,
-            if m.malformed_by_kind.is_empty() {
-                String::new()
-            } else {
-                let kinds: Vec<String> = m
-                    .malformed_by_kind
-                    .iter()
-                    .map(|(kind, n)| format!("{kind}={n}"))
-                    .collect();
-                format!(" ({})", kinds.join(", "))
-            },
-            m.late,
-            m.reconnects,
-            m.cut_lines
-        );
-        if s.connector == "kafka" {
-            let _ = writeln!(out, "    lag={}", m.lag);
-        }
-        if let Some(status) = &m.status {
-            let _ = writeln!(out, "    status: {status}");
-        }
+        source_lines(&mut out, s);
     }
     let tables = ctx.tables();
     if !tables.is_empty() {
         let _ = writeln!(out, "Tables:");
     }
     for t in tables {
-        let columns: Vec<String> = t
-            .schema
-            .fields()
-            .iter()
-            .map(|f| format!("{} {}", f.name(), f.data_type()))
-            .collect();
-        let held = match t.rows {
-            Some(rows) if t.reloads_on_change => format!(
-                "rows={rows} loads={} (re-read when its files change, checked before each batch)",
-                t.loads
-            ),
-            Some(rows) => format!("rows={rows} loads={}", t.loads),
-            None => "scanned every batch".into(),
-        };
-        let _ = writeln!(
-            out,
-            "  {}  {}  [{}]\n    {held}",
-            t.name,
-            t.description,
-            columns.join(", ")
-        );
-        if let Some(failed) = &t.failed {
-            let _ = writeln!(out, "    last reload failed: {failed}");
-        }
+        table_lines(&mut out, t);
     }
     let sinks = ctx.sinks();
     let _ = writeln!(out, "Sinks:");
@@ -197,6 +131,142 @@ pub fn describe(ctx: &StreamingContext) -> String {
         );
     }
     out
+}
+
+/// One source's lines of `\\d`.
+fn source_lines(out: &mut String, s: SourceInfo) {
+    let columns: Vec<String> = s
+        .schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    let m = s.metrics;
+    let watermark = s
+        .watermark
+        .map(|w| {
+            format!(
+                "  WATERMARK FOR {} AS {} - {}",
+                w.column,
+                w.column,
+                format_duration(w.delay)
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {} ({})  {}  [{}]{watermark}\n    records={} malformed={}{} late={} reconnects={} cut_lines={}",
+        s.name,
+        s.connector,
+        s.description,
+        columns.join(", "),
+        m.records,
+        m.malformed,
+        if m.malformed_by_kind.is_empty() {
+            String::new()
+        } else {
+            let kinds: Vec<String> = m
+                .malformed_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{kind}={n}"))
+                .collect();
+            format!(" ({})", kinds.join(", "))
+        },
+        m.late,
+        m.reconnects,
+        m.cut_lines
+    );
+    if s.connector == "kafka" {
+        let _ = writeln!(out, "    lag={}", m.lag);
+    }
+    if let Some(status) = &m.status {
+        let _ = writeln!(out, "    status: {status}");
+    }
+}
+
+/// One table's lines of `\\d`.
+fn table_lines(out: &mut String, t: TableInfo) {
+    let columns: Vec<String> = t
+        .schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    let held = match t.rows {
+        Some(rows) if t.reloads_on_change => format!(
+            "rows={rows} loads={} (re-read when its files change, checked before each batch)",
+            t.loads
+        ),
+        Some(rows) => format!("rows={rows} loads={}", t.loads),
+        None => "scanned every batch".into(),
+    };
+    let _ = writeln!(
+        out,
+        "  {}  {}  [{}]\n    {held}",
+        t.name,
+        t.description,
+        columns.join(", ")
+    );
+    if let Some(failed) = &t.failed {
+        let _ = writeln!(out, "    last reload failed: {failed}");
+    }
+}
+
+/// Every name `\\d NAME` describes: sources, tables, sinks and queries.
+pub fn names(ctx: &StreamingContext) -> Vec<String> {
+    let mut names: Vec<String> = ctx.sources().into_iter().map(|s| s.name).collect();
+    names.extend(ctx.tables().into_iter().map(|t| t.name));
+    names.extend(ctx.sinks().into_iter().map(|s| s.name));
+    names.extend(ctx.queries().iter().map(|q| q.name().to_string()));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What `\\d NAME` prints: the source, table, sink or query of that name
+/// (a query: its state, figures and operator graph with the state each
+/// operator holds now).
+pub fn describe_one(ctx: &StreamingContext, name: &str) -> Option<String> {
+    let mut out = String::new();
+    if let Some(s) = ctx.sources().into_iter().find(|s| s.name == name) {
+        let _ = writeln!(out, "Source:");
+        source_lines(&mut out, s);
+    }
+    if let Some(t) = ctx.tables().into_iter().find(|t| t.name == name) {
+        let _ = writeln!(out, "Table:");
+        table_lines(&mut out, t);
+    }
+    if let Some(s) = ctx.sinks().into_iter().find(|s| s.name == name) {
+        let _ = writeln!(
+            out,
+            "Sink:\n  {} ({})  {}",
+            s.name, s.connector, s.description
+        );
+    }
+    if let Some(q) = ctx.queries().into_iter().rev().find(|q| q.name() == name) {
+        let totals = q.totals();
+        let _ = writeln!(
+            out,
+            "Query {} ({}), reads {}, writes to {}\n  {}\n  batches={} rows_in={} rows_out={} late_rows={}",
+            q.name(),
+            q.status(),
+            q.sources().join(", "),
+            q.destination(),
+            q.description().unwrap_or("").replace('\n', " "),
+            totals.batches,
+            totals.input_rows,
+            totals.output_rows,
+            totals.late_rows
+        );
+        if let Some(p) = q.last_progress() {
+            let _ = writeln!(out, "  last: {}", progress_fields(&p));
+        }
+        let _ = writeln!(out, "Operators:");
+        for line in q.explain().to_string().lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// A source's malformed-record counts: `malformed[name]=N(kind=n,…)`.

@@ -1,21 +1,43 @@
 //! The REPL. Statements end with `;` and may span lines (the validator keeps
 //! the input open until a `;` ends it outside strings and comments);
-//! history is kept in the user's data directory. A `SELECT` prints batch
-//! after batch until Ctrl-C stops it and returns to the prompt; `INSERT INTO`
-//! queries run in the background (listed by `\d`). Ctrl-D exits.
+//! history is kept in the user's data directory. Tab completes keywords,
+//! names, columns and connector options, and SQL is coloured as it is
+//! typed. A `SELECT` prints batch after batch until Ctrl-C (or `s` and
+//! Enter) stops it and returns to the prompt; while it prints, `p` pauses
+//! the output (the query goes on), `r` resumes it and `l N` prints at most
+//! N rows per batch (`foreground.rs`). `INSERT INTO` queries run in the
+//! background (`SHOW QUERIES`, `\d`, `STOP QUERY`). Ctrl-D exits.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use brooklet::{Executed, StreamingContext};
+use brooklet::{Executed, Highlight, StreamingContext};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
-use rustyline::highlight::Highlighter;
+use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Editor, Helper, history::DefaultHistory};
+use rustyline::{Context, Editor, Helper, history::DefaultHistory};
 
+use crate::foreground;
 use crate::render;
+
+/// The backslash commands, for `\?` and completion.
+const COMMANDS: &[(&str, &str)] = &[
+    ("\\?", "this help"),
+    (
+        "\\d",
+        "sources, tables, sinks and queries; \\d NAME for one of them",
+    ),
+    ("\\pause", "stop printing console output (queries go on)"),
+    ("\\resume", "print console output again"),
+    (
+        "\\limit",
+        "\\limit N: print at most N rows per batch; \\limit off",
+    ),
+    ("\\q", "quit (or Ctrl-D)"),
+];
 
 const PROMPT: &str = "brooklet> ";
 
@@ -31,20 +53,30 @@ fn help() -> String {
         "Statements end with ';' and may span lines.
   CREATE SOURCE name (cols) WITH (connector = ..., ...);  connectors:{}
   CREATE SINK name WITH (connector = ..., ...);  connectors:{}
-  SET batch.interval = '1 second';
-  SELECT ...;                   runs until Ctrl-C, printing every batch
+  SET batch.interval = '1 second';   SET ui.address = '127.0.0.1:4040';
+  SELECT ...;                   runs until Ctrl-C, printing every batch; meanwhile
+                                p + Enter pauses the output, r resumes, l N limits rows, s stops
   INSERT INTO sink SELECT ...;  runs in the background
-Commands:
-  \\?   this help
-  \\d   sources, sinks and running queries
-  \\q   quit (or Ctrl-D)",
+  EXPLAIN SELECT ...;           the DStream operators it would run
+  SHOW QUERIES;  STOP QUERY name;
+Tab completes keywords, names, columns and connector options.
+Commands:{}",
         list(brooklet::SOURCE_CONNECTORS),
-        list(brooklet::SINK_CONNECTORS)
+        list(brooklet::SINK_CONNECTORS),
+        COMMANDS
+            .iter()
+            .map(|(command, what)| format!("\n  {command:<8} {what}"))
+            .collect::<String>()
     )
 }
 
-/// Keeps the input open until a statement ends with `;`.
-struct InputHelper;
+/// Keeps the input open until a statement ends with `;`, completes and
+/// colours it.
+struct InputHelper {
+    ctx: StreamingContext,
+    /// Whether SQL is coloured (not when `NO_COLOR` is set).
+    colour: bool,
+}
 
 /// True when `input` is complete: a backslash command, empty, or SQL that
 /// ends a statement ([`brooklet::statement_is_complete`]: its last token is
@@ -66,13 +98,79 @@ impl Validator for InputHelper {
 
 impl Completer for InputHelper {
     type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = &line[..pos];
+        let trimmed = before.trim_start();
+        if trimmed.starts_with('\\') {
+            let start = pos - trimmed.len();
+            return Ok(match trimmed.split_once(' ') {
+                // `\d na`: the names `\d` describes.
+                Some(("\\d", name)) => {
+                    let names = render::names(&self.ctx);
+                    let found = names
+                        .into_iter()
+                        .filter(|n| n.starts_with(name.trim_start()) && n != name.trim_start())
+                        .collect();
+                    (pos - name.trim_start().len(), found)
+                }
+                Some(_) => (pos, Vec::new()),
+                None => (
+                    start,
+                    COMMANDS
+                        .iter()
+                        .map(|(c, _)| c.to_string())
+                        .filter(|c| c.starts_with(trimmed) && c != trimmed)
+                        .collect(),
+                ),
+            });
+        }
+        Ok(self.ctx.complete(line, pos))
+    }
 }
 
 impl Hinter for InputHelper {
     type Hint = String;
 }
 
-impl Highlighter for InputHelper {}
+impl Highlighter for InputHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if !self.colour || line.trim_start().starts_with('\\') {
+            return Cow::Borrowed(line);
+        }
+        let spans = brooklet::highlight(line);
+        if spans.is_empty() {
+            return Cow::Borrowed(line);
+        }
+        let mut out = String::with_capacity(line.len() + spans.len() * 10);
+        let mut at = 0;
+        for (range, class) in spans {
+            out.push_str(&line[at..range.start]);
+            let colour = match class {
+                Highlight::Keyword => "\x1b[1;34m",
+                Highlight::String => "\x1b[32m",
+                Highlight::Number => "\x1b[36m",
+                Highlight::Comment => "\x1b[90m",
+            };
+            out.push_str(colour);
+            out.push_str(&line[range.clone()]);
+            out.push_str("\x1b[0m");
+            at = range.end;
+        }
+        out.push_str(&line[at..]);
+        Cow::Owned(out)
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        // Colours follow every change of the line.
+        self.colour && !matches!(kind, CmdKind::MoveCursor)
+    }
+}
 
 impl Helper for InputHelper {}
 
@@ -91,7 +189,10 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    editor.set_helper(Some(InputHelper));
+    editor.set_helper(Some(InputHelper {
+        ctx: ctx.clone(),
+        colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
@@ -110,11 +211,8 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
                 let _ = editor.add_history_entry(input);
                 match input {
                     "\\q" | "\\quit" | "quit" | "exit" => break,
-                    "\\?" | "\\h" | "help" => println!("{}", help()),
-                    "\\d" => print!("{}", render::describe(&ctx)),
-                    _ if input.starts_with('\\') => {
-                        eprintln!("unknown command {input}; \\? lists the commands")
-                    }
+                    "help" => println!("{}", help()),
+                    _ if input.starts_with('\\') => command(&ctx, input),
                     _ => execute(&ctx, input).await,
                 }
             }
@@ -131,6 +229,34 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
     }
     let _ = ctx.stop(brooklet::StopMode::Immediate).await;
     ExitCode::SUCCESS
+}
+
+/// A backslash command.
+fn command(ctx: &StreamingContext, input: &str) {
+    let (command, argument) = input
+        .split_once(char::is_whitespace)
+        .map_or((input, ""), |(c, a)| (c, a.trim()));
+    let control = ctx.console_control();
+    match (command, argument) {
+        ("\\?" | "\\h", _) => println!("{}", help()),
+        ("\\d", "") => print!("{}", render::describe(ctx)),
+        ("\\d", name) => match render::describe_one(ctx, name) {
+            Some(text) => print!("{text}"),
+            None => {
+                eprintln!("nothing is named '{name}'; \\d lists sources, tables, sinks and queries")
+            }
+        },
+        ("\\pause", _) => {
+            control.pause();
+            println!("console output paused; queries go on (\\resume prints again)");
+        }
+        ("\\resume", _) => println!("{}", foreground::resumed(control.resume())),
+        ("\\limit", argument) => match foreground::limit(&control, argument) {
+            Ok(message) => println!("{message}"),
+            Err(message) => eprintln!("{message}"),
+        },
+        _ => eprintln!("unknown command {input}; \\? lists the commands"),
+    }
 }
 
 async fn execute(ctx: &StreamingContext, input: &str) {
@@ -160,6 +286,14 @@ async fn execute(ctx: &StreamingContext, input: &str) {
         return;
     }
     let all = futures_join(&foreground);
+    let keys = foreground::Keys::read();
+    let control = ctx.console_control();
+    let stop = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => println!("^C query stopped"),
+            () = keys.until_stop(&control) => println!("query stopped"),
+        }
+    };
     tokio::select! {
         results = all => {
             for (handle, result) in foreground.iter().zip(results) {
@@ -169,12 +303,15 @@ async fn execute(ctx: &StreamingContext, input: &str) {
                 }
             }
         }
-        _ = tokio::signal::ctrl_c() => {
+        () = stop => {
             for handle in &foreground {
                 let _ = handle.stop().await;
             }
-            println!("^C query stopped");
         }
+    }
+    // Output held back while paused is not owed to the next query.
+    if control.is_paused() {
+        control.resume();
     }
 }
 

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
 use crate::engine::Engine;
 use crate::error::{CallbackError, Result};
+use crate::explain::QueryGraph;
 use crate::graph::{Node, NodeKind};
 use crate::operator::OperatorDef;
 use crate::operators::event_window::{EventWindow, EventWindowAggregate, IS_FINAL, WindowEmit};
@@ -586,7 +587,7 @@ impl DStream {
     where
         F: FnMut(BatchTime, RecordBatch) -> std::result::Result<(), CallbackError> + Send + 'static,
     {
-        self.run(Output::Callback(Box::new(f)))
+        self.run(Output::Callback(Box::new(f)), "callback")
     }
 
     /// The batches as an async stream. It is fed through a bounded channel,
@@ -594,7 +595,7 @@ impl DStream {
     pub fn into_stream(self) -> Result<BatchStream> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let schema = self.schema();
-        let handle = self.run(Output::Channel(tx))?;
+        let handle = self.run(Output::Channel(tx), "stream")?;
         Ok(BatchStream::new(rx, schema, handle))
     }
 
@@ -604,13 +605,13 @@ impl DStream {
             max_rows,
             ..self.engine.console_options()
         };
-        self.run(Output::Sink(Box::new(ConsoleSink::new(options))))
+        self.run(Output::Sink(Box::new(ConsoleSink::new(options))), "console")
     }
 
     /// Prints every batch to the console with the engine's console settings.
     pub fn print_default(self) -> Result<QueryHandle> {
         let options = self.engine.console_options();
-        self.run(Output::Sink(Box::new(ConsoleSink::new(options))))
+        self.run(Output::Sink(Box::new(ConsoleSink::new(options))), "console")
     }
 
     /// Writes every batch to the sink declared under `sink`.
@@ -621,12 +622,22 @@ impl DStream {
             name: Some(name),
             ..self
         }
-        .run(Output::Sink(writer))
+        .run(Output::Sink(writer), &format!("sink {sink}"))
     }
 
-    fn run(self, output: Output) -> Result<QueryHandle> {
-        self.engine
-            .register_query(self.node, output, self.name, self.description)
+    /// The operator graph a query of this stream would run (`EXPLAIN`).
+    pub fn explain(&self) -> QueryGraph {
+        self.engine.graph_of(&self.node)
+    }
+
+    fn run(self, output: Output, destination: &str) -> Result<QueryHandle> {
+        self.engine.register_query(
+            self.node,
+            output,
+            self.name,
+            self.description,
+            destination.to_string(),
+        )
     }
 }
 

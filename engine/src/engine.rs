@@ -18,8 +18,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::checkpoint::CheckpointDir;
 use crate::error::{Error, Result};
+use crate::explain::QueryGraph;
 use crate::graph::{Node, NodeKind};
-use crate::metrics::SourceMetricsSnapshot;
+use crate::metrics::{QueryRecord, SourceMetricsSnapshot};
 use crate::notice::Notices;
 use crate::plan::StreamTable;
 use crate::query::{Output, QueryHandle, QueryShared, QueryStatus, StopMode, StreamingListener};
@@ -99,11 +100,13 @@ impl EngineBuilder {
                     pending: Vec::new(),
                     run: RunState::NotStarted,
                     next_batch: BatchTime::from_millis(0),
+                    catch_up: None,
                     scheduler: None,
                 }),
                 wake: Arc::new(Notify::new()),
                 termination: watch::Sender::new(Termination::default()),
                 listeners: Mutex::default(),
+                status: Mutex::default(),
             }),
         })
     }
@@ -250,6 +253,35 @@ impl Engine {
     /// Adds a listener for completed batches.
     pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
         lock(&self.inner.listeners).push(listener);
+    }
+
+    /// Serves the status page, `/metrics` and `/api/queries` at `address`
+    /// (`host:port`; port 0 picks a free one), replacing a server this
+    /// engine already has; where it listens. See [`crate::status`].
+    pub fn serve_status(&self, address: &str) -> Result<std::net::SocketAddr> {
+        let mut slot = lock(&self.inner.status);
+        // The old server goes first, so that the same address can be taken.
+        *slot = None;
+        let server = crate::status::StatusServer::start(self, address)?;
+        let bound = server.address();
+        *slot = Some(server);
+        Ok(bound)
+    }
+
+    /// Where the status server listens, if one serves this engine.
+    pub fn status_address(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.status).as_ref().map(|s| s.address())
+    }
+
+    /// Stops the status server, if one runs.
+    pub fn stop_status(&self) {
+        *lock(&self.inner.status) = None;
+    }
+
+    /// The switches of every console sink of this engine: pause, resume
+    /// and limit their output without stopping their queries.
+    pub fn console_control(&self) -> crate::sink::ConsoleControl {
+        self.state().console.control.clone()
     }
 
     /// Registers a source under `name`.
@@ -627,8 +659,10 @@ impl Engine {
         output: Output,
         name: Option<String>,
         description: Option<String>,
+        destination: String,
     ) -> Result<QueryHandle> {
         let sources = node.sources();
+        let graph = self.graph_of(&node);
         let mut state = self.state();
         if matches!(state.run, RunState::Stopping | RunState::Stopped) {
             return Err(Error::Config(
@@ -654,6 +688,9 @@ impl Engine {
             name,
             description,
             sources,
+            destination,
+            graph,
+            record: QueryRecord::default(),
             status: watch::Sender::new(QueryStatus::Pending),
             stop_requested: AtomicBool::new(false),
             progress: watch::Sender::new(None),
@@ -673,6 +710,15 @@ impl Engine {
         Ok(QueryHandle {
             shared,
             wake: Arc::clone(&self.inner.wake),
+        })
+    }
+
+    /// The operator graph of the query whose output is `node`.
+    pub(crate) fn graph_of(&self, node: &Arc<Node>) -> QueryGraph {
+        let state = self.state();
+        QueryGraph::of(node, |name| match state.sources.get(name) {
+            Some(s) => format!("{}: {}", s.source.connector(), s.source.describe()),
+            None => "(not registered)".into(),
         })
     }
 
@@ -751,6 +797,11 @@ impl Engine {
                     state.next_batch = state.next_batch.min(last.plus(state.interval));
                 }
             }
+            state.catch_up = crate::runtime::catch_up::CatchUp::new(
+                state.next_batch,
+                zero.plus(state.interval),
+                state.interval,
+            );
         }
         state.run = RunState::Running;
         let task = tokio::spawn(crate::runtime::scheduler::run(

@@ -1,5 +1,7 @@
 //! Counters a running engine keeps: per source ([`SourceMetrics`], read as a
-//! [`SourceMetricsSnapshot`]) and per batch of a query ([`BatchInfo`]).
+//! [`SourceMetricsSnapshot`]), per batch of a query ([`BatchInfo`]), and
+//! per query (its last [`RETAINED_BATCHES`] batches and its
+//! [`QueryTotals`]).
 //!
 //! Counters are atomics updated by the receivers and the scheduler; readers
 //! take copies.
@@ -157,4 +159,133 @@ pub struct BatchInfo {
     pub checkpoint_bytes: u64,
     /// How long writing that checkpoint (state and commit) took.
     pub checkpoint_time: Duration,
+}
+
+/// How many of a query's last batches it keeps for the status page and
+/// [`QueryHandle::history`](crate::QueryHandle::history) (Spark's
+/// `spark.streaming.ui.retainedBatches`).
+pub const RETAINED_BATCHES: usize = 1000;
+
+/// The upper bounds, in seconds, of the processing-time histogram's
+/// buckets (Prometheus' `le`); one more bucket counts everything above.
+pub const PROCESSING_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// What a query did since it started: sums over every batch, however many
+/// [`RETAINED_BATCHES`] keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryTotals {
+    /// Batches run.
+    pub batches: u64,
+    /// Rows its sources handed to its batches.
+    pub input_rows: u64,
+    /// Rows it emitted.
+    pub output_rows: u64,
+    /// Rows dropped as late.
+    pub late_rows: u64,
+    /// Batches whose processing time was at most each bound of
+    /// [`PROCESSING_BUCKETS`], then all batches (cumulative, as Prometheus'
+    /// histograms).
+    pub processing_buckets: [u64; PROCESSING_BUCKETS.len() + 1],
+    /// The processing times added up, in seconds.
+    pub processing_seconds: f64,
+}
+
+impl QueryTotals {
+    fn add(&mut self, info: &BatchInfo) {
+        self.batches += 1;
+        self.input_rows += info.input_rows;
+        self.output_rows += info.output_rows;
+        self.late_rows += info.late_rows;
+        let seconds = info.processing_time.as_secs_f64();
+        self.processing_seconds += seconds;
+        for (bound, count) in PROCESSING_BUCKETS
+            .iter()
+            .chain(std::iter::once(&f64::INFINITY))
+            .zip(self.processing_buckets.iter_mut())
+        {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+    }
+}
+
+/// A query's record: its last batches, its totals, and what each of its
+/// operators holds. The scheduler adds each batch; readers take copies.
+#[derive(Debug, Default)]
+pub(crate) struct QueryRecord {
+    history: Mutex<std::collections::VecDeque<BatchInfo>>,
+    totals: Mutex<QueryTotals>,
+    operator_bytes: Mutex<BTreeMap<usize, u64>>,
+}
+
+impl QueryRecord {
+    /// Adds a batch, with the state each operator holds after it.
+    pub(crate) fn add(&self, info: &BatchInfo, operator_bytes: BTreeMap<usize, u64>) {
+        {
+            let mut history = lock(&self.history);
+            if history.len() == RETAINED_BATCHES {
+                history.pop_front();
+            }
+            history.push_back(info.clone());
+        }
+        lock(&self.totals).add(info);
+        *lock(&self.operator_bytes) = operator_bytes;
+    }
+
+    /// The retained batches, oldest first.
+    pub(crate) fn history(&self) -> Vec<BatchInfo> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
+    /// The totals.
+    pub(crate) fn totals(&self) -> QueryTotals {
+        lock(&self.totals).clone()
+    }
+
+    /// State bytes by operator node, after the last batch.
+    pub(crate) fn operator_bytes(&self) -> BTreeMap<usize, u64> {
+        lock(&self.operator_bytes).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: u64, processing_ms: u64) -> BatchInfo {
+        BatchInfo {
+            batch_time: BatchTime::from_millis(n as i64 * 1000),
+            input_rows: n,
+            output_rows: 1,
+            scheduling_delay: Duration::ZERO,
+            processing_time: Duration::from_millis(processing_ms),
+            batches: n,
+            state_bytes: 0,
+            late_rows: 0,
+            watermark: None,
+            checkpoint_bytes: 0,
+            checkpoint_time: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_the_last_batches_and_totals_over_all() {
+        let record = QueryRecord::default();
+        for n in 1..=(RETAINED_BATCHES as u64 + 5) {
+            record.add(&batch(n, 3), BTreeMap::new());
+        }
+        let history = record.history();
+        assert_eq!(history.len(), RETAINED_BATCHES);
+        assert_eq!(history[0].batches, 6);
+        let totals = record.totals();
+        assert_eq!(totals.batches, RETAINED_BATCHES as u64 + 5);
+        assert_eq!(totals.output_rows, totals.batches);
+        // 3 ms: above the 2.5 ms bound, within 5 ms and every bound after.
+        assert_eq!(totals.processing_buckets[1], 0);
+        assert_eq!(totals.processing_buckets[2], totals.batches);
+        assert_eq!(*totals.processing_buckets.last().unwrap(), totals.batches);
+    }
 }

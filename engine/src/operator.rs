@@ -75,6 +75,9 @@ pub(crate) trait OperatorDef: fmt::Debug + Send + Sync {
         None
     }
 
+    /// What it is, for `EXPLAIN` and the status page.
+    fn describe(&self) -> crate::explain::OperatorDescription;
+
     /// Compiles the operator for a query that starts.
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>>;
 }

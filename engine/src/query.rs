@@ -9,7 +9,8 @@ use arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{CallbackError, Error, Result};
-use crate::metrics::BatchInfo;
+use crate::explain::QueryGraph;
+use crate::metrics::{BatchInfo, QueryRecord, QueryTotals};
 use crate::sink::SinkWriter;
 use crate::time::BatchTime;
 
@@ -78,6 +79,12 @@ pub(crate) struct QueryShared {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
     pub(crate) sources: Vec<String>,
+    /// Where its batches go: `console`, `sink out`, `callback`, `stream`.
+    pub(crate) destination: String,
+    /// Its operator graph, as planned.
+    pub(crate) graph: QueryGraph,
+    /// Its last batches and totals.
+    pub(crate) record: QueryRecord,
     pub(crate) status: watch::Sender<QueryStatus>,
     pub(crate) stop_requested: AtomicBool,
     pub(crate) progress: watch::Sender<Option<BatchInfo>>,
@@ -118,6 +125,32 @@ impl QueryHandle {
     /// Where the query is in its life.
     pub fn status(&self) -> QueryStatus {
         self.shared.status.borrow().clone()
+    }
+
+    /// Where its batches go: `console`, `sink <name>`, `callback` or
+    /// `stream`.
+    pub fn destination(&self) -> &str {
+        &self.shared.destination
+    }
+
+    /// Its last batches (at most [`RETAINED_BATCHES`](crate::metrics::RETAINED_BATCHES)),
+    /// oldest first.
+    pub fn history(&self) -> Vec<BatchInfo> {
+        self.shared.record.history()
+    }
+
+    /// What it did since it started.
+    pub fn totals(&self) -> QueryTotals {
+        self.shared.record.totals()
+    }
+
+    /// Its DStream operator graph, with what each stateful operator holds
+    /// after the last batch.
+    pub fn explain(&self) -> QueryGraph {
+        self.shared
+            .graph
+            .clone()
+            .with_state(&self.shared.record.operator_bytes())
     }
 
     /// What its last batch did.

@@ -17,6 +17,7 @@ mod join;
 pub mod limits;
 pub mod parser;
 pub mod planner;
+mod queries;
 mod window;
 
 pub use complete::is_complete;

@@ -191,6 +191,16 @@ pub enum Statement {
         /// Its `EMIT` clause.
         emit: Option<Emit>,
     },
+    /// `EXPLAIN <query>` (or `EXPLAIN INSERT INTO …`): the DStream operator
+    /// graph the query would run.
+    Explain(Box<Statement>),
+    /// `SHOW QUERIES`: every query with its state and figures.
+    ShowQueries,
+    /// `STOP QUERY name`: stops a running query after its current batch.
+    StopQuery {
+        /// The query's name (`q1`; a bare number `1` means `q1`).
+        name: Ident,
+    },
     /// `INSERT INTO sink <query>`.
     Insert {
         /// The sink's name.
@@ -310,6 +320,9 @@ impl fmt::Display for Statement {
                 write!(f, "INSERT INTO {sink} {query}")?;
                 emit.map_or(Ok(()), |e| write!(f, " {e}"))
             }
+            Statement::Explain(statement) => write!(f, "EXPLAIN {statement}"),
+            Statement::ShowQueries => write!(f, "SHOW QUERIES"),
+            Statement::StopQuery { name } => write!(f, "STOP QUERY {name}"),
         }
     }
 }
@@ -498,6 +511,60 @@ fn parse_statement(df: &mut DFParser) -> Result<Statement> {
         Token::Word(w) if w.keyword == Keyword::DROP => parse_drop(parser),
         Token::Word(w) if w.keyword == Keyword::SET => parse_set(parser),
         Token::Word(w) if w.keyword == Keyword::INSERT => parse_insert(parser),
+        Token::Word(w) if w.keyword == Keyword::EXPLAIN => {
+            parser.next_token();
+            let explained = parse_statement(df)?;
+            match explained {
+                Statement::Query { .. } | Statement::Insert { .. } => {
+                    Ok(Statement::Explain(Box::new(explained)))
+                }
+                other => Err(Error::Syntax {
+                    message: format!(
+                        "EXPLAIN shows the operators of a query (SELECT or INSERT INTO), not of {other}"
+                    ),
+                    location: Some(Location {
+                        line: first.span.start.line,
+                        column: first.span.start.column,
+                    }),
+                }),
+            }
+        }
+        Token::Word(w) if w.keyword == Keyword::SHOW => {
+            parser.next_token();
+            let what = parser.next_token();
+            if word_is(&what, "QUERIES") {
+                Ok(Statement::ShowQueries)
+            } else {
+                parser
+                    .expected("QUERIES after SHOW (SHOW QUERIES)", what)
+                    .map_err(Error::from)
+            }
+        }
+        Token::Word(_) if word_is(&first, "STOP") => {
+            parser.next_token();
+            let what = parser.next_token();
+            if !word_is(&what, "QUERY") {
+                return parser
+                    .expected("QUERY after STOP (STOP QUERY name)", what)
+                    .map_err(Error::from);
+            }
+            let name = match parser.next_token() {
+                TokenWithSpan {
+                    token: Token::Number(n, _),
+                    ..
+                } => Ident::new(format!("q{n}")),
+                TokenWithSpan {
+                    token: Token::Word(w),
+                    span,
+                } => w.into_ident(span),
+                other => {
+                    return parser
+                        .expected("the name of a query (SHOW QUERIES lists them)", other)
+                        .map_err(Error::from);
+                }
+            };
+            Ok(Statement::StopQuery { name })
+        }
         Token::Word(w)
             if matches!(w.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES) =>
         {
@@ -511,7 +578,7 @@ fn parse_statement(df: &mut DFParser) -> Result<Statement> {
             Ok(Statement::Query { query, emit })
         }
         _ => Err(Error::from(ParserError::ParserError(format!(
-            "Expected: CREATE SOURCE, CREATE SINK, DROP, SET, SELECT or INSERT INTO, found: {}{}",
+            "Expected: CREATE SOURCE, CREATE SINK, DROP, SET, SELECT, INSERT INTO, EXPLAIN, SHOW QUERIES or STOP QUERY, found: {}{}",
             first.token, first.span.start
         )))),
     }
@@ -877,5 +944,40 @@ mod tests {
         assert!(err.to_string().contains("the limit"), "{err}");
         let chain = format!("SELECT {} FROM s", vec!["a"; 1_000].join(" OR "));
         assert!(parse_statements(&chain).is_ok());
+    }
+
+    #[test]
+    fn explain_show_queries_and_stop_query_parse_and_print_back() {
+        let Statement::Explain(inner) = verified("EXPLAIN SELECT a FROM s EMIT CHANGES") else {
+            panic!("not an EXPLAIN");
+        };
+        assert!(matches!(*inner, Statement::Query { emit: Some(_), .. }));
+        assert!(matches!(
+            verified("EXPLAIN INSERT INTO out SELECT a FROM s"),
+            Statement::Explain(_)
+        ));
+        assert_eq!(verified("SHOW QUERIES"), Statement::ShowQueries);
+        assert_eq!(
+            verified("stop query counts"),
+            Statement::StopQuery {
+                name: Ident::new("counts")
+            }
+        );
+        assert_eq!(
+            verified("STOP QUERY 2"),
+            Statement::StopQuery {
+                name: Ident::new("q2")
+            }
+        );
+        let err = parse_statement_text("EXPLAIN SET a = 1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("EXPLAIN shows the operators of a query"),
+            "{err}"
+        );
+        let err = parse_statement_text("SHOW SOURCES").unwrap_err();
+        assert!(err.to_string().contains("QUERIES after SHOW"), "{err}");
+        let err = parse_statement_text("STOP QUERY").unwrap_err();
+        assert!(err.to_string().contains("the name of a query"), "{err}");
     }
 }

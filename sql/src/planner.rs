@@ -13,7 +13,10 @@
 //! - `SET batch.interval` changes the engine's batch interval; `SET
 //!   state.ttl` the TTL of running aggregates planned after it (`'none'` to
 //!   keep keys forever); `SET datafusion.*` goes to DataFusion's
-//!   configuration.
+//!   configuration; `SET ui.address` starts the status page.
+//! - `EXPLAIN <query>` plans the query without running it and shows its
+//!   DStream operators; `SHOW QUERIES` and `STOP QUERY` act on the running
+//!   queries (`queries.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::parser::{
 /// The settings `SET` knows, besides `datafusion.*`.
 pub const SETTINGS: &[&str] = &[
     "batch.interval",
+    "ui.address",
     "state.ttl",
     "watermark.idle.timeout",
     "checkpoint.dir",
@@ -183,6 +187,21 @@ impl Planner {
             Statement::Query { query, emit } => Ok(Planned::Query(
                 self.plan_query(query, *emit, &parsed.text).await?,
             )),
+            Statement::Explain(explained) => {
+                let stream = match explained.as_ref() {
+                    Statement::Query { query, emit } | Statement::Insert { query, emit, .. } => {
+                        self.plan_query(query, *emit, &parsed.text).await?
+                    }
+                    _ => return Err(Error::plan("EXPLAIN shows the operators of a query")),
+                };
+                Ok(Planned::Done(
+                    stream.explain().to_string().trim_end().to_string(),
+                ))
+            }
+            Statement::ShowQueries => Ok(Planned::Done(crate::queries::show(&self.engine))),
+            Statement::StopQuery { name } => Ok(Planned::Done(
+                crate::queries::stop(&self.engine, &normalize(name)).await?,
+            )),
             Statement::Insert { sink, query, emit } => {
                 let sink = normalize(sink);
                 self.engine.sink(&sink)?;
@@ -254,6 +273,20 @@ impl Planner {
                 self.engine.set_batch_interval(interval)?;
                 Ok(Planned::Done(format!("batch.interval = {value}")))
             }
+            "ui.address" | "ui_address" => match value.trim() {
+                "" | "none" | "off" => {
+                    self.engine.stop_status();
+                    Ok(Planned::Done(
+                        "ui.address = none (status page stopped)".into(),
+                    ))
+                }
+                address => {
+                    let bound = self.engine.serve_status(address)?;
+                    Ok(Planned::Done(format!(
+                        "ui.address = {bound}: status page at http://{bound}/, metrics at /metrics"
+                    )))
+                }
+            },
             "state.ttl" | "state_ttl" => {
                 let ttl = optional_duration(value)?;
                 *self.state_ttl.lock().unwrap_or_else(|e| e.into_inner()) = ttl;

@@ -26,9 +26,10 @@ use datafusion::logical_expr::LogicalPlan;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, KeyIndex, Partial};
-use crate::time::BatchTime;
+use crate::time::{BatchTime, format_duration};
 
 /// What a running aggregate emits every batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,22 @@ pub(crate) struct RunningAggregate {
 
 #[async_trait]
 impl OperatorDef for RunningAggregate {
+    fn describe(&self) -> OperatorDescription {
+        let emit = match self.spec.emit {
+            EmitMode::Changes => "emits the keys that changed",
+            EmitMode::Complete => "emits every key",
+        };
+        let ttl = self
+            .spec
+            .ttl
+            .map_or("keys kept forever".to_string(), |ttl| {
+                format!("keys dropped after {} without rows", format_duration(ttl))
+            });
+        OperatorDescription::stateful("running aggregate", "keys (one accumulator each)")
+            .detail(format!("{emit}; {ttl}"))
+            .plan(&self.plan)
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
         Ok(Box::new(RunningAggregateOperator::new(

@@ -14,6 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, NodeId, Operator, OperatorDef};
 use crate::plan::{Slot, run_plan, scan_slots};
 use crate::table::{StaticTable, static_tables};
@@ -30,6 +31,15 @@ pub(crate) struct Stateless {
 impl OperatorDef for Stateless {
     fn stateless_plan(&self) -> Option<&LogicalPlan> {
         Some(&self.plan)
+    }
+
+    fn describe(&self) -> OperatorDescription {
+        OperatorDescription {
+            name: "per batch".into(),
+            details: Vec::new(),
+            state: None,
+        }
+        .plan(&self.plan)
     }
 
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {

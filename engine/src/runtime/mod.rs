@@ -5,6 +5,7 @@
 //! are reported by `late.rs`. The state it shares with the engine's API is
 //! in `shared.rs`.
 
+pub(crate) mod catch_up;
 mod late;
 mod readers;
 mod running_query;

@@ -313,6 +313,7 @@ impl Inner {
             checkpoint_bytes: query.last_checkpoint.0,
             checkpoint_time: query.last_checkpoint.1,
         };
+        query.shared.record.add(&info, query.operator_bytes());
         query.shared.progress.send_replace(Some(info.clone()));
         for listener in listeners {
             listener.on_batch_completed(&query.shared.name, &info);
@@ -380,6 +381,14 @@ impl RunningQuery {
     }
 
     /// Bytes of state its operators hold.
+    /// What each operator holds, by node.
+    fn operator_bytes(&self) -> BTreeMap<NodeId, u64> {
+        self.operators
+            .iter()
+            .map(|(id, op)| (*id, op.state_bytes() as u64))
+            .collect()
+    }
+
     fn state_bytes(&self) -> u64 {
         self.operators
             .values()

@@ -75,6 +75,13 @@ pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Noti
             }
         }
         DeepStack::new(inner.run_batch(next, &mut running, &mut readers)).await;
+        // A restart's down time says how much of it is left.
+        let catch_up = inner.state().catch_up.take();
+        if let Some(mut catch_up) = catch_up
+            && catch_up.ran(next, &inner.notices)
+        {
+            inner.state().catch_up = Some(catch_up);
+        }
     }
 }
 

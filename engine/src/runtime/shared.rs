@@ -96,6 +96,8 @@ pub(crate) struct State {
     pub(crate) pending: Vec<PendingQuery>,
     pub(crate) run: RunState,
     pub(crate) next_batch: BatchTime,
+    /// The down time a restarted query replays, while it does.
+    pub(crate) catch_up: Option<crate::runtime::catch_up::CatchUp>,
     pub(crate) scheduler: Option<JoinHandle<()>>,
 }
 
@@ -122,6 +124,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     pub(crate) termination: watch::Sender<Termination>,
     pub(crate) listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
+    /// The status server, while one serves this engine.
+    pub(crate) status: Mutex<Option<crate::status::StatusServer>>,
 }
 
 impl Inner {

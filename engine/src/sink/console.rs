@@ -3,8 +3,13 @@
 //! (10 by default) with `...` when there are more, then a blank line. An
 //! empty batch prints its header too. The rows are a table by default, or
 //! CSV (with a header line) or JSON (one object per line).
+//!
+//! A running query's console output can be held back or limited without
+//! stopping the query ([`ConsoleControl`], the REPL's `\pause`, `\resume`
+//! and `\limit`): while paused, batches run and are counted, not printed.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -61,6 +66,9 @@ pub struct ConsoleOptions {
     pub max_rows: usize,
     /// Where it goes.
     pub target: ConsoleTarget,
+    /// Live control of every console sink made with these options (clones
+    /// share it).
+    pub control: ConsoleControl,
 }
 
 impl Default for ConsoleOptions {
@@ -69,6 +77,65 @@ impl Default for ConsoleOptions {
             format: ConsoleFormat::Table,
             max_rows: 10,
             target: ConsoleTarget::Stdout,
+            control: ConsoleControl::default(),
+        }
+    }
+}
+
+/// Pauses, resumes and limits the output of running console queries
+/// without stopping them. Clones share the same switches.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleControl {
+    switches: Arc<Switches>,
+}
+
+#[derive(Debug, Default)]
+struct Switches {
+    paused: AtomicBool,
+    held: AtomicU64,
+    /// Rows per batch overriding the sinks' own; 0: their own.
+    max_rows: AtomicUsize,
+}
+
+impl ConsoleControl {
+    /// Stops printing: batches go on running, and are counted.
+    pub fn pause(&self) {
+        self.switches.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Prints again; how many batches were not printed while paused.
+    pub fn resume(&self) -> u64 {
+        self.switches.paused.store(false, Ordering::SeqCst);
+        self.switches.held.swap(0, Ordering::SeqCst)
+    }
+
+    /// Whether output is paused.
+    pub fn is_paused(&self) -> bool {
+        self.switches.paused.load(Ordering::SeqCst)
+    }
+
+    /// Prints at most `rows` rows of each batch from now on (`None`: each
+    /// sink's own limit again).
+    pub fn limit(&self, rows: Option<usize>) {
+        let rows = rows.map_or(0, |r| r.max(1));
+        self.switches.max_rows.store(rows, Ordering::SeqCst);
+    }
+
+    /// The limit set by [`ConsoleControl::limit`], if any.
+    pub fn max_rows(&self) -> Option<usize> {
+        match self.switches.max_rows.load(Ordering::SeqCst) {
+            0 => None,
+            rows => Some(rows),
+        }
+    }
+
+    /// Whether a batch is printed now; one that is not is counted.
+    fn admit(&self) -> bool {
+        if self.is_paused() {
+            self.switches.held.fetch_add(1, Ordering::SeqCst);
+            false
+        } else {
+            true
         }
     }
 }
@@ -152,7 +219,12 @@ impl Sink for ConsoleSink {
 
 impl SinkWriter for ConsoleSink {
     fn write(&mut self, time: BatchTime, batch: &RecordBatch) -> Result<()> {
-        let text = render(time, batch, self.options.format, self.options.max_rows)?;
+        let control = &self.options.control;
+        if !control.admit() {
+            return Ok(());
+        }
+        let max_rows = control.max_rows().unwrap_or(self.options.max_rows);
+        let text = render(time, batch, self.options.format, max_rows)?;
         match &self.options.target {
             ConsoleTarget::Stdout => {
                 let mut stdout = std::io::stdout().lock();
@@ -189,6 +261,29 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_paused_console_counts_batches_and_a_limit_applies_at_once() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let options = ConsoleOptions {
+            format: ConsoleFormat::Csv,
+            target: ConsoleTarget::Buffer(buffer.clone()),
+            ..ConsoleOptions::default()
+        };
+        let control = options.control.clone();
+        let mut sink = ConsoleSink::new(options);
+        control.pause();
+        sink.write(BatchTime::from_millis(1000), &batch(3)).unwrap();
+        sink.write(BatchTime::from_millis(2000), &batch(3)).unwrap();
+        assert!(lock(&buffer).is_empty());
+        assert_eq!(control.resume(), 2);
+        control.limit(Some(1));
+        sink.write(BatchTime::from_millis(3000), &batch(3)).unwrap();
+        let text = String::from_utf8(lock(&buffer).clone()).unwrap();
+        assert!(text.contains("Time: 3000 ms"), "{text}");
+        assert!(text.ends_with("word,n\nw0,0\n...\n\n"), "{text}");
+        assert_eq!(control.resume(), 0);
     }
 
     #[test]

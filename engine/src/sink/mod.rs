@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use api::{Sink, SinkWriter};
-pub use console::{ConsoleFormat, ConsoleOptions, ConsoleSink};
+pub use console::{ConsoleControl, ConsoleFormat, ConsoleOptions, ConsoleSink};
 pub use files::FilesSink;
 pub use kafka::{Delivery, KafkaSink};
 pub use row_format::RowFormat;

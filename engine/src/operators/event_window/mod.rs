@@ -53,6 +53,7 @@ use datafusion::logical_expr::LogicalPlan;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, LateRows, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, KeyIndex, Rows};
 use crate::operators::window::WindowSpec;
@@ -267,6 +268,30 @@ pub(crate) struct EventWindowAggregate {
 
 #[async_trait]
 impl OperatorDef for EventWindowAggregate {
+    fn describe(&self) -> OperatorDescription {
+        let (windows, state) = match &self.window.assigner {
+            Assigner::Fixed(spec) => (
+                spec.describe(),
+                "keys × windows the watermark has not closed",
+            ),
+            Assigner::Session { gap } => (
+                format!("sessions with a gap of {}", format_duration(*gap)),
+                "open sessions",
+            ),
+        };
+        let emit = match self.window.emit {
+            WindowEmit::OnClose => "emits each window once, when the watermark passes its end",
+            WindowEmit::Changes => "emits changes of open windows, and each window when it closes",
+        };
+        OperatorDescription::stateful("event-time window aggregate", state)
+            .detail(format!(
+                "{windows}, on event time {}",
+                self.window.time_column
+            ))
+            .detail(emit)
+            .plan(&self.plan)
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let sources = at
             .sources

@@ -34,11 +34,12 @@ use async_trait::async_trait;
 use datafusion::common::JoinType;
 
 use super::{
-    CompiledJoin, JoinCondition, append, bytes, late_rows, numbered, on_time, row_numbers,
-    side_clock, split,
+    CompiledJoin, JoinCondition, append, bytes, describe_condition, late_rows, numbered, on_time,
+    row_numbers, side_clock, split,
 };
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::time::BatchTime;
 use crate::watermark::WatermarkTracker;
@@ -89,6 +90,23 @@ pub(crate) struct IntervalJoin {
 
 #[async_trait]
 impl OperatorDef for IntervalJoin {
+    fn describe(&self) -> OperatorDescription {
+        OperatorDescription::stateful(
+            "interval join",
+            "rows the other side's watermark can still match",
+        )
+        .detail(describe_condition(&self.on))
+        .detail(format!(
+            "{}.{} - {}.{} between {} ms and {} ms",
+            self.on.right_alias,
+            self.right_time,
+            self.on.left_alias,
+            self.left_time,
+            self.bounds.lower,
+            self.bounds.upper
+        ))
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
         let join = CompiledJoin::compile(at, &self.on, JoinType::Inner).await?;

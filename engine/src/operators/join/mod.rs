@@ -66,6 +66,17 @@ pub struct JoinCondition {
     pub on: Expr,
 }
 
+/// `inner join on o.id = p.order_id`, for `EXPLAIN`.
+pub(crate) fn describe_condition(on: &JoinCondition) -> String {
+    format!(
+        "{} join of {} and {} on {}",
+        format!("{:?}", on.join_type).to_lowercase(),
+        on.left_alias,
+        on.right_alias,
+        on.on
+    )
+}
+
 /// The schema of a join's output: the left side's columns, then the right
 /// side's, made nullable on the side an outer join pads; names both sides
 /// have are qualified by the side's alias.

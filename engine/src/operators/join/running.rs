@@ -23,9 +23,10 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::common::JoinType;
 
-use super::{CompiledJoin, JoinCondition, bytes, numbered};
+use super::{CompiledJoin, JoinCondition, bytes, describe_condition, numbered};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::time::BatchTime;
 
@@ -38,6 +39,18 @@ pub(crate) struct RunningJoin {
 
 #[async_trait]
 impl OperatorDef for RunningJoin {
+    fn describe(&self) -> OperatorDescription {
+        let ttl = self.ttl.map_or("rows kept forever".to_string(), |ttl| {
+            format!(
+                "rows dropped after {} of processing time",
+                crate::time::format_duration(ttl)
+            )
+        });
+        OperatorDescription::stateful("running join", "every row of both sides within the TTL")
+            .detail(describe_condition(&self.on))
+            .detail(ttl)
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
         let join = CompiledJoin::compile(at, &self.on, JoinType::Inner).await?;

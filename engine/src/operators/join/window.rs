@@ -21,10 +21,12 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
 use super::{
-    CompiledJoin, JoinCondition, append, bytes, late_rows, numbered, side_clock, split, times_of,
+    CompiledJoin, JoinCondition, append, bytes, describe_condition, late_rows, numbered,
+    side_clock, split, times_of,
 };
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::time::BatchTime;
 use crate::watermark::WatermarkTracker;
@@ -42,6 +44,15 @@ pub(crate) struct WindowJoin {
 
 #[async_trait]
 impl OperatorDef for WindowJoin {
+    fn describe(&self) -> OperatorDescription {
+        OperatorDescription::stateful("window join", "rows of windows not yet joined")
+            .detail(describe_condition(&self.on))
+            .detail(format!(
+                "each window joined when both watermarks pass its end ({}.{}, {}.{})",
+                self.on.left_alias, self.left_end, self.on.right_alias, self.right_end
+            ))
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         let (left, right) = (&at.inputs[0], &at.inputs[1]);
         let join = CompiledJoin::compile(at, &self.on, self.on.join_type).await?;

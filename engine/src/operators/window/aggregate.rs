@@ -12,6 +12,7 @@ use datafusion::logical_expr::LogicalPlan;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex};
 use crate::operators::window::pane_queue::PaneQueue;
@@ -30,6 +31,12 @@ pub(crate) struct WindowAggregate {
 
 #[async_trait]
 impl OperatorDef for WindowAggregate {
+    fn describe(&self) -> OperatorDescription {
+        OperatorDescription::stateful("window aggregate", "keys × live panes (partial aggregates)")
+            .detail(format!("{}, on processing time", self.spec.describe()))
+            .plan(&self.plan)
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         self.spec.validate(at.interval)?;
         let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;

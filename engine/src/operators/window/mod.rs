@@ -54,6 +54,21 @@ fn gcd(a: u128, b: u128) -> u128 {
 }
 
 impl WindowSpec {
+    /// `windows of 10 s every 2 s` (or `tumbling windows of 10 s`), for
+    /// `EXPLAIN`.
+    pub fn describe(&self) -> String {
+        use crate::time::format_duration;
+        if self.length == self.slide {
+            format!("tumbling windows of {}", format_duration(self.length))
+        } else {
+            format!(
+                "windows of {} every {}",
+                format_duration(self.length),
+                format_duration(self.slide)
+            )
+        }
+    }
+
     /// Windows of `size` that do not overlap.
     pub fn tumbling(size: Duration) -> Self {
         WindowSpec {

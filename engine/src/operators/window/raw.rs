@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
+use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::operators::window::{WindowSpec, aligned, bounds};
 use crate::time::BatchTime;
@@ -27,6 +28,11 @@ pub(crate) struct RawWindow {
 
 #[async_trait]
 impl OperatorDef for RawWindow {
+    fn describe(&self) -> OperatorDescription {
+        OperatorDescription::stateful("window", "the rows of the last window length")
+            .detail(format!("{}, on processing time", self.spec.describe()))
+    }
+
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         self.spec.validate(at.interval)?;
         Ok(Box::new(RawWindowOperator::new(

@@ -1,0 +1,186 @@
+//! The status server: what a job that runs for weeks is watched through.
+//!
+//! [`Engine::serve_status`](crate::Engine::serve_status) starts an HTTP
+//! server on a thread of its own (so that a batch that keeps every worker
+//! busy never delays an answer, and a page never delays a batch):
+//!
+//! - `/` — the status page ([`page`]): queries with their state, timelines
+//!   and histograms of their last batches, their operator graphs, sources
+//!   and sinks. It refreshes itself every 2 seconds (`/?refresh=5`,
+//!   `/?refresh=0` for never).
+//! - `/metrics` — Prometheus' text format ([`prometheus`]).
+//! - `/api/queries` — JSON for scripts ([`json`]; `?history=1` adds every
+//!   retained batch).
+//!
+//! Every answer reads the engine once ([`snapshot`]) and renders from that
+//! reading. The server binds where it is told; `127.0.0.1` (loopback) is
+//! the default everywhere, so a job is not visible from other machines
+//! until its address says so (`0.0.0.0:4040`, or a reverse proxy). The
+//! server holds the engine weakly: it never keeps an engine alive, and it
+//! ends when the engine is dropped or [`StatusServer`] is.
+//!
+//! The HTTP server is `tiny_http`: a small, synchronous, well-kept server
+//! with no async runtime of its own, which is all a few GET endpoints need
+//! (hyper's server would pull in more and share the batch runtime).
+
+mod chart;
+mod json;
+mod page;
+mod prometheus;
+mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::runtime::shared::Inner;
+use snapshot::Snapshot;
+
+/// The default address of the status server (Spark's UI port, loopback).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4040";
+
+/// How often the page reloads itself unless `?refresh=` says otherwise.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
+
+/// A running status server; dropping it stops the server.
+pub struct StatusServer {
+    server: Arc<Server>,
+    address: SocketAddr,
+}
+
+impl std::fmt::Debug for StatusServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusServer")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl StatusServer {
+    /// Serves `engine`'s status at `address` (`host:port`; port 0 picks a
+    /// free one).
+    pub(crate) fn start(engine: &Engine, address: &str) -> Result<Self> {
+        let server = Server::http(address).map_err(|e| {
+            Error::Config(format!("cannot serve the status page at {address}: {e}"))
+        })?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::Config(format!("{address} is not an IP address")))?;
+        let server = Arc::new(server);
+        let serving = Arc::clone(&server);
+        let weak = Arc::downgrade(&engine.inner);
+        std::thread::Builder::new()
+            .name("brooklet-status".into())
+            .spawn(move || serve(&serving, &weak))
+            .map_err(|e| Error::io("starting the status server's thread", e))?;
+        Ok(StatusServer {
+            server,
+            address: bound,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        // Wakes the thread, which sees the server closed and ends; it is not
+        // joined: the last handle to the engine may be the thread's own.
+        self.server.unblock();
+    }
+}
+
+fn serve(server: &Server, engine: &Weak<Inner>) {
+    for request in server.incoming_requests() {
+        let Some(inner) = engine.upgrade() else {
+            let _ =
+                request.respond(Response::from_string("the engine is gone").with_status_code(503));
+            return;
+        };
+        let engine = Engine { inner };
+        let _ = answer(request, &engine);
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+/// The query parameter `name` of `url`, if given.
+fn parameter<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn answer(request: Request, engine: &Engine) -> std::io::Result<()> {
+    if !matches!(request.method(), Method::Get | Method::Head) {
+        return request.respond(
+            Response::from_string("only GET is served\n")
+                .with_status_code(405)
+                .with_header(header("Allow", "GET, HEAD")),
+        );
+    }
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or("/");
+    let (content_type, body) = match path {
+        "/" | "/index.html" => {
+            let refresh = parameter(&url, "refresh")
+                .and_then(|s| s.parse::<u64>().ok())
+                .map_or(DEFAULT_REFRESH, Duration::from_secs);
+            (
+                "text/html; charset=utf-8",
+                page::render(&Snapshot::of(engine), refresh),
+            )
+        }
+        "/metrics" => (
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus::render(&Snapshot::of(engine)),
+        ),
+        "/api/queries" => {
+            let history = parameter(&url, "history").is_some_and(|v| v != "0");
+            let document = json::render(&Snapshot::of(engine), history);
+            ("application/json", format!("{document:#}\n"))
+        }
+        _ => {
+            return request.respond(
+                Response::from_string(
+                    "not found: the status server serves /, /metrics and /api/queries\n",
+                )
+                .with_status_code(404),
+            );
+        }
+    };
+    request.respond(
+        Response::from_string(body)
+            .with_header(header("Content-Type", content_type))
+            .with_header(header("Cache-Control", "no-store")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parameter;
+
+    #[test]
+    fn query_parameters_are_read_from_the_url() {
+        assert_eq!(parameter("/?refresh=5", "refresh"), Some("5"));
+        assert_eq!(
+            parameter("/api/queries?x=1&history=1", "history"),
+            Some("1")
+        );
+        assert_eq!(parameter("/api/queries?history", "history"), Some(""));
+        assert_eq!(parameter("/", "refresh"), None);
+    }
+}
