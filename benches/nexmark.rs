@@ -5,7 +5,14 @@
 //! ```text
 //! cargo bench --bench nexmark -- --query q5 --events 10000000
 //! cargo bench --bench nexmark -- --query all [--rate 100000] [--seed 42]
+//! cargo bench --bench nexmark -- --query q5 --ui
 //! ```
+//!
+//! `--ui` measures each query a second time (line `qN+ui`) with the status
+//! server on and a page open on it: a thread of the process loads `/` and
+//! scrapes `/metrics` every 250 ms (eight times the page's own refresh
+//! rate), so that line's CPU includes rendering the page and the metrics —
+//! and reading them, an upper bound of the cost.
 //!
 //! For each query (after a warm-up run over a tenth of the events) it
 //! prints one line:
@@ -36,7 +43,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brooklet::prelude::*;
@@ -55,6 +62,7 @@ struct Args {
     events: u64,
     rate: u64,
     seed: u64,
+    ui: bool,
 }
 
 impl Args {
@@ -64,6 +72,7 @@ impl Args {
             events: 10_000_000,
             rate: 100_000,
             seed: 42,
+            ui: false,
         };
         let mut given = std::env::args().skip(1);
         while let Some(arg) = given.next() {
@@ -82,6 +91,7 @@ impl Args {
                 "--events" => args.events = number("--events", value("--events")),
                 "--rate" => args.rate = number("--rate", value("--rate")),
                 "--seed" => args.seed = number("--seed", value("--seed")),
+                "--ui" => args.ui = true,
                 // What cargo bench passes to every bench target.
                 "--bench" => {}
                 other => usage(&format!("unknown argument '{other}'")),
@@ -96,7 +106,7 @@ impl Args {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "{problem}\nusage: cargo bench --bench nexmark -- [--query qN|all] [--events N] [--rate EVENTS_PER_SECOND] [--seed N]"
+        "{problem}\nusage: cargo bench --bench nexmark -- [--query qN|all] [--events N] [--rate EVENTS_PER_SECOND] [--seed N] [--ui]"
     );
     std::process::exit(2)
 }
@@ -168,11 +178,45 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// A page open on the status server at `address`: loads `/` and scrapes
+/// `/metrics` every 250 ms until `open` is cleared.
+fn open_page(address: std::net::SocketAddr, open: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut loads = 0;
+        while open.load(Ordering::Relaxed) {
+            for path in ["/", "/metrics"] {
+                let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+                    continue;
+                };
+                let _ = write!(stream, "GET {path} HTTP/1.0\r\n\r\n");
+                let mut body = Vec::new();
+                let _ = stream.read_to_end(&mut body);
+                loads += 1;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        loads
+    })
+}
+
 /// Runs `query` (`None`: the bid stream itself) over `events` events to its
-/// end, counting what it emits.
-fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, events: u64) -> Run {
+/// end, counting what it emits; with `ui`, with a page open on the status
+/// server.
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    query: Option<&str>,
+    events: u64,
+    ui: bool,
+) -> Run {
     runtime.block_on(async {
         let (ctx, clock) = common::manual_context();
+        let open = Arc::new(AtomicBool::new(true));
+        let page = ui.then(|| {
+            let address = ctx.serve_ui("127.0.0.1:0").unwrap();
+            open_page(address, Arc::clone(&open))
+        });
         ctx.execute(&ddl(events, args.rate, args.seed))
             .await
             .unwrap_or_else(|e| panic!("benches/nexmark/ddl.sql: {e}"));
@@ -199,6 +243,11 @@ fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, even
         let batches = events.div_ceil(args.rate) as i64 + 1;
         clock.set(batches * 1000);
         handle.await_termination().await.unwrap();
+        open.store(false, Ordering::Relaxed);
+        if let Some(page) = page {
+            let loads = page.join().unwrap();
+            println!("# the page and the metrics were loaded {loads} times during the run");
+        }
         let run = Run {
             cpu: cpu_time() - cpu,
             wall: started.elapsed(),
@@ -213,9 +262,9 @@ fn run(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, even
 }
 
 /// Warms up over a tenth of the events, then measures.
-fn measure(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>) -> Run {
-    run(runtime, args, query, (args.events / 10).max(10_000));
-    run(runtime, args, query, args.events)
+fn measure(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, ui: bool) -> Run {
+    run(runtime, args, query, (args.events / 10).max(10_000), ui);
+    run(runtime, args, query, args.events, ui)
 }
 
 fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
@@ -248,14 +297,22 @@ fn main() {
         args.rate,
         args.seed
     );
-    let generator = measure(&runtime, &args, None);
+    let generator = measure(&runtime, &args, None, false);
     let generator_rate = args.events as f64 / generator.cpu.as_secs_f64();
     report("generator", args.events, &generator, generator_rate);
     for name in &args.queries {
         let path = queries_dir().join(format!("{name}.sql"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| usage(&format!("{}: {e}", path.display())));
-        let run = measure(&runtime, &args, Some(&text));
-        report(name, args.events, &run, generator_rate);
+        let run = measure(&runtime, &args, Some(&text), false);
+        let plain = report(name, args.events, &run, generator_rate);
+        if args.ui {
+            let run = measure(&runtime, &args, Some(&text), true);
+            let with_ui = report(&format!("{name}+ui"), args.events, &run, generator_rate);
+            println!(
+                "# {name}: CPU per event with the status page open / without: {:.3}",
+                plain / with_ui
+            );
+        }
     }
 }

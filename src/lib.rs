@@ -344,6 +344,11 @@ impl StreamingContext {
                 message: format!("no running query is named '{name}'"),
                 location: None,
             })?;
+        if !self.engine().is_started() {
+            // Ended when the context starts, before its first batch.
+            query.request_stop();
+            return Ok(());
+        }
         Ok(query.stop().await?)
     }
 

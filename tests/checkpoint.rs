@@ -1,6 +1,7 @@
 //! Checkpoints from Rust: `StreamingContext::get_or_create` resumes a
 //! running aggregate where it stopped, and refuses a changed query.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brooklet::prelude::*;
@@ -81,5 +82,55 @@ async fn get_or_create_resumes_a_running_aggregate_where_it_stopped() {
     assert!(
         error.contains(QUERY) && error.contains("SELECT word FROM words"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_says_how_much_down_time_is_left_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let said: Arc<Mutex<Vec<String>>> = Arc::default();
+    let start = |millis: i64| {
+        let said = Arc::clone(&said);
+        let dir = dir.path().to_path_buf();
+        async move {
+            let clock = ManualClock::at(millis);
+            let ctx = StreamingContext::builder(Duration::from_secs(1))
+                .clock(clock.clone())
+                .notices(brooklet::Notices::new(move |m| {
+                    said.lock().unwrap().push(m.to_string())
+                }))
+                .build()
+                .unwrap();
+            ctx.checkpoint(dir);
+            ctx.execute("CREATE SOURCE words (word TEXT) WITH (connector = 'memory')")
+                .await
+                .unwrap();
+            let (handle, _) = record(ctx.sql(QUERY).await.unwrap());
+            ctx.start().await.unwrap();
+            (ctx, clock, handle)
+        }
+    };
+    let (ctx, clock, handle) = start(0).await;
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    ctx.stop(StopMode::Graceful).await.unwrap();
+    assert!(!said.lock().unwrap().iter().any(|m| m.contains("down time")));
+
+    // Started again at 30 s: batches 2 s to 30 s are the down time.
+    let (ctx, _clock, handle) = start(30_000).await;
+    wait_for_batch(&handle, 30_000).await;
+    ctx.stop(StopMode::Graceful).await.unwrap();
+    let said = said.lock().unwrap().clone();
+    let down: Vec<&String> = said.iter().filter(|m| m.contains("down time")).collect();
+    assert!(
+        down[0]
+            .contains("replaying the down time: batch 2000 ms ran, 1 of 29 batches done, 28 left"),
+        "{down:?}"
+    );
+    assert!(
+        down.last()
+            .unwrap()
+            .starts_with("down time replayed: 29 batches"),
+        "{down:?}"
     );
 }

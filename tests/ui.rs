@@ -15,19 +15,16 @@ use crate::support::{manual_context, wait_for_batch};
 
 /// The status and body of `GET path` (HTTP/1.0: the server closes).
 fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    request(address, "GET", path)
+    request(address, "GET", path, &address.to_string())
 }
 
-fn request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+/// The status and body of `method path`, naming `host`.
+fn request(address: SocketAddr, method: &str, path: &str, host: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
-    )
-    .unwrap();
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -198,7 +195,20 @@ async fn metrics_and_json_move_as_batches_run_and_json_matches_what_d_shows() {
             .contains("http-equiv=\"refresh\" content=\"2\"")
     );
     assert_eq!(get(address, "/nothing").0, 404);
-    assert_eq!(request(address, "POST", "/metrics").0, 405);
+    assert_eq!(request(address, "POST", "/metrics", "localhost").0, 405);
+    // On loopback, only loopback names are answered (no DNS rebinding).
+    assert_eq!(
+        request(address, "GET", "/api/queries", "localhost:4040").0,
+        200
+    );
+    assert_eq!(
+        request(address, "GET", "/api/queries", "evil.example:4040").0,
+        403
+    );
+    // Served again on the same address: the old server let it go.
+    let again = ctx.serve_ui(&address.to_string()).unwrap();
+    assert_eq!(again, address);
+    assert_eq!(get(address, "/metrics").0, 200);
 
     // Stopped, the query says so.
     handle.stop().await.unwrap();
@@ -305,7 +315,10 @@ async fn the_page_in_a_browser_draws_every_batch_and_a_slow_query_crosses_the_in
     .await
     .unwrap();
     assert!(dom.contains("Brooklet streaming status"), "{dom}");
-    assert!(dom.contains("falling behind") || dom.contains("state-running"));
+    assert!(
+        dom.contains("data-query=\"counts\"><td><a href=\"#query-counts\">counts</a></td><td><span class=\"state state-running\">running</span>"),
+        "{dom}"
+    );
     // Every timeline has one point per batch run.
     for chart in [
         "input-rate",

@@ -12,8 +12,9 @@
 //! The terminal is in its usual line mode while a query runs, so a key
 //! counts once Enter is pressed. Lines are read on a thread that polls
 //! standard input and stops when the query ends, so that nothing typed
-//! after it is taken from the prompt; input that is not a terminal (a
-//! piped script) is never read here.
+//! after it is taken from the prompt (the thread is joined before the
+//! prompt comes back); input that is not a terminal (a piped script) is
+//! never read here.
 
 use std::io::{BufRead, IsTerminal};
 use std::os::fd::AsFd;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 pub struct Keys {
     lines: Option<mpsc::UnboundedReceiver<String>>,
     done: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Keys {
@@ -35,7 +37,11 @@ impl Keys {
     pub fn read() -> Self {
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stdin().is_terminal() {
-            return Keys { lines: None, done };
+            return Keys {
+                lines: None,
+                done,
+                reader: None,
+            };
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let finished = Arc::clone(&done);
@@ -50,6 +56,11 @@ impl Keys {
                         Ok(_) => {}
                         Err(_) => return,
                     }
+                    // The query may have ended while this waited: what is
+                    // typed now is the prompt's.
+                    if finished.load(Ordering::SeqCst) {
+                        return;
+                    }
                     let mut line = String::new();
                     match stdin.lock().read_line(&mut line) {
                         Ok(0) | Err(_) => return,
@@ -61,9 +72,17 @@ impl Keys {
                     }
                 }
             });
-        Keys {
-            lines: reader.ok().map(|_| rx),
-            done,
+        match reader {
+            Ok(reader) => Keys {
+                lines: Some(rx),
+                done,
+                reader: Some(reader),
+            },
+            Err(_) => Keys {
+                lines: None,
+                done,
+                reader: None,
+            },
         }
     }
 
@@ -96,8 +115,14 @@ impl Keys {
 }
 
 impl Drop for Keys {
+    /// Stops the reader and waits for it (at most one poll, 100 ms), so
+    /// that it is gone before the prompt reads again. The terminal is still
+    /// in line mode then, so a line it may be reading is a whole one.
     fn drop(&mut self) {
         self.done.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 

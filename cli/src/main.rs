@@ -52,10 +52,9 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     checkpoint: Option<PathBuf>,
     /// Serve the status page, Prometheus metrics (/metrics) and JSON
-    /// (/api/queries) at this address; `--ui` alone: 127.0.0.1:4040
-    /// (loopback: use 0.0.0.0:PORT to be seen from other machines).
-    #[arg(long, global = true, value_name = "ADDRESS", num_args = 0..=1,
-          default_missing_value = "127.0.0.1:4040")]
+    /// (/api/queries) at this address, such as 127.0.0.1:4040 (loopback;
+    /// 0.0.0.0:4040 to be seen from other machines; port 0 picks one).
+    #[arg(long, global = true, value_name = "ADDRESS")]
     ui: Option<String>,
     #[command(subcommand)]
     subcommand: Option<Command>,

@@ -286,8 +286,12 @@ async fn execute(ctx: &StreamingContext, input: &str) {
         return;
     }
     let all = futures_join(&foreground);
-    let keys = foreground::Keys::read();
     let control = ctx.console_control();
+    let paused_before = control.is_paused();
+    if paused_before {
+        eprintln!("console output is paused (\\resume, or r + Enter, prints it again)");
+    }
+    let keys = foreground::Keys::read();
     let stop = async {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => println!("^C query stopped"),
@@ -309,8 +313,8 @@ async fn execute(ctx: &StreamingContext, input: &str) {
             }
         }
     }
-    // Output held back while paused is not owed to the next query.
-    if control.is_paused() {
+    // A pause made for this query ends with it; one made before stays.
+    if !paused_before && control.is_paused() {
         control.resume();
     }
 }

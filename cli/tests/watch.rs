@@ -35,6 +35,8 @@ fn the_repl_completes_explains_lists_and_stops_queries() {
     repl.exp_string("source 'clicks' created").unwrap();
     repl.send_line("SET batch.interval = '200 ms';").unwrap();
     repl.exp_string("batch.interval = 200 ms").unwrap();
+    repl.send_line("SET ui.address = '127.0.0.1:0';").unwrap();
+    repl.exp_string("status page at http://127.0.0.1:").unwrap();
 
     // Tab completes a source's name after FROM; Ctrl-C drops the line.
     // (The terminal's writer is line-buffered: a line without Enter is flushed.)

@@ -261,8 +261,8 @@ impl Engine {
     pub fn serve_status(&self, address: &str) -> Result<std::net::SocketAddr> {
         let mut slot = lock(&self.inner.status);
         // The old server goes first, so that the same address can be taken.
-        *slot = None;
-        let server = crate::status::StatusServer::start(self, address)?;
+        let replacing = slot.take().is_some();
+        let server = crate::status::StatusServer::start(self, address, replacing)?;
         let bound = server.address();
         *slot = Some(server);
         Ok(bound)
@@ -797,11 +797,10 @@ impl Engine {
                     state.next_batch = state.next_batch.min(last.plus(state.interval));
                 }
             }
-            state.catch_up = crate::runtime::catch_up::CatchUp::new(
-                state.next_batch,
-                zero.plus(state.interval),
-                state.interval,
-            );
+            // The down time: from the first batch after the checkpoint to
+            // the last batch time that passed before this start.
+            state.catch_up =
+                crate::runtime::catch_up::CatchUp::new(state.next_batch, zero, state.interval);
         }
         state.run = RunState::Running;
         let task = tokio::spawn(crate::runtime::scheduler::run(

@@ -216,8 +216,8 @@ impl QueryTotals {
 /// operators holds. The scheduler adds each batch; readers take copies.
 #[derive(Debug, Default)]
 pub(crate) struct QueryRecord {
-    history: Mutex<std::collections::VecDeque<BatchInfo>>,
-    totals: Mutex<QueryTotals>,
+    /// The retained batches and the totals, changed together.
+    batches: Mutex<(std::collections::VecDeque<BatchInfo>, QueryTotals)>,
     operator_bytes: Mutex<BTreeMap<usize, u64>>,
 }
 
@@ -225,24 +225,31 @@ impl QueryRecord {
     /// Adds a batch, with the state each operator holds after it.
     pub(crate) fn add(&self, info: &BatchInfo, operator_bytes: BTreeMap<usize, u64>) {
         {
-            let mut history = lock(&self.history);
+            let mut batches = lock(&self.batches);
+            let (history, totals) = &mut *batches;
             if history.len() == RETAINED_BATCHES {
                 history.pop_front();
             }
             history.push_back(info.clone());
+            totals.add(info);
         }
-        lock(&self.totals).add(info);
         *lock(&self.operator_bytes) = operator_bytes;
+    }
+
+    /// The retained batches (oldest first) and the totals, read together.
+    pub(crate) fn read(&self) -> (Vec<BatchInfo>, QueryTotals) {
+        let batches = lock(&self.batches);
+        (batches.0.iter().cloned().collect(), batches.1.clone())
     }
 
     /// The retained batches, oldest first.
     pub(crate) fn history(&self) -> Vec<BatchInfo> {
-        lock(&self.history).iter().cloned().collect()
+        self.read().0
     }
 
     /// The totals.
     pub(crate) fn totals(&self) -> QueryTotals {
-        lock(&self.totals).clone()
+        lock(&self.batches).1.clone()
     }
 
     /// State bytes by operator node, after the last batch.

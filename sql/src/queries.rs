@@ -96,6 +96,13 @@ fn running(engine: &Engine, name: &str) -> Result<QueryHandle> {
 /// `STOP QUERY name`: stops it after its current batch, and says so.
 pub(crate) async fn stop(engine: &Engine, name: &str) -> Result<String> {
     let query = running(engine, name)?;
+    if !engine.is_started() {
+        // Nothing runs batches yet: the query ends when the context starts.
+        query.request_stop();
+        return Ok(format!(
+            "query '{name}' will not start (it is stopped before its first batch)"
+        ));
+    }
     query.stop().await?;
     let batches = query.totals().batches;
     Ok(format!(

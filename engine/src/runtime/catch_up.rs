@@ -19,8 +19,8 @@ const EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct CatchUp {
     first: BatchTime,
-    /// The last batch of the down time: the first batch time after the
-    /// restart, aligned down.
+    /// The last batch of the down time: the last batch time that had
+    /// passed when the engine started again.
     last: BatchTime,
     interval: Duration,
     started: Instant,

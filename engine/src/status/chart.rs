@@ -57,7 +57,7 @@ pub(crate) struct Reference {
 /// What a chart shows.
 pub(crate) struct Chart<'a> {
     /// Its name in the DOM (`data-chart`), unique on the page.
-    pub(crate) id: &'a str,
+    pub(crate) id: String,
     /// Its title.
     pub(crate) title: &'a str,
     pub(crate) unit: Unit,
@@ -78,7 +78,7 @@ fn open(out: &mut String, chart: &Chart<'_>, class: &str, points: usize) {
          viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\">\
          <title>{}</title>\
          <text class=\"title\" x=\"{LEFT}\" y=\"14\">{}</text>",
-        escape(chart.id),
+        escape(&chart.id),
         escape(chart.title),
         escape(chart.title)
     );
@@ -268,7 +268,7 @@ mod tests {
 
     fn delay_chart() -> Chart<'static> {
         Chart {
-            id: "delay",
+            id: "delay".into(),
             title: "Total delay",
             unit: Unit::Millis,
             reference: Some(Reference {

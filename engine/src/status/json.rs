@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::snapshot::{QueryReport, Snapshot, millis};
+use super::snapshot::{QueryReport, Snapshot, millis, watermark};
 use crate::metrics::BatchInfo;
 
 /// One batch's figures.
@@ -19,7 +19,8 @@ pub(crate) fn batch(b: &BatchInfo) -> Value {
         "total_delay_ms": millis(b.scheduling_delay + b.processing_time),
         "state_bytes": b.state_bytes,
         "late_rows": b.late_rows,
-        "watermark_ms": b.watermark,
+        "watermark_ms": watermark(b),
+        "end_of_input": b.watermark == Some(i64::MAX),
         "checkpoint_bytes": b.checkpoint_bytes,
         "checkpoint_time_ms": millis(b.checkpoint_time),
     })

@@ -50,6 +50,7 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
 pub struct StatusServer {
     server: Arc<Server>,
     address: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for StatusServer {
@@ -63,10 +64,29 @@ impl std::fmt::Debug for StatusServer {
 impl StatusServer {
     /// Serves `engine`'s status at `address` (`host:port`; port 0 picks a
     /// free one).
-    pub(crate) fn start(engine: &Engine, address: &str) -> Result<Self> {
-        let server = Server::http(address).map_err(|e| {
-            Error::Config(format!("cannot serve the status page at {address}: {e}"))
-        })?;
+    /// `replacing`: a server of this engine was just dropped, whose
+    /// listening socket tiny_http closes on a thread of its own; its
+    /// address is tried again for up to 2 seconds.
+    pub(crate) fn start(engine: &Engine, address: &str, replacing: bool) -> Result<Self> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let server = loop {
+            match Server::http(address) {
+                Ok(server) => break server,
+                Err(e)
+                    if replacing
+                        && std::time::Instant::now() < deadline
+                        && e.downcast_ref::<std::io::Error>()
+                            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "cannot serve the status page at {address}: {e}"
+                    )));
+                }
+            }
+        };
         let bound = server
             .server_addr()
             .to_ip()
@@ -74,13 +94,15 @@ impl StatusServer {
         let server = Arc::new(server);
         let serving = Arc::clone(&server);
         let weak = Arc::downgrade(&engine.inner);
-        std::thread::Builder::new()
+        let loopback = bound.ip().is_loopback();
+        let thread = std::thread::Builder::new()
             .name("brooklet-status".into())
-            .spawn(move || serve(&serving, &weak))
+            .spawn(move || serve(&serving, &weak, loopback))
             .map_err(|e| Error::io("starting the status server's thread", e))?;
         Ok(StatusServer {
             server,
             address: bound,
+            thread: Some(thread),
         })
     }
 
@@ -91,15 +113,29 @@ impl StatusServer {
 }
 
 impl Drop for StatusServer {
+    /// Wakes the thread, which ends, and waits for it, so that the address
+    /// is free when this returns — unless this runs on that thread (the
+    /// last handle to the engine was the thread's own), which then ends by
+    /// itself.
     fn drop(&mut self) {
-        // Wakes the thread, which sees the server closed and ends; it is not
-        // joined: the last handle to the engine may be the thread's own.
         self.server.unblock();
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
     }
 }
 
-fn serve(server: &Server, engine: &Weak<Inner>) {
+fn serve(server: &Server, engine: &Weak<Inner>, loopback: bool) {
     for request in server.incoming_requests() {
+        if loopback && !from_loopback_name(&request) {
+            let _ = request.respond(
+                Response::from_string("the status server answers loopback names only\n")
+                    .with_status_code(403),
+            );
+            continue;
+        }
         let Some(inner) = engine.upgrade() else {
             let _ =
                 request.respond(Response::from_string("the engine is gone").with_status_code(503));
@@ -108,6 +144,28 @@ fn serve(server: &Server, engine: &Weak<Inner>) {
         let engine = Engine { inner };
         let _ = answer(request, &engine);
     }
+}
+
+/// Whether a request names a loopback host (or none): on a loopback
+/// address, a `Host` such as `evil.example` is a page elsewhere reading
+/// this job through DNS rebinding.
+fn from_loopback_name(request: &Request) -> bool {
+    let Some(host) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())
+    else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn header(name: &str, value: &str) -> Header {

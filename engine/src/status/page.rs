@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::chart::{Chart, Reference, Unit, histogram, timeline};
-use super::snapshot::{QueryReport, Snapshot, millis, time_of_day};
+use super::snapshot::{QueryReport, Snapshot, millis, time_of_day, watermark_lag};
 use crate::explain::format_bytes;
 use crate::time::format_duration;
 
@@ -191,93 +191,69 @@ fn query_section(out: &mut String, snapshot: &Snapshot, q: &QueryReport) {
         .collect();
     let state: Vec<f64> = q.history.iter().map(|b| b.state_bytes as f64).collect();
     let id = |what: &str| format!("{what}-{}", q.name);
+    let chart = |what: &str, title: &'static str, unit: Unit, interval_line: bool| Chart {
+        id: id(what),
+        title,
+        unit,
+        reference: if interval_line { reference() } else { None },
+    };
     out.push_str("<div class=\"charts\">");
-    let charts = [
-        (timeline(
-            &Chart {
-                id: &id("input-rate"),
-                title: "Input rate",
-                unit: Unit::RowsPerSecond,
-                reference: None,
-            },
-            &series(input),
-        )),
-        (timeline(
-            &Chart {
-                id: &id("scheduling-delay"),
-                title: "Scheduling delay",
-                unit: Unit::Millis,
-                reference: reference(),
-            },
-            &series(scheduling),
-        )),
-        (timeline(
-            &Chart {
-                id: &id("processing-time"),
-                title: "Processing time",
-                unit: Unit::Millis,
-                reference: reference(),
-            },
-            &series(processing.clone()),
-        )),
-        (histogram(
-            &Chart {
-                id: &id("processing-time-histogram"),
-                title: "Processing time (histogram)",
-                unit: Unit::Millis,
-                reference: reference(),
-            },
-            &processing,
-        )),
-        (timeline(
-            &Chart {
-                id: &id("total-delay"),
-                title: "Total delay (scheduling + processing)",
-                unit: Unit::Millis,
-                reference: reference(),
-            },
-            &series(total.clone()),
-        )),
-        (histogram(
-            &Chart {
-                id: &id("total-delay-histogram"),
-                title: "Total delay (histogram)",
-                unit: Unit::Millis,
-                reference: reference(),
-            },
-            &total,
-        )),
-        (timeline(
-            &Chart {
-                id: &id("state"),
-                title: "State",
-                unit: Unit::Bytes,
-                reference: None,
-            },
-            &series(state),
-        )),
-    ];
-    for chart in charts {
-        out.push_str(&chart);
-    }
+    out.push_str(&timeline(
+        &chart("input-rate", "Input rate", Unit::RowsPerSecond, false),
+        &series(input),
+    ));
+    out.push_str(&timeline(
+        &chart("scheduling-delay", "Scheduling delay", Unit::Millis, true),
+        &series(scheduling),
+    ));
+    out.push_str(&timeline(
+        &chart("processing-time", "Processing time", Unit::Millis, true),
+        &series(processing.clone()),
+    ));
+    out.push_str(&histogram(
+        &chart(
+            "processing-time-histogram",
+            "Processing time (histogram)",
+            Unit::Millis,
+            true,
+        ),
+        &processing,
+    ));
+    out.push_str(&timeline(
+        &chart(
+            "total-delay",
+            "Total delay (scheduling + processing)",
+            Unit::Millis,
+            true,
+        ),
+        &series(total.clone()),
+    ));
+    out.push_str(&histogram(
+        &chart(
+            "total-delay-histogram",
+            "Total delay (histogram)",
+            Unit::Millis,
+            true,
+        ),
+        &total,
+    ));
+    out.push_str(&timeline(
+        &chart("state", "State", Unit::Bytes, false),
+        &series(state),
+    ));
     let lag: Vec<(i64, f64)> = q
         .history
         .iter()
-        .filter_map(|b| {
-            Some((
-                b.batch_time.millis(),
-                (b.batch_time.millis() - b.watermark?) as f64,
-            ))
-        })
+        .filter_map(|b| Some((b.batch_time.millis(), watermark_lag(b)? as f64)))
         .collect();
     if !lag.is_empty() {
         out.push_str(&timeline(
-            &Chart {
-                id: &id("watermark-lag"),
-                title: "Watermark lag (batch time − watermark)",
-                unit: Unit::Millis,
-                reference: None,
-            },
+            &chart(
+                "watermark-lag",
+                "Watermark lag (batch time − watermark)",
+                Unit::Millis,
+                false,
+            ),
             &lag,
         ));
     }

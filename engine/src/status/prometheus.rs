@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use super::snapshot::{QueryReport, Snapshot};
+use super::snapshot::{QueryReport, Snapshot, watermark, watermark_lag};
 use crate::metrics::PROCESSING_BUCKETS;
 
 /// A counter family: its name, its help, and how it reads a value of `T`.
@@ -198,18 +198,14 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         snapshot,
         "brooklet_query_watermark_seconds",
         "The query's event-time watermark (seconds since the epoch).",
-        |q| q.last()?.watermark.map(|w| w as f64 / 1000.0),
+        |q| watermark(q.last()?).map(|w| w as f64 / 1000.0),
     );
     last_batch_gauge(
         &mut out,
         snapshot,
         "brooklet_query_watermark_lag_seconds",
         "How far the watermark trails the last batch's time.",
-        |q| {
-            let b = q.last()?;
-            b.watermark
-                .map(|w| (b.batch_time.millis() - w) as f64 / 1000.0)
-        },
+        |q| watermark_lag(q.last()?).map(|lag| lag as f64 / 1000.0),
     );
     last_batch_gauge(
         &mut out,

@@ -74,20 +74,26 @@ impl QueryReport {
 }
 
 impl Snapshot {
-    /// Reads `engine` now.
+    /// Reads `engine` now. A name used again by a later query shows only
+    /// that query.
     pub(crate) fn of(engine: &Engine) -> Self {
-        let queries = engine
-            .queries()
-            .into_iter()
-            .map(|q| QueryReport {
-                name: q.name().to_string(),
-                description: q.description().map(str::to_string),
-                status: q.status(),
-                sources: q.sources().to_vec(),
-                destination: q.destination().to_string(),
-                history: q.history(),
-                totals: q.totals(),
-                graph: q.explain(),
+        let all = engine.queries();
+        let queries = all
+            .iter()
+            .enumerate()
+            .filter(|(i, q)| !all[i + 1..].iter().any(|later| later.name() == q.name()))
+            .map(|(_, q)| {
+                let (history, totals) = q.shared.record.read();
+                QueryReport {
+                    name: q.name().to_string(),
+                    description: q.description().map(str::to_string),
+                    status: q.status(),
+                    sources: q.sources().to_vec(),
+                    destination: q.destination().to_string(),
+                    history,
+                    totals,
+                    graph: q.explain(),
+                }
             })
             .collect();
         Snapshot {
@@ -99,6 +105,17 @@ impl Snapshot {
             storage: storage_health(),
         }
     }
+}
+
+/// A batch's watermark, if it has one that is a time (not the end of
+/// input, which a finished query's last batch carries).
+pub(crate) fn watermark(b: &BatchInfo) -> Option<i64> {
+    b.watermark.filter(|w| *w != i64::MAX && *w != i64::MIN)
+}
+
+/// How far a batch's watermark trails its time, in milliseconds.
+pub(crate) fn watermark_lag(b: &BatchInfo) -> Option<i64> {
+    watermark(b).map(|w| b.batch_time.millis().saturating_sub(w))
 }
 
 /// Milliseconds of a duration, with fractions.
