@@ -50,7 +50,7 @@ pub use brooklet_engine::{
     Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,
     ManualClock, Notices, QueryHandle, QueryStatus, RecordBatch, RunningSpec, SchemaRef, SinkInfo,
     SourceInfo, SourceMetricsSnapshot, StopMode, StreamingListener, SystemClock, TableInfo,
-    Watermark, WindowEmit, WindowSpec,
+    Trigger, Watermark, WindowEmit, WindowSpec,
 };
 pub use brooklet_engine::{IntervalBounds, JoinCondition, StorageHealth, storage_health};
 pub use brooklet_sql as sql;
@@ -68,8 +68,8 @@ pub mod prelude {
     pub use crate::{
         BatchStream, BatchTime, DStream, Error, EventWindow, Executed, IntervalBounds,
         JoinCondition, ManualClock, QueryHandle, RecordBatch, Result, RunningSpec, SinkInfo,
-        SourceInfo, StopMode, StreamingContext, Watermark, WindowEmit, WindowSpec, format_duration,
-        parse_duration, statement_is_complete,
+        SourceInfo, StopMode, StreamingContext, Trigger, Watermark, WindowEmit, WindowSpec,
+        format_duration, parse_duration, statement_is_complete,
     };
 }
 
@@ -105,6 +105,7 @@ pub struct StreamingContext {
 pub struct StreamingContextBuilder {
     engine: EngineBuilder,
     ui: Option<String>,
+    trigger: Trigger,
 }
 
 impl StreamingContextBuilder {
@@ -135,9 +136,18 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// When batches run: on the clock (the default), or
+    /// [`Trigger::AvailableNow`]: back to back until the input available
+    /// now is read, then the queries end (`SET trigger`, `--available-now`).
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
     /// The context.
     pub fn build(self) -> Result<StreamingContext> {
         let engine = self.engine.build()?;
+        engine.set_trigger(self.trigger)?;
         let ctx = StreamingContext {
             planner: Planner::new(engine),
         };
@@ -165,6 +175,7 @@ impl StreamingContext {
         StreamingContextBuilder {
             engine: Engine::builder(batch_interval),
             ui: None,
+            trigger: Trigger::default(),
         }
     }
 
@@ -402,6 +413,11 @@ impl StreamingContext {
     /// from other machines.
     pub fn serve_ui(&self, address: &str) -> Result<std::net::SocketAddr> {
         Ok(self.engine().serve_status(address)?)
+    }
+
+    /// When batches run ([`Trigger`]); set before the context starts.
+    pub fn set_trigger(&self, trigger: Trigger) -> Result<()> {
+        Ok(self.engine().set_trigger(trigger)?)
     }
 
     /// Where the status page is served, if it is.

@@ -21,6 +21,8 @@
 //! - `checkpoint`: resuming from a checkpoint through the Rust API;
 //! - `event_time`: event-time windows through the Rust API, late rows,
 //!   planning errors;
+//! - `trigger`: the available-now trigger against the same batches on a
+//!   manual clock;
 //! - `ui`: the status server's endpoints over a real socket, and its page
 //!   in headless Chromium;
 //! - `window_props`: a property test of pane folding against brute force;
@@ -44,6 +46,7 @@ mod nexmark;
 mod s3_server;
 mod storage;
 mod support;
+mod trigger;
 mod ui;
 mod window;
 mod window_props;

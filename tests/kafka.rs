@@ -474,3 +474,40 @@ async fn the_record_timestamp_can_be_the_event_time() {
     );
     ctx.stop(StopMode::Graceful).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_now_reads_a_topic_up_to_its_ends_then_the_query_ends() {
+    let broker = Broker::start();
+    broker.create_topic("t", 2);
+    let records: Vec<(i32, Option<&str>, String)> =
+        (0..40).map(|i| (i % 2, None, format!("r{i}"))).collect();
+    let records: Vec<(i32, Option<&str>, &str)> = records
+        .iter()
+        .map(|(p, k, v)| (*p, *k, v.as_str()))
+        .collect();
+    broker.produce("t", &records);
+    let (ctx, _clock, _) = context();
+    ctx.set_trigger(Trigger::AvailableNow).unwrap();
+    // At most 8 records per partition and batch: the topic takes batches.
+    ctx.execute(&format!(
+        "CREATE SOURCE t (line TEXT) WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 't', \
+         max.records.per.partition.per.batch = 8)",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT line FROM t").await.unwrap());
+    ctx.start().await.unwrap();
+    // The clock never moves: the batches run back to back and end.
+    ctx.await_termination().await.unwrap();
+    assert!(matches!(handle.status(), brooklet::QueryStatus::Finished));
+    let outputs = outputs.lock().unwrap().clone();
+    let mut lines: Vec<String> = outputs.iter().flat_map(|(_, rows)| rows.clone()).collect();
+    lines.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+    // 20 records per partition, 8 per batch: three batches, at 1 s, 2 s, 3 s.
+    let times: Vec<i64> = outputs.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, vec![1000, 2000, 3000]);
+}

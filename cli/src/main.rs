@@ -56,6 +56,12 @@ struct Cli {
     /// 0.0.0.0:4040 to be seen from other machines; port 0 picks one).
     #[arg(long, global = true, value_name = "ADDRESS")]
     ui: Option<String>,
+    /// Run batches back to back, each at its own batch time, until the
+    /// input available now is read, then end (a backfill; `SET trigger =
+    /// 'available-now'`). Sources must end: stdin, files, Kafka (up to its
+    /// end offsets), bounded generators.
+    #[arg(long = "available-now", global = true)]
+    available_now: bool,
     #[command(subcommand)]
     subcommand: Option<Command>,
 }
@@ -147,6 +153,10 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
         .map_err(|e| e.to_string())?;
     if let Some(dir) = &cli.checkpoint {
         ctx.checkpoint(dir.clone());
+    }
+    if cli.available_now {
+        ctx.set_trigger(brooklet::Trigger::AvailableNow)
+            .map_err(|e| e.to_string())?;
     }
     if let Some(address) = &cli.ui {
         let bound = ctx.serve_ui(address).map_err(|e| e.to_string())?;

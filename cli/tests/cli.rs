@@ -863,3 +863,76 @@ fn the_receiver_log_loses_no_received_line_across_kill_9() {
 fn range_end_is(lines: &str, n: u32) -> bool {
     lines.ends_with(&format!("\n{n}\n"))
 }
+
+/// The console output's rows (csv, each batch's header line left out),
+/// all batches together, sorted.
+fn all_rows(stdout: &str) -> Vec<String> {
+    let mut rows: Vec<String> = blocks(stdout)
+        .into_iter()
+        .flat_map(|(_, rows)| rows.into_iter().skip(1))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn available_now_reads_stdin_and_a_files_directory_then_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..3000)
+        .map(|i| format!("k{},{}\n", i % 7, 1_000 + i * 10))
+        .collect();
+    let query = "CREATE SOURCE bids (k TEXT, ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+                 WITH (connector = 'stdin', format = 'csv');\n\
+                 SELECT window_start, k, count(*) AS n FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), \
+                 INTERVAL '5' SECOND)) GROUP BY window_start, window_end, k;";
+    let file = sql_file(&dir, query);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--format", "csv", "--max-rows", "1000"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["run", file.to_str().unwrap()]);
+        let output = run_with_input(&args, input.as_bytes());
+        assert!(output.status.success(), "{output:?}");
+        all_rows(&String::from_utf8(output.stdout).unwrap())
+    };
+    // The same windows as on the clock: every row of the input counted.
+    let on_clock = run(&[]);
+    let available_now = run(&["--available-now"]);
+    assert_eq!(available_now, on_clock);
+    let counted: u64 = available_now
+        .iter()
+        .map(|r| r.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 3000);
+
+    // A files source reads the files present and ends (on the clock it
+    // would watch the directory forever).
+    let files = dir.path().join("in");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("a.csv"), "x,1\ny,2\n").unwrap();
+    std::fs::write(files.join("b.csv"), "z,3\n").unwrap();
+    let sql = format!(
+        "CREATE SOURCE f (word TEXT, n BIGINT) WITH (connector = 'files', path = '{}', format = 'csv'); \
+         SELECT word, n FROM f;",
+        files.display()
+    );
+    let output = run_with_input(&["--format", "csv", "--available-now", "-c", &sql], b"");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(all_rows(&stdout), vec!["x,1", "y,2", "z,3"]);
+
+    // A source with no end is refused, saying which and why.
+    let output = run_with_input(
+        &[
+            "--available-now",
+            "-c",
+            "CREATE SOURCE s WITH (connector = 'sequence'); SELECT id FROM s;",
+        ],
+        b"",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("'s' (sequence): it generates rows forever"),
+        "{stderr}"
+    );
+}

@@ -34,6 +34,7 @@ use crate::storage::StorageOptions;
 use crate::sync::lock;
 use crate::table::{StaticTable, StaticTableProvider, TableInfo};
 use crate::time::{BatchTime, Clock, SystemClock, format_duration};
+use crate::trigger::Trigger;
 use crate::watermark::Watermark;
 
 /// Builds an [`Engine`].
@@ -101,6 +102,7 @@ impl EngineBuilder {
                     run: RunState::NotStarted,
                     next_batch: BatchTime::from_millis(0),
                     catch_up: None,
+                    trigger: Trigger::default(),
                     scheduler: None,
                 }),
                 wake: Arc::new(Notify::new()),
@@ -276,6 +278,23 @@ impl Engine {
     /// Stops the status server, if one runs.
     pub fn stop_status(&self) {
         *lock(&self.inner.status) = None;
+    }
+
+    /// When batches run ([`Trigger`]); set before the engine starts.
+    pub fn set_trigger(&self, trigger: Trigger) -> Result<()> {
+        let mut state = self.state();
+        if state.run != RunState::NotStarted {
+            return Err(Error::Config(
+                "the trigger is set before the context starts".into(),
+            ));
+        }
+        state.trigger = trigger;
+        Ok(())
+    }
+
+    /// When batches run.
+    pub fn trigger(&self) -> Trigger {
+        self.state().trigger
     }
 
     /// The switches of every console sink of this engine: pause, resume
@@ -780,6 +799,32 @@ impl Engine {
                 ));
             }
             RunState::NotStarted => {}
+        }
+        if state.trigger == Trigger::AvailableNow {
+            let endless: Vec<String> = state
+                .pending
+                .iter()
+                .flat_map(|q| q.shared.sources.iter())
+                .filter_map(|name| {
+                    let source = &state.sources.get(name)?.source;
+                    source
+                        .available_now()
+                        .err()
+                        .map(|why| format!("'{name}' ({}): {why}", source.connector()))
+                })
+                .collect();
+            if !endless.is_empty() {
+                return Err(Error::Config(format!(
+                    "trigger 'available-now' reads what is available and ends, but {} never end{}: {}",
+                    if endless.len() == 1 {
+                        "a source"
+                    } else {
+                        "sources"
+                    },
+                    if endless.len() == 1 { "s" } else { "" },
+                    endless.join("; ")
+                )));
+            }
         }
         let zero = BatchTime::aligned_floor(self.inner.clock.now_millis(), state.interval);
         state.next_batch = zero.plus(state.interval);

@@ -56,6 +56,7 @@ mod stream;
 mod sync;
 pub mod table;
 pub mod time;
+pub mod trigger;
 pub mod watermark;
 
 pub use arrow::array::RecordBatch;
@@ -77,6 +78,7 @@ pub use storage::{Dir, StorageHealth, storage_health};
 pub use stream::BatchStream;
 pub use table::TableInfo;
 pub use time::{BatchTime, Clock, ManualClock, SystemClock};
+pub use trigger::Trigger;
 pub use watermark::Watermark;
 
 /// Re-exported so that embedders use the same DataFusion and arrow.

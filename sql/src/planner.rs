@@ -42,6 +42,7 @@ use crate::parser::{
 pub const SETTINGS: &[&str] = &[
     "batch.interval",
     "ui.address",
+    "trigger",
     "state.ttl",
     "watermark.idle.timeout",
     "checkpoint.dir",
@@ -272,6 +273,11 @@ impl Planner {
                 let interval = parse_duration(value)?;
                 self.engine.set_batch_interval(interval)?;
                 Ok(Planned::Done(format!("batch.interval = {value}")))
+            }
+            "trigger" => {
+                let trigger = brooklet_engine::Trigger::parse(value)?;
+                self.engine.set_trigger(trigger)?;
+                Ok(Planned::Done(format!("trigger = {trigger}")))
             }
             "ui.address" | "ui_address" => match value.trim() {
                 "" | "none" | "off" => {

@@ -73,6 +73,7 @@ impl Readers {
                 metrics: Arc::clone(&registered.metrics),
                 notices: inner.notices.clone(),
                 checkpoint_dir: state.checkpoint.as_ref().map(|c| c.root()).transpose()?,
+                available_now: state.trigger == crate::trigger::Trigger::AvailableNow,
             };
             (Arc::clone(&registered.source), ctx)
         };

@@ -17,6 +17,9 @@
 //! at its end time, without waiting 10 seconds), and then the query ends.
 //! Every operator answers for the rows it holds (`drain_until`, in the
 //! operator contract of `operator.rs`).
+//!
+//! Under the available-now trigger (`trigger.rs`) the same batches run at
+//! the same times, back to back without waiting for the clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -32,6 +35,7 @@ use crate::runtime::shared::{Inner, PendingQuery, RunState};
 use crate::stack::DeepStack;
 use crate::sync::lock;
 use crate::time::{BatchTime, Clock};
+use crate::trigger::Trigger;
 
 /// The scheduler task. It holds the engine weakly: when every handle to
 /// the engine is gone, it ends.
@@ -50,11 +54,21 @@ pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Noti
                 inner.final_checkpoints(&mut running, &readers);
                 return;
             }
-            state.next_batch
+            (state.next_batch, state.trigger, state.pending.is_empty())
         };
-        tokio::select! {
-            () = clock.wait_until(next.millis()) => {}
-            () = wake.notified() => continue,
+        let (next, trigger, nothing_pending) = next;
+        if trigger == Trigger::AvailableNow && running.is_empty() && nothing_pending {
+            // Nothing to run: wait for a query (or a stop).
+            wake.notified().await;
+            continue;
+        } else if trigger == Trigger::AvailableNow {
+            // Back to back: only let a stop request in between batches.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                () = clock.wait_until(next.millis()) => {}
+                () = wake.notified() => continue,
+            }
         }
         let Some(inner) = weak.upgrade() else { return };
         let (pending, interval) = {

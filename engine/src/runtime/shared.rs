@@ -79,6 +79,8 @@ pub(crate) enum RegisteredTable {
 
 pub(crate) struct State {
     pub(crate) interval: Duration,
+    /// When batches run.
+    pub(crate) trigger: crate::trigger::Trigger,
     pub(crate) console: ConsoleOptions,
     /// How long a source may deliver nothing before it stops holding back
     /// the watermark of operators reading it with other sources.

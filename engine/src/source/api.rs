@@ -42,6 +42,12 @@ pub trait Source: Send + Sync + Debug + Any {
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>>;
     /// For downcasting to the concrete source (`MemorySource`).
     fn as_any(&self) -> &dyn Any;
+    /// Whether it can run under the available-now trigger: its input ends,
+    /// or it stops at what is available when it opens with
+    /// [`SourceContext::available_now`]. `Err` says why not.
+    fn available_now(&self) -> std::result::Result<(), String> {
+        Err("its input has no end".into())
+    }
 }
 
 /// What a source gets when it is opened.
@@ -60,6 +66,9 @@ pub struct SourceContext {
     /// The engine's checkpoint directory, if queries checkpoint (where a
     /// receiver log goes).
     pub checkpoint_dir: Option<crate::storage::Dir>,
+    /// Under the available-now trigger ([`crate::Trigger`]): read what is
+    /// available now, then end.
+    pub available_now: bool,
 }
 
 /// Hands out one batch per batch time.

@@ -220,15 +220,30 @@ impl Source for FilesSource {
             metrics: ctx.metrics,
             taken: HashSet::new(),
             last: Vec::new(),
+            available: None,
         };
         if !self.include_existing {
             reader.taken = self.existing(&reader, ctx.checkpoint_dir.as_ref())?;
+        }
+        if ctx.available_now {
+            let mut present = HashSet::new();
+            reader.dir.for_each(|entry| {
+                if !entry.name.starts_with('.') {
+                    present.insert(entry.name);
+                }
+            })?;
+            reader.available = Some(present);
         }
         Ok(Box::new(reader))
     }
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    /// It stops at the files present when it opens.
+    fn available_now(&self) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 
@@ -244,6 +259,9 @@ struct FilesReader {
     taken: HashSet<String>,
     /// The files the last batch took, in order.
     last: Vec<String>,
+    /// Under the available-now trigger: the files present when it opened,
+    /// the only ones it reads; it ends when each is taken or gone.
+    available: Option<HashSet<String>>,
 }
 
 impl FilesReader {
@@ -350,22 +368,33 @@ impl SourceReader for FilesReader {
         // forget taken files that are gone) and the due, new ones.
         let mut present = HashSet::with_capacity(self.taken.len());
         let mut due: Vec<(i64, String)> = Vec::new();
+        let mut waiting = false;
         let dir = self.dir.clone();
         dir.for_each(|entry| {
             if entry.name.starts_with('.') {
                 return;
             }
+            let wanted = self
+                .available
+                .as_ref()
+                .is_none_or(|available| available.contains(&entry.name));
             if self.taken.contains(&entry.name) {
                 present.insert(entry.name);
-            } else if self.due_at(&entry) <= time.millis() {
+            } else if wanted && self.due_at(&entry) <= time.millis() {
                 due.push((self.due_at(&entry), entry.name));
+            } else if wanted {
+                waiting = true;
             }
         })?;
         // Forget files that are gone: memory is bounded by the directory.
         self.taken.retain(|name| present.contains(name));
         due.sort();
         let names: Vec<String> = due.into_iter().map(|(_, name)| name).collect();
-        self.take(names, self.decoding.max_records_per_batch, false)
+        let due = names.len();
+        let mut batch = self.take(names, self.decoding.max_records_per_batch, false)?;
+        // Available now: done when nothing it opened with is left to take.
+        batch.end_of_input = self.available.is_some() && !waiting && self.last.len() == due;
+        Ok(batch)
     }
 
     fn offsets(&self) -> Option<serde_json::Value> {

@@ -336,11 +336,18 @@ impl Source for KafkaSource {
             at_end: BTreeSet::new(),
             last: BTreeMap::new(),
             unreachable_since: None,
+            available_now: ctx.available_now,
+            stop_at: None,
         }))
     }
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    /// It stops at the end offsets its partitions have when it first reads.
+    fn available_now(&self) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 
@@ -422,6 +429,11 @@ struct KafkaReader {
     last: BTreeMap<i32, (i64, i64)>,
     /// Since when the brokers have not answered.
     unreachable_since: Option<Instant>,
+    /// Under the available-now trigger: stop at the ends the first batch
+    /// sees ...
+    available_now: bool,
+    /// ... which are these, per partition.
+    stop_at: Option<BTreeMap<i32, i64>>,
 }
 
 impl KafkaReader {
@@ -868,6 +880,19 @@ impl SourceReader for KafkaReader {
             }
             Err(Trouble::Fatal(message)) => return Err(self.error(message)),
         };
+        // Available now: the ends the first batch sees are where it stops;
+        // a partition found later is not read.
+        let ends = match &self.stop_at {
+            _ if !self.available_now => ends,
+            None => {
+                self.stop_at = Some(ends.clone());
+                ends
+            }
+            Some(stop) => ends
+                .into_iter()
+                .map(|(p, end)| (p, end.min(stop.get(&p).copied().unwrap_or(self.next[&p]))))
+                .collect(),
+        };
         let from = self.next.clone();
         let limit = self.source.max_per_partition;
         let deadline = Instant::now() + self.timeout();
@@ -887,9 +912,11 @@ impl SourceReader for KafkaReader {
             .map(|(p, from)| (p, (from, self.next[&p])))
             .filter(|(_, (from, to))| to > from)
             .collect();
+        let end_of_input =
+            self.available_now && complete && ends.iter().all(|(p, end)| self.next[p] >= *end);
         Ok(SourceBatch {
             batch: self.decode(taken, false)?,
-            end_of_input: false,
+            end_of_input,
         })
     }
 

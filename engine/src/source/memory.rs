@@ -134,6 +134,11 @@ impl Source for MemorySource {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    /// A memory source ends when [`MemorySource::finish`] is called.
+    fn available_now(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 struct MemoryReader {

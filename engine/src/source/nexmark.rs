@@ -284,6 +284,13 @@ impl Source for NexmarkSource {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn available_now(&self) -> std::result::Result<(), String> {
+        match self.options.events {
+            Some(_) => Ok(()),
+            None => Err("it generates events forever; give it events = N".into()),
+        }
+    }
 }
 
 struct NexmarkReader {

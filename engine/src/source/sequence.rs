@@ -137,6 +137,13 @@ impl Source for SequenceSource {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn available_now(&self) -> std::result::Result<(), String> {
+        match self.rows {
+            Some(_) => Ok(()),
+            None => Err("it generates rows forever; give it rows = N".into()),
+        }
+    }
 }
 
 struct SequenceReader {
@@ -231,6 +238,7 @@ mod tests {
                 metrics: Arc::default(),
                 notices,
                 checkpoint_dir: None,
+                available_now: false,
             })
             .unwrap();
         let ids = |batch: &RecordBatch| -> Vec<i64> {

@@ -93,4 +93,10 @@ impl Source for StdinSource {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    /// Standard input ends at end of file (a pipe or a redirected file; at
+    /// a terminal, Ctrl-D).
+    fn available_now(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
