@@ -412,7 +412,7 @@ impl StreamingContext {
     /// Bind to loopback (`127.0.0.1`) unless the page is meant to be seen
     /// from other machines.
     pub fn serve_ui(&self, address: &str) -> Result<std::net::SocketAddr> {
-        Ok(self.engine().serve_status(address)?)
+        self.planner.serve_status(address)
     }
 
     /// When batches run ([`Trigger`]); set before the context starts.
@@ -422,7 +422,7 @@ impl StreamingContext {
 
     /// Where the status page is served, if it is.
     pub fn ui_address(&self) -> Option<std::net::SocketAddr> {
-        self.engine().status_address()
+        self.planner.status_address()
     }
 
     /// Pauses, resumes or limits the console output of running queries

@@ -108,7 +108,6 @@ impl EngineBuilder {
                 wake: Arc::new(Notify::new()),
                 termination: watch::Sender::new(Termination::default()),
                 listeners: Mutex::default(),
-                status: Mutex::default(),
             }),
         })
     }
@@ -255,29 +254,6 @@ impl Engine {
     /// Adds a listener for completed batches.
     pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
         lock(&self.inner.listeners).push(listener);
-    }
-
-    /// Serves the status page, `/metrics` and `/api/queries` at `address`
-    /// (`host:port`; port 0 picks a free one), replacing a server this
-    /// engine already has; where it listens. See [`crate::status`].
-    pub fn serve_status(&self, address: &str) -> Result<std::net::SocketAddr> {
-        let mut slot = lock(&self.inner.status);
-        // The old server goes first, so that the same address can be taken.
-        let replacing = slot.take().is_some();
-        let server = crate::status::StatusServer::start(self, address, replacing)?;
-        let bound = server.address();
-        *slot = Some(server);
-        Ok(bound)
-    }
-
-    /// Where the status server listens, if one serves this engine.
-    pub fn status_address(&self) -> Option<std::net::SocketAddr> {
-        lock(&self.inner.status).as_ref().map(|s| s.address())
-    }
-
-    /// Stops the status server, if one runs.
-    pub fn stop_status(&self) {
-        *lock(&self.inner.status) = None;
     }
 
     /// When batches run ([`Trigger`]); set before the engine starts.

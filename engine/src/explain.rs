@@ -24,46 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::graph::{Node, NodeId, NodeKind};
-
-/// How one operator describes itself (what [`OperatorDef`]
-/// (crate::operator::OperatorDef) implementations answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorDescription {
-    /// What it is: `window aggregate`, `interval join`, `per batch`.
-    pub name: String,
-    /// Its parameters, one line each (windows, conditions, plans).
-    pub details: Vec<String>,
-    /// What its state is sized by, when it keeps state across batches.
-    pub state: Option<String>,
-}
-
-impl OperatorDescription {
-    /// An operator that keeps state sized by `state`.
-    pub(crate) fn stateful(name: &str, state: &str) -> Self {
-        OperatorDescription {
-            name: name.to_string(),
-            details: Vec::new(),
-            state: Some(state.to_string()),
-        }
-    }
-
-    /// Adds a line of detail.
-    pub(crate) fn detail(mut self, line: impl Into<String>) -> Self {
-        self.details.push(line.into());
-        self
-    }
-
-    /// Adds the lines of a plan's indented display.
-    pub(crate) fn plan(mut self, plan: &datafusion::logical_expr::LogicalPlan) -> Self {
-        self.details.extend(
-            plan.display_indent()
-                .to_string()
-                .lines()
-                .map(str::to_string),
-        );
-        self
-    }
-}
+pub use crate::operator::OperatorDescription;
 
 /// One node of a query's graph.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,6 +50,46 @@ use crate::source::SourceBatch;
 use crate::time::BatchTime;
 use crate::watermark::Watermark;
 
+/// How one operator describes itself, for `EXPLAIN` and the status page
+/// ([`OperatorDef::describe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorDescription {
+    /// What it is: `window aggregate`, `interval join`, `per batch`.
+    pub name: String,
+    /// Its parameters, one line each (windows, conditions, plans).
+    pub details: Vec<String>,
+    /// What its state is sized by, when it keeps state across batches.
+    pub state: Option<String>,
+}
+
+impl OperatorDescription {
+    /// An operator that keeps state sized by `state`.
+    pub(crate) fn stateful(name: &str, state: &str) -> Self {
+        OperatorDescription {
+            name: name.to_string(),
+            details: Vec::new(),
+            state: Some(state.to_string()),
+        }
+    }
+
+    /// Adds a line of detail.
+    pub(crate) fn detail(mut self, line: impl Into<String>) -> Self {
+        self.details.push(line.into());
+        self
+    }
+
+    /// Adds the lines of a plan's indented display.
+    pub(crate) fn plan(mut self, plan: &datafusion::logical_expr::LogicalPlan) -> Self {
+        self.details.extend(
+            plan.display_indent()
+                .to_string()
+                .lines()
+                .map(str::to_string),
+        );
+        self
+    }
+}
+
 /// Identifies a node of the operator graph.
 pub(crate) type NodeId = usize;
 
@@ -76,7 +116,7 @@ pub(crate) trait OperatorDef: fmt::Debug + Send + Sync {
     }
 
     /// What it is, for `EXPLAIN` and the status page.
-    fn describe(&self) -> crate::explain::OperatorDescription;
+    fn describe(&self) -> OperatorDescription;
 
     /// Compiles the operator for a query that starts.
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>>;

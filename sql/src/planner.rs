@@ -28,6 +28,7 @@ use brooklet_engine::datafusion::logical_expr::LogicalPlan;
 use brooklet_engine::datafusion::sql::parser::{CreateExternalTable, Statement as DFStatement};
 use brooklet_engine::datafusion::sql::sqlparser::ast::{self, ColumnOption};
 use brooklet_engine::source::METADATA_FIELD_KEY;
+use brooklet_engine::status::StatusServer;
 use brooklet_engine::time::{format_duration, parse_duration};
 use brooklet_engine::{DStream, EmitMode, Engine, RunningSpec, Watermark};
 use datafusion::arrow::datatypes::{Field, Schema};
@@ -78,6 +79,8 @@ pub struct Planner {
     engine: Engine,
     per_batch_notice_given: Arc<AtomicBool>,
     state_ttl: Arc<Mutex<Option<Duration>>>,
+    /// The status server, while one serves the engine (`SET ui.address`).
+    status: Arc<Mutex<Option<StatusServer>>>,
 }
 
 impl Planner {
@@ -88,12 +91,37 @@ impl Planner {
             engine,
             per_batch_notice_given: Arc::default(),
             state_ttl: Arc::default(),
+            status: Arc::default(),
         }
     }
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Serves the engine's status page, `/metrics` and `/api/queries` at
+    /// `address` (replacing a server it has), and says where it listens.
+    pub fn serve_status(&self, address: &str) -> Result<std::net::SocketAddr> {
+        let mut slot = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let server = match slot.take() {
+            Some(old) => old.replace(&self.engine, address)?,
+            None => StatusServer::start(&self.engine, address)?,
+        };
+        let bound = server.address();
+        *slot = Some(server);
+        Ok(bound)
+    }
+
+    /// Where the status server listens, if one runs.
+    pub fn status_address(&self) -> Option<std::net::SocketAddr> {
+        let slot = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(StatusServer::address)
+    }
+
+    /// Stops the status server, if one runs.
+    pub fn stop_status(&self) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Plans one statement; DDL and `SET` take effect now.
@@ -281,13 +309,13 @@ impl Planner {
             }
             "ui.address" | "ui_address" => match value.trim() {
                 "" | "none" | "off" => {
-                    self.engine.stop_status();
+                    self.stop_status();
                     Ok(Planned::Done(
                         "ui.address = none (status page stopped)".into(),
                     ))
                 }
                 address => {
-                    let bound = self.engine.serve_status(address)?;
+                    let bound = self.serve_status(address)?;
                     Ok(Planned::Done(format!(
                         "ui.address = {bound}: status page at http://{bound}/, metrics at /metrics"
                     )))

@@ -126,8 +126,6 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     pub(crate) termination: watch::Sender<Termination>,
     pub(crate) listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
-    /// The status server, while one serves this engine.
-    pub(crate) status: Mutex<Option<crate::status::StatusServer>>,
 }
 
 impl Inner {

@@ -1,7 +1,7 @@
 //! The status server: what a job that runs for weeks is watched through.
 //!
-//! [`Engine::serve_status`](crate::Engine::serve_status) starts an HTTP
-//! server on a thread of its own (so that a batch that keeps every worker
+//! [`StatusServer::start`] starts an HTTP server for an engine on a thread
+//! of its own (so that a batch that keeps every worker
 //! busy never delays an answer, and a page never delays a batch):
 //!
 //! - `/` — the status page ([`page`]): queries with their state, timelines
@@ -64,10 +64,20 @@ impl std::fmt::Debug for StatusServer {
 impl StatusServer {
     /// Serves `engine`'s status at `address` (`host:port`; port 0 picks a
     /// free one).
-    /// `replacing`: a server of this engine was just dropped, whose
-    /// listening socket tiny_http closes on a thread of its own; its
-    /// address is tried again for up to 2 seconds.
-    pub(crate) fn start(engine: &Engine, address: &str, replacing: bool) -> Result<Self> {
+    pub fn start(engine: &Engine, address: &str) -> Result<Self> {
+        Self::bind(engine, address, false)
+    }
+
+    /// Stops this server and serves `engine` at `address` instead (the
+    /// same address may be given: the old listening socket, which
+    /// tiny_http closes on a thread of its own, is waited for up to 2
+    /// seconds).
+    pub fn replace(self, engine: &Engine, address: &str) -> Result<Self> {
+        drop(self);
+        Self::bind(engine, address, true)
+    }
+
+    fn bind(engine: &Engine, address: &str, replacing: bool) -> Result<Self> {
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let server = loop {
             match Server::http(address) {
