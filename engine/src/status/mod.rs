@@ -1,8 +1,9 @@
 //! The status server: what a job that runs for weeks is watched through.
 //!
 //! [`StatusServer::start`] starts an HTTP server for an engine on a thread
-//! of its own (so that a batch that keeps every worker
-//! busy never delays an answer, and a page never delays a batch):
+//! of its own (so that a batch that keeps every worker busy never delays
+//! an answer, and a page never delays a batch); the SQL planner owns the
+//! one that `SET ui.address` and `StreamingContext::serve_ui` start:
 //!
 //! - `/` — the status page ([`page`]): queries with their state, timelines
 //!   and histograms of their last batches, their operator graphs, sources
@@ -13,11 +14,13 @@
 //!   retained batch).
 //!
 //! Every answer reads the engine once ([`snapshot`]) and renders from that
-//! reading. The server binds where it is told; `127.0.0.1` (loopback) is
-//! the default everywhere, so a job is not visible from other machines
-//! until its address says so (`0.0.0.0:4040`, or a reverse proxy). The
-//! server holds the engine weakly: it never keeps an engine alive, and it
-//! ends when the engine is dropped or [`StatusServer`] is.
+//! reading. The server binds where it is told; the README and
+//! [`DEFAULT_ADDRESS`] use loopback, so a job is not visible from other
+//! machines until its address says so (`0.0.0.0:4040`, or a reverse
+//! proxy), and on loopback it answers loopback `Host` names only. The
+//! server holds the engine weakly: it never keeps an engine alive; it ends
+//! when [`StatusServer`] is dropped, or at its first request after the
+//! engine is gone.
 //!
 //! The HTTP server is `tiny_http`: a small, synchronous, well-kept server
 //! with no async runtime of its own, which is all a few GET endpoints need
