@@ -300,6 +300,8 @@ impl Inner {
             }
         };
         query.batches += 1;
+        // Each operator is asked once; the query's state is their sum.
+        let operator_bytes = query.operator_bytes();
         let info = BatchInfo {
             batch_time: time,
             input_rows,
@@ -307,13 +309,13 @@ impl Inner {
             scheduling_delay: delay,
             processing_time: started.elapsed(),
             batches: query.batches,
-            state_bytes: query.state_bytes(),
+            state_bytes: operator_bytes.values().sum(),
             late_rows,
             watermark: query.watermark(),
             checkpoint_bytes: query.last_checkpoint.0,
             checkpoint_time: query.last_checkpoint.1,
         };
-        query.shared.record.add(&info, query.operator_bytes());
+        query.shared.record.add(&info, operator_bytes);
         query.shared.progress.send_replace(Some(info.clone()));
         for listener in listeners {
             listener.on_batch_completed(&query.shared.name, &info);
@@ -387,13 +389,6 @@ impl RunningQuery {
             .iter()
             .map(|(id, op)| (*id, op.state_bytes() as u64))
             .collect()
-    }
-
-    fn state_bytes(&self) -> u64 {
-        self.operators
-            .values()
-            .map(|op| op.state_bytes() as u64)
-            .sum()
     }
 
     /// At the end of its input (the batch of `time` ended every source):
