@@ -7,9 +7,10 @@
 //!
 //! Event-time windows run on the same rows, each with an event time inside
 //! its batch's second and a watermark without delay: a tumbling 1-second
-//! window (closes every batch), a 10-second window sliding by 1 second (each
-//! row folded into its 10 windows on arrival), and sessions with a
-//! 2-second gap (every key comes back every batch: sessions stay open).
+//! window (closes every batch), windows of 10, 60 and 300 seconds sliding by
+//! 1 second (a row is folded into its pane; a closing window seals its
+//! panes into two stacks), and sessions with a 2-second gap (every key
+//! comes back every batch: sessions stay open).
 //!
 //! `cargo bench --bench windows`
 
@@ -73,6 +74,22 @@ fn windows(c: &mut Criterion) {
             Box::new(event(EventWindow::fixed(
                 "ts",
                 WindowSpec::sliding(secs(10), secs(1)),
+            ))),
+        ),
+        (
+            "event_sliding_60s_by_1s",
+            61,
+            Box::new(event(EventWindow::fixed(
+                "ts",
+                WindowSpec::sliding(secs(60), secs(1)),
+            ))),
+        ),
+        (
+            "event_sliding_300s_by_1s",
+            301,
+            Box::new(event(EventWindow::fixed(
+                "ts",
+                WindowSpec::sliding(secs(300), secs(1)),
             ))),
         ),
         (

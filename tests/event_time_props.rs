@@ -6,6 +6,13 @@
 //! computed in SQL (integer arithmetic for fixed windows; `lag` and a
 //! running `sum` for sessions, which start where a key's gap to its
 //! previous event exceeds the session gap).
+//!
+//! And for events far behind the watermark (some late, some reaching a
+//! window whose older windows already closed): every batch, a window
+//! emitted on close emits exactly the final rows the same window emitting
+//! changes marks `is_final` — the two keep their panes differently (a
+//! sliding window on close folds sealed panes in two stacks; with changes
+//! it merges its panes per window).
 
 use std::time::Duration;
 
@@ -50,7 +57,9 @@ fn windows() -> impl Strategy<Value = Windows> {
     ]
 }
 
-fn cases() -> impl Strategy<Value = Case> {
+/// Cases whose events are at most the delay behind the newest one so far
+/// (`beyond_delay`: up to three delays and three seconds behind).
+fn cases(beyond_delay: bool) -> impl Strategy<Value = Case> {
     (
         windows(),
         0i64..=3000,
@@ -62,13 +71,17 @@ fn cases() -> impl Strategy<Value = Case> {
         0u8..3,
         any::<bool>(),
     )
-        .prop_map(|(windows, delay, aggregate, events, cuts, form, changes)| {
+        .prop_map(move |(windows, delay, aggregate, events, cuts, form, changes)| {
             let mut now = 1_000_000i64;
             let events: Vec<(u8, i64, i64)> = events
                 .into_iter()
                 .map(|(k, v, step, behind)| {
                     now += step;
-                    (k, v, now - (behind * delay as f64) as i64)
+                    let spread = match beyond_delay {
+                        false => delay,
+                        true => 3 * delay + 3000,
+                    };
+                    (k, v, now - (behind * spread as f64) as i64)
                 })
                 .collect();
             // Cut the events into batches of the given sizes (the rest last).
@@ -160,7 +173,12 @@ fn queries(case: &Case) -> (String, String) {
     }
 }
 
-async fn check(case: Case) {
+/// Runs `queries` over the case's events: the context, and each query's
+/// rows per batch.
+async fn run_batches(
+    case: &Case,
+    queries: &[String],
+) -> (brooklet::StreamingContext, Vec<Vec<Vec<String>>>) {
     let interval = Duration::from_secs(1);
     let (ctx, clock) = manual_context(0, interval);
     ctx.execute(&format!(
@@ -171,11 +189,10 @@ async fn check(case: Case) {
     ))
     .await
     .unwrap();
-    let (mut query, batch_query) = queries(&case);
-    if case.changes {
-        query.push_str(" EMIT CHANGES");
+    let mut running = Vec::new();
+    for query in queries {
+        running.push(record(ctx.sql(query).await.unwrap()));
     }
-    let (handle, outputs) = record(ctx.sql(&query).await.unwrap());
     ctx.start().await.unwrap();
     let events = ctx.memory_source("events").unwrap();
     let mut time = 0;
@@ -187,20 +204,55 @@ async fn check(case: Case) {
         events.push_records(&records);
         time += 1000;
         clock.set(time);
-        wait_for_batch(&handle, time).await;
+        for (handle, _) in &running {
+            wait_for_batch(handle, time).await;
+        }
     }
     events.finish();
     clock.set(time + 1000);
-    handle.await_termination().await.unwrap();
-    let mut emitted: Vec<String> = outputs
-        .lock()
-        .unwrap()
+    let mut per_query = Vec::new();
+    for (handle, outputs) in running {
+        handle.await_termination().await.unwrap();
+        let outputs = outputs.lock().unwrap();
+        per_query.push(outputs.iter().map(|(_, rows)| rows.clone()).collect());
+    }
+    (ctx, per_query)
+}
+
+/// Every batch, the windows closing on close equal the final rows of the
+/// same windows emitting changes.
+async fn check_on_close_equals_final_changes(case: Case) {
+    let (query, _) = queries(&case);
+    let changes = format!("{query} EMIT CHANGES");
+    let (_, outputs) = run_batches(&case, &[query.clone(), changes]).await;
+    let on_close = &outputs[0];
+    let finals: Vec<Vec<String>> = outputs[1]
         .iter()
-        .flat_map(|(_, rows)| rows.clone())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| row.strip_suffix(",true").map(str::to_string))
+                .collect()
+        })
+        .collect();
+    assert_eq!(on_close.len(), finals.len(), "{query}");
+    for (batch, (closed, finals)) in on_close.iter().zip(&finals).enumerate() {
+        assert_eq!(closed, finals, "batch {batch} of {query}");
+    }
+}
+
+async fn check(case: Case) {
+    let (mut query, batch_query) = queries(&case);
+    if case.changes {
+        query.push_str(" EMIT CHANGES");
+    }
+    let (ctx, outputs) = run_batches(&case, std::slice::from_ref(&query)).await;
+    let mut emitted: Vec<String> = outputs[0]
+        .iter()
+        .flatten()
         .filter_map(|row| match case.changes {
             // Keep the final rows, without the flag.
             true => row.strip_suffix(",true").map(str::to_string),
-            false => Some(row),
+            false => Some(row.clone()),
         })
         .collect();
     emitted.sort();
@@ -243,11 +295,22 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn final_window_rows_equal_a_batch_group_by_over_all_events(case in cases()) {
+    fn final_window_rows_equal_a_batch_group_by_over_all_events(case in cases(false)) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
             .block_on(check(case));
+    }
+
+    #[test]
+    fn windows_on_close_emit_the_final_rows_of_emit_changes_even_past_the_delay(
+        case in cases(true)
+    ) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(check_on_close_equals_final_changes(case));
     }
 }

@@ -60,6 +60,11 @@ impl StateReader {
         self.parts.contains_key(name)
     }
 
+    /// Whether a value is stored under `name`.
+    pub(crate) fn has_value(&self, name: &str) -> bool {
+        self.meta.contains_key(name)
+    }
+
     /// The value stored under `name`.
     pub(crate) fn value(&self, name: &str) -> Result<&Value> {
         self.meta

@@ -83,6 +83,20 @@ impl Partial {
         self.select(&rows, (0..groups.len()).collect())
     }
 
+    /// The same states with group `g` renamed `map[g]` (no two alike): a
+    /// partial numbered by its own groups moved to the key index's numbers.
+    pub(crate) fn renumbered(&self, map: &[usize]) -> Result<Partial> {
+        let mut order: Vec<(usize, u32)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(row, &g)| (map[g], row as u32))
+            .collect();
+        order.sort_unstable();
+        let (groups, rows): (Vec<usize>, Vec<u32>) = order.into_iter().unzip();
+        self.select(&rows, groups)
+    }
+
     /// Keeps the groups `live` (ascending), renumbered by their position in
     /// `live`: the partial after [`KeyIndex::compact`] with the same `live`.
     ///

@@ -1,6 +1,19 @@
 //! Fixed event-time windows, tumbling or sliding: `[k·slide, k·slide +
 //! length)` aligned to the epoch, kept as panes of `gcd(length, slide)`
 //! whose partial states a window merges when it closes.
+//!
+//! A sliding window emitted on close does not merge its `length / pane`
+//! panes one by one: when a window closes, the panes it covers are
+//! *sealed* into a [`PaneQueue`] (two stacks: a constant number of merges
+//! per window whatever `length / slide`), and windows close in order of
+//! start, so each pops the panes before it. A sealed pane may still get
+//! rows: a row is late only when *every* window containing it has closed
+//! (as in Flink and Spark), and the pane's newer windows are still open.
+//! Such rows are kept beside the queue, in the pane itself, and added to
+//! each window that covers it, so the cost of a window is two merges plus
+//! one per sealed pane that got rows after it was sealed. Windows that
+//! emit changes merge their panes per window (an update needs panes the
+//! queue has already combined).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,17 +21,20 @@ use arrow::array::UInt32Array;
 use datafusion::common::HashMap;
 use serde_json::json;
 
-use super::{Arrivals, WindowAssigner};
+use super::{Arrivals, WindowAssigner, WindowEmit};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::operators::aggregate::{Aggregation, Builder, Partial};
 use crate::operators::event_window::emitted::Emitted;
-use crate::operators::window::WindowSpec;
+use crate::operators::window::{PaneQueue, WindowSpec};
 use crate::watermark::TIME_LIMIT;
 
-/// One pane of fixed windows: the keys it has seen and their accumulators.
+/// One pane of fixed windows: the keys it has seen and their accumulators
+/// (once sealed into the queue, only those of the rows that came after).
 #[derive(Default)]
 struct Pane {
+    /// Its rows until sealing are in the queue.
+    sealed: bool,
     /// The key (group index) of each of the pane's own groups.
     keys: Vec<usize>,
     /// Key → the pane's group.
@@ -46,6 +62,20 @@ impl Pane {
         Ok(&self.frozen)
     }
 
+    /// Whether it holds rows.
+    fn has_rows(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Its partial states numbered by key (group index), to merge with
+    /// other panes'.
+    fn by_key(&mut self, aggregation: &Aggregation) -> Result<Partial> {
+        let keys = std::mem::take(&mut self.keys);
+        let renumbered = self.partial(aggregation)?.renumbered(&keys);
+        self.keys = keys;
+        renumbered
+    }
+
     fn bytes(&self) -> usize {
         self.keys.len() * 24
             + self.frozen.bytes()
@@ -64,12 +94,26 @@ pub(super) struct FixedWindows {
     emitted_through: i64,
     /// The panes the last batch's rows went to, and their keys.
     touched: BTreeMap<i64, Vec<usize>>,
+    /// Sliding windows emitted on close: the sealed panes.
+    fold: Option<Fold>,
+}
+
+/// The panes that closing windows have sealed, combined in two stacks.
+struct Fold {
+    /// Panes starting before this are sealed (or freed).
+    sealed_through: i64,
+    queue: PaneQueue,
 }
 
 impl FixedWindows {
-    /// Fixed windows of `spec`, none open yet.
-    pub(super) fn new(spec: WindowSpec) -> Self {
+    /// Fixed windows of `spec` emitting as `emit` says, none open yet.
+    pub(super) fn new(spec: WindowSpec, emit: WindowEmit) -> Self {
+        let sliding = spec.length != spec.slide;
         FixedWindows {
+            fold: (sliding && emit == WindowEmit::OnClose).then(|| Fold {
+                sealed_through: i64::MIN,
+                queue: PaneQueue::default(),
+            }),
             length: spec.length.as_millis() as i64,
             slide: spec.slide.as_millis() as i64,
             pane: spec.pane_millis(),
@@ -77,6 +121,76 @@ impl FixedWindows {
             emitted_through: i64::MIN,
             touched: BTreeMap::new(),
         }
+    }
+
+    /// The pane starting at `start`, created when new (sealed when behind
+    /// the sealed ones: its rows go beside the queue).
+    fn pane_at(&mut self, start: i64) -> &mut Pane {
+        let sealed = self.fold.as_ref().is_some_and(|f| start < f.sealed_through);
+        self.panes.entry(start).or_insert_with(|| Pane {
+            sealed,
+            ..Pane::default()
+        })
+    }
+
+    /// Panes starting before `keep_from` have no open window left at
+    /// `watermark`: each pane's newest window has ended.
+    fn keep_from(&self, watermark: i64) -> i64 {
+        if watermark >= TIME_LIMIT {
+            return i64::MAX;
+        }
+        let (slide, length) = (self.slide, self.length);
+        (watermark.saturating_sub(length).div_euclid(slide) + 1)
+            .checked_mul(slide)
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Emits the window starting at `start` from the queue: seals the
+    /// panes up to its end, drops those before its start, and adds the
+    /// rows that reached sealed panes after they were sealed.
+    fn emit_folded(
+        &mut self,
+        aggregation: &Aggregation,
+        start: i64,
+        out: &mut Emitted,
+    ) -> Result<()> {
+        let end = start + self.length;
+        let fold = self.fold.as_mut().expect("called with a fold");
+        let unsealed = fold.sealed_through.max(start).min(end)..end;
+        for (&pane_start, pane) in self.panes.range_mut(unsealed) {
+            if pane.sealed {
+                continue;
+            }
+            let partial = pane.by_key(aggregation)?;
+            fold.queue.push(pane_start, partial, aggregation)?;
+            *pane = Pane {
+                sealed: true,
+                ..Pane::default()
+            };
+        }
+        fold.sealed_through = fold.sealed_through.max(end);
+        fold.queue.pop_before(start, aggregation, None)?;
+        let mut extra = Vec::new();
+        for (_, pane) in self.panes.range_mut(start..end) {
+            if pane.sealed && pane.has_rows() {
+                extra.push(pane.by_key(aggregation)?);
+            }
+        }
+        let fold = self.fold.as_ref().expect("called with a fold");
+        let extra: Vec<&Partial> = extra.iter().collect();
+        let evaluated = fold.queue.evaluate(aggregation, &extra, 0)?;
+        let rows: UInt32Array = evaluated
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(g, _)| g as u32)
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<u32> = (0..evaluated.counts.len() as u32).collect();
+        out.push(move |_| (start, end), &keys, &evaluated, Some(&rows), |_| true)
     }
 
     /// The end of the newest window containing time `t`.
@@ -219,7 +333,7 @@ impl WindowAssigner for FixedWindows {
             }
             let key = keys[row as usize];
             let start = t.div_euclid(self.pane) * self.pane;
-            let group = self.panes.entry(start).or_default().group_of(key);
+            let group = self.pane_at(start).group_of(key);
             let (picks, groups) = by_pane.entry(start).or_default();
             picks.push(row);
             groups.push(group);
@@ -265,12 +379,17 @@ impl WindowAssigner for FixedWindows {
         let mut ordered: Vec<(i64, Option<&BTreeSet<usize>>)> = windows.collect();
         ordered.sort_by_key(|(s, _)| *s);
         for (start, only) in ordered {
-            self.emit_window(aggregation, start, only, out)?;
+            match (&self.fold, only) {
+                (Some(_), None) => self.emit_folded(aggregation, start, out)?,
+                _ => self.emit_window(aggregation, start, only, out)?,
+            }
         }
         self.emitted_through = self.emitted_through.max(watermark);
-        let (slide, length) = (self.slide, self.length);
-        self.panes
-            .retain(|&start, _| start.div_euclid(slide) * slide + length > watermark);
+        let keep_from = self.keep_from(watermark);
+        self.panes.retain(|&start, _| start >= keep_from);
+        if let Some(fold) = &mut self.fold {
+            fold.queue.pop_before(keep_from, aggregation, None)?;
+        }
         Ok(())
     }
 
@@ -282,10 +401,13 @@ impl WindowAssigner for FixedWindows {
                 live[k] = true;
             }
         }
+        if let Some(fold) = &self.fold {
+            fold.queue.mark_live(&mut live);
+        }
         live
     }
 
-    fn renumber(&mut self, live: &UInt32Array) {
+    fn renumber(&mut self, live: &UInt32Array) -> Result<()> {
         for pane in self.panes.values_mut() {
             for k in &mut pane.keys {
                 *k = live
@@ -295,16 +417,26 @@ impl WindowAssigner for FixedWindows {
             }
             pane.local = pane.keys.iter().enumerate().map(|(g, &k)| (k, g)).collect();
         }
+        if let Some(fold) = &mut self.fold {
+            fold.queue.compact(live)?;
+        }
+        Ok(())
     }
 
     fn bytes(&self) -> usize {
-        self.panes.values().map(Pane::bytes).sum()
+        self.panes.values().map(Pane::bytes).sum::<usize>()
+            + self.fold.as_ref().map_or(0, |f| f.queue.bytes())
     }
 
-    /// Saves the live panes: their partial states and keys.
+    /// Saves the live panes (their partial states and keys) and the queue
+    /// of sealed ones.
     fn save(&mut self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
         state.value("emitted_through", json!(self.emitted_through));
         state.value("panes", json!(self.panes.keys().collect::<Vec<_>>()));
+        if let Some(fold) = &self.fold {
+            state.value("sealed_through", json!(fold.sealed_through));
+            fold.queue.save(aggregation, state)?;
+        }
         for (start, pane) in &mut self.panes {
             let partial = pane.partial(aggregation)?;
             aggregation.save_partial(partial, state, &format!("pane.{start}"))?;
@@ -315,6 +447,20 @@ impl WindowAssigner for FixedWindows {
 
     fn load(&mut self, aggregation: &Aggregation, state: &StateReader, keys: usize) -> Result<()> {
         self.emitted_through = state.i64("emitted_through")?;
+        // A checkpoint from before sealing has every pane unsealed.
+        let mut sealed_through = i64::MIN;
+        if let Some(fold) = &mut self.fold
+            && state.has_value("sealed_through")
+        {
+            sealed_through = state.i64("sealed_through")?;
+            fold.sealed_through = sealed_through;
+            fold.queue = PaneQueue::load(aggregation, state)?;
+            if fold.queue.groups() > keys {
+                return Err(Error::Checkpoint(
+                    "the saved sealed panes do not fit their keys".into(),
+                ));
+            }
+        }
         for start in state.i64s("panes")? {
             let pane_keys: Vec<usize> = state
                 .i64s(&format!("pane.{start}.keys"))?
@@ -328,6 +474,7 @@ impl WindowAssigner for FixedWindows {
                 )));
             }
             let pane = Pane {
+                sealed: start < sealed_through,
                 local: pane_keys.iter().enumerate().map(|(g, &k)| (k, g)).collect(),
                 keys: pane_keys,
                 building: None,

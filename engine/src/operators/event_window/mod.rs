@@ -244,7 +244,7 @@ pub(super) trait WindowAssigner: Send + 'static {
     fn live_keys(&self, keys: usize) -> Vec<bool>;
 
     /// Renumbers keys after the index kept only `live` (ascending).
-    fn renumber(&mut self, live: &UInt32Array);
+    fn renumber(&mut self, live: &UInt32Array) -> Result<()>;
 
     /// Bytes of state held.
     fn bytes(&self) -> usize;
@@ -315,7 +315,7 @@ impl OperatorDef for EventWindowAggregate {
                 schema,
                 emit,
                 clock,
-                FixedWindows::new(spec),
+                FixedWindows::new(spec, emit),
             )?),
             Assigner::Session { gap } => Box::new(EventWindowOperator::new(
                 aggregation,
@@ -394,7 +394,7 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
         // Keys no open window has are dropped when they are most keys.
         let live = self.windows.live_keys(self.index.len());
         if let Some(live) = self.index.compact_if_sparse(&live)? {
-            self.windows.renumber(&live);
+            self.windows.renumber(&live)?;
         }
         Ok((output, late))
     }

@@ -223,7 +223,7 @@ impl WindowAssigner for Sessions {
         live
     }
 
-    fn renumber(&mut self, live: &UInt32Array) {
+    fn renumber(&mut self, live: &UInt32Array) -> Result<()> {
         for slot in &mut self.slots {
             slot.key = live
                 .values()
@@ -231,6 +231,7 @@ impl WindowAssigner for Sessions {
                 .expect("a live slot's key is live");
         }
         self.rebuild();
+        Ok(())
     }
 
     fn bytes(&self) -> usize {

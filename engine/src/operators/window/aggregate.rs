@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex};
-use crate::operators::window::pane_queue::PaneQueue;
+use crate::operators::window::PaneQueue;
 use crate::operators::window::{WindowSpec, aligned, bounds};
 use crate::time::BatchTime;
 
@@ -136,7 +136,7 @@ impl Operator for WindowOperator {
     /// Restores what [`Operator::save`] saved.
     fn load(&mut self, state: &StateReader) -> Result<()> {
         self.index.load(state, "keys")?;
-        if state.has("last_rows") {
+        if state.has_value("last_rows") {
             self.last_rows = Some(BatchTime::from_millis(state.i64("last_rows")?));
         }
         if state.has("pane") {
@@ -187,12 +187,12 @@ impl Operator for WindowOperator {
         if since_zero % slide != 0 {
             return Ok(None);
         }
-        let evaluated = self.panes.evaluate(&self.aggregation, self.index.len())?;
+        let evaluated = self.panes.evaluate(&self.aggregation, &[], self.index.len())?;
         let batch = self.output(time, &evaluated)?;
         // The next window covers panes after (since_zero + slide − length).
         let keep_from = (since_zero + slide - length).div_euclid(pane_length) + 1;
         self.panes
-            .pop_before(keep_from, &self.aggregation, &mut self.index)?;
+            .pop_before(keep_from, &self.aggregation, Some(&mut self.index))?;
         Ok(Some(batch))
     }
 }

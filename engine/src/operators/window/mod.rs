@@ -38,6 +38,8 @@ use crate::time::{BatchTime, format_duration};
 
 pub(crate) mod aggregate;
 mod pane_queue;
+
+pub(crate) use pane_queue::PaneQueue;
 pub(crate) mod raw;
 
 /// The length and slide of a window.

@@ -1,5 +1,7 @@
 //! The closed panes of a sliding window aggregate, as a queue that
-//! combines them with a constant number of merges per window.
+//! combines them with a constant number of merges per window. Both window
+//! aggregates use it: processing-time windows for every closed pane, and
+//! event-time windows for the panes a closing window has sealed.
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
@@ -23,7 +25,7 @@ use crate::operators::aggregate::{Aggregation, Evaluated, KeyIndex, Partial};
 /// have no rows in any pane still needed, they are dropped, so state stays
 /// sized by the keys of live panes.
 #[derive(Default)]
-pub(super) struct PaneQueue {
+pub(crate) struct PaneQueue {
     /// `(pane number, combination of this pane and every newer front pane)`,
     /// newest first: the oldest is last.
     front: Vec<(i64, Partial)>,
@@ -33,7 +35,7 @@ pub(super) struct PaneQueue {
 }
 
 impl PaneQueue {
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         number: i64,
         pane: Partial,
@@ -47,14 +49,21 @@ impl PaneQueue {
         Ok(())
     }
 
-    /// The final values of every pane combined.
-    pub(super) fn evaluate(&self, aggregation: &Aggregation, groups: usize) -> Result<Evaluated> {
+    /// The final values of every pane combined, with `extra` partials (rows
+    /// that reached queued panes after they were queued).
+    pub(crate) fn evaluate(
+        &self,
+        aggregation: &Aggregation,
+        extra: &[&Partial],
+        groups: usize,
+    ) -> Result<Evaluated> {
         let parts: Vec<&Partial> = self
             .front
             .last()
             .map(|(_, p)| p)
             .into_iter()
             .chain(self.back_total.as_ref())
+            .chain(extra.iter().copied())
             .collect();
         aggregation.evaluate(&parts, groups)
     }
@@ -66,34 +75,67 @@ impl PaneQueue {
             .map(|(n, _)| *n)
     }
 
-    /// Drops the panes numbered below `keep_from`.
-    pub(super) fn pop_before(
+    /// Drops the panes numbered below `keep_from`. With `index`, a turn of
+    /// the stacks also compacts the key index when most keys have no rows
+    /// left in the queue (the caller owning the index may instead compact
+    /// it itself with [`PaneQueue::mark_live`] and [`PaneQueue::compact`]).
+    pub(crate) fn pop_before(
         &mut self,
         keep_from: i64,
         aggregation: &Aggregation,
-        index: &mut KeyIndex,
+        mut index: Option<&mut KeyIndex>,
     ) -> Result<()> {
         while self.oldest().is_some_and(|n| n < keep_from) {
             if self.front.is_empty() {
-                self.turn(aggregation, index)?;
+                self.turn(aggregation, index.as_deref_mut())?;
             }
             self.front.pop();
         }
         Ok(())
     }
 
-    /// Moves the back to the front as suffix combinations, dropping the
-    /// keys that no pane has rows for.
-    fn turn(&mut self, aggregation: &Aggregation, index: &mut KeyIndex) -> Result<()> {
-        let mut live = vec![false; index.len()];
-        for (_, pane) in &self.back {
+    /// One more than the highest group a queued pane holds.
+    pub(crate) fn groups(&self) -> usize {
+        let lists = self.front.iter().chain(&self.back);
+        let parts = lists.map(|(_, p)| p).chain(self.back_total.as_ref());
+        parts.map(Partial::len).max().unwrap_or(0)
+    }
+
+    /// Marks `live[g]` for every group that has rows in a queued pane.
+    pub(crate) fn mark_live(&self, live: &mut [bool]) {
+        for (_, pane) in self.front.iter().chain(&self.back) {
             for (g, n) in pane.rows() {
                 live[g] |= n > 0;
             }
         }
-        if let Some(live) = index.compact_if_sparse(&live)? {
-            for (_, pane) in &mut self.back {
-                *pane = pane.compact(&live)?;
+    }
+
+    /// Keeps only the groups `live` (ascending), renumbered by position, as
+    /// [`KeyIndex::compact`] does with the same list.
+    pub(crate) fn compact(&mut self, live: &arrow::array::UInt32Array) -> Result<()> {
+        for (_, pane) in self.front.iter_mut().chain(&mut self.back) {
+            *pane = pane.compact(live)?;
+        }
+        if let Some(total) = &mut self.back_total {
+            *total = total.compact(live)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the back to the front as suffix combinations; with `index`,
+    /// first drops the keys that no pane has rows for.
+    fn turn(&mut self, aggregation: &Aggregation, index: Option<&mut KeyIndex>) -> Result<()> {
+        if let Some(index) = index {
+            let mut live = vec![false; index.len()];
+            for (_, pane) in &self.back {
+                for (g, n) in pane.rows() {
+                    live[g] |= n > 0;
+                }
+            }
+            if let Some(live) = index.compact_if_sparse(&live)? {
+                for (_, pane) in &mut self.back {
+                    *pane = pane.compact(&live)?;
+                }
             }
         }
         for (number, pane) in std::mem::take(&mut self.back).into_iter().rev() {
@@ -107,7 +149,7 @@ impl PaneQueue {
         Ok(())
     }
 
-    pub(super) fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.front
             .iter()
             .chain(&self.back)
@@ -117,7 +159,7 @@ impl PaneQueue {
     }
 
     /// Saves both stacks and the back's running combination.
-    pub(super) fn save(&self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
+    pub(crate) fn save(&self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
         let mut save_list = |name: &str, list: &[(i64, Partial)]| -> Result<()> {
             state.value(
                 name,
@@ -137,7 +179,7 @@ impl PaneQueue {
     }
 
     /// Restores what [`PaneQueue::save`] saved.
-    pub(super) fn load(aggregation: &Aggregation, state: &StateReader) -> Result<Self> {
+    pub(crate) fn load(aggregation: &Aggregation, state: &StateReader) -> Result<Self> {
         let load_list = |name: &str| -> Result<Vec<(i64, Partial)>> {
             state
                 .i64s(name)?
