@@ -10,7 +10,9 @@
 //! window (closes every batch), windows of 10, 60 and 300 seconds sliding by
 //! 1 second (a row is folded into its pane; a closing window seals its
 //! panes into two stacks), and sessions with a 2-second gap (every key
-//! comes back every batch: sessions stay open).
+//! comes back every batch: sessions stay open), and sessions with a
+//! 60-second gap where each batch's rows have a tenth of the keys (the next
+//! tenth each batch: 10 000 sessions open, 1 000 touched per batch).
 //!
 //! `cargo bench --bench windows`
 
@@ -39,6 +41,11 @@ fn windows(c: &mut Criterion) {
         u64,
         Box<dyn FnOnce(DStream, Vec<Expr>, Vec<Expr>) -> DStream>,
     );
+    // Keys of each batch: all of them, or a tenth (the next tenth each batch).
+    let active = |name: &str| match name {
+        "event_session_gap_60s_tenth_of_keys_active" => common::KEYS / 10,
+        _ => common::KEYS,
+    };
     let cases: Vec<Case> = vec![
         (
             "tumbling_1s",
@@ -97,9 +104,15 @@ fn windows(c: &mut Criterion) {
             3,
             Box::new(event(EventWindow::session("ts", secs(2)))),
         ),
+        (
+            "event_session_gap_60s_tenth_of_keys_active",
+            21,
+            Box::new(event(EventWindow::session("ts", secs(60)))),
+        ),
     ];
     for (name, warm_up, window) in cases {
         let mut fixture = Fixture::new(&runtime, window);
+        fixture.active_keys = active(name);
         // Fill the window first: steady state is what costs.
         for _ in 0..warm_up {
             fixture.step(&runtime);

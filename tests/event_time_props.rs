@@ -60,48 +60,63 @@ fn windows() -> impl Strategy<Value = Windows> {
 /// Cases whose events are at most the delay behind the newest one so far
 /// (`beyond_delay`: up to three delays and three seconds behind).
 fn cases(beyond_delay: bool) -> impl Strategy<Value = Case> {
+    cases_of(beyond_delay, 0..60)
+}
+
+/// Sessions over hundreds of events: enough rows for the session states'
+/// levels to merge, and for all of them to merge at once.
+fn long_session_cases() -> impl Strategy<Value = Case> {
+    (cases_of(false, 300..900), 1i64..=4).prop_map(|(case, g)| Case {
+        windows: Windows::Session { gap: g * 700 },
+        ..case
+    })
+}
+
+fn cases_of(beyond_delay: bool, events: std::ops::Range<usize>) -> impl Strategy<Value = Case> {
     (
         windows(),
         0i64..=3000,
         prop::sample::select(AGGREGATES.to_vec()),
         // Events: key, value, how far the time moves on (ms), and how far
         // behind that time this event is (a fraction of the delay).
-        prop::collection::vec((0u8..3, -5i64..20, 0i64..1500, 0.0f64..=1.0), 0..60),
+        prop::collection::vec((0u8..3, -5i64..20, 0i64..1500, 0.0f64..=1.0), events),
         prop::collection::vec(0usize..6, 1..30),
         0u8..3,
         any::<bool>(),
     )
-        .prop_map(move |(windows, delay, aggregate, events, cuts, form, changes)| {
-            let mut now = 1_000_000i64;
-            let events: Vec<(u8, i64, i64)> = events
-                .into_iter()
-                .map(|(k, v, step, behind)| {
-                    now += step;
-                    let spread = match beyond_delay {
-                        false => delay,
-                        true => 3 * delay + 3000,
-                    };
-                    (k, v, now - (behind * spread as f64) as i64)
-                })
-                .collect();
-            // Cut the events into batches of the given sizes (the rest last).
-            let mut batches = Vec::new();
-            let mut rest = events.as_slice();
-            for n in cuts {
-                let (batch, tail) = rest.split_at(n.min(rest.len()));
-                batches.push(batch.to_vec());
-                rest = tail;
-            }
-            batches.push(rest.to_vec());
-            Case {
-                windows,
-                delay,
-                aggregate,
-                form,
-                changes,
-                batches,
-            }
-        })
+        .prop_map(
+            move |(windows, delay, aggregate, events, cuts, form, changes)| {
+                let mut now = 1_000_000i64;
+                let events: Vec<(u8, i64, i64)> = events
+                    .into_iter()
+                    .map(|(k, v, step, behind)| {
+                        now += step;
+                        let spread = match beyond_delay {
+                            false => delay,
+                            true => 3 * delay + 3000,
+                        };
+                        (k, v, now - (behind * spread as f64) as i64)
+                    })
+                    .collect();
+                // Cut the events into batches of the given sizes (the rest last).
+                let mut batches = Vec::new();
+                let mut rest = events.as_slice();
+                for n in cuts {
+                    let (batch, tail) = rest.split_at(n.min(rest.len()));
+                    batches.push(batch.to_vec());
+                    rest = tail;
+                }
+                batches.push(rest.to_vec());
+                Case {
+                    windows,
+                    delay,
+                    aggregate,
+                    form,
+                    changes,
+                    batches,
+                }
+            },
+        )
 }
 
 fn key(k: u8) -> &'static str {
@@ -296,6 +311,15 @@ proptest! {
 
     #[test]
     fn final_window_rows_equal_a_batch_group_by_over_all_events(case in cases(false)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(check(case));
+    }
+
+    #[test]
+    fn sessions_over_hundreds_of_events_equal_a_batch_query(case in long_session_cases()) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -22,8 +22,17 @@ pub const KEYS: i64 = 10_000;
 pub const ROWS_PER_BATCH: i64 = 20_000;
 
 pub fn batch(schema: &Arc<Schema>, n: i64) -> RecordBatch {
+    batch_of(schema, n, KEYS)
+}
+
+/// Batch `n` with rows of only `active` keys, the next `active` keys each
+/// batch (all of them when `active` is [`KEYS`]).
+pub fn batch_of(schema: &Arc<Schema>, n: i64, active: i64) -> RecordBatch {
     let keys: Vec<i64> = (0..ROWS_PER_BATCH)
-        .map(|i| (i * 7919 + n * 31) % KEYS)
+        .map(|i| match active {
+            KEYS => (i * 7919 + n * 31) % KEYS,
+            _ => (n * active + (i * 7919) % active) % KEYS,
+        })
         .collect();
     let values: Vec<i64> = (0..ROWS_PER_BATCH).map(|i| i % 100).collect();
     // Event times within the batch's second, slightly out of order.
@@ -52,6 +61,8 @@ pub struct Fixture {
     schema: Arc<Schema>,
     /// The last batch time (ms).
     pub time: i64,
+    /// How many keys each batch's rows have.
+    pub active_keys: i64,
 }
 
 impl Fixture {
@@ -110,6 +121,7 @@ impl Fixture {
                 batches,
                 schema,
                 time: 0,
+                active_keys: KEYS,
             }
         })
     }
@@ -118,7 +130,7 @@ impl Fixture {
     pub fn step(&mut self, runtime: &tokio::runtime::Runtime) {
         self.time += 1000;
         self.source
-            .push(batch(&self.schema, self.time / 1000))
+            .push(batch_of(&self.schema, self.time / 1000, self.active_keys))
             .unwrap();
         self.clock.set(self.time);
         let time = self.time;

@@ -316,6 +316,81 @@ impl Aggregation {
         builder.finish()
     }
 
+    /// The partial states of `parts` together, numbered sparsely: each
+    /// part's group `g` counts as group `rename(g)`, or is dropped when that
+    /// is `None`. Unlike [`Aggregation::regroup`], the cost is the parts'
+    /// rows, not the highest group number (how session states, numbered by
+    /// session id, are merged).
+    pub(crate) fn merge_sparse(
+        &self,
+        parts: &[&Partial],
+        rename: impl Fn(usize) -> Option<usize>,
+    ) -> Result<Partial> {
+        let renamed: Vec<Vec<(u32, usize)>> = parts
+            .iter()
+            .map(|p| {
+                let rows = p.groups.iter().enumerate();
+                rows.filter_map(|(r, &g)| rename(g).map(|id| (r as u32, id)))
+                    .collect()
+            })
+            .collect();
+        let mut ids: Vec<usize> = renamed.iter().flatten().map(|&(_, id)| id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let position = |id: usize| ids.binary_search(&id).expect("gathered above");
+        let picks: Vec<(&Partial, Vec<u32>, Vec<usize>)> = parts
+            .iter()
+            .zip(renamed)
+            .map(|(p, rows)| {
+                let (rows, positions) = rows.into_iter().map(|(r, id)| (r, position(id))).unzip();
+                (*p, rows, positions)
+            })
+            .collect();
+        let mut merged = self.merge_rows(&picks, ids.len())?.finish()?;
+        for g in &mut merged.groups {
+            *g = ids[*g];
+        }
+        Ok(merged)
+    }
+
+    /// The final values of chosen state rows: for each `(part, rows,
+    /// groups)`, the part's state row `rows[i]` counts in group `groups[i]`
+    /// of `groups_total` (several rows may count in one group).
+    pub(crate) fn evaluate_rows(
+        &self,
+        picks: &[(&Partial, Vec<u32>, Vec<usize>)],
+        groups_total: usize,
+    ) -> Result<Evaluated> {
+        self.merge_rows(picks, groups_total)?.evaluate(groups_total)
+    }
+
+    fn merge_rows(
+        &self,
+        picks: &[(&Partial, Vec<u32>, Vec<usize>)],
+        groups_total: usize,
+    ) -> Result<Builder> {
+        let mut builder = self.builder()?;
+        builder.fill(groups_total)?;
+        for (part, rows, groups) in picks.iter().filter(|(_, rows, _)| !rows.is_empty()) {
+            let chosen;
+            let every_row = rows.len() == part.groups.len()
+                && rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+            let states = if every_row {
+                &part.states
+            } else {
+                chosen = part.select(rows, Vec::new())?;
+                &chosen.states
+            };
+            for (accumulator, states) in builder.accumulators.iter_mut().zip(states) {
+                accumulator.merge_batch(states, groups, groups_total)?;
+            }
+            for (&r, &g) in rows.iter().zip(groups) {
+                builder.counts[g] += part.counts[r as usize];
+            }
+        }
+        Ok(builder)
+    }
+
     /// The final values of `parts` together, over `groups` groups: one
     /// array per aggregate, and the row count of each group.
     pub(crate) fn evaluate(&self, parts: &[&Partial], groups: usize) -> Result<Evaluated> {

@@ -4,7 +4,7 @@
 use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::compute::take;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The partial states of a set of rows: for each group that had rows, its
 /// group index, its state row (per aggregate, its state columns) and its row
@@ -21,6 +21,16 @@ impl Partial {
     /// One more than the highest group index it holds (0 when empty).
     pub(crate) fn len(&self) -> usize {
         self.groups.last().map_or(0, |g| g + 1)
+    }
+
+    /// How many state rows it holds (one per group with rows).
+    pub(crate) fn state_rows(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The state row of group `group`, if it holds one.
+    pub(crate) fn row_of(&self, group: usize) -> Option<usize> {
+        self.groups.binary_search(&group).ok()
     }
 
     /// Whether it holds every group index below [`Partial::len`].
@@ -66,21 +76,6 @@ impl Partial {
             states,
             counts,
         })
-    }
-
-    /// The states of `groups` (each held), renumbered `0..` in that order:
-    /// a dense partial to evaluate just those groups.
-    pub(crate) fn pick(&self, groups: &[usize]) -> Result<Partial> {
-        let rows = groups
-            .iter()
-            .map(|g| {
-                self.groups
-                    .binary_search(g)
-                    .map(|r| r as u32)
-                    .map_err(|_| Error::Internal(format!("group {g} has no state")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.select(&rows, (0..groups.len()).collect())
     }
 
     /// The same states with group `g` renamed `map[g]` (no two alike): a

@@ -190,7 +190,13 @@ impl FixedWindows {
             return Ok(());
         }
         let keys: Vec<u32> = (0..evaluated.counts.len() as u32).collect();
-        out.push(move |_| (start, end), &keys, &evaluated, Some(&rows), |_| true)
+        out.push(
+            move |_| (start, end),
+            &keys,
+            &evaluated,
+            Some(&rows),
+            |_| true,
+        )
     }
 
     /// The end of the newest window containing time `t`.

@@ -336,6 +336,8 @@ struct EventWindowOperator<A> {
     index: KeyIndex,
     clock: WatermarkTracker,
     windows: A,
+    /// The index size at which to look for keys no open window has.
+    next_key_check: usize,
 }
 
 impl<A: WindowAssigner> EventWindowOperator<A> {
@@ -353,6 +355,7 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
             emit,
             clock,
             windows,
+            next_key_check: 0,
         })
     }
 
@@ -391,10 +394,16 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
         let mut out = Emitted::new(after, self.emit == WindowEmit::Changes);
         self.windows.emit(&self.aggregation, &mut out)?;
         let output = self.output(out)?;
-        // Keys no open window has are dropped when they are most keys.
-        let live = self.windows.live_keys(self.index.len());
-        if let Some(live) = self.index.compact_if_sparse(&live)? {
-            self.windows.renumber(&live)?;
+        // Keys no open window has are dropped when they are most keys;
+        // looked for only when the index has doubled since the last look,
+        // so the look costs a constant per key, not every open window's
+        // keys every batch.
+        if self.index.len() >= self.next_key_check {
+            let live = self.windows.live_keys(self.index.len());
+            if let Some(live) = self.index.compact_if_sparse(&live)? {
+                self.windows.renumber(&live)?;
+            }
+            self.next_key_check = 2 * self.index.len();
         }
         Ok((output, late))
     }

@@ -1,8 +1,31 @@
 //! Session windows over event time: per key, rows closer than the gap to
 //! each other share a session `[first event, last event + gap)`; sessions
 //! that overlap or touch merge, their partial states too (as in Flink and
-//! Spark). Each open session of a key is a *slot* with one partial state.
+//! Spark).
+//!
+//! A batch touches only the sessions its rows reach and the sessions that
+//! close, however many are open:
+//!
+//! - each open session has an id, never reused, and is found by key (its
+//!   key's sessions by start) and by end (the watermark closes those whose
+//!   end it reaches);
+//! - partial states are kept by session id in *levels*: a batch's rows
+//!   become a new level, and the two newest levels merge while the newer
+//!   holds at least half the rows of the older, so each state row is merged
+//!   a logarithmic number of times rather than once per batch (a
+//!   log-structured merge of partial aggregates);
+//! - a session that absorbs others (a row bridging them) lists their ids as
+//!   its members: their rows in any level are its rows, and a merge of
+//!   levels renames them to it;
+//! - a closed session's rows are dropped when their level next merges, and
+//!   when the levels hold more than twice the rows of the open sessions
+//!   (plus a constant), every level merges into one, which also forgets
+//!   the members. So memory stays sized by the open sessions.
+//!
+//! A session's value is its ids' rows gathered from every level (a binary
+//! search each), merged only when it is emitted.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use arrow::array::UInt32Array;
@@ -12,29 +35,38 @@ use serde_json::json;
 use super::{Arrivals, WindowAssigner};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
-use crate::operators::aggregate::{Aggregation, Partial};
+use crate::operators::aggregate::{Aggregation, Evaluated, Partial};
 use crate::operators::event_window::emitted::Emitted;
 
+/// Level rows beyond twice the open sessions that trigger a merge of all
+/// levels.
+const SLACK_ROWS: usize = 64;
+
 /// One open session of one key.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Session {
     key: usize,
     start: i64,
     end: i64,
-    /// Merged into another session: its state went there.
-    merged: bool,
+    /// The ids of the sessions it absorbed, whose rows are its own.
+    members: Vec<usize>,
 }
 
-/// Session windows: one slot (partial state) per open session.
+/// Session windows: the open sessions and their partial states by id.
 #[derive(Default)]
 pub(super) struct Sessions {
     gap: i64,
-    slots: Vec<Session>,
-    /// The partial state of each slot.
-    total: Partial,
-    /// Key → its slots, by start.
+    next_id: usize,
+    open: HashMap<usize, Session>,
+    /// Key → its open sessions' ids, by start.
     by_key: HashMap<usize, Vec<usize>>,
-    /// The slots the last batch's rows went to.
+    /// `(end, id)` of every open session.
+    by_end: BTreeSet<(i64, usize)>,
+    /// Absorbed id → the session holding its rows now.
+    absorbed: HashMap<usize, usize>,
+    /// Partial states by session id, oldest (and largest) level first.
+    levels: Vec<Partial>,
+    /// The sessions the last batch's rows went to.
     touched: Vec<usize>,
 }
 
@@ -47,38 +79,166 @@ impl Sessions {
         }
     }
 
-    /// Drops the closed and merged slots, renumbering the rest.
-    fn free(&mut self, watermark: i64) -> Result<()> {
-        let live: UInt32Array = (0..self.slots.len() as u32)
-            .filter(|&s| {
-                let slot = &self.slots[s as usize];
-                !slot.merged && slot.end > watermark
-            })
+    /// The open session holding the rows of id `id`, if one does.
+    fn holder(&self, id: usize) -> Option<usize> {
+        let root = self.absorbed.get(&id).copied().unwrap_or(id);
+        self.open.contains_key(&root).then_some(root)
+    }
+
+    /// Opens a session of `key` over `[start, end)`.
+    fn open_session(&mut self, key: usize, start: i64, end: i64) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.insert(
+            id,
+            Session {
+                key,
+                start,
+                end,
+                members: Vec::new(),
+            },
+        );
+        self.by_end.insert((end, id));
+        id
+    }
+
+    /// Sets the bounds of open session `id`.
+    fn stretch(&mut self, id: usize, start: i64, end: i64) {
+        let session = self.open.get_mut(&id).expect("an open session");
+        self.by_end.remove(&(session.end, id));
+        session.start = start;
+        session.end = end;
+        self.by_end.insert((end, id));
+    }
+
+    /// Session `into` absorbs open session `id`: its rows and its members.
+    fn absorb(&mut self, into: usize, id: usize) {
+        let session = self.open.remove(&id).expect("an open session");
+        self.by_end.remove(&(session.end, id));
+        for &member in &session.members {
+            self.absorbed.insert(member, into);
+        }
+        self.absorbed.insert(id, into);
+        let target = self.open.get_mut(&into).expect("an open session");
+        target.members.extend(session.members);
+        target.members.push(id);
+    }
+
+    /// Closes open session `id` (its rows are dropped at the next merge).
+    fn close(&mut self, id: usize) {
+        let session = self.open.remove(&id).expect("an open session");
+        self.by_end.remove(&(session.end, id));
+        if let Some(ids) = self.by_key.get_mut(&session.key) {
+            ids.retain(|&s| s != id);
+            if ids.is_empty() {
+                self.by_key.remove(&session.key);
+            }
+        }
+    }
+
+    /// Adds a level of new rows and merges levels as the module docs say.
+    fn add_level(&mut self, aggregation: &Aggregation, level: Partial) -> Result<()> {
+        if level.state_rows() > 0 {
+            self.levels.push(level);
+        }
+        while let [.., older, newer] = self.levels.as_slice() {
+            if newer.state_rows() * 2 < older.state_rows() {
+                break;
+            }
+            let newer = self.levels.pop().expect("two levels");
+            let older = self.levels.pop().expect("two levels");
+            let merged = aggregation.merge_sparse(&[&older, &newer], |id| self.holder(id))?;
+            self.levels.push(merged);
+        }
+        let rows: usize = self.levels.iter().map(Partial::state_rows).sum();
+        let bound = 2 * self.open.len() + SLACK_ROWS;
+        if rows > bound || self.absorbed.len() > bound {
+            self.merge_all(aggregation, |_, holder| Some(holder))?;
+        }
+        Ok(())
+    }
+
+    /// Merges every level into one, each row under the open session holding
+    /// it, renamed by `rename(id, holder)`; forgets members.
+    fn merge_all(
+        &mut self,
+        aggregation: &Aggregation,
+        rename: impl Fn(&Self, usize) -> Option<usize>,
+    ) -> Result<()> {
+        let levels = std::mem::take(&mut self.levels);
+        let refs: Vec<&Partial> = levels.iter().collect();
+        let merged =
+            aggregation.merge_sparse(&refs, |id| self.holder(id).and_then(|h| rename(self, h)))?;
+        if merged.state_rows() > 0 {
+            self.levels.push(merged);
+        }
+        self.absorbed.clear();
+        for session in self.open.values_mut() {
+            session.members.clear();
+        }
+        Ok(())
+    }
+
+    /// Numbers the open sessions `0..` by id (all levels merged into one):
+    /// the form a checkpoint holds.
+    fn renumber_sessions(&mut self, aggregation: &Aggregation) -> Result<()> {
+        let mut ids: Vec<usize> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        self.merge_all(aggregation, |me, holder| {
+            debug_assert!(me.open.contains_key(&holder));
+            ids.binary_search(&holder).ok()
+        })?;
+        let open = std::mem::take(&mut self.open);
+        let mut sessions: Vec<(usize, Session)> = open.into_iter().collect();
+        sessions.sort_unstable_by_key(|(id, _)| *id);
+        self.open = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(position, (_, session))| (position, session))
             .collect();
-        self.total = self.total.compact(&live)?;
-        self.slots = live
-            .values()
-            .iter()
-            .map(|&s| self.slots[s as usize])
-            .collect();
+        self.next_id = self.open.len();
         self.rebuild();
         Ok(())
     }
 
+    /// Rebuilds the indexes by key and by end from the open sessions.
     fn rebuild(&mut self) {
         self.by_key.clear();
-        for (s, slot) in self.slots.iter().enumerate() {
-            self.by_key.entry(slot.key).or_default().push(s);
+        self.by_end.clear();
+        for (&id, session) in &self.open {
+            self.by_key.entry(session.key).or_default().push(id);
+            self.by_end.insert((session.end, id));
         }
-        for sessions in self.by_key.values_mut() {
-            sessions.sort_by_key(|&s| self.slots[s].start);
+        for ids in self.by_key.values_mut() {
+            ids.sort_by_key(|&id| self.open[&id].start);
         }
+    }
+
+    /// The final values of sessions `ids`, in that order: each one's rows
+    /// (under its own id and its members') gathered from every level.
+    fn evaluate(&self, aggregation: &Aggregation, ids: &[usize]) -> Result<Evaluated> {
+        let mut picks = Vec::with_capacity(self.levels.len());
+        for level in &self.levels {
+            let (mut rows, mut groups) = (Vec::new(), Vec::new());
+            for (position, id) in ids.iter().enumerate() {
+                let members = &self.open[id].members;
+                for holder in std::iter::once(id).chain(members) {
+                    if let Some(row) = level.row_of(*holder) {
+                        rows.push(row as u32);
+                        groups.push(position);
+                    }
+                }
+            }
+            picks.push((level, rows, groups));
+        }
+        aggregation.evaluate_rows(&picks, ids.len())
     }
 }
 
 impl WindowAssigner for Sessions {
     /// Assigns rows to sessions, merging the sessions a row bridges, and
-    /// folds them in; remembers the slots touched.
+    /// adds their partial states as a new level; remembers the sessions
+    /// touched.
     fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()> {
         let groups = rows.rows.groups();
         let gap = self.gap;
@@ -86,8 +246,7 @@ impl WindowAssigner for Sessions {
         let mut order: Vec<(u32, i64)> = rows.timed().collect();
         order.sort_by_key(|&(r, t)| (groups[r as usize], t));
         let mut picks = Vec::with_capacity(order.len());
-        let mut slots = Vec::with_capacity(order.len());
-        let mut map: Vec<usize> = (0..self.slots.len()).collect();
+        let mut targets = Vec::with_capacity(order.len());
         // Existing sessions and new rows as intervals.
         enum Part {
             Session(usize),
@@ -98,7 +257,10 @@ impl WindowAssigner for Sessions {
             let existing = self.by_key.remove(&key).unwrap_or_default();
             let mut parts: Vec<(i64, i64, Part)> = existing
                 .iter()
-                .map(|&s| (self.slots[s].start, self.slots[s].end, Part::Session(s)))
+                .map(|&id| {
+                    let session = &self.open[&id];
+                    (session.start, session.end, Part::Session(id))
+                })
                 .collect();
             parts.extend(
                 run.iter()
@@ -120,7 +282,7 @@ impl WindowAssigner for Sessions {
                 let sessions: Vec<usize> = cluster
                     .iter()
                     .filter_map(|p| match p.2 {
-                        Part::Session(s) => Some(s),
+                        Part::Session(id) => Some(id),
                         Part::Row(..) => None,
                     })
                     .collect();
@@ -136,115 +298,126 @@ impl WindowAssigner for Sessions {
                     continue;
                 }
                 let target = match sessions.iter().min() {
-                    Some(&s) => s,
-                    None => {
-                        self.slots.push(Session {
-                            key,
-                            start,
-                            end,
-                            merged: false,
-                        });
-                        map.push(self.slots.len() - 1);
-                        self.slots.len() - 1
+                    Some(&id) => {
+                        self.stretch(id, start, end);
+                        id
                     }
+                    None => self.open_session(key, start, end),
                 };
-                for &s in sessions.iter().filter(|&&s| s != target) {
-                    self.slots[s].merged = true;
-                    map[s] = target;
+                for &id in sessions.iter().filter(|&&id| id != target) {
+                    self.absorb(target, id);
                 }
-                self.slots[target].start = start;
-                self.slots[target].end = end;
                 for (r, _) in new_rows {
                     picks.push(r);
-                    slots.push(target);
+                    targets.push(target);
                 }
                 kept.push(target);
             }
-            self.by_key.insert(key, kept);
+            if !kept.is_empty() {
+                self.by_key.insert(key, kept);
+            }
         }
-        self.touched = slots.clone();
-        self.touched.sort_unstable();
-        self.touched.dedup();
-        let delta = if slots.is_empty() {
+        // The new rows' states, numbered by session id.
+        let mut touched = targets.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        let local: Vec<usize> = targets
+            .iter()
+            .map(|id| touched.binary_search(id).expect("gathered above"))
+            .collect();
+        let level = if picks.is_empty() {
             Partial::default()
         } else {
-            let rows = rows.rows.regroup(Some(&picks), slots)?;
+            let rows = rows.rows.regroup(Some(&picks), local)?;
             let mut builder = aggregation.builder()?;
             builder.update(&rows)?;
-            builder.finish()?
+            builder.finish()?.renumbered(&touched)?
         };
-        let count = self.slots.len();
-        self.total = aggregation.regroup(&[(&self.total, &map), (&delta, &map)], count)?;
-        Ok(())
+        self.touched = touched;
+        self.add_level(aggregation, level)
     }
 
     /// Emits the sessions that close at the watermark (and with changes
-    /// the touched open ones), by end, start, key; frees the closed ones.
+    /// the touched open ones), by end, start, key; closes the closed ones.
     fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()> {
         let (watermark, touched) = (out.watermark, std::mem::take(&mut self.touched));
-        let mut emitted: Vec<(usize, bool)> = Vec::new();
-        for (s, slot) in self.slots.iter().enumerate() {
-            if !slot.merged && slot.end <= watermark {
-                emitted.push((s, true));
-            }
-        }
+        let mut emitted: Vec<(usize, bool)> = self
+            .by_end
+            .range(..=(watermark, usize::MAX))
+            .map(|&(_, id)| (id, true))
+            .collect();
         if out.changes {
             emitted.extend(
                 touched
                     .iter()
-                    .filter(|&&s| !self.slots[s].merged && self.slots[s].end > watermark)
-                    .map(|&s| (s, false)),
+                    .filter(|&&id| self.open.get(&id).is_some_and(|s| s.end > watermark))
+                    .map(|&id| (id, false)),
             );
         }
-        emitted.sort_by_key(|&(s, _)| {
-            let slot = self.slots[s];
-            (slot.end, slot.start, slot.key)
-        });
-        if !emitted.is_empty() {
-            let chosen: Vec<usize> = emitted.iter().map(|&(s, _)| s).collect();
-            let picked = self.total.pick(&chosen)?;
-            let evaluated = aggregation.evaluate(&[&picked], chosen.len())?;
-            let keys: Vec<u32> = chosen.iter().map(|&s| self.slots[s].key as u32).collect();
-            let slots = &self.slots;
-            let bounds = |i: usize| (slots[chosen[i]].start, slots[chosen[i]].end);
-            out.push(bounds, &keys, &evaluated, None, |i| emitted[i].1)?;
+        if emitted.is_empty() {
+            return Ok(());
         }
-        if emitted.iter().any(|&(_, f)| f) || self.slots.iter().any(|s| s.merged) {
-            self.free(watermark)?;
+        emitted.sort_by_key(|&(id, _)| {
+            let session = &self.open[&id];
+            (session.end, session.start, session.key)
+        });
+        let ids: Vec<usize> = emitted.iter().map(|&(id, _)| id).collect();
+        let evaluated = self.evaluate(aggregation, &ids)?;
+        let keys: Vec<u32> = ids.iter().map(|id| self.open[id].key as u32).collect();
+        let bounds = |i: usize| {
+            let session = &self.open[&ids[i]];
+            (session.start, session.end)
+        };
+        out.push(bounds, &keys, &evaluated, None, |i| emitted[i].1)?;
+        for &(id, _) in emitted.iter().filter(|(_, is_final)| *is_final) {
+            self.close(id);
         }
         Ok(())
     }
 
     fn live_keys(&self, keys: usize) -> Vec<bool> {
         let mut live = vec![false; keys];
-        for slot in &self.slots {
-            live[slot.key] = true;
+        for &key in self.by_key.keys() {
+            live[key] = true;
         }
         live
     }
 
     fn renumber(&mut self, live: &UInt32Array) -> Result<()> {
-        for slot in &mut self.slots {
-            slot.key = live
+        for session in self.open.values_mut() {
+            session.key = live
                 .values()
-                .binary_search(&(slot.key as u32))
-                .expect("a live slot's key is live");
+                .binary_search(&(session.key as u32))
+                .expect("a live session's key is live");
         }
         self.rebuild();
         Ok(())
     }
 
     fn bytes(&self) -> usize {
-        self.total.bytes() + self.slots.len() * (std::mem::size_of::<Session>() + 32)
+        let per_session = std::mem::size_of::<Session>() + 64;
+        self.levels.iter().map(Partial::bytes).sum::<usize>()
+            + self.open.len() * per_session
+            + self
+                .open
+                .values()
+                .map(|s| s.members.len() * 8)
+                .sum::<usize>()
+            + self.absorbed.len() * 16
     }
 
-    /// Saves the open sessions: their keys, bounds and partial states.
+    /// Saves the open sessions, numbered `0..` by id: their keys, bounds
+    /// and partial states.
     fn save(&mut self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
-        let column = |f: fn(&Session) -> i64| json!(self.slots.iter().map(f).collect::<Vec<_>>());
+        self.renumber_sessions(aggregation)?;
+        let sessions: Vec<&Session> = (0..self.open.len()).map(|id| &self.open[&id]).collect();
+        let column =
+            |f: fn(&Session) -> i64| json!(sessions.iter().map(|s| f(s)).collect::<Vec<_>>());
         state.value("session.keys", column(|s| s.key as i64));
         state.value("session.starts", column(|s| s.start));
         state.value("session.ends", column(|s| s.end));
-        aggregation.save_partial(&self.total, state, "sessions")
+        let empty = Partial::default();
+        aggregation.save_partial(self.levels.first().unwrap_or(&empty), state, "sessions")
     }
 
     fn load(&mut self, aggregation: &Aggregation, state: &StateReader, keys: usize) -> Result<()> {
@@ -257,20 +430,31 @@ impl WindowAssigner for Sessions {
         if !fits {
             return Err(Error::Checkpoint("the saved sessions are damaged".into()));
         }
-        self.slots = saved_keys
+        self.open = saved_keys
             .iter()
             .zip(starts.iter().zip(&ends))
-            .map(|(&key, (&start, &end))| Session {
-                key: key as usize,
-                start,
-                end,
-                merged: false,
+            .enumerate()
+            .map(|(id, (&key, (&start, &end)))| {
+                let session = Session {
+                    key: key as usize,
+                    start,
+                    end,
+                    members: Vec::new(),
+                };
+                (id, session)
             })
             .collect();
-        self.total = aggregation.load_partial(state, "sessions")?;
-        if self.total.len() > self.slots.len() {
+        self.next_id = self.open.len();
+        let saved = aggregation.load_partial(state, "sessions")?;
+        if saved.len() > self.open.len() {
             return Err(Error::Checkpoint("the saved sessions are damaged".into()));
         }
+        self.levels = if saved.state_rows() > 0 {
+            vec![saved]
+        } else {
+            Vec::new()
+        };
+        self.absorbed.clear();
         self.rebuild();
         Ok(())
     }

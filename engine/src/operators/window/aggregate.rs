@@ -187,7 +187,9 @@ impl Operator for WindowOperator {
         if since_zero % slide != 0 {
             return Ok(None);
         }
-        let evaluated = self.panes.evaluate(&self.aggregation, &[], self.index.len())?;
+        let evaluated = self
+            .panes
+            .evaluate(&self.aggregation, &[], self.index.len())?;
         let batch = self.output(time, &evaluated)?;
         // The next window covers panes after (since_zero + slide − length).
         let keep_from = (since_zero + slide - length).div_euclid(pane_length) + 1;
