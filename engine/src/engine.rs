@@ -37,6 +37,10 @@ use crate::time::{BatchTime, Clock, SystemClock, format_duration};
 use crate::trigger::Trigger;
 use crate::watermark::Watermark;
 
+/// Full state generations come every this many by default (Spark's
+/// snapshot every 10 deltas).
+const DEFAULT_FULL_EVERY: u64 = 10;
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     interval: Duration,
@@ -452,12 +456,39 @@ impl Engine {
     pub fn set_checkpoint_dir(&self, dir: Option<PathBuf>) {
         let mut state = self.state();
         let every = state.checkpoint.as_ref().map_or(1, |c| c.every);
+        let full_every = state
+            .checkpoint
+            .as_ref()
+            .map_or(DEFAULT_FULL_EVERY, |c| c.full_every);
         let storage = state.storage.clone();
         state.checkpoint = dir.map(|dir| CheckpointSettings {
             dir,
             every,
+            full_every,
             storage,
         });
+    }
+
+    /// Sets `checkpoint.full_every`: every `generations` state saves, one
+    /// writes the whole state; those between write only what changed since
+    /// the one before (default 10; 1 writes every one whole). See
+    /// `checkpoint/chain.rs`.
+    pub fn set_checkpoint_full_every(&self, generations: u64) -> Result<()> {
+        if generations == 0 {
+            return Err(Error::Config(
+                "checkpoint.full_every must be at least 1".into(),
+            ));
+        }
+        let mut state = self.state();
+        match state.checkpoint.as_mut() {
+            Some(c) => c.full_every = generations,
+            None => {
+                return Err(Error::Config(
+                    "set checkpoint.dir before checkpoint.full_every".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Sets `checkpoint.interval`: state is saved every `batches` batches

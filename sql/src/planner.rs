@@ -48,6 +48,7 @@ pub const SETTINGS: &[&str] = &[
     "watermark.idle.timeout",
     "checkpoint.dir",
     "checkpoint.interval",
+    "checkpoint.full_every",
     "s3.endpoint",
     "s3.allow_http",
     "s3.region",
@@ -352,6 +353,17 @@ impl Planner {
                 self.engine.set_checkpoint_interval(batches)?;
                 Ok(Planned::Done(format!(
                     "checkpoint.interval = {batches} batches"
+                )))
+            }
+            "checkpoint.full_every" | "checkpoint_full_every" => {
+                let generations: u64 = value.trim().parse().map_err(|_| {
+                    Error::plan(format!(
+                        "checkpoint.full_every is a number of state saves (such as 10), not '{value}'"
+                    ))
+                })?;
+                self.engine.set_checkpoint_full_every(generations)?;
+                Ok(Planned::Done(format!(
+                    "checkpoint.full_every = {generations} (the saves between write what changed)"
                 )))
             }
             "watermark.idle.timeout" | "watermark_idle_timeout" => {

@@ -17,7 +17,9 @@
 //!   keeps a second process out: `lock.rs`);
 //! - `state-<batch time>.bin`: every operator's state after that batch, one
 //!   file per generation (`state_file.rs`), written every
-//!   `checkpoint.interval` batches. The two newest generations are kept:
+//!   `checkpoint.interval` batches. A generation writes only the parts
+//!   that changed and refers to earlier files for the rest (`chain.rs`).
+//!   The two newest generations are kept, with the files they refer to:
 //!   if the newest is damaged, the one before is used, and the message
 //!   says so;
 //! - `lock` (local only): held by the one process running the query
@@ -42,13 +44,15 @@
 //! 4. `commit` names `t` (on an object store: a conditional write of the
 //!    version this process wrote before, which fails if another process
 //!    took over) — after it, the batch is done;
-//! 5. generations and offsets older than the two newest committed states
-//!    are removed — a crash leaves extra files, removed next time.
+//! 5. when a state was saved, generations and offsets older than the two
+//!    newest committed states are removed, but for the files those two
+//!    refer to — a crash leaves extra files, removed next time.
 //!
 //! A restart loads the newest state not after the commit, re-runs the
 //! logged batches after it with their logged input, then the batches whose
 //! times passed while it was down.
 
+mod chain;
 mod lock;
 mod state_file;
 
@@ -62,8 +66,10 @@ use crate::error::{Error, Result};
 use crate::storage::Dir;
 use crate::time::BatchTime;
 
+pub(crate) use chain::Chain;
 pub(crate) use lock::CheckpointLock;
-pub(crate) use state_file::{StateReader, StateWriter, decode, encode};
+pub(crate) use state_file::{StateReader, StateWriter};
+use state_file::{check, decode, encode, referenced};
 
 /// What identifies a query across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +201,15 @@ impl CheckpointDir {
             .filter(|(time, _)| committed.is_some_and(|c| *time <= c))
             .collect();
         for (i, (_, name)) in usable.iter().enumerate() {
-            let loaded = self.dir.read(name).and_then(|bytes| {
-                let bytes = bytes.ok_or_else(|| Error::Checkpoint("it is gone".into()))?;
-                Ok((bytes.len(), decode(&bytes)?))
+            let read = std::cell::Cell::new(0);
+            let loaded = self.read_state(name).and_then(|bytes| {
+                read.set(bytes.len());
+                let decoded = decode(&bytes, |file| {
+                    let (all, payload) = self.payload(file)?;
+                    read.set(read.get() + all);
+                    Ok(payload)
+                })?;
+                Ok((read.get(), decoded))
             });
             match loaded {
                 Ok((bytes, loaded)) => return Ok((Some(loaded), bytes, warnings)),
@@ -213,6 +225,26 @@ impl CheckpointDir {
             }
         }
         Ok((None, 0, warnings))
+    }
+
+    /// The bytes of state file `name`.
+    fn read_state(&self, name: &str) -> Result<bytes::Bytes> {
+        self.dir
+            .read(name)?
+            .ok_or_else(|| Error::Checkpoint("it is gone".into()))
+    }
+
+    /// The checked payload of generation `time`'s file (which a later one
+    /// refers to), and the file's size.
+    fn payload(&self, time: BatchTime) -> Result<(usize, bytes::Bytes)> {
+        let name = state_file_name(time);
+        let bytes = self.read_state(&name).map_err(|e| {
+            Error::Checkpoint(format!("{} is needed: {e}", self.dir.display_file(&name)))
+        })?;
+        let payload = check(&bytes)?.payload;
+        let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        let range = start..start + payload.len();
+        Ok((bytes.len(), bytes.slice(range)))
     }
 
     /// Where a restarted query resumes: after the batch of its newest good
@@ -307,26 +339,39 @@ impl CheckpointDir {
         numbered(&self.dir, "state-", ".bin")
     }
 
-    /// Saves the operators' states after batch `time` (pruned after the
-    /// batch commits, see [`CheckpointDir::commit`]).
-    pub(crate) fn save_state(&self, time: BatchTime, operators: Vec<StateWriter>) -> Result<usize> {
-        let bytes = encode(time, operators)?;
-        let size = bytes.len();
+    /// Saves the operators' states after batch `time`, written by the
+    /// writers `chain` gave, only what changed (see `chain.rs`); `chain`
+    /// learns where the parts are. Pruned after the batch commits
+    /// ([`CheckpointDir::prune`]).
+    pub(crate) fn save_state(
+        &self,
+        time: BatchTime,
+        operators: Vec<StateWriter>,
+        chain: &mut Chain,
+    ) -> Result<usize> {
+        let encoded = encode(time, operators, |operator, name| {
+            chain.location(operator, name)
+        })?;
+        let size = encoded.bytes.len();
         self.dir.write_with_crash_points(
-            &format!("state-{}.bin", time.millis()),
-            bytes.into(),
+            &state_file_name(time),
+            encoded.bytes.clone().into(),
             None,
             Some("state-written"),
         )?;
+        chain.record(time, &encoded);
         Ok(size)
     }
 
-    /// Keeps the two newest committed state generations (and any newer,
-    /// not yet committed one), and the offsets after the older of the two:
-    /// what a restart can need, even if the newest state is damaged. With
-    /// one committed generation nothing is pruned (a restart without state
-    /// replays from the start).
-    fn prune(&self, committed: BatchTime) -> Result<()> {
+    /// After a state was saved and committed at `committed`: keeps the two
+    /// newest committed state generations (and any newer, not yet
+    /// committed one) with the files they refer to, and the offsets after
+    /// the older of the two: what a restart can need, even if the newest
+    /// state is damaged. With one committed generation nothing is pruned (a
+    /// restart without state replays from the start). What a generation
+    /// refers to comes from `chain` when this process wrote it, else from
+    /// its file's header.
+    pub(crate) fn prune(&self, committed: BatchTime, chain: &Chain) -> Result<()> {
         let generations = self.generations()?;
         let kept: Vec<BatchTime> = generations
             .iter()
@@ -338,8 +383,22 @@ impl CheckpointDir {
         let [_, oldest] = kept.as_slice() else {
             return Ok(());
         };
+        let mut needed = std::collections::BTreeSet::new();
+        for time in &kept {
+            match chain.reads(*time) {
+                Some(reads) => needed.extend(reads),
+                // A damaged file refers to nothing a restart can use.
+                None => {
+                    if let Ok(bytes) = self.read_state(&state_file_name(*time))
+                        && let Ok(checked) = check(&bytes)
+                    {
+                        needed.extend(referenced(&checked.header));
+                    }
+                }
+            }
+        }
         for (time, name) in &generations {
-            if time < oldest {
+            if time < oldest && !needed.contains(time) {
                 self.dir.remove(name)?;
             }
         }
@@ -353,16 +412,20 @@ impl CheckpointDir {
     }
 
     /// Records that batch `time`'s output was delivered (with `lock`, the
-    /// hold of this process), then prunes what no restart can need.
+    /// hold of this process).
     pub(crate) fn commit(&self, lock: &CheckpointLock, time: BatchTime) -> Result<()> {
         match lock {
             CheckpointLock::Local { .. } => self
                 .dir
-                .write(lock::COMMIT, time.millis().to_string().into_bytes())?,
-            CheckpointLock::Lease(lease) => lease.commit(time.millis())?,
+                .write(lock::COMMIT, time.millis().to_string().into_bytes()),
+            CheckpointLock::Lease(lease) => lease.commit(time.millis()),
         }
-        self.prune(time)
     }
+}
+
+/// The state file of generation `time`.
+fn state_file_name(time: BatchTime) -> String {
+    format!("state-{}.bin", time.millis())
 }
 
 /// The files `<prefix><batch time><suffix>` in `dir`, oldest first.
@@ -418,17 +481,21 @@ mod tests {
         one.batch("keys", batch(&[1, 2, 3]));
         one.value("numbers", json!([4, 5]));
         let two = StateWriter::default();
-        let bytes = encode(BatchTime::from_millis(7000), vec![one, two]).unwrap();
-        let (time, operators) = decode(&bytes).unwrap();
+        let bytes = encode(BatchTime::from_millis(7000), vec![one, two], |_, _| None)
+            .unwrap()
+            .bytes;
+        let (time, operators) = decode(&bytes, |_| unreachable!("all inline")).unwrap();
         assert_eq!(time.millis(), 7000);
         assert_eq!(operators.len(), 2);
         assert_eq!(operators[0].batch("keys").unwrap(), &batch(&[1, 2, 3]));
         assert_eq!(operators[0].i64s("numbers").unwrap(), vec![4, 5]);
-        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+        assert!(decode(&bytes[..bytes.len() - 3], |_| unreachable!()).is_err());
         let mut flipped = bytes.clone();
         let at = flipped.len() - 20;
         flipped[at] ^= 0xff;
-        let e = decode(&flipped).unwrap_err().to_string();
+        let e = decode(&flipped, |_| unreachable!())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("checksum does not match"), "{e}");
     }
 
@@ -447,13 +514,16 @@ mod tests {
                 .is_none()
         );
         let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        let mut chain = Chain::new(10);
         for t in [1000, 2000, 3000] {
-            let mut state = StateWriter::default();
+            let mut state = chain.writer(0);
             state.value("t", json!(t));
+            let time = BatchTime::from_millis(t);
             checkpoint
-                .save_state(BatchTime::from_millis(t), vec![state])
+                .save_state(time, vec![state], &mut chain)
                 .unwrap();
-            checkpoint.commit(&lock, BatchTime::from_millis(t)).unwrap();
+            checkpoint.commit(&lock, time).unwrap();
+            checkpoint.prune(time, &chain).unwrap();
         }
         assert!(!dir.join("state-1000.bin").exists(), "pruned");
         // The newest generation is damaged: the one before is used.
@@ -486,5 +556,107 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("is of another query"), "{e}");
         assert!(e.to_string().contains("SELECT n + 1 FROM s"), "{e}");
+    }
+
+    #[test]
+    fn a_generation_writes_only_what_changed_and_keeps_the_files_it_refers_to() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().to_path_buf();
+        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let print = Fingerprint::new("SELECT n FROM s", &schema);
+        checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap();
+        let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        let big: Vec<i64> = (0..10_000).collect();
+        let mut chain = Chain::new(4);
+        let mut sizes = Vec::new();
+        // An immutable part (id 1) saved by every generation, and one that
+        // changes (id = the generation) beside a value.
+        for t in 1..=6i64 {
+            let mut state = chain.writer(0);
+            state.batch_once("closed", 1, || Ok(batch(&big))).unwrap();
+            state
+                .batch_once("open", 100 + t as u64, || Ok(batch(&[t])))
+                .unwrap();
+            state.value("t", json!(t));
+            let time = BatchTime::from_millis(t * 1000);
+            sizes.push(
+                checkpoint
+                    .save_state(time, vec![state], &mut chain)
+                    .unwrap(),
+            );
+            checkpoint.commit(&lock, time).unwrap();
+            checkpoint.prune(time, &chain).unwrap();
+            // Whatever generation a restart reads, every part is there.
+            let restored = checkpoint
+                .open(&print, BatchTime::from_millis(0), 1000)
+                .unwrap()
+                .unwrap();
+            let (at, state) = restored.state.unwrap();
+            assert_eq!(at, time);
+            assert_eq!(state[0].batch("closed").unwrap(), &batch(&big));
+            assert_eq!(state[0].batch("open").unwrap(), &batch(&[t]));
+            assert_eq!(state[0].i64("t").unwrap(), t);
+        }
+        // Full at 1 and at 5 (every fourth), changes only between.
+        assert!(sizes[1] * 20 < sizes[0], "{sizes:?}");
+        assert!(sizes[3] * 20 < sizes[0], "{sizes:?}");
+        assert!(sizes[4] > sizes[0] / 2, "{sizes:?}");
+        assert!(sizes[5] * 20 < sizes[0], "{sizes:?}");
+        // Generations 5 and 6 are kept; 6 refers to 5, which is whole: the
+        // files of 1 to 4 are gone.
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("state-"))
+            .collect();
+        left.sort();
+        assert_eq!(left, ["state-5000.bin", "state-6000.bin"]);
+    }
+
+    #[test]
+    fn an_older_file_a_kept_generation_refers_to_is_not_pruned() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().to_path_buf();
+        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
+        let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        let mut chain = Chain::new(100);
+        for t in 1..=4i64 {
+            let mut state = chain.writer(0);
+            state.batch_once("closed", 1, || Ok(batch(&[7]))).unwrap();
+            let time = BatchTime::from_millis(t * 1000);
+            checkpoint
+                .save_state(time, vec![state], &mut chain)
+                .unwrap();
+            checkpoint.commit(&lock, time).unwrap();
+            checkpoint.prune(time, &chain).unwrap();
+        }
+        assert!(dir.join("state-1000.bin").exists(), "3 and 4 read it");
+        assert!(!dir.join("state-2000.bin").exists());
+        // A new process, its chain empty, learns what 3 and 4 read from
+        // their headers.
+        let mut fresh = Chain::new(100);
+        let mut state = fresh.writer(0);
+        state.batch_once("closed", 1, || Ok(batch(&[7]))).unwrap();
+        let time = BatchTime::from_millis(5000);
+        checkpoint
+            .save_state(time, vec![state], &mut fresh)
+            .unwrap();
+        checkpoint.commit(&lock, time).unwrap();
+        checkpoint.prune(time, &fresh).unwrap();
+        assert!(dir.join("state-1000.bin").exists(), "4 reads it");
+        let time = BatchTime::from_millis(6000);
+        let mut state = fresh.writer(0);
+        state.batch_once("closed", 1, || Ok(batch(&[7]))).unwrap();
+        checkpoint
+            .save_state(time, vec![state], &mut fresh)
+            .unwrap();
+        checkpoint.commit(&lock, time).unwrap();
+        checkpoint.prune(time, &fresh).unwrap();
+        assert!(!dir.join("state-1000.bin").exists(), "5 and 6 do not");
+        assert!(!dir.join("state-4000.bin").exists());
     }
 }

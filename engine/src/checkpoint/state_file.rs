@@ -1,10 +1,17 @@
 //! A state file: every operator's state after one batch, in one file
 //! that says when it is damaged.
 //!
-//! `BROOKLET-STATE 2\n`, a little-endian `u64` header length, a `u64`
+//! `BROOKLET-STATE 3\n`, a little-endian `u64` header length, a `u64`
 //! checksum (FNV-1a of header and payload), a JSON header (batch time;
-//! per operator, its own metadata and the byte ranges of its parts), then
-//! each part as an Arrow IPC stream, and `\nEND\n`.
+//! per operator, its own metadata and its parts), then the parts written
+//! in this file, each an Arrow IPC stream, and `\nEND\n`.
+//!
+//! A part is in this file's payload (`start`..`end`), or, when it has not
+//! changed since an earlier generation wrote it, in that file's payload
+//! (`"in": <its batch time>`): a checkpoint writes only what changed (see
+//! [`super::chain`]). Reading a generation reads the files it refers to and
+//! checks each one's checksum. Version 2 files (every part inline) read
+//! the same way.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -17,7 +24,8 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::time::BatchTime;
 
-const MAGIC: &[u8] = b"BROOKLET-STATE 2\n";
+const MAGIC: &[u8] = b"BROOKLET-STATE 3\n";
+const MAGIC_V2: &[u8] = b"BROOKLET-STATE 2\n";
 const TRAILER: &[u8] = b"\nEND\n";
 
 /// One operator's state, being written: named Arrow batches and JSON
@@ -25,13 +33,52 @@ const TRAILER: &[u8] = b"\nEND\n";
 #[derive(Default)]
 pub(crate) struct StateWriter {
     meta: serde_json::Map<String, Value>,
-    parts: Vec<(String, RecordBatch)>,
+    parts: Vec<(String, Part)>,
+    /// The parts an earlier generation holds: name → the identity of what
+    /// it holds (see [`StateWriter::batch_once`]).
+    written: std::collections::HashMap<String, u64>,
+}
+
+/// A part of a state being written.
+pub(crate) enum Part {
+    /// Written in this file; with an identity when it is immutable.
+    New(Option<u64>, RecordBatch),
+    /// What an earlier generation wrote under this name and identity.
+    Unchanged(u64),
 }
 
 impl StateWriter {
+    /// A writer for a state whose parts `written` (name → identity) an
+    /// earlier generation holds.
+    pub(crate) fn continuing(written: std::collections::HashMap<String, u64>) -> Self {
+        StateWriter {
+            written,
+            ..StateWriter::default()
+        }
+    }
+
     /// Adds a batch under `name`.
     pub(crate) fn batch(&mut self, name: impl Into<String>, batch: RecordBatch) {
-        self.parts.push((name.into(), batch));
+        self.parts.push((name.into(), Part::New(None, batch)));
+    }
+
+    /// Adds the immutable batch `id` under `name`: not written again (nor
+    /// made) when an earlier generation wrote the same `id` under it. An
+    /// `id` names one content for the process's life (see
+    /// `Partial`'s ids).
+    pub(crate) fn batch_once(
+        &mut self,
+        name: impl Into<String>,
+        id: u64,
+        make: impl FnOnce() -> Result<RecordBatch>,
+    ) -> Result<()> {
+        let name = name.into();
+        let part = match self.written.get(&name) {
+            Some(&written) if written == id => Part::Unchanged(id),
+            _ => Part::New(Some(id), make()?),
+        };
+        self.parts.push((name, part));
+        Ok(())
     }
 
     /// Adds a JSON value under `name`.
@@ -96,20 +143,79 @@ pub(super) fn damaged(message: String) -> Error {
     Error::Checkpoint(format!("damaged state: {message}"))
 }
 
-/// Encodes the operators' states after batch `time` as one state file.
-pub(crate) fn encode(time: BatchTime, operators: Vec<StateWriter>) -> Result<Vec<u8>> {
+/// Where a part's bytes are: a file's batch time and the range in its
+/// payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    /// The batch time of the state file holding it.
+    pub(crate) file: BatchTime,
+    /// Its first byte in that file's payload.
+    pub(crate) start: u64,
+    /// One past its last byte.
+    pub(crate) end: u64,
+}
+
+/// What encoding a generation learned: per operator, each immutable part
+/// written (name → identity and location), and the payload's size.
+pub(crate) struct Encoded {
+    /// The file's bytes.
+    pub(crate) bytes: Vec<u8>,
+    /// Per operator: name → (identity, location) of its immutable parts.
+    pub(crate) parts: Vec<std::collections::HashMap<String, (u64, Location)>>,
+    /// The payload's size in bytes.
+    pub(crate) payload: u64,
+}
+
+/// Encodes the operators' states after batch `time` as one state file;
+/// `earlier(operator, name)` is where an earlier generation wrote a part
+/// that is [`Part::Unchanged`].
+pub(crate) fn encode(
+    time: BatchTime,
+    operators: Vec<StateWriter>,
+    earlier: impl Fn(usize, &str) -> Option<(u64, Location)>,
+) -> Result<Encoded> {
     let mut payload = Vec::new();
     let mut described = Vec::new();
-    for operator in operators {
+    let mut immutable = Vec::with_capacity(operators.len());
+    for (index, operator) in operators.into_iter().enumerate() {
         let mut parts = Vec::new();
-        for (name, batch) in operator.parts {
-            let start = payload.len();
-            let mut writer = StreamWriter::try_new(&mut payload, &batch.schema())?;
-            writer.write(&batch)?;
-            writer.finish()?;
-            drop(writer);
-            parts.push(json!({"name": name, "start": start, "end": payload.len()}));
+        let mut known = std::collections::HashMap::new();
+        for (name, part) in operator.parts {
+            match part {
+                Part::New(id, batch) => {
+                    let start = payload.len();
+                    let mut writer = StreamWriter::try_new(&mut payload, &batch.schema())?;
+                    writer.write(&batch)?;
+                    writer.finish()?;
+                    drop(writer);
+                    let end = payload.len();
+                    parts.push(json!({"name": name, "start": start, "end": end}));
+                    if let Some(id) = id {
+                        let at = Location {
+                            file: time,
+                            start: start as u64,
+                            end: end as u64,
+                        };
+                        known.insert(name, (id, at));
+                    }
+                }
+                Part::Unchanged(id) => {
+                    let at = match earlier(index, &name) {
+                        Some((written, at)) if written == id => at,
+                        _ => {
+                            return Err(Error::Internal(format!(
+                                "state part '{name}' was to be unchanged, but no generation holds it"
+                            )));
+                        }
+                    };
+                    parts.push(json!({
+                        "name": name, "in": at.file.millis(), "start": at.start, "end": at.end
+                    }));
+                    known.insert(name, (id, at));
+                }
+            }
         }
+        immutable.push(known);
         described.push(json!({"meta": Value::Object(operator.meta), "parts": parts}));
     }
     let header = serde_json::to_vec(&json!({"time": time.millis(), "operators": described}))
@@ -121,7 +227,11 @@ pub(crate) fn encode(time: BatchTime, operators: Vec<StateWriter>) -> Result<Vec
     out.extend_from_slice(&header);
     out.extend_from_slice(&payload);
     out.extend_from_slice(TRAILER);
-    Ok(out)
+    Ok(Encoded {
+        bytes: out,
+        parts: immutable,
+        payload: payload.len() as u64,
+    })
 }
 
 /// FNV-1a (64 bits) over `parts`: catches a flipped or lost byte.
@@ -136,10 +246,19 @@ fn checksum(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-/// Decodes a state file: its batch time and each operator's state.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
+/// A state file checked and split: its header and its payload.
+pub(crate) struct Checked<'a> {
+    /// The JSON header.
+    pub(crate) header: Value,
+    /// The parts written in it.
+    pub(crate) payload: &'a [u8],
+}
+
+/// Checks a state file's framing and checksum.
+pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>> {
     let rest = bytes
         .strip_prefix(MAGIC)
+        .or_else(|| bytes.strip_prefix(MAGIC_V2))
         .ok_or_else(|| damaged("not a Brooklet state file".into()))?;
     let rest = rest
         .strip_suffix(TRAILER)
@@ -158,9 +277,34 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
     }
     let header: Value = serde_json::from_slice(header_bytes)
         .map_err(|e| damaged(format!("unreadable header: {e}")))?;
+    Ok(Checked { header, payload })
+}
+
+/// The earlier files a state file's parts are in, by batch time.
+pub(crate) fn referenced(header: &Value) -> std::collections::BTreeSet<BatchTime> {
+    let operators = header["operators"].as_array().into_iter().flatten();
+    let parts = operators.flat_map(|o| o["parts"].as_array().into_iter().flatten());
+    parts
+        .filter_map(|p| p["in"].as_i64())
+        .map(BatchTime::from_millis)
+        .collect()
+}
+
+/// Decodes a state file: its batch time and each operator's state; parts
+/// in earlier files are read from `earlier(batch time)`, the payload of
+/// that file, already checked.
+pub(crate) fn decode(
+    bytes: &[u8],
+    earlier: impl Fn(BatchTime) -> Result<bytes::Bytes>,
+) -> Result<(BatchTime, Vec<StateReader>)> {
+    let Checked { header, payload } = check(bytes)?;
     let time = header["time"]
         .as_i64()
         .ok_or_else(|| damaged("no batch time".into()))?;
+    let mut files: BTreeMap<i64, bytes::Bytes> = BTreeMap::new();
+    for file in referenced(&header) {
+        files.insert(file.millis(), earlier(file)?);
+    }
     let mut operators = Vec::new();
     for operator in header["operators"]
         .as_array()
@@ -176,7 +320,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(BatchTime, Vec<StateReader>)> {
             ) else {
                 return Err(damaged("a part without name or range".into()));
             };
-            let bytes = payload
+            let holder = match part["in"].as_i64() {
+                None => payload,
+                Some(file) => &files[&file][..],
+            };
+            let bytes = holder
                 .get(start as usize..end as usize)
                 .ok_or_else(|| damaged(format!("part '{name}' is out of range")))?;
             let mut reader = StreamReader::try_new(Cursor::new(bytes), None)?;

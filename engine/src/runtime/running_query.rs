@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use futures::FutureExt;
 
-use crate::checkpoint::{CheckpointDir, CheckpointLock, Fingerprint, StateReader, StateWriter};
+use crate::checkpoint::{Chain, CheckpointDir, CheckpointLock, Fingerprint, StateReader};
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
@@ -36,6 +36,8 @@ pub(super) struct RunningQuery {
     pub(super) reported_late: bool,
     /// Where its checkpoints go, and every how many batches state is saved.
     checkpoint: Option<(CheckpointDir, u64)>,
+    /// Where the parts of its last saved state are (incremental saves).
+    chain: Chain,
     /// This process's hold on the checkpoint directory, while it runs.
     lock: Option<CheckpointLock>,
     /// Batches up to this time ran before a restart: they are not run again.
@@ -151,6 +153,7 @@ impl Inner {
             output,
             batches: 0,
             reported_late: false,
+            chain: Chain::new(settings.as_ref().map_or(1, |s| s.full_every)),
             checkpoint,
             lock,
             resume_after: None,
@@ -453,10 +456,10 @@ impl RunningQuery {
     }
 
     /// Each operator's state, in graph order (a source's is empty).
-    fn save_states(&mut self) -> Result<Vec<StateWriter>> {
+    fn save_states(&mut self) -> Result<Vec<crate::checkpoint::StateWriter>> {
         let mut states = Vec::with_capacity(self.order.len());
-        for node in &self.order {
-            let mut state = StateWriter::default();
+        for (index, node) in self.order.iter().enumerate() {
+            let mut state = self.chain.writer(index);
             if let Some(op) = self.operators.get_mut(&node.id) {
                 op.save(&mut state)?;
             }
@@ -491,15 +494,17 @@ impl RunningQuery {
         };
         let started = Instant::now();
         let mut bytes = 0;
-        if force || self.saves_state_now() {
+        let saves = force || self.saves_state_now();
+        if saves {
+            self.chain.prepare(time);
             let mut states = self.save_states()?;
             for name in &self.shared.sources {
-                let mut state = StateWriter::default();
+                let mut state = self.chain.writer(states.len());
                 let position = positions.get(name).cloned().flatten();
                 state.value("position", position.unwrap_or(serde_json::Value::Null));
                 states.push(state);
             }
-            bytes = dir.save_state(time, states)?;
+            bytes = dir.save_state(time, states, &mut self.chain)?;
         }
         crate::crash::point("before-commit");
         let lock = self
@@ -507,6 +512,9 @@ impl RunningQuery {
             .as_ref()
             .ok_or_else(|| Error::Internal("a checkpoint without its lock".into()))?;
         dir.commit(lock, time)?;
+        if saves {
+            dir.prune(time, &self.chain)?;
+        }
         self.last_checkpoint = (bytes as u64, started.elapsed());
         Ok(())
     }

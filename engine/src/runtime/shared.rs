@@ -39,6 +39,9 @@ pub(crate) struct CheckpointSettings {
     pub(crate) dir: PathBuf,
     /// State is saved every this many batches (progress every batch).
     pub(crate) every: u64,
+    /// Every this many state generations, one is written whole (the ones
+    /// between write only what changed).
+    pub(crate) full_every: u64,
     /// How an object store under `dir` is reached (`SET s3.…`).
     pub(crate) storage: StorageOptions,
 }

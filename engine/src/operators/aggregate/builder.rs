@@ -86,11 +86,7 @@ impl Builder {
             .iter_mut()
             .map(|a| a.state(EmitTo::All))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let dense = Partial {
-            groups: (0..self.counts.len()).collect(),
-            states,
-            counts: self.counts,
-        };
+        let dense = Partial::new((0..self.counts.len()).collect(), states, self.counts);
         if dense.counts.iter().all(|&n| n > 0) {
             return Ok(dense);
         }

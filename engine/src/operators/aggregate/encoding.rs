@@ -10,45 +10,24 @@ use arrow::datatypes::{DataType, Schema};
 
 use super::aggregation::Aggregation;
 use super::key_index::KeyIndex;
-use super::partial::Partial;
+use super::partial::{Partial, fresh_id};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 
 impl Aggregation {
-    /// Saves `partial` under `name`.
+    /// Saves `partial` under `name` (written once while it lives: a later
+    /// save of the same partial refers to the earlier one).
     pub(crate) fn save_partial(
         &self,
         partial: &Partial,
         state: &mut StateWriter,
         name: &str,
     ) -> Result<()> {
-        use arrow::array::UInt64Array;
-        use arrow::datatypes::Field;
-        let mut fields = vec![
-            Field::new("group", DataType::UInt64, false),
-            Field::new("rows", DataType::UInt64, false),
-        ];
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from_iter_values(
-                partial.groups.iter().map(|&g| g as u64),
-            )),
-            Arc::new(UInt64Array::from(partial.counts.clone())),
-        ];
-        for (a, states) in partial.states.iter().enumerate() {
-            for (c, column) in states.iter().enumerate() {
-                fields.push(Field::new(
-                    format!("s{a}_{c}"),
-                    column.data_type().clone(),
-                    true,
-                ));
-                columns.push(Arc::clone(column));
-            }
+        if partial.id == 0 {
+            state.batch(name, partial_batch(partial)?);
+            return Ok(());
         }
-        state.batch(
-            name,
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?,
-        );
-        Ok(())
+        state.batch_once(name, partial.id, || partial_batch(partial))
     }
 
     /// The partial saved under `name`.
@@ -83,39 +62,92 @@ impl Aggregation {
             states.push(batch.columns()[at..at + width].to_vec());
             at += width;
         }
-        Ok(Partial {
-            groups,
-            states,
-            counts,
-        })
+        Ok(Partial::new(groups, states, counts))
     }
 }
 
+/// Chunks of keys a checkpoint refers to before they are written again as
+/// one.
+const MAX_KEY_CHUNKS: usize = 16;
+
 impl KeyIndex {
-    /// Saves the keys under `name`.
+    /// Saves the keys under `name`: in chunks, each written once (the
+    /// keys added since the last save are a new chunk).
     pub(crate) fn save(&mut self, state: &mut StateWriter, name: &str) -> Result<()> {
+        if self.is_global() {
+            return Ok(());
+        }
         let keys = self.keys()?;
-        state.batch(
-            name,
-            RecordBatch::try_new_with_options(
-                Arc::clone(&self.schema),
-                keys,
-                &arrow::array::RecordBatchOptions::new()
-                    .with_row_count(Some(if self.is_global() { 0 } else { self.len })),
-            )?,
-        );
+        if self.len > self.saved.last().map_or(0, |&(end, _)| end) {
+            self.saved.push((self.len, fresh_id()));
+        }
+        if self.saved.len() > MAX_KEY_CHUNKS {
+            self.saved = vec![(self.len, fresh_id())];
+        }
+        let ends: Vec<usize> = self.saved.iter().map(|&(end, _)| end).collect();
+        state.value(&format!("{name}.chunks"), serde_json::json!(ends));
+        let mut start = 0;
+        for (i, &(end, id)) in self.saved.iter().enumerate() {
+            let schema = Arc::clone(&self.schema);
+            let chunk = |start: usize| {
+                let columns = keys.iter().map(|k| k.slice(start, end - start)).collect();
+                Ok(RecordBatch::try_new(schema, columns)?)
+            };
+            state.batch_once(format!("{name}.{i}"), id, || chunk(start))?;
+            start = end;
+        }
         Ok(())
     }
 
-    /// Restores the keys saved under `name`: group `g` is the saved row `g`.
+    /// Restores the keys saved under `name`: group `g` is the saved row `g`
+    /// (of the chunks together; one batch in checkpoints before chunks).
     pub(crate) fn load(&mut self, state: &StateReader, name: &str) -> Result<()> {
         if self.is_global() {
             return Ok(());
         }
-        let batch = state.batch(name)?;
+        let batch = if state.has(name) {
+            state.batch(name)?.clone()
+        } else {
+            let chunks = state.i64s(&format!("{name}.chunks"))?;
+            let batches = (0..chunks.len())
+                .map(|i| state.batch(&format!("{name}.{i}")).cloned())
+                .collect::<Result<Vec<_>>>()?;
+            arrow::compute::concat_batches(&self.schema, &batches)?
+        };
         let live: UInt32Array = (0..batch.num_rows() as u32).collect();
         self.keys = vec![batch.columns().to_vec()];
         self.len = batch.num_rows();
         self.compact(&live)
     }
+}
+
+/// A partial as one batch: group index, row count, then each aggregate's
+/// state columns.
+fn partial_batch(partial: &Partial) -> Result<RecordBatch> {
+    use arrow::array::UInt64Array;
+    use arrow::datatypes::Field;
+    let mut fields = vec![
+        Field::new("group", DataType::UInt64, false),
+        Field::new("rows", DataType::UInt64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            partial.groups.iter().map(|&g| g as u64),
+        )),
+        Arc::new(UInt64Array::from(partial.counts.clone())),
+    ];
+    for (a, states) in partial.states.iter().enumerate() {
+        for (c, column) in states.iter().enumerate() {
+            fields.push(Field::new(
+                format!("s{a}_{c}"),
+                column.data_type().clone(),
+                true,
+            ));
+            columns.push(Arc::clone(column));
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

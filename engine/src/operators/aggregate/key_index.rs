@@ -18,6 +18,10 @@ pub(crate) struct KeyIndex {
     pub(super) schema: SchemaRef,
     pub(super) keys: Vec<Vec<ArrayRef>>,
     pub(super) len: usize,
+    /// The chunks of keys checkpoints hold: each one's end (group index)
+    /// and id. Keys only grow between compactions, so a checkpoint writes
+    /// only the keys added since the one before.
+    pub(super) saved: Vec<(usize, u64)>,
 }
 
 impl KeyIndex {
@@ -32,6 +36,7 @@ impl KeyIndex {
             schema,
             keys: Vec::new(),
             len: usize::from(global),
+            saved: Vec::new(),
         })
     }
 
@@ -154,6 +159,7 @@ impl KeyIndex {
         }
         self.values = Some(fresh);
         self.len = live.len();
+        self.saved.clear();
         self.keys = if live.is_empty() {
             Vec::new()
         } else {

@@ -1,6 +1,8 @@
 //! [`Partial`]: the partial states of a set of rows, by group index; and
 //! [`Evaluated`]: the final values of some groups.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::compute::take;
 
@@ -10,14 +12,38 @@ use crate::error::Result;
 /// group index, its state row (per aggregate, its state columns) and its row
 /// count. Only groups with rows are kept, so a pane's state is sized by the
 /// keys it saw, not by every key of the window.
+///
+/// A partial is immutable once made, and has an id naming its content for
+/// the life of the process (a clone keeps it): a checkpoint writes a
+/// partial it already wrote only once (`checkpoint/chain.rs`).
 #[derive(Clone, Default)]
 pub(crate) struct Partial {
     pub(super) groups: Vec<usize>,
     pub(super) states: Vec<Vec<ArrayRef>>,
     pub(super) counts: Vec<u64>,
+    /// Names this content; 0 for the empty default.
+    pub(super) id: u64,
+}
+
+/// The next id of immutable state (partials, chunks of keys).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An id no immutable state had before in this process.
+pub(super) fn fresh_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Partial {
+    /// A partial of these rows, with an id of its own.
+    pub(super) fn new(groups: Vec<usize>, states: Vec<Vec<ArrayRef>>, counts: Vec<u64>) -> Self {
+        Partial {
+            groups,
+            states,
+            counts,
+            id: fresh_id(),
+        }
+    }
+
     /// One more than the highest group index it holds (0 when empty).
     pub(crate) fn len(&self) -> usize {
         self.groups.last().map_or(0, |g| g + 1)
@@ -71,11 +97,7 @@ impl Partial {
             .iter()
             .map(|&r| self.counts[r as usize])
             .collect();
-        Ok(Partial {
-            groups,
-            states,
-            counts,
-        })
+        Ok(Partial::new(groups, states, counts))
     }
 
     /// The same states with group `g` renamed `map[g]` (no two alike): a

@@ -233,7 +233,7 @@ impl FixedWindows {
         }
         let mut to = floor(last);
         if watermark < TIME_LIMIT {
-            to = to.min(floor(watermark - self.length));
+            to = to.min(floor(watermark.saturating_sub(self.length)));
         }
         if to < from {
             return BTreeSet::new();

@@ -158,7 +158,7 @@ impl PaneQueue {
             + self.back_total.as_ref().map_or(0, Partial::bytes)
     }
 
-    /// Saves both stacks and the back's running combination.
+    /// Saves both stacks (each partial is written once while it lives).
     pub(crate) fn save(&self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
         let mut save_list = |name: &str, list: &[(i64, Partial)]| -> Result<()> {
             state.value(
@@ -172,9 +172,8 @@ impl PaneQueue {
         };
         save_list("front", &self.front)?;
         save_list("back", &self.back)?;
-        if let Some(total) = &self.back_total {
-            aggregation.save_partial(total, state, "back_total")?;
-        }
+        // The back's running combination is not saved: it changes with
+        // every pane, and loading makes it again from the back's panes.
         Ok(())
     }
 
@@ -188,14 +187,18 @@ impl PaneQueue {
                 .map(|(i, n)| Ok((n, aggregation.load_partial(state, &format!("{name}.{i}"))?)))
                 .collect()
         };
+        let back = load_list("back")?;
+        let back_total = match back.as_slice() {
+            [] => None,
+            panes => {
+                let parts: Vec<&Partial> = panes.iter().map(|(_, p)| p).collect();
+                Some(aggregation.combine(&parts)?)
+            }
+        };
         Ok(PaneQueue {
             front: load_list("front")?,
-            back: load_list("back")?,
-            back_total: if state.has("back_total") {
-                Some(aggregation.load_partial(state, "back_total")?)
-            } else {
-                None
-            },
+            back,
+            back_total,
         })
     }
 }
