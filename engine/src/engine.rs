@@ -37,9 +37,9 @@ use crate::time::{BatchTime, Clock, SystemClock, format_duration};
 use crate::trigger::Trigger;
 use crate::watermark::Watermark;
 
-/// Full state generations come every this many by default (Spark's
-/// snapshot every 10 deltas).
-const DEFAULT_FULL_EVERY: u64 = 10;
+/// Whole state generations come every this many by default (0: only the
+/// parts compaction picks are written again; see `checkpoint/chain.rs`).
+const DEFAULT_FULL_EVERY: u64 = 0;
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -470,15 +470,10 @@ impl Engine {
     }
 
     /// Sets `checkpoint.full_every`: every `generations` state saves, one
-    /// writes the whole state; those between write only what changed since
-    /// the one before (default 10; 1 writes every one whole). See
-    /// `checkpoint/chain.rs`.
+    /// writes the whole state; the others write only what changed since the
+    /// one before and what compaction picks (default 0: never whole; 1:
+    /// every one whole). See `checkpoint/chain.rs`.
     pub fn set_checkpoint_full_every(&self, generations: u64) -> Result<()> {
-        if generations == 0 {
-            return Err(Error::Config(
-                "checkpoint.full_every must be at least 1".into(),
-            ));
-        }
         let mut state = self.state();
         match state.checkpoint.as_mut() {
             Some(c) => c.full_every = generations,

@@ -363,7 +363,7 @@ impl Planner {
                 })?;
                 self.engine.set_checkpoint_full_every(generations)?;
                 Ok(Planned::Done(format!(
-                    "checkpoint.full_every = {generations} (the saves between write what changed)"
+                    "checkpoint.full_every = {generations} (0: only what changed and what compaction picks)"
                 )))
             }
             "watermark.idle.timeout" | "watermark_idle_timeout" => {

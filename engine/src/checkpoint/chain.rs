@@ -11,16 +11,18 @@
 //! generation's immutable parts are, and gives the next generation's
 //! writers the identities they may leave unwritten.
 //!
-//! **Full generations** (compaction): every part is written again, so that
-//! nothing older is needed, when
+//! **Compaction.** Parts that are no longer referred to are garbage in the
+//! files that hold them, and a generation reads every file one of its parts
+//! is in. After each generation, when the files it reads hold more than
+//! twice its live bytes plus [`SLACK_BYTES`], or number more than
+//! [`MAX_FILES`], the next generation writes again the parts of the
+//! sparsest files (least live bytes per byte held) until neither holds, so
+//! those files are no longer read and are pruned. What was written once
+//! and stays live (a long window's closed panes) is not written again.
+//! `checkpoint.full_every = N` also writes every N-th generation whole
+//! (0, the default: never).
 //!
-//! - `full_every` generations have passed since the last full one
-//!   (`checkpoint.full_every`, default 10, as Spark's snapshot every 10
-//!   deltas), or
-//! - the files a generation reads hold more than twice its live bytes plus
-//!   1 MiB (parts no longer referred to are garbage in those files).
-//!
-//! A process starts with an empty chain: its first generation is full. A
+//! A process starts with an empty chain: its first generation is whole. A
 //! file stays as long as a generation kept for a restart reads it
 //! ([`CheckpointDir::prune`](super::CheckpointDir)).
 
@@ -29,9 +31,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::state_file::{Encoded, Location, StateWriter};
 use crate::time::BatchTime;
 
-/// Bytes of garbage the files of a chain may hold beyond twice the live
-/// bytes before a full generation is written.
-const SLACK_BYTES: u64 = 1 << 20;
+/// Bytes of garbage the files a generation reads may hold beyond twice its
+/// live bytes before compaction.
+pub(crate) const SLACK_BYTES: u64 = 1 << 20;
+
+/// Files a generation may read before compaction.
+pub(crate) const MAX_FILES: usize = 32;
 
 /// Where the immutable parts of the last generation are (module docs).
 #[derive(Debug, Default)]
@@ -42,21 +47,33 @@ pub(crate) struct Chain {
     sizes: BTreeMap<BatchTime, u64>,
     /// Per generation this process wrote: the files it reads, itself too.
     reads: BTreeMap<BatchTime, BTreeSet<BatchTime>>,
-    /// Generations written since the last full one.
+    /// Generations written since the last whole one.
     since_full: u64,
-    /// A full generation every this many.
+    /// A whole generation every this many (0: never).
     full_every: u64,
-    /// Whether the next generation is full.
+    /// Whether the next generation is whole.
     full_next: bool,
+    /// Files whose parts the next generation writes again.
+    rewrite: BTreeSet<BatchTime>,
+    /// Compaction's limits (module docs).
+    slack: u64,
+    max_files: usize,
 }
 
 impl Chain {
-    /// An empty chain (its first generation is full) that writes a full
-    /// generation every `full_every` (at least 1: every one).
+    /// An empty chain (its first generation is whole) that writes a whole
+    /// generation every `full_every` (0: never).
     pub(crate) fn new(full_every: u64) -> Self {
+        Chain::with_limits(full_every, SLACK_BYTES, MAX_FILES)
+    }
+
+    /// A chain compacting with other limits than the defaults.
+    pub(crate) fn with_limits(full_every: u64, slack: u64, max_files: usize) -> Self {
         Chain {
-            full_every: full_every.max(1),
+            full_every,
             full_next: true,
+            slack,
+            max_files,
             ..Chain::default()
         }
     }
@@ -70,12 +87,14 @@ impl Chain {
         }
     }
 
-    /// The writer of operator `operator`'s state in the next generation.
+    /// The writer of operator `operator`'s state in the next generation:
+    /// it may leave unwritten the parts not in files being compacted.
     pub(crate) fn writer(&self, operator: usize) -> StateWriter {
         match (self.full_next, self.parts.get(operator)) {
             (false, Some(parts)) => StateWriter::continuing(
                 parts
                     .iter()
+                    .filter(|(_, (_, at))| !self.rewrite.contains(&at.file))
                     .map(|(name, (id, _))| (name.clone(), *id))
                     .collect(),
             ),
@@ -88,26 +107,47 @@ impl Chain {
         self.parts.get(operator)?.get(name).copied()
     }
 
-    /// Learns what generation `time` wrote, and whether the next is full.
+    /// Learns what generation `time` wrote, and what the next rewrites.
     pub(crate) fn record(&mut self, time: BatchTime, encoded: &Encoded) {
-        let immutable = encoded.parts.iter().flat_map(HashMap::values);
-        let mut reads = BTreeSet::from([time]);
-        let (mut live, mut new_immutable) = (0, 0);
-        for (_, at) in immutable {
-            live += at.end - at.start;
-            if at.file == time {
-                new_immutable += at.end - at.start;
-            } else {
-                reads.insert(at.file);
+        // Live bytes per file read; this file is live whole.
+        let mut live_in: BTreeMap<BatchTime, u64> = BTreeMap::from([(time, encoded.payload)]);
+        for (_, at) in encoded.parts.iter().flat_map(HashMap::values) {
+            if at.file != time {
+                *live_in.entry(at.file).or_default() += at.end - at.start;
             }
         }
-        // What else this file holds is rewritten every generation: live too.
-        live += encoded.payload - new_immutable;
-        let full = reads.len() == 1;
-        self.since_full = if full { 0 } else { self.since_full + 1 };
+        let reads: BTreeSet<BatchTime> = live_in.keys().copied().collect();
+        self.since_full = if reads.len() == 1 {
+            0
+        } else {
+            self.since_full + 1
+        };
         self.sizes.insert(time, encoded.payload);
-        let held: u64 = reads.iter().filter_map(|f| self.sizes.get(f)).sum();
-        self.full_next = self.since_full + 1 >= self.full_every || held > 2 * live + SLACK_BYTES;
+        self.full_next = self.full_every > 0 && self.since_full + 1 >= self.full_every;
+        self.rewrite.clear();
+        let size = |f: &BatchTime| self.sizes.get(f).copied().unwrap_or(0);
+        let live: u64 = live_in.values().sum();
+        let mut held: u64 = reads.iter().map(size).sum();
+        let mut files = reads.len();
+        // The sparsest files first: least live per byte held.
+        let mut candidates: Vec<(BatchTime, u64)> = live_in
+            .iter()
+            .filter(|(f, _)| **f != time)
+            .map(|(f, l)| (*f, *l))
+            .collect();
+        candidates.sort_by(|(a, la), (b, lb)| {
+            // la / size(a) < lb / size(b), without division.
+            (u128::from(*la) * u128::from(size(b))).cmp(&(u128::from(*lb) * u128::from(size(a))))
+        });
+        for (file, file_live) in candidates {
+            if held <= 2 * live + self.slack && files <= self.max_files {
+                break;
+            }
+            self.rewrite.insert(file);
+            // Its live parts move into the next file.
+            held = held - size(&file) + file_live;
+            files -= 1;
+        }
         self.parts = encoded.parts.clone();
         self.reads.insert(time, reads);
         // Only the generations a restart may still use matter.

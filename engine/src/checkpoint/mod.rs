@@ -659,4 +659,54 @@ mod tests {
         assert!(!dir.join("state-1000.bin").exists(), "5 and 6 do not");
         assert!(!dir.join("state-4000.bin").exists());
     }
+
+    #[test]
+    fn compaction_rewrites_the_parts_of_a_few_files_not_the_whole_state() {
+        let temporary = tempfile::tempdir().unwrap();
+        let dir = temporary.path().to_path_buf();
+        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let print = Fingerprint::new("SELECT n FROM s", &schema);
+        checkpoint
+            .open(&print, BatchTime::from_millis(0), 1000)
+            .unwrap();
+        let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        // At most 3 files read; every generation adds an immutable part of
+        // 1 000 rows and keeps all the earlier ones (a long window's panes).
+        let mut chain = Chain::with_limits(0, 0, 3);
+        let part = |i: i64| batch(&vec![i; 1000]);
+        for t in 1..=12i64 {
+            let mut state = chain.writer(0);
+            for i in 1..=t {
+                state
+                    .batch_once(format!("pane.{i}"), i as u64, || Ok(part(i)))
+                    .unwrap();
+            }
+            let time = BatchTime::from_millis(t * 1000);
+            let size = checkpoint
+                .save_state(time, vec![state], &mut chain)
+                .unwrap();
+            checkpoint.commit(&lock, time).unwrap();
+            checkpoint.prune(time, &chain).unwrap();
+            let reads = chain.reads(time).unwrap().len();
+            assert!(reads <= 4, "generation {t} reads {reads} files");
+            if t > 1 {
+                // A new pane and what compaction picked, never all of them.
+                let one = 8_000;
+                assert!(
+                    size < one * (t as usize) * 3 / 4,
+                    "generation {t}: {size} bytes"
+                );
+            }
+            let restored = checkpoint
+                .open(&print, BatchTime::from_millis(0), 1000)
+                .unwrap()
+                .unwrap();
+            let (_, state) = restored.state.unwrap();
+            for i in 1..=t {
+                assert_eq!(state[0].batch(&format!("pane.{i}")).unwrap(), &part(i));
+            }
+        }
+    }
 }
