@@ -230,35 +230,33 @@ async fn state_under_new_keys_every_batch(query: &str) -> (Vec<u64>, usize) {
 
 #[tokio::test]
 async fn event_window_state_is_sized_by_open_windows_not_by_history() {
+    let fixed = |table: &str| {
+        format!(
+            "SELECT window_end, k, count(*) AS n FROM TABLE({table}) \
+             GROUP BY window_start, window_end, k"
+        )
+    };
     let windows = [
         (
             "tumbling",
-            "TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)",
+            fixed("TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)"),
             39 * 500,
         ),
         (
             "sliding",
-            "HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)",
+            fixed("HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)"),
             // Each key is in 3 windows; those of the last two seconds stay open.
             37 * 500 * 3 + 500 * 2 + 500,
         ),
         (
             "sessions",
-            "SESSION(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND)",
+            "SELECT k, count(*) AS n FROM events GROUP BY session(ts, INTERVAL '1' SECOND), k"
+                .to_string(),
             // A key's session ends 1 s after its row; the last second's stay open.
             39 * 500,
         ),
     ];
-    for (name, table, expected) in windows {
-        let query = match name {
-            "sessions" => format!(
-                "SELECT k, count(*) AS n FROM events GROUP BY session(ts, INTERVAL '1' SECOND), k"
-            ),
-            _ => format!(
-                "SELECT window_end, k, count(*) AS n FROM TABLE({table}) \
-                 GROUP BY window_start, window_end, k"
-            ),
-        };
+    for (name, query, expected) in windows {
         let (state, emitted) = state_under_new_keys_every_batch(&query).await;
         // Closed windows and sessions are freed, their keys too (the key
         // index is compacted when it has doubled: state cycles, bounded).
