@@ -354,6 +354,9 @@ impl RecordDecoder {
         // Decoded runs of records, cut where an over-long record is handled,
         // so that bad records meet the policy in input order.
         let mut decoded = Vec::new();
+        // Whether the records are the chunk as it is (no line dropped or
+        // trimmed, the last one ended): then the chunk is decoded in place.
+        let mut as_is = chunk.last() == Some(&b'\n');
         let mut start = 0;
         while start < chunk.len() {
             let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
@@ -361,6 +364,7 @@ impl RecordDecoder {
             let mut record = &chunk[start..end];
             if record.last() == Some(&b'\r') {
                 record = &record[..record.len() - 1];
+                as_is = false;
             }
             let position = self.next;
             self.next = Position {
@@ -374,7 +378,8 @@ impl RecordDecoder {
                     record.len(),
                     self.max_record_bytes
                 );
-                decoded.push(self.decode_records(&std::mem::take(&mut records))?);
+                as_is = false;
+                decoded.push(self.decode_records(&std::mem::take(&mut records), None)?);
                 let record = &record[..record.len().min(MALFORMED_PREFIX)];
                 self.malformed(position, MalformedKind::TooLong, &reason, record)?;
                 continue;
@@ -384,14 +389,15 @@ impl RecordDecoder {
             if header
                 || (self.format != Format::Lines && record.iter().all(u8::is_ascii_whitespace))
             {
+                as_is = false;
                 continue;
             }
             records.push((position, record));
         }
         if decoded.is_empty() {
-            return self.decode_records(&records);
+            return self.decode_records(&records, as_is.then_some(chunk));
         }
-        decoded.push(self.decode_records(&records)?);
+        decoded.push(self.decode_records(&records, None)?);
         Ok(arrow::compute::concat_batches(&self.schema, &decoded)?)
     }
 
@@ -448,7 +454,13 @@ impl RecordDecoder {
         };
     }
 
-    fn decode_records(&mut self, records: &[(Position, &[u8])]) -> Result<RecordBatch> {
+    /// Decodes `records`; `as_is` is the chunk they are, each with its
+    /// newline, when nothing was dropped from it (decoded without a copy).
+    fn decode_records(
+        &mut self,
+        records: &[(Position, &[u8])],
+        as_is: Option<&[u8]>,
+    ) -> Result<RecordBatch> {
         if records.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
@@ -456,11 +468,17 @@ impl RecordDecoder {
             return self.decode_lines(records);
         }
         // Fast path: the whole chunk at once.
-        let mut joined = Vec::with_capacity(records.iter().map(|(_, r)| r.len() + 1).sum());
-        for (_, record) in records {
-            joined.extend_from_slice(record);
-            joined.push(b'\n');
-        }
+        let joined: std::borrow::Cow<'_, [u8]> = match as_is {
+            Some(chunk) => chunk.into(),
+            None => {
+                let mut joined = Vec::with_capacity(records.iter().map(|(_, r)| r.len() + 1).sum());
+                for (_, record) in records {
+                    joined.extend_from_slice(record);
+                    joined.push(b'\n');
+                }
+                joined.into()
+            }
+        };
         if let Ok(batch) = self.decode_bytes(&joined, records.len())
             && batch.num_rows() == records.len()
         {

@@ -25,11 +25,11 @@
 //! A session's value is its ids' rows gathered from every level (a binary
 //! search each), merged only when it is emitted.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use arrow::array::UInt32Array;
-use datafusion::common::HashMap;
 use serde_json::json;
 
 use super::{Arrivals, WindowAssigner};
@@ -38,8 +38,8 @@ use crate::error::{Error, Result};
 use crate::operators::aggregate::{Aggregation, Evaluated, Partial};
 use crate::operators::event_window::emitted::Emitted;
 
-/// Level rows beyond twice the open sessions that trigger a merge of all
-/// levels.
+/// Level rows (and session ids) beyond twice the open sessions that
+/// trigger a merge of all levels.
 const SLACK_ROWS: usize = 64;
 
 /// One open session of one key.
@@ -52,18 +52,28 @@ struct Session {
     members: Vec<usize>,
 }
 
+/// What a session id names now.
+#[derive(Debug, Clone)]
+enum Slot {
+    Open(Session),
+    /// Absorbed by the open session with this id: its rows are that one's.
+    Absorbed(usize),
+    /// Emitted and closed: its rows are dropped at the next merge.
+    Closed,
+}
+
 /// Session windows: the open sessions and their partial states by id.
 #[derive(Default)]
 pub(super) struct Sessions {
     gap: i64,
-    next_id: usize,
-    open: HashMap<usize, Session>,
-    /// Key → its open sessions' ids, by start.
-    by_key: HashMap<usize, Vec<usize>>,
-    /// `(end, id)` of every open session.
-    by_end: BTreeSet<(i64, usize)>,
-    /// Absorbed id → the session holding its rows now.
-    absorbed: HashMap<usize, usize>,
+    /// Every session id given since the last renumbering.
+    slots: Vec<Slot>,
+    open: usize,
+    /// Key (group index) → its open sessions' ids, by start.
+    by_key: Vec<Vec<usize>>,
+    /// `(end, id)` of open sessions, soonest first; an entry whose session
+    /// has since ended later, merged or closed is skipped when it comes up.
+    ends: BinaryHeap<Reverse<(i64, usize)>>,
     /// Partial states by session id, oldest (and largest) level first.
     levels: Vec<Partial>,
     /// The sessions the last batch's rows went to.
@@ -79,61 +89,76 @@ impl Sessions {
         }
     }
 
+    fn session(&self, id: usize) -> &Session {
+        match &self.slots[id] {
+            Slot::Open(session) => session,
+            _ => unreachable!("session {id} is open"),
+        }
+    }
+
+    fn session_mut(&mut self, id: usize) -> &mut Session {
+        match &mut self.slots[id] {
+            Slot::Open(session) => session,
+            _ => unreachable!("session {id} is open"),
+        }
+    }
+
     /// The open session holding the rows of id `id`, if one does.
     fn holder(&self, id: usize) -> Option<usize> {
-        let root = self.absorbed.get(&id).copied().unwrap_or(id);
-        self.open.contains_key(&root).then_some(root)
+        match self.slots.get(id)? {
+            Slot::Open(_) => Some(id),
+            Slot::Absorbed(root) => matches!(self.slots[*root], Slot::Open(_)).then_some(*root),
+            Slot::Closed => None,
+        }
     }
 
     /// Opens a session of `key` over `[start, end)`.
     fn open_session(&mut self, key: usize, start: i64, end: i64) -> usize {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.open.insert(
-            id,
-            Session {
-                key,
-                start,
-                end,
-                members: Vec::new(),
-            },
-        );
-        self.by_end.insert((end, id));
+        let id = self.slots.len();
+        self.slots.push(Slot::Open(Session {
+            key,
+            start,
+            end,
+            members: Vec::new(),
+        }));
+        self.open += 1;
+        self.ends.push(Reverse((end, id)));
         id
     }
 
     /// Sets the bounds of open session `id`.
     fn stretch(&mut self, id: usize, start: i64, end: i64) {
-        let session = self.open.get_mut(&id).expect("an open session");
-        self.by_end.remove(&(session.end, id));
+        let session = self.session_mut(id);
         session.start = start;
-        session.end = end;
-        self.by_end.insert((end, id));
+        if session.end != end {
+            session.end = end;
+            self.ends.push(Reverse((end, id)));
+        }
     }
 
     /// Session `into` absorbs open session `id`: its rows and its members.
     fn absorb(&mut self, into: usize, id: usize) {
-        let session = self.open.remove(&id).expect("an open session");
-        self.by_end.remove(&(session.end, id));
+        let Slot::Open(session) = std::mem::replace(&mut self.slots[id], Slot::Absorbed(into))
+        else {
+            unreachable!("session {id} is open");
+        };
+        self.open -= 1;
         for &member in &session.members {
-            self.absorbed.insert(member, into);
+            self.slots[member] = Slot::Absorbed(into);
         }
-        self.absorbed.insert(id, into);
-        let target = self.open.get_mut(&into).expect("an open session");
+        let target = self.session_mut(into);
         target.members.extend(session.members);
         target.members.push(id);
     }
 
     /// Closes open session `id` (its rows are dropped at the next merge).
     fn close(&mut self, id: usize) {
-        let session = self.open.remove(&id).expect("an open session");
-        self.by_end.remove(&(session.end, id));
-        if let Some(ids) = self.by_key.get_mut(&session.key) {
-            ids.retain(|&s| s != id);
-            if ids.is_empty() {
-                self.by_key.remove(&session.key);
-            }
-        }
+        let Slot::Open(session) = std::mem::replace(&mut self.slots[id], Slot::Closed) else {
+            unreachable!("session {id} is open");
+        };
+        self.open -= 1;
+        let ids = &mut self.by_key[session.key];
+        ids.retain(|&s| s != id);
     }
 
     /// Adds a level of new rows and merges levels as the module docs say.
@@ -151,66 +176,78 @@ impl Sessions {
             self.levels.push(merged);
         }
         let rows: usize = self.levels.iter().map(Partial::state_rows).sum();
-        let bound = 2 * self.open.len() + SLACK_ROWS;
-        if rows > bound || self.absorbed.len() > bound {
-            self.merge_all(aggregation, |_, holder| Some(holder))?;
+        let bound = 2 * self.open + SLACK_ROWS;
+        if rows > bound || self.slots.len() > bound || self.ends.len() > 2 * bound {
+            self.renumber_sessions(aggregation)?;
         }
         Ok(())
     }
 
-    /// Merges every level into one, each row under the open session holding
-    /// it, renamed by `rename(id, holder)`; forgets members.
-    fn merge_all(
-        &mut self,
-        aggregation: &Aggregation,
-        rename: impl Fn(&Self, usize) -> Option<usize>,
-    ) -> Result<()> {
+    /// Numbers the open sessions `0..` in order of id, merging every level
+    /// into one under the new numbers; forgets members, closed and absorbed
+    /// ids. The form a checkpoint holds.
+    fn renumber_sessions(&mut self, aggregation: &Aggregation) -> Result<()> {
+        let mut numbers = vec![usize::MAX; self.slots.len()];
+        let mut next = 0;
+        for (id, slot) in self.slots.iter().enumerate() {
+            if let Slot::Open(_) = slot {
+                numbers[id] = next;
+                next += 1;
+            }
+        }
         let levels = std::mem::take(&mut self.levels);
         let refs: Vec<&Partial> = levels.iter().collect();
-        let merged =
-            aggregation.merge_sparse(&refs, |id| self.holder(id).and_then(|h| rename(self, h)))?;
+        let merged = aggregation.merge_sparse(&refs, |id| self.holder(id).map(|h| numbers[h]))?;
+        let mut touched: Vec<usize> = (self.touched.iter())
+            .filter_map(|&id| self.holder(id).map(|h| numbers[h]))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        self.touched = touched;
         if merged.state_rows() > 0 {
             self.levels.push(merged);
         }
-        self.absorbed.clear();
-        for session in self.open.values_mut() {
-            session.members.clear();
-        }
-        Ok(())
-    }
-
-    /// Numbers the open sessions `0..` by id (all levels merged into one):
-    /// the form a checkpoint holds.
-    fn renumber_sessions(&mut self, aggregation: &Aggregation) -> Result<()> {
-        let mut ids: Vec<usize> = self.open.keys().copied().collect();
-        ids.sort_unstable();
-        self.merge_all(aggregation, |me, holder| {
-            debug_assert!(me.open.contains_key(&holder));
-            ids.binary_search(&holder).ok()
-        })?;
-        let open = std::mem::take(&mut self.open);
-        let mut sessions: Vec<(usize, Session)> = open.into_iter().collect();
-        sessions.sort_unstable_by_key(|(id, _)| *id);
-        self.open = sessions
+        let slots = std::mem::take(&mut self.slots);
+        self.slots = slots
             .into_iter()
-            .enumerate()
-            .map(|(position, (_, session))| (position, session))
+            .filter_map(|slot| match slot {
+                Slot::Open(session) => Some(Slot::Open(Session {
+                    members: Vec::new(),
+                    ..session
+                })),
+                _ => None,
+            })
             .collect();
-        self.next_id = self.open.len();
         self.rebuild();
         Ok(())
     }
 
     /// Rebuilds the indexes by key and by end from the open sessions.
     fn rebuild(&mut self) {
-        self.by_key.clear();
-        self.by_end.clear();
-        for (&id, session) in &self.open {
-            self.by_key.entry(session.key).or_default().push(id);
-            self.by_end.insert((session.end, id));
+        for ids in &mut self.by_key {
+            ids.clear();
         }
-        for ids in self.by_key.values_mut() {
-            ids.sort_by_key(|&id| self.open[&id].start);
+        self.ends.clear();
+        self.open = 0;
+        for id in 0..self.slots.len() {
+            let Slot::Open(session) = &self.slots[id] else {
+                continue;
+            };
+            let (key, end) = (session.key, session.end);
+            if key >= self.by_key.len() {
+                self.by_key.resize_with(key + 1, Vec::new);
+            }
+            self.by_key[key].push(id);
+            self.ends.push(Reverse((end, id)));
+            self.open += 1;
+        }
+        let slots = &self.slots;
+        let start = |id: &usize| match &slots[*id] {
+            Slot::Open(s) => s.start,
+            _ => i64::MIN,
+        };
+        for ids in &mut self.by_key {
+            ids.sort_by_key(start);
         }
     }
 
@@ -220,10 +257,10 @@ impl Sessions {
         let mut picks = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             let (mut rows, mut groups) = (Vec::new(), Vec::new());
-            for (position, id) in ids.iter().enumerate() {
-                let members = &self.open[id].members;
-                for holder in std::iter::once(id).chain(members) {
-                    if let Some(row) = level.row_of(*holder) {
+            for (position, &id) in ids.iter().enumerate() {
+                let members = &self.session(id).members;
+                for &holder in std::iter::once(&id).chain(members) {
+                    if let Some(row) = level.row_of(holder) {
                         rows.push(row as u32);
                         groups.push(position);
                     }
@@ -247,27 +284,45 @@ impl WindowAssigner for Sessions {
         order.sort_by_key(|&(r, t)| (groups[r as usize], t));
         let mut picks = Vec::with_capacity(order.len());
         let mut targets = Vec::with_capacity(order.len());
-        // Existing sessions and new rows as intervals.
-        enum Part {
-            Session(usize),
-            Row(u32, i64),
-        }
+        // Existing sessions and new rows as intervals `(start, end, what)`,
+        // `what` a session id, or `NEW | row` for a new row.
+        const NEW: usize = 1 << 63;
+        let mut parts: Vec<(i64, i64, usize)> = Vec::new();
+        let mut bridged: Vec<usize> = Vec::new();
         for run in order.chunk_by(|a, b| groups[a.0 as usize] == groups[b.0 as usize]) {
             let key = groups[run[0].0 as usize];
-            let existing = self.by_key.remove(&key).unwrap_or_default();
-            let mut parts: Vec<(i64, i64, Part)> = existing
-                .iter()
-                .map(|&id| {
-                    let session = &self.open[&id];
-                    (session.start, session.end, Part::Session(id))
-                })
-                .collect();
+            if key >= self.by_key.len() {
+                self.by_key.resize_with(key + 1, Vec::new);
+            }
+            let (first, last) = (run[0].1, run[run.len() - 1].1);
+            // The usual case: the key's one session takes every row.
+            if let [id] = self.by_key[key][..] {
+                let session = self.session(id);
+                let (start, end) = (session.start, session.end);
+                let chained = run.windows(2).all(|w| w[1].1 <= w[0].1.saturating_add(gap));
+                if chained && first <= end && last.saturating_add(gap) >= start {
+                    let end = end.max(last.saturating_add(gap));
+                    self.stretch(id, start.min(first), end);
+                    for &(r, _) in run {
+                        picks.push(r);
+                        targets.push(id);
+                    }
+                    continue;
+                }
+            }
+            let existing = std::mem::take(&mut self.by_key[key]);
+            parts.clear();
+            for &id in &existing {
+                let session = self.session(id);
+                parts.push((session.start, session.end, id));
+            }
             parts.extend(
                 run.iter()
-                    .map(|&(r, t)| (t, t.saturating_add(gap), Part::Row(r, t))),
+                    .map(|&(r, t)| (t, t.saturating_add(gap), NEW | r as usize)),
             );
-            parts.sort_by_key(|p| p.0);
-            let mut kept = Vec::new();
+            parts.sort_unstable_by_key(|p| (p.0, p.2));
+            let mut kept = existing;
+            kept.clear();
             let mut i = 0;
             while i < parts.len() {
                 // Intervals that overlap or touch form one session.
@@ -277,45 +332,40 @@ impl WindowAssigner for Sessions {
                     end = end.max(parts[j].1);
                     j += 1;
                 }
-                let cluster = &parts[i..j];
+                let cluster = i..j;
                 i = j;
-                let sessions: Vec<usize> = cluster
-                    .iter()
-                    .filter_map(|p| match p.2 {
-                        Part::Session(id) => Some(id),
-                        Part::Row(..) => None,
-                    })
-                    .collect();
-                let new_rows = cluster.iter().filter_map(|p| match p.2 {
-                    Part::Row(r, t) => Some((r, t)),
-                    Part::Session(_) => None,
-                });
-                if sessions.is_empty() && end <= watermark {
+                bridged.clear();
+                bridged.extend(
+                    parts[cluster.clone()]
+                        .iter()
+                        .map(|p| p.2)
+                        .filter(|w| w & NEW == 0),
+                );
+                let new_rows = parts[cluster].iter().filter(|p| p.2 & NEW != 0);
+                if bridged.is_empty() && end <= watermark {
                     // It would only start a session that already ended.
-                    for (_, t) in new_rows {
+                    for &(t, _, _) in new_rows {
                         rows.late(t);
                     }
                     continue;
                 }
-                let target = match sessions.iter().min() {
+                let target = match bridged.iter().min() {
                     Some(&id) => {
                         self.stretch(id, start, end);
                         id
                     }
                     None => self.open_session(key, start, end),
                 };
-                for &id in sessions.iter().filter(|&&id| id != target) {
+                for &id in bridged.iter().filter(|&&id| id != target) {
                     self.absorb(target, id);
                 }
-                for (r, _) in new_rows {
-                    picks.push(r);
+                for &(_, _, what) in new_rows {
+                    picks.push((what & !NEW) as u32);
                     targets.push(target);
                 }
                 kept.push(target);
             }
-            if !kept.is_empty() {
-                self.by_key.insert(key, kept);
-            }
+            self.by_key[key] = kept;
         }
         // The new rows' states, numbered by session id.
         let mut touched = targets.clone();
@@ -341,16 +391,24 @@ impl WindowAssigner for Sessions {
     /// the touched open ones), by end, start, key; closes the closed ones.
     fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()> {
         let (watermark, touched) = (out.watermark, std::mem::take(&mut self.touched));
-        let mut emitted: Vec<(usize, bool)> = self
-            .by_end
-            .range(..=(watermark, usize::MAX))
-            .map(|&(_, id)| (id, true))
-            .collect();
+        let mut emitted: Vec<(usize, bool)> = Vec::new();
+        while let Some(&Reverse((end, id))) = self.ends.peek() {
+            if end > watermark {
+                break;
+            }
+            self.ends.pop();
+            // Skipped: a session that has since ended later, merged or closed.
+            if matches!(&self.slots[id], Slot::Open(s) if s.end == end) {
+                emitted.push((id, true));
+            }
+        }
+        emitted.sort_unstable();
+        emitted.dedup();
         if out.changes {
             emitted.extend(
                 touched
                     .iter()
-                    .filter(|&&id| self.open.get(&id).is_some_and(|s| s.end > watermark))
+                    .filter(|&&id| matches!(&self.slots[id], Slot::Open(s) if s.end > watermark))
                     .map(|&id| (id, false)),
             );
         }
@@ -358,14 +416,14 @@ impl WindowAssigner for Sessions {
             return Ok(());
         }
         emitted.sort_by_key(|&(id, _)| {
-            let session = &self.open[&id];
+            let session = self.session(id);
             (session.end, session.start, session.key)
         });
         let ids: Vec<usize> = emitted.iter().map(|&(id, _)| id).collect();
         let evaluated = self.evaluate(aggregation, &ids)?;
-        let keys: Vec<u32> = ids.iter().map(|id| self.open[id].key as u32).collect();
+        let keys: Vec<u32> = ids.iter().map(|&id| self.session(id).key as u32).collect();
         let bounds = |i: usize| {
-            let session = &self.open[&ids[i]];
+            let session = self.session(ids[i]);
             (session.start, session.end)
         };
         out.push(bounds, &keys, &evaluated, None, |i| emitted[i].1)?;
@@ -377,40 +435,48 @@ impl WindowAssigner for Sessions {
 
     fn live_keys(&self, keys: usize) -> Vec<bool> {
         let mut live = vec![false; keys];
-        for &key in self.by_key.keys() {
-            live[key] = true;
+        for (key, ids) in self.by_key.iter().enumerate() {
+            live[key] = !ids.is_empty();
         }
         live
     }
 
     fn renumber(&mut self, live: &UInt32Array) -> Result<()> {
-        for session in self.open.values_mut() {
-            session.key = live
-                .values()
-                .binary_search(&(session.key as u32))
-                .expect("a live session's key is live");
+        for slot in &mut self.slots {
+            if let Slot::Open(session) = slot {
+                session.key = live
+                    .values()
+                    .binary_search(&(session.key as u32))
+                    .expect("a live session's key is live");
+            }
         }
+        self.by_key.clear();
         self.rebuild();
         Ok(())
     }
 
     fn bytes(&self) -> usize {
-        let per_session = std::mem::size_of::<Session>() + 64;
+        let per_slot = std::mem::size_of::<Slot>() + 16;
+        let members: usize = self
+            .slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Open(s) => s.members.len() * 8,
+                _ => 0,
+            })
+            .sum();
         self.levels.iter().map(Partial::bytes).sum::<usize>()
-            + self.open.len() * per_session
-            + self
-                .open
-                .values()
-                .map(|s| s.members.len() * 8)
-                .sum::<usize>()
-            + self.absorbed.len() * 16
+            + self.slots.len() * per_slot
+            + members
+            + self.by_key.len() * 24
+            + self.ends.len() * 16
     }
 
-    /// Saves the open sessions, numbered `0..` by id: their keys, bounds
-    /// and partial states.
+    /// Saves the open sessions, numbered `0..`: their keys, bounds and
+    /// partial states.
     fn save(&mut self, aggregation: &Aggregation, state: &mut StateWriter) -> Result<()> {
         self.renumber_sessions(aggregation)?;
-        let sessions: Vec<&Session> = (0..self.open.len()).map(|id| &self.open[&id]).collect();
+        let sessions: Vec<&Session> = (0..self.slots.len()).map(|id| self.session(id)).collect();
         let column =
             |f: fn(&Session) -> i64| json!(sessions.iter().map(|s| f(s)).collect::<Vec<_>>());
         state.value("session.keys", column(|s| s.key as i64));
@@ -430,23 +496,20 @@ impl WindowAssigner for Sessions {
         if !fits {
             return Err(Error::Checkpoint("the saved sessions are damaged".into()));
         }
-        self.open = saved_keys
+        self.slots = saved_keys
             .iter()
             .zip(starts.iter().zip(&ends))
-            .enumerate()
-            .map(|(id, (&key, (&start, &end)))| {
-                let session = Session {
+            .map(|(&key, (&start, &end))| {
+                Slot::Open(Session {
                     key: key as usize,
                     start,
                     end,
                     members: Vec::new(),
-                };
-                (id, session)
+                })
             })
             .collect();
-        self.next_id = self.open.len();
         let saved = aggregation.load_partial(state, "sessions")?;
-        if saved.len() > self.open.len() {
+        if saved.len() > self.slots.len() {
             return Err(Error::Checkpoint("the saved sessions are damaged".into()));
         }
         self.levels = if saved.state_rows() > 0 {
@@ -454,7 +517,6 @@ impl WindowAssigner for Sessions {
         } else {
             Vec::new()
         };
-        self.absorbed.clear();
         self.rebuild();
         Ok(())
     }
