@@ -99,14 +99,7 @@ fn cases_of(beyond_delay: bool, events: std::ops::Range<usize>) -> impl Strategy
                     })
                     .collect();
                 // Cut the events into batches of the given sizes (the rest last).
-                let mut batches = Vec::new();
-                let mut rest = events.as_slice();
-                for n in cuts {
-                    let (batch, tail) = rest.split_at(n.min(rest.len()));
-                    batches.push(batch.to_vec());
-                    rest = tail;
-                }
-                batches.push(rest.to_vec());
+                let batches = crate::support::cut_into_batches(&events, cuts);
                 Case {
                     windows,
                     delay,
@@ -311,30 +304,18 @@ proptest! {
 
     #[test]
     fn final_window_rows_equal_a_batch_group_by_over_all_events(case in cases(false)) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(case));
+        crate::support::block_on(check(case));
     }
 
     #[test]
     fn sessions_over_hundreds_of_events_equal_a_batch_query(case in long_session_cases()) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(case));
+        crate::support::block_on(check(case));
     }
 
     #[test]
     fn windows_on_close_emit_the_final_rows_of_emit_changes_even_past_the_delay(
         case in cases(true)
     ) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check_on_close_equals_final_changes(case));
+        crate::support::block_on(check_on_close_equals_final_changes(case));
     }
 }

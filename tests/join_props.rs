@@ -70,14 +70,7 @@ fn cases() -> impl Strategy<Value = Case> {
                     (b, k, v, now - (behind * delay as f64) as i64)
                 })
                 .collect();
-            let mut batches = Vec::new();
-            let mut rest = rows.as_slice();
-            for n in cuts {
-                let (batch, tail) = rest.split_at(n.min(rest.len()));
-                batches.push(batch.to_vec());
-                rest = tail;
-            }
-            batches.push(rest.to_vec());
+            let batches = crate::support::cut_into_batches(&rows, cuts);
             Case {
                 join,
                 // Window aggregates are joined inner (a count of an absent
@@ -259,11 +252,7 @@ proptest! {
 
     #[test]
     fn a_join_of_two_streams_equals_a_batch_join_of_all_their_rows(case in cases()) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
+        crate::support::block_on(async {
                 // A query that never finishes is a failure, not a hang.
                 tokio::time::timeout(Duration::from_secs(30), check(case))
                     .await

@@ -115,3 +115,30 @@ pub fn put(dir: &std::path::Path, name: &str, bytes: &[u8], millis: u64) {
         .unwrap();
     std::fs::rename(&hidden, dir.join(name)).unwrap();
 }
+
+/// Runs `future` to its end on a runtime of its own (what a property
+/// test's case needs: proptest calls it outside any runtime).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// `items` cut into consecutive batches of the sizes `cuts` (each at most
+/// what is left), the rest in a last batch.
+pub fn cut_into_batches<T: Clone>(
+    items: &[T],
+    cuts: impl IntoIterator<Item = usize>,
+) -> Vec<Vec<T>> {
+    let mut batches = Vec::new();
+    let mut rest = items;
+    for n in cuts {
+        let (batch, tail) = rest.split_at(n.min(rest.len()));
+        batches.push(batch.to_vec());
+        rest = tail;
+    }
+    batches.push(rest.to_vec());
+    batches
+}

@@ -213,19 +213,11 @@ proptest! {
         complete in any::<bool>(),
         batches in prop::collection::vec(prop::collection::vec((0u8..4, -5i64..20), 0..6), 4..12),
     ) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check_running(aggregate, complete, batches));
+        crate::support::block_on(check_running(aggregate, complete, batches));
     }
 
     #[test]
     fn pane_folding_equals_brute_force_over_raw_rows(case in cases()) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(case));
+        crate::support::block_on(check(case));
     }
 }

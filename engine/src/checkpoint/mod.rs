@@ -349,13 +349,14 @@ impl CheckpointDir {
         operators: Vec<StateWriter>,
         chain: &mut Chain,
     ) -> Result<usize> {
-        let encoded = encode(time, operators, |operator, name| {
+        let mut encoded = encode(time, operators, |operator, name| {
             chain.location(operator, name)
         })?;
-        let size = encoded.bytes.len();
+        let bytes = std::mem::take(&mut encoded.bytes);
+        let size = bytes.len();
         self.dir.write_with_crash_points(
             &state_file_name(time),
-            encoded.bytes.clone().into(),
+            bytes.into(),
             None,
             Some("state-written"),
         )?;
@@ -558,17 +559,24 @@ mod tests {
         assert!(e.to_string().contains("SELECT n + 1 FROM s"), "{e}");
     }
 
-    #[test]
-    fn a_generation_writes_only_what_changed_and_keeps_the_files_it_refers_to() {
+    /// A new query's checkpoint directory, opened: the directory, its
+    /// checkpoint and the query's fingerprint.
+    fn opened() -> (tempfile::TempDir, CheckpointDir, Fingerprint) {
         let temporary = tempfile::tempdir().unwrap();
-        let dir = temporary.path().to_path_buf();
-        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
+        let checkpoint = CheckpointDir::new(Dir::Local(temporary.path().to_path_buf()));
         let schema: SchemaRef =
             Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let print = Fingerprint::new("SELECT n FROM s", &schema);
         checkpoint
             .open(&print, BatchTime::from_millis(0), 1000)
             .unwrap();
+        (temporary, checkpoint, print)
+    }
+
+    #[test]
+    fn a_generation_writes_only_what_changed_and_keeps_the_files_it_refers_to() {
+        let (temporary, checkpoint, print) = opened();
+        let dir = temporary.path().to_path_buf();
         let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
         let big: Vec<i64> = (0..10_000).collect();
         let mut chain = Chain::new(4);
@@ -662,15 +670,8 @@ mod tests {
 
     #[test]
     fn compaction_rewrites_the_parts_of_a_few_files_not_the_whole_state() {
-        let temporary = tempfile::tempdir().unwrap();
+        let (temporary, checkpoint, print) = opened();
         let dir = temporary.path().to_path_buf();
-        let checkpoint = CheckpointDir::new(Dir::Local(dir.clone()));
-        let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let print = Fingerprint::new("SELECT n FROM s", &schema);
-        checkpoint
-            .open(&print, BatchTime::from_millis(0), 1000)
-            .unwrap();
         let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
         // At most 3 files read; every generation adds an immutable part of
         // 1 000 rows and keeps all the earlier ones (a long window's panes).

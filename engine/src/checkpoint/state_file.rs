@@ -2,7 +2,8 @@
 //! that says when it is damaged.
 //!
 //! `BROOKLET-STATE 3\n`, a little-endian `u64` header length, a `u64`
-//! checksum (FNV-1a of header and payload), a JSON header (batch time;
+//! checksum (xxHash64 of header and payload; FNV-1a in version 2, which
+//! was ten times slower than writing the file), a JSON header (batch time;
 //! per operator, its own metadata and its parts), then the parts written
 //! in this file, each an Arrow IPC stream, and `\nEND\n`.
 //!
@@ -223,7 +224,7 @@ pub(crate) fn encode(
     let mut out = Vec::with_capacity(MAGIC.len() + 16 + header.len() + payload.len() + 5);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    out.extend_from_slice(&checksum(&[&header, &payload]).to_le_bytes());
+    out.extend_from_slice(&checksum(MAGIC, &[&header, &payload]).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&payload);
     out.extend_from_slice(TRAILER);
@@ -234,16 +235,23 @@ pub(crate) fn encode(
     })
 }
 
-/// FNV-1a (64 bits) over `parts`: catches a flipped or lost byte.
-fn checksum(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &byte in *part {
+/// The checksum of `parts` in the file version `magic` names: catches a
+/// flipped or lost byte. xxHash64 (version 3), or FNV-1a (version 2).
+fn checksum(magic: &[u8], parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    if magic == MAGIC_V2 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &byte in parts.iter().copied().flatten() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
+        return hash;
     }
-    hash
+    let mut hash = twox_hash::XxHash64::with_seed(0);
+    for part in parts {
+        hash.write(part);
+    }
+    hash.finish()
 }
 
 /// A state file checked and split: its header and its payload.
@@ -256,10 +264,11 @@ pub(crate) struct Checked<'a> {
 
 /// Checks a state file's framing and checksum.
 pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>> {
-    let rest = bytes
-        .strip_prefix(MAGIC)
-        .or_else(|| bytes.strip_prefix(MAGIC_V2))
+    let magic = [MAGIC, MAGIC_V2]
+        .into_iter()
+        .find(|m| bytes.starts_with(m))
         .ok_or_else(|| damaged("not a Brooklet state file".into()))?;
+    let rest = &bytes[magic.len()..];
     let rest = rest
         .strip_suffix(TRAILER)
         .ok_or_else(|| damaged("the file is cut short".into()))?;
@@ -272,7 +281,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>> {
         .get(16..16usize.saturating_add(header_len))
         .ok_or_else(|| damaged("the header is cut short".into()))?;
     let payload = &rest[16 + header_len..];
-    if checksum(&[header_bytes, payload]) != sum {
+    if checksum(magic, &[header_bytes, payload]) != sum {
         return Err(damaged("its checksum does not match".into()));
     }
     let header: Value = serde_json::from_slice(header_bytes)

@@ -57,7 +57,10 @@ impl Pane {
     fn partial(&mut self, aggregation: &Aggregation) -> Result<&Partial> {
         if let Some(building) = self.building.take() {
             let part = building.finish()?;
-            self.frozen = aggregation.combine(&[&self.frozen, &part])?;
+            self.frozen = match self.frozen.state_rows() {
+                0 => part,
+                _ => aggregation.combine(&[&self.frozen, &part])?,
+            };
         }
         Ok(&self.frozen)
     }
