@@ -670,8 +670,7 @@ mod tests {
 
     #[test]
     fn compaction_rewrites_the_parts_of_a_few_files_not_the_whole_state() {
-        let (temporary, checkpoint, print) = opened();
-        let dir = temporary.path().to_path_buf();
+        let (_temporary, checkpoint, print) = opened();
         let lock = checkpoint.lock(Duration::from_secs(1)).unwrap();
         // At most 3 files read; every generation adds an immutable part of
         // 1 000 rows and keeps all the earlier ones (a long window's panes).
