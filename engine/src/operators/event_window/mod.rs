@@ -28,12 +28,14 @@
 //!
 //! - fixed windows are cut into panes of `gcd(length, slide)` aligned to the
 //!   epoch; a row is folded into its pane's accumulators (one per key the
-//!   pane has seen), and a window, when it closes, merges the partial
-//!   states of its `length / pane` panes. A pane is freed when the last
-//!   window containing it has closed. A tumbling window is one pane,
-//!   evaluated directly;
-//! - sessions keep one partial state per open session of each key (a
-//!   *slot*); merged sessions merge their states.
+//!   pane has seen). A sliding window emitted on close seals its panes
+//!   into two stacks when it closes, so it costs a constant number of
+//!   merges whatever `length / slide` (with `EMIT CHANGES`, it merges its
+//!   panes). A pane is freed when the last window containing it has
+//!   closed. A tumbling window is one pane, evaluated directly;
+//! - sessions keep, per open session, its partial states by session id in
+//!   levels merged as a log-structured merge, so a batch touches only the
+//!   sessions its rows reach and those that close (`sessions.rs`).
 //!
 //! Which windows a row belongs to, and what an open window keeps, is a
 //! [`WindowAssigner`]: fixed windows (`fixed.rs`) or sessions
