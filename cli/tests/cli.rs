@@ -876,6 +876,32 @@ fn all_rows(stdout: &str) -> Vec<String> {
 }
 
 #[test]
+fn available_now_cuts_stdin_into_full_batches_not_into_reads() {
+    // 300 000 lines (about 3 MB) arrive in dozens of reads; each batch
+    // waits for a full buffer or the end, so one batch takes them all.
+    let input: String = (0..300_000).map(|i| format!("{i}\n")).collect();
+    let output = run_with_input(
+        &[
+            "--format",
+            "csv",
+            "--available-now",
+            "-c",
+            "CREATE SOURCE s (n BIGINT) WITH (connector = 'stdin', format = 'csv'); \
+             SELECT count(*) AS rows FROM s;",
+        ],
+        input.as_bytes(),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let counts: Vec<u64> = all_rows(&String::from_utf8(output.stdout).unwrap())
+        .iter()
+        .filter_map(|r| r.parse().ok())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 300_000);
+    let with_rows = counts.iter().filter(|&&n| n > 0).count();
+    assert_eq!(with_rows, 1, "batches of {counts:?}");
+}
+
+#[test]
 fn available_now_reads_stdin_and_a_files_directory_then_ends() {
     let dir = tempfile::tempdir().unwrap();
     let input: String = (0..3000)

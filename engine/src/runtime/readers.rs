@@ -101,6 +101,16 @@ impl Readers {
         }
     }
 
+    /// Waits until every open source has a batch's worth or has ended
+    /// (the available-now trigger: see [`SourceReader::ready`]).
+    pub(super) async fn ready(&mut self) {
+        for active in self.open.values_mut() {
+            if let Some(ready) = active.reader.ready() {
+                ready.await;
+            }
+        }
+    }
+
     /// Asks every open source in `wanted` for its batch of `time`: what
     /// it took then for a batch that ran before a restart (`replay`), its
     /// next batch otherwise. Malformed records a source skipped are

@@ -88,6 +88,17 @@ pub(crate) async fn run(weak: Weak<Inner>, clock: Arc<dyn Clock>, wake: Arc<Noti
                 Err((shared, e)) => inner.end_query(&shared, QueryStatus::Failed(Arc::new(e))),
             }
         }
+        if trigger == Trigger::AvailableNow {
+            // Each batch takes a batch's worth (or what is left); a stop
+            // request gets in while it waits.
+            tokio::select! {
+                () = readers.ready() => {}
+                () = wake.notified() => {
+                    inner.state().next_batch = next;
+                    continue;
+                }
+            }
+        }
         DeepStack::new(inner.run_batch(next, &mut running, &mut readers)).await;
         // A restart's down time says how much of it is left.
         let catch_up = inner.state().catch_up.take();

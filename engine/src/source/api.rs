@@ -77,6 +77,17 @@ pub trait SourceReader: Send {
     /// `time`. An error fails every query reading the source.
     fn next_batch(&mut self, time: BatchTime) -> Result<SourceBatch>;
 
+    /// Under the available-now trigger, before each batch: waits until the
+    /// reader has a batch's worth to hand over, or its input has ended (a
+    /// receiver: until its buffer is half full). Batches then stay large
+    /// instead of taking the few rows that arrived since the last one.
+    /// Ready at once by default (readers that hand over what is stored).
+    fn ready(
+        &mut self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> {
+        None
+    }
+
     /// Where the reader is, for a checkpoint (`None`: a source that cannot
     /// resume, such as a socket).
     fn save(&self) -> Option<serde_json::Value> {

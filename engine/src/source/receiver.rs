@@ -253,6 +253,22 @@ impl ReceiverReader {
 }
 
 impl SourceReader for ReceiverReader {
+    /// Ready when half of [`BUFFER_BYTES`] is held, rows are carried over
+    /// from a limited batch, or the receiver has ended (its sender gone).
+    fn ready(
+        &mut self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> {
+        Some(Box::pin(async move {
+            while !(self.ended
+                || !self.carried.is_empty()
+                || self.rx.held() >= BUFFER_BYTES / 2
+                || self.rx.is_closed())
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }))
+    }
+
     fn next_batch(&mut self, _time: BatchTime) -> Result<SourceBatch> {
         let limit = self.limit.unwrap_or(usize::MAX);
         if let Some(log) = self.log.as_mut()
@@ -465,6 +481,16 @@ impl ChunkReceiver {
     /// Events waiting.
     fn len(&self) -> usize {
         self.rx.len()
+    }
+
+    /// Bytes of rows waiting.
+    fn held(&self) -> usize {
+        BUFFER_BYTES.saturating_sub(self.budget.available_permits())
+    }
+
+    /// Whether the receiver has gone (it sent its last event).
+    fn is_closed(&self) -> bool {
+        self.rx.is_closed()
     }
 
     /// The next event, if one is waiting; its rows leave the buffer.
