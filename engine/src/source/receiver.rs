@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::connector::Decoding;
@@ -264,7 +264,8 @@ impl SourceReader for ReceiverReader {
                 || self.rx.held() >= BUFFER_BYTES / 2
                 || self.rx.is_closed())
             {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                // Every send, and the receiver's end, wakes this.
+                self.rx.sent.notified().await;
             }
         }))
     }
@@ -420,12 +421,14 @@ impl SourceReader for ReceiverReader {
 pub(crate) fn channel() -> (ChunkSender, ChunkReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(BUFFER_BYTES));
+    let sent = Arc::new(Notify::new());
     (
         ChunkSender {
-            tx,
+            tx: Some(tx),
             budget: Arc::clone(&budget),
+            sent: Arc::clone(&sent),
         },
-        ChunkReceiver { rx, budget },
+        ChunkReceiver { rx, budget, sent },
     )
 }
 
@@ -441,8 +444,19 @@ fn weight(event: &ReceiverEvent) -> u32 {
 /// [`BUFFER_BYTES`] of rows.
 #[derive(Debug)]
 pub(crate) struct ChunkSender {
-    tx: mpsc::UnboundedSender<ReceiverEvent>,
+    /// `None` only while it is dropped (the channel closes before the
+    /// reader is told).
+    tx: Option<mpsc::UnboundedSender<ReceiverEvent>>,
     budget: Arc<Semaphore>,
+    /// Told of every send and of the sender's end.
+    sent: Arc<Notify>,
+}
+
+impl Drop for ChunkSender {
+    fn drop(&mut self) {
+        self.tx = None;
+        self.sent.notify_one();
+    }
 }
 
 /// The reader has gone: nobody takes the rows any more.
@@ -461,12 +475,15 @@ impl ChunkSender {
                 .map_err(|_| Closed)?
                 .forget();
         }
-        self.tx.send(event).map_err(|_| Closed)
+        let tx = self.tx.as_ref().ok_or(Closed)?;
+        tx.send(event).map_err(|_| Closed)?;
+        self.sent.notify_one();
+        Ok(())
     }
 
     /// Whether the reader has gone.
     pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.as_ref().is_none_or(|tx| tx.is_closed())
     }
 }
 
@@ -475,6 +492,8 @@ impl ChunkSender {
 pub(crate) struct ChunkReceiver {
     rx: mpsc::UnboundedReceiver<ReceiverEvent>,
     budget: Arc<Semaphore>,
+    /// Woken by every send and by the sender's end.
+    sent: Arc<Notify>,
 }
 
 impl ChunkReceiver {
