@@ -413,9 +413,13 @@ type Emitted = Vec<(i64, Result<Option<Vec<String>>, String>)>;
 
 /// Runs batches `from..=to` of `spec` on a fresh context that checkpoints
 /// into `dir` (restoring what an earlier run left there), with the clock
-/// at the batch before `from`. Stops at the end of the query.
-async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
+/// at the batch before `from`, its keyed operators as `parallelism` tasks.
+/// Stops at the end of the query.
+async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize, parallelism: usize) -> Emitted {
     let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!("SET parallelism = {parallelism}"))
+        .await
+        .unwrap();
     ctx.execute(&format!("SET checkpoint.dir = '{}'", dir.display()))
         .await
         .unwrap();
@@ -474,10 +478,16 @@ async fn run_range(spec: &Spec, dir: &Path, from: usize, to: usize) -> Emitted {
 /// dropping the context, and finishing from the checkpoint directory alone
 /// emits batch for batch what the uninterrupted run emits. State is saved
 /// every batch, incrementally, whole every third save (`run_range`).
+///
+/// The uninterrupted run has one task per operator; the restarted runs
+/// split keyed operators into tasks, and restore at another parallelism
+/// than the one that saved the state (Flink's rescaling from a savepoint):
+/// 2 then 1, 1 then 3, 3 then 2, in turn.
 pub async fn survives_every_restart(spec: &Spec) {
+    const PARALLELISMS: [(usize, usize); 3] = [(2, 1), (1, 3), (3, 2)];
     let n = spec.batches.len();
     let whole_dir = tempfile::tempdir().unwrap();
-    let whole = run_range(spec, whole_dir.path(), 1, n).await;
+    let whole = run_range(spec, whole_dir.path(), 1, n, 1).await;
     // A restart point after the end of input means nothing here: a memory
     // source starts anew in the restarted context, unended (and the batches
     // after the end already ran, at once, in the first run).
@@ -489,8 +499,13 @@ pub async fn survives_every_restart(spec: &Spec) {
         .min(whole.len());
     for k in 1..restart_points {
         let checkpoint = tempfile::tempdir().unwrap();
-        let mut restarted = run_range(spec, checkpoint.path(), 1, k).await;
-        restarted.extend(run_range(spec, checkpoint.path(), k + 1, n).await);
-        assert_eq!(restarted, whole, "{}: restarted after batch {k}", spec.name);
+        let (before, after) = PARALLELISMS[k % PARALLELISMS.len()];
+        let mut restarted = run_range(spec, checkpoint.path(), 1, k, before).await;
+        restarted.extend(run_range(spec, checkpoint.path(), k + 1, n, after).await);
+        assert_eq!(
+            restarted, whole,
+            "{}: restarted after batch {k} (parallelism {before}, then {after})",
+            spec.name
+        );
     }
 }

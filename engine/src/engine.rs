@@ -96,6 +96,7 @@ impl EngineBuilder {
                     interval: self.interval,
                     console: self.console,
                     idle_timeout: None,
+                    parallelism: 1,
                     checkpoint: None,
                     storage: StorageOptions::new(),
                     sources: BTreeMap::new(),
@@ -529,6 +530,28 @@ impl Engine {
     /// The current `checkpoint.dir`.
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
         self.state().checkpoint.as_ref().map(|c| c.dir.clone())
+    }
+
+    /// Sets `parallelism`: how many tasks run each keyed operator (window
+    /// and running aggregates by their group keys) of queries started
+    /// later, side by side on the runtime's threads. 1 (the default) runs
+    /// every operator as one. At most [`crate::key_groups::KEY_GROUPS`]; a
+    /// query restored from a checkpoint may use another parallelism than
+    /// the one that wrote it (see `operators/partitioned.rs`).
+    pub fn set_parallelism(&self, tasks: usize) -> Result<()> {
+        if !(1..=crate::key_groups::KEY_GROUPS as usize).contains(&tasks) {
+            return Err(Error::Plan(format!(
+                "parallelism is a number of tasks from 1 to {}, not {tasks}",
+                crate::key_groups::KEY_GROUPS
+            )));
+        }
+        self.state().parallelism = tasks;
+        Ok(())
+    }
+
+    /// The current `parallelism`.
+    pub fn parallelism(&self) -> usize {
+        self.state().parallelism
     }
 
     /// The current `watermark.idle.timeout`.

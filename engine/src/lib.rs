@@ -39,6 +39,7 @@ pub mod explain;
 pub mod format;
 mod graph;
 mod kafka;
+pub mod key_groups;
 pub mod malformed;
 pub mod metrics;
 pub mod notice;

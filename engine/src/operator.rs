@@ -153,6 +153,29 @@ pub(crate) trait Operator: Send {
     fn watermark(&self) -> Option<i64> {
         None
     }
+
+    /// How its rows and state divide by key, when they do: then it can run
+    /// as several tasks, each on the rows and state of its key groups
+    /// (`operators/partitioned.rs`). `None` (the default): it runs as one.
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        None
+    }
+}
+
+/// How an operator's rows and state divide by key: every input row's key,
+/// and where the key is in every output row. Two rows with equal keys
+/// (across inputs too) meet the same state; an output row's key is the
+/// key of the state that made it.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyedBy {
+    /// Per input, in the operator's input order: the node it reads and the
+    /// key's expressions over that node's batches.
+    pub(crate) inputs: Vec<(
+        NodeId,
+        Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    )>,
+    /// The output columns that hold the key, in the same order.
+    pub(crate) output: Vec<usize>,
 }
 
 /// What a definition is compiled with.
@@ -227,6 +250,11 @@ impl<'a> BatchContext<'a> {
             sources,
             late: Vec::new(),
         }
+    }
+
+    /// What the operator reads.
+    pub(crate) fn inputs(&self) -> &'a [Input] {
+        self.inputs
     }
 
     /// The output of input node `id` at this batch time.

@@ -231,6 +231,82 @@ pub(crate) fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, S
     Ok(scans)
 }
 
+/// `exprs`, expressions over the output of `plan`, rewritten over the batch
+/// of the one stream `plan` scans, when `plan` only filters and projects
+/// that stream: the stream's node and the expressions. `None` when `plan`
+/// does anything else (a join, an unnest, a union) or an expression needs
+/// a column computed on the way.
+pub(crate) fn over_scanned_stream(
+    plan: &Arc<dyn ExecutionPlan>,
+    exprs: &[Arc<dyn PhysicalExpr>],
+) -> Option<(NodeId, Vec<Arc<dyn PhysicalExpr>>)> {
+    use datafusion::physical_expr::projection::update_expr;
+    use datafusion::physical_plan::coop::CooperativeExec;
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::projection::ProjectionExec;
+
+    let mut exprs = exprs.to_vec();
+    let mut plan = Arc::clone(plan);
+    loop {
+        let next = if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
+            exprs = exprs
+                .iter()
+                .map(|e| update_expr(e, p.expr(), true).ok().flatten())
+                .collect::<Option<_>>()?;
+            Arc::clone(p.input())
+        } else if let Some(f) = plan.downcast_ref::<FilterExec>() {
+            if let Some(projection) = f.projection() {
+                exprs = remap_columns(&exprs, projection)?;
+            }
+            Arc::clone(f.input())
+        } else if let Some(c) = plan.downcast_ref::<CooperativeExec>() {
+            Arc::clone(c.input())
+        } else if let Some(scan) = plan.downcast_ref::<StreamScanExec>() {
+            if let Some(projection) = &scan.projection {
+                exprs = remap_columns(&exprs, projection)?;
+            }
+            return Some((scan.node, exprs));
+        } else {
+            return None;
+        };
+        plan = next;
+    }
+}
+
+/// `exprs` over a projection's output (column `i` is input column
+/// `projection[i]`), rewritten over its input.
+fn remap_columns(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    projection: &[usize],
+) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::physical_expr::expressions::Column;
+
+    exprs
+        .iter()
+        .map(|e| {
+            Arc::clone(e)
+                .transform(|e| {
+                    Ok(match e.downcast_ref::<Column>() {
+                        Some(c) => match projection.get(c.index()) {
+                            Some(&i) => Transformed::yes(
+                                Arc::new(Column::new(c.name(), i)) as Arc<dyn PhysicalExpr>
+                            ),
+                            None => {
+                                return Err(datafusion::error::DataFusionError::Internal(
+                                    "a column outside its projection".into(),
+                                ));
+                            }
+                        },
+                        None => Transformed::no(e),
+                    })
+                })
+                .ok()
+                .map(|t| t.data)
+        })
+        .collect()
+}
+
 /// Runs a compiled physical plan once, on batches put into its slots.
 pub(crate) async fn run_plan(
     plan: &Arc<dyn ExecutionPlan>,

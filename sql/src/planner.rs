@@ -46,6 +46,7 @@ pub const SETTINGS: &[&str] = &[
     "trigger",
     "state.ttl",
     "watermark.idle.timeout",
+    "parallelism",
     "checkpoint.dir",
     "checkpoint.interval",
     "checkpoint.full_every",
@@ -365,6 +366,15 @@ impl Planner {
                 Ok(Planned::Done(format!(
                     "checkpoint.full_every = {generations} (0: only what changed and what compaction picks)"
                 )))
+            }
+            "parallelism" => {
+                let tasks: usize = value.trim().parse().map_err(|_| {
+                    Error::plan(format!(
+                        "parallelism is a number of tasks (such as 4), not '{value}'"
+                    ))
+                })?;
+                self.engine.set_parallelism(tasks)?;
+                Ok(Planned::Done(format!("parallelism = {tasks}")))
             }
             "watermark.idle.timeout" | "watermark_idle_timeout" => {
                 let timeout = optional_duration(value)?;

@@ -86,6 +86,34 @@ impl StateWriter {
     pub(crate) fn value(&mut self, name: &str, value: Value) {
         self.meta.insert(name.to_string(), value);
     }
+
+    /// A writer for a part of this state saved under `prefix` (one task of
+    /// a partitioned operator): it knows what an earlier generation wrote
+    /// under that prefix. Put it back with [`StateWriter::adopt`].
+    pub(crate) fn child(&self, prefix: &str) -> StateWriter {
+        let written = self
+            .written
+            .iter()
+            .filter_map(|(name, &id)| {
+                let rest = name.strip_prefix(prefix)?.strip_prefix('/')?;
+                Some((rest.to_string(), id))
+            })
+            .collect();
+        StateWriter::continuing(written)
+    }
+
+    /// Adds what `child` (from [`StateWriter::child`]) wrote, under
+    /// `prefix`: its values as one object, its parts as `prefix/name`.
+    pub(crate) fn adopt(&mut self, prefix: &str, child: StateWriter) {
+        self.meta
+            .insert(prefix.to_string(), Value::Object(child.meta));
+        self.parts.extend(
+            child
+                .parts
+                .into_iter()
+                .map(|(name, part)| (format!("{prefix}/{name}"), part)),
+        );
+    }
 }
 
 /// One operator's state, being read.
@@ -96,6 +124,27 @@ pub(crate) struct StateReader {
 }
 
 impl StateReader {
+    /// What [`StateWriter::adopt`] saved under `prefix`.
+    pub(crate) fn child(&self, prefix: &str) -> Result<StateReader> {
+        let meta = match self.value(prefix)? {
+            Value::Object(meta) => meta.clone(),
+            _ => {
+                return Err(damaged(format!(
+                    "the state value '{prefix}' is not an object"
+                )));
+            }
+        };
+        let parts = self
+            .parts
+            .iter()
+            .filter_map(|(name, batch)| {
+                let rest = name.strip_prefix(prefix)?.strip_prefix('/')?;
+                Some((rest.to_string(), batch.clone()))
+            })
+            .collect();
+        Ok(StateReader { meta, parts })
+    }
+
     /// The batch stored under `name`.
     pub(crate) fn batch(&self, name: &str) -> Result<&RecordBatch> {
         self.parts

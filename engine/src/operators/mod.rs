@@ -17,6 +17,9 @@
 //! | `join/interval.rs` | interval join on event time | both sides' rows that can still match |
 //! | `join/window.rs` | window join on event time | both sides' rows of windows still open on a side |
 //!
+//! `partitioned.rs` is not an operator of its own either: it runs a keyed
+//! operator as several tasks (`SET parallelism`).
+//!
 //! `aggregate/` is not an operator: it is how the stateful ones keep
 //! DataFusion's accumulators across batches.
 //!
@@ -33,6 +36,7 @@
 pub(crate) mod aggregate;
 pub mod event_window;
 pub mod join;
+pub(crate) mod partitioned;
 pub mod running;
 pub(crate) mod stateless;
 pub mod window;

@@ -27,7 +27,7 @@ use datafusion::logical_expr::LogicalPlan;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
-use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
+use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, KeyIndex, Partial};
 use crate::time::{BatchTime, format_duration};
 
@@ -135,6 +135,11 @@ impl RunningAggregateOperator {
 
 #[async_trait]
 impl Operator for RunningAggregateOperator {
+    /// By its group keys, its first columns.
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        self.aggregation.keyed_by(0)
+    }
+
     /// Bytes of state held.
     fn state_bytes(&self) -> usize {
         self.index.bytes() + self.total.bytes() + self.last_rows.len() * 8

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
 use crate::operator::{BatchContext, CompileContext, Input, LateRows, Operator, Polled};
+use crate::operators::partitioned;
 use crate::query::{Output, QueryShared, QueryStatus, StreamingListener};
 use crate::runtime::readers::{Positions, Readers};
 use crate::runtime::shared::{Inner, PendingQuery};
@@ -140,7 +141,11 @@ impl Inner {
             checkpoint = Some((dir, settings.every.max(1)));
         }
         let order = node.post_order();
-        let operators = self.compile(&order, start, zero).await?;
+        let saved = restored
+            .as_ref()
+            .and_then(|found| found.state.as_ref())
+            .map(|(_, states)| states.as_slice());
+        let operators = self.compile(&order, start, zero, saved).await?;
         let inputs = order
             .iter()
             .map(|node| (node.id, node.inputs.iter().map(|i| i.as_input()).collect()))
@@ -213,25 +218,33 @@ impl Inner {
         Ok(query)
     }
 
-    /// Compiles the operator of every node of `order` but the sources.
+    /// Compiles the operator of every node of `order` but the sources,
+    /// keyed ones as `parallelism` tasks laid out to restore `saved` (the
+    /// states in graph order) when the query resumes a checkpoint.
     async fn compile(
         &self,
         order: &[Arc<Node>],
         start: BatchTime,
         zero: BatchTime,
+        saved: Option<&[StateReader]>,
     ) -> Result<HashMap<NodeId, Box<dyn Operator>>> {
-        let (interval, idle_timeout, watermarks) = {
+        let (interval, idle_timeout, watermarks, parallelism) = {
             let state = self.state();
             let watermarks = state
                 .sources
                 .iter()
                 .filter_map(|(name, s)| Some((name.clone(), s.watermark.clone()?)))
                 .collect();
-            (state.interval, state.idle_timeout, watermarks)
+            (
+                state.interval,
+                state.idle_timeout,
+                watermarks,
+                state.parallelism,
+            )
         };
         let session = self.session.state();
         let mut operators = HashMap::new();
-        for node in order {
+        for (index, node) in order.iter().enumerate() {
             let NodeKind::Operator(def) = &node.kind else {
                 continue;
             };
@@ -246,7 +259,9 @@ impl Inner {
                 watermarks: &watermarks,
                 idle_timeout,
             };
-            operators.insert(node.id, def.compile(&at).await?);
+            let saved = saved.and_then(|states| states.get(index));
+            let operator = partitioned::compile(def.as_ref(), &at, parallelism, saved).await?;
+            operators.insert(node.id, operator);
         }
         Ok(operators)
     }

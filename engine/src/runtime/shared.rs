@@ -88,6 +88,8 @@ pub(crate) struct State {
     /// How long a source may deliver nothing before it stops holding back
     /// the watermark of operators reading it with other sources.
     pub(crate) idle_timeout: Option<Duration>,
+    /// How many tasks run each keyed operator (`SET parallelism`).
+    pub(crate) parallelism: usize,
     /// Where queries checkpoint, if they do.
     pub(crate) checkpoint: Option<CheckpointSettings>,
     /// Object-store options (`SET s3.endpoint = …`) for the checkpoint

@@ -22,7 +22,8 @@ use super::partial::{Evaluated, Partial};
 use super::rows::Rows;
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
-use crate::plan::{Slot, run_plan, scan_slots};
+use crate::operator::KeyedBy;
+use crate::plan::{Slot, over_scanned_stream, run_plan, scan_slots};
 
 /// An aggregate taken apart: its per-batch input plan, its group
 /// expressions and its aggregate functions.
@@ -163,6 +164,20 @@ impl Aggregation {
             filters: aggregate.filter_expr().to_vec(),
             schema,
             time,
+        })
+    }
+
+    /// How its rows divide by key, for an operator whose output holds the
+    /// keys from column `output_offset` on: `None` for a global aggregate
+    /// or an input plan that does more than filter and project one stream.
+    pub(crate) fn keyed_by(&self, output_offset: usize) -> Option<KeyedBy> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let (node, keys) = over_scanned_stream(&self.input, &self.keys)?;
+        Some(KeyedBy {
+            inputs: vec![(node, keys)],
+            output: (output_offset..output_offset + self.keys.len()).collect(),
         })
     }
 

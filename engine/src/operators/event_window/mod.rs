@@ -56,7 +56,7 @@ use datafusion::logical_expr::LogicalPlan;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::explain::OperatorDescription;
-use crate::operator::{BatchContext, CompileContext, LateRows, Operator, OperatorDef};
+use crate::operator::{BatchContext, CompileContext, KeyedBy, LateRows, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, KeyIndex, Rows};
 use crate::operators::window::WindowSpec;
 use crate::time::{BatchTime, format_duration};
@@ -442,6 +442,11 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
 
 #[async_trait]
 impl<A: WindowAssigner> Operator for EventWindowOperator<A> {
+    /// By its group keys, after `window_start` and `window_end`: a key's windows (or sessions) are its own.
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        self.aggregation.keyed_by(2)
+    }
+
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let step = self.clock.advance(batch.time, batch.sources)?;
         let (output, late) = self.run(batch, step.before, step.after).await?;

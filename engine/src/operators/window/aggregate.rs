@@ -13,7 +13,7 @@ use datafusion::logical_expr::LogicalPlan;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
-use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
+use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
 use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex};
 use crate::operators::window::PaneQueue;
 use crate::operators::window::{WindowSpec, aligned, bounds};
@@ -104,6 +104,11 @@ impl WindowOperator {
 
 #[async_trait]
 impl Operator for WindowOperator {
+    /// By its group keys, after `window_start` and `window_end`.
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        self.aggregation.keyed_by(2)
+    }
+
     /// Bytes of state held: the keys and the partial states of live panes.
     fn state_bytes(&self) -> usize {
         self.index.bytes() + self.panes.bytes()

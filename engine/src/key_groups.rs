@@ -1,0 +1,197 @@
+//! Key groups: how a keyed operator's rows and state are split between the
+//! tasks that run it side by side (`SET parallelism = N`).
+//!
+//! Every key belongs to one of [`KEY_GROUPS`] key groups, by a hash of its
+//! values; a task owns a contiguous range of key groups. This is Flink's
+//! design (its "max parallelism" is our fixed 128): the number of key
+//! groups never changes, so state saved by a query at one parallelism is
+//! restored at another by handing each task the saved ranges that overlap
+//! its own (see `operators/partitioned.rs`).
+//!
+//! The hash is xxHash64 of each key column's value bytes, chained column
+//! by column, and it depends only on the values and their types: never on
+//! the process, the machine or the CPU (DataFusion's `create_hashes` uses
+//! a random state, and ahash differs with AES instructions). A key saved
+//! in one process is routed to the same group in the next.
+//!
+//! | type | bytes hashed |
+//! |---|---|
+//! | fixed-width (integers, floats, dates, timestamps, decimals, durations) | the value's little-endian bytes |
+//! | strings and binaries (all encodings) | the bytes of the value |
+//! | booleans | one byte, 0 or 1 |
+//! | anything else | the value in Arrow's row format |
+//!
+//! A null hashes as a marker no value of the column has, so `NULL` and
+//! `''` are different keys, as they are in `GROUP BY`.
+
+use std::ops::Range;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::DataType;
+use arrow::row::{RowConverter, SortField};
+use twox_hash::XxHash64;
+
+use crate::error::Result;
+
+/// The number of key groups: the most tasks a keyed operator can run on.
+pub const KEY_GROUPS: u16 = 128;
+
+/// A range of key groups.
+pub(crate) type GroupRange = Range<u16>;
+
+/// The key groups task `task` of `tasks` owns: the `task`-th of `tasks`
+/// ranges as equal as can be.
+pub(crate) fn task_range(task: usize, tasks: usize) -> GroupRange {
+    let groups = KEY_GROUPS as usize;
+    (task * groups / tasks) as u16..((task + 1) * groups / tasks) as u16
+}
+
+/// The key group of each row whose key is `columns` (one array per key
+/// column, all of the same length).
+pub(crate) fn key_groups(columns: &[ArrayRef], rows: usize) -> Result<Vec<u16>> {
+    let mut hashes = vec![0u64; rows];
+    for column in columns {
+        hash_column(column, &mut hashes)?;
+    }
+    Ok(hashes
+        .into_iter()
+        .map(|h| (h % KEY_GROUPS as u64) as u16)
+        .collect())
+}
+
+/// The seed a null hashes with: its hash differs from every value's.
+const NULL_MARK: &[u8] = b"\xffbrooklet-null";
+
+/// Chains each row's hash with the row's value of `column`.
+fn hash_column(column: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
+    let valid = |row: usize| column.is_valid(row);
+    match column.data_type() {
+        DataType::Utf8 => hash_bytes(
+            hashes,
+            column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::LargeUtf8 => hash_bytes(
+            hashes,
+            column
+                .as_string::<i64>()
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::Utf8View => hash_bytes(
+            hashes,
+            column.as_string_view().iter().map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::Binary => hash_bytes(hashes, column.as_binary::<i32>().iter()),
+        DataType::LargeBinary => hash_bytes(hashes, column.as_binary::<i64>().iter()),
+        DataType::BinaryView => hash_bytes(hashes, column.as_binary_view().iter()),
+        DataType::Boolean => {
+            let values = column.as_boolean();
+            let byte = |v: bool| if v { &[1u8][..] } else { &[0u8][..] };
+            hash_bytes(hashes, values.iter().map(|v| v.map(byte)));
+        }
+        t if t.is_primitive() => {
+            let width = t.primitive_width().unwrap_or(1);
+            let data = column.to_data();
+            let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
+            hash_bytes(
+                hashes,
+                (0..column.len())
+                    .map(|row| valid(row).then(|| &bytes[row * width..(row + 1) * width])),
+            );
+        }
+        _ => {
+            let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
+            let rows = converter.convert_columns(std::slice::from_ref(column))?;
+            hash_bytes(
+                hashes,
+                (0..column.len()).map(|row| valid(row).then(|| rows.row(row).data())),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Chains each row's hash with its value's bytes (`None`: a null).
+fn hash_bytes<'a>(hashes: &mut [u64], values: impl Iterator<Item = Option<&'a [u8]>>) {
+    for (hash, value) in hashes.iter_mut().zip(values) {
+        *hash = XxHash64::oneshot(*hash, value.unwrap_or(NULL_MARK));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, Int64Array, StringArray, StringViewArray};
+
+    use super::*;
+
+    #[test]
+    fn task_ranges_cover_every_key_group_once() {
+        for tasks in 1..=KEY_GROUPS as usize {
+            let mut next = 0;
+            for task in 0..tasks {
+                let range = task_range(task, tasks);
+                assert_eq!(range.start, next);
+                assert!(!range.is_empty());
+                next = range.end;
+            }
+            assert_eq!(next, KEY_GROUPS);
+        }
+    }
+
+    #[test]
+    fn a_key_has_the_same_group_in_every_batch_and_encoding() {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("x"),
+            None,
+            Some(""),
+            Some("x"),
+        ]));
+        let b: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("x"),
+            None,
+            Some(""),
+            Some("x"),
+        ]));
+        let groups = key_groups(&[a], 4).unwrap();
+        assert_eq!(groups, key_groups(&[b], 4).unwrap());
+        assert_eq!(groups[0], groups[3]);
+        let sliced: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9, 7]).slice(1, 3));
+        let whole: ArrayRef = Arc::new(Int64Array::from(vec![8, 9, 7]));
+        assert_eq!(
+            key_groups(&[sliced], 3).unwrap(),
+            key_groups(&[whole], 3).unwrap()
+        );
+    }
+
+    #[test]
+    fn keys_spread_over_all_groups() {
+        let keys: ArrayRef = Arc::new(Int32Array::from_iter_values(0..100_000));
+        let mut counts = vec![0usize; KEY_GROUPS as usize];
+        for g in key_groups(&[keys], 100_000).unwrap() {
+            counts[g as usize] += 1;
+        }
+        let (least, most) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(*least > 600 && *most < 950, "uneven: {least}..{most}");
+    }
+
+    #[test]
+    fn the_group_of_a_key_is_fixed_across_processes() {
+        // Saved state is routed by these numbers: they must never change.
+        let keys: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, 1000]));
+        let names: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "c"]));
+        let groups = key_groups(&[keys, names], 3).unwrap();
+        let expected: Vec<u16> = {
+            let one = |k: i64, s: &str| {
+                let h = XxHash64::oneshot(XxHash64::oneshot(0, &k.to_le_bytes()), s.as_bytes());
+                (h % 128) as u16
+            };
+            vec![one(0, "a"), one(1, "b"), one(1000, "c")]
+        };
+        assert_eq!(groups, expected);
+    }
+}
