@@ -25,6 +25,8 @@
 //!   manual clock;
 //! - `ui`: the status server's endpoints over a real socket, and its page
 //!   in headless Chromium;
+//! - `parallelism_props`: a property test of every keyed operator's
+//!   per-batch output at parallelism 1 to 4;
 //! - `window_props`: a property test of pane folding against brute force;
 //! - `event_time_props`: a property test of event-time windows against a
 //!   batch `GROUP BY` over all events.
@@ -42,6 +44,7 @@ mod kafka;
 #[path = "kafka_broker/mod.rs"]
 mod kafka_broker;
 mod nexmark;
+mod parallelism_props;
 #[path = "s3_server/mod.rs"]
 mod s3_server;
 mod storage;

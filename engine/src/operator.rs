@@ -174,8 +174,8 @@ pub(crate) struct KeyedBy {
         NodeId,
         Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
     )>,
-    /// The output columns that hold the key, in the same order.
-    pub(crate) output: Vec<usize>,
+    /// The key's expressions over the operator's output, in the same order.
+    pub(crate) output: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
 }
 
 /// What a definition is compiled with.

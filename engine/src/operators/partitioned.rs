@@ -301,12 +301,12 @@ impl Partitioned {
             .output
             .iter()
             .zip(&self.key_types)
-            .map(|(&c, t)| {
-                let column = output.column(c);
+            .map(|(e, t)| {
+                let column = e.evaluate(&output)?.into_array(rows)?;
                 Ok(if column.data_type() == t {
-                    Arc::clone(column)
+                    column
                 } else {
-                    cast(column, t)?
+                    cast(&column, t)?
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -177,7 +177,14 @@ impl Aggregation {
         let (node, keys) = over_scanned_stream(&self.input, &self.keys)?;
         Some(KeyedBy {
             inputs: vec![(node, keys)],
-            output: (output_offset..output_offset + self.keys.len()).collect(),
+            output: (output_offset..output_offset + self.keys.len())
+                .map(|i| {
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        self.key_schema.field(i - output_offset).name(),
+                        i,
+                    )) as Arc<dyn PhysicalExpr>
+                })
+                .collect(),
         })
     }
 

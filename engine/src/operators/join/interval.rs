@@ -40,7 +40,7 @@ use super::{
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::explain::OperatorDescription;
-use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
+use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
 use crate::time::BatchTime;
 use crate::watermark::WatermarkTracker;
 
@@ -150,6 +150,11 @@ struct IntervalJoinOperator {
 
 #[async_trait]
 impl Operator for IntervalJoinOperator {
+    /// By the join's equality conditions (`join/mod.rs`).
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        self.join.keyed_by()
+    }
+
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let left_step = self.left_clock.advance(batch.time, batch.sources)?;
         let right_step = self.right_clock.advance(batch.time, batch.sources)?;

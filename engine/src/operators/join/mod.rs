@@ -36,8 +36,12 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::{Error, Result};
-use crate::operator::{CompileContext, LateRows, NodeId};
-use crate::plan::{Slot, SlotTable, run_plan, scan_slots};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::joins::HashJoinExec;
+
+use crate::operator::{CompileContext, KeyedBy, LateRows, NodeId};
+use crate::plan::{Slot, SlotTable, over_scanned_stream, run_plan, scan_slots};
 use crate::watermark::{Watermark, WatermarkTracker, event_millis};
 
 pub mod interval;
@@ -164,6 +168,11 @@ pub(crate) struct CompiledJoin {
     schema: SchemaRef,
     /// Where [`ROW`] is in the plan's output.
     row_column: usize,
+    /// The nodes of the two sides.
+    inputs: [NodeId; 2],
+    /// The join type written in SQL (the plan's may be inner, the
+    /// operator padding unmatched rows itself).
+    written: JoinType,
 }
 
 impl CompiledJoin {
@@ -181,7 +190,67 @@ impl CompiledJoin {
             task: at.session.task_ctx(),
             schema: at.schema.clone(),
             row_column: left.fields().len(),
+            inputs: [at.inputs[0].id, at.inputs[1].id],
+            written: on.join_type,
             plan,
+        })
+    }
+
+    /// How the join's rows divide by key: by its equality conditions (all
+    /// of them, window bounds included), when DataFusion joins on some and
+    /// each side's are over the side's columns. Rows that can meet are
+    /// equal on them, so they meet in one task; an unmatched left row of a
+    /// `LEFT JOIN` is emitted by the task that holds it. The output's key
+    /// is its left columns' (an inner or left join's output starts with
+    /// the left side's columns); other outer joins are not keyed.
+    pub(crate) fn keyed_by(&self) -> Option<KeyedBy> {
+        if !matches!(self.written, JoinType::Inner | JoinType::Left) {
+            return None;
+        }
+        let mut found = None;
+        self.plan
+            .apply(|p| {
+                if let Some(join) = p.downcast_ref::<HashJoinExec>() {
+                    found = Some((
+                        Arc::clone(join.left()),
+                        Arc::clone(join.right()),
+                        join.on().to_vec(),
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .ok()?;
+        let (left, right, on) = found?;
+        if on.is_empty() {
+            return None;
+        }
+        let (build, probe): (Vec<_>, Vec<_>) = on.into_iter().unzip();
+        let mut sides = [
+            over_scanned_stream(&left, &build)?,
+            over_scanned_stream(&right, &probe)?,
+        ];
+        // The planner may have swapped the sides: slot LEFT is the left.
+        sides.sort_by_key(|(slot, _)| *slot);
+        let [(LEFT, left_keys), (RIGHT, right_keys)] = sides else {
+            return None;
+        };
+        let reads_row_number = left_keys.iter().any(|k| {
+            let mut uses = false;
+            let _ = k.apply(|e| {
+                if let Some(c) = e.downcast_ref::<Column>() {
+                    uses |= c.index() >= self.row_column;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            uses
+        });
+        if reads_row_number {
+            return None;
+        }
+        Some(KeyedBy {
+            output: left_keys.clone(),
+            inputs: vec![(self.inputs[0], left_keys), (self.inputs[1], right_keys)],
         })
     }
 

@@ -27,7 +27,7 @@ use super::{CompiledJoin, JoinCondition, bytes, describe_condition, numbered};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::explain::OperatorDescription;
-use crate::operator::{BatchContext, CompileContext, Operator, OperatorDef};
+use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
 use crate::time::BatchTime;
 
 /// A running join: the condition and how long rows are kept.
@@ -132,6 +132,11 @@ struct RunningJoinOperator {
 
 #[async_trait]
 impl Operator for RunningJoinOperator {
+    /// By the join's equality conditions (`join/mod.rs`).
+    fn keyed_by(&self) -> Option<KeyedBy> {
+        self.join.keyed_by()
+    }
+
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let input = |id| {
             batch
