@@ -6,7 +6,11 @@
 //! cargo bench --bench nexmark -- --query q5 --events 10000000
 //! cargo bench --bench nexmark -- --query all [--rate 100000] [--seed 42]
 //! cargo bench --bench nexmark -- --query q5 --ui
+//! cargo bench --bench nexmark -- --query q5 --parallelism 1,2
 //! ```
+//!
+//! `--parallelism 1,2` measures each query at each parallelism in turn
+//! (`SET parallelism`), on a runtime of as many workers as tasks.
 //!
 //! `--ui` measures each query a second time (line `qN+ui`) with the status
 //! server on and a page open on it: a thread of the process loads `/` and
@@ -18,12 +22,14 @@
 //! prints one line:
 //!
 //! ```text
-//! nexmark q5 events=… cpu_s=… events_per_cpu_s=… wall_events_per_s=… peak_rss_mb=… output_rows=… ratio_to_generator=…
+//! nexmark q5 parallelism=1 events=… cpu_s=… events_per_cpu_s=… events_per_s=… peak_rss_mb=… output_rows=… ratio_to_generator=…
 //! ```
 //!
 //! `cpu_s` is the process's user + system CPU time (`getrusage`) over the
 //! run; `events_per_cpu_s` is Nexmark's per-core throughput (all events
 //! counted, people and auctions included, as Nexmark does);
+//! `events_per_s` is the throughput in wall-clock time, which parallelism
+//! raises;
 //! `ratio_to_generator` divides it by that of a generator → blackhole run
 //! (the bid stream, no query) made first in the same process, so the
 //! machine's speed cancels out (drift during a long run does not).
@@ -63,6 +69,7 @@ struct Args {
     rate: u64,
     seed: u64,
     ui: bool,
+    parallelism: Vec<usize>,
 }
 
 impl Args {
@@ -73,6 +80,7 @@ impl Args {
             rate: 100_000,
             seed: 42,
             ui: false,
+            parallelism: vec![1],
         };
         let mut given = std::env::args().skip(1);
         while let Some(arg) = given.next() {
@@ -92,6 +100,12 @@ impl Args {
                 "--rate" => args.rate = number("--rate", value("--rate")),
                 "--seed" => args.seed = number("--seed", value("--seed")),
                 "--ui" => args.ui = true,
+                "--parallelism" => {
+                    args.parallelism = value("--parallelism")
+                        .split(',')
+                        .map(|n| number("--parallelism", n.trim().to_string()) as usize)
+                        .collect()
+                }
                 // What cargo bench passes to every bench target.
                 "--bench" => {}
                 other => usage(&format!("unknown argument '{other}'")),
@@ -106,7 +120,7 @@ impl Args {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "{problem}\nusage: cargo bench --bench nexmark -- [--query qN|all] [--events N] [--rate EVENTS_PER_SECOND] [--seed N] [--ui]"
+        "{problem}\nusage: cargo bench --bench nexmark -- [--query qN|all] [--events N] [--rate EVENTS_PER_SECOND] [--seed N] [--ui] [--parallelism 1,2]"
     );
     std::process::exit(2)
 }
@@ -208,10 +222,13 @@ fn run(
     args: &Args,
     query: Option<&str>,
     events: u64,
-    ui: bool,
+    (ui, parallelism): (bool, usize),
 ) -> Run {
     runtime.block_on(async {
         let (ctx, clock) = common::manual_context();
+        ctx.execute(&format!("SET parallelism = {parallelism}"))
+            .await
+            .unwrap();
         let open = Arc::new(AtomicBool::new(true));
         let page = ui.then(|| {
             let address = ctx.serve_ui("127.0.0.1:0").unwrap();
@@ -261,20 +278,23 @@ fn run(
     })
 }
 
-/// Warms up over a tenth of the events, then measures.
-fn measure(runtime: &tokio::runtime::Runtime, args: &Args, query: Option<&str>, ui: bool) -> Run {
-    run(runtime, args, query, (args.events / 10).max(10_000), ui);
-    run(runtime, args, query, args.events, ui)
+/// Warms up over a tenth of the events, then measures; at `parallelism`,
+/// on a runtime of as many workers.
+fn measure(args: &Args, query: Option<&str>, ui: bool, parallelism: usize) -> Run {
+    let runtime = common::runtime_with(parallelism);
+    let how = (ui, parallelism);
+    run(&runtime, args, query, (args.events / 10).max(10_000), how);
+    run(&runtime, args, query, args.events, how)
 }
 
-fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
+fn report(name: &str, parallelism: usize, events: u64, run: &Run, generator_rate: f64) -> f64 {
     let per_cpu_s = events as f64 / run.cpu.as_secs_f64();
     match run.rss_at_start_mb {
         Some(start) => println!("# {name}: resident {start:.1} MiB when the run started"),
         None => println!("# {name}: the peak RSS could not be reset; peak_rss_mb is not measured"),
     }
     println!(
-        "nexmark {name} events={events} cpu_s={:.3} events_per_cpu_s={:.0} wall_events_per_s={:.0} \
+        "nexmark {name} parallelism={parallelism} events={events} cpu_s={:.3} events_per_cpu_s={:.0} events_per_s={:.0} \
          peak_rss_mb={:.1} output_rows={} ratio_to_generator={:.3}",
         run.cpu.as_secs_f64(),
         per_cpu_s,
@@ -288,7 +308,6 @@ fn report(name: &str, events: u64, run: &Run, generator_rate: f64) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    let runtime = common::runtime();
     println!(
         "# {} events, {} s of event time at {} events/s, {} events per 1-second batch, seed {}",
         args.events,
@@ -297,22 +316,39 @@ fn main() {
         args.rate,
         args.seed
     );
-    let generator = measure(&runtime, &args, None, false);
+    let generator = measure(&args, None, false, 1);
     let generator_rate = args.events as f64 / generator.cpu.as_secs_f64();
-    report("generator", args.events, &generator, generator_rate);
+    report("generator", 1, args.events, &generator, generator_rate);
     for name in &args.queries {
         let path = queries_dir().join(format!("{name}.sql"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| usage(&format!("{}: {e}", path.display())));
-        let run = measure(&runtime, &args, Some(&text), false);
-        let plain = report(name, args.events, &run, generator_rate);
-        if args.ui {
-            let run = measure(&runtime, &args, Some(&text), true);
-            let with_ui = report(&format!("{name}+ui"), args.events, &run, generator_rate);
-            println!(
-                "# {name}: CPU per event with the status page open / without: {:.3}",
-                plain / with_ui
-            );
+        let mut first_wall = None;
+        for &parallelism in &args.parallelism {
+            let run = measure(&args, Some(&text), false, parallelism);
+            let plain = report(name, parallelism, args.events, &run, generator_rate);
+            let wall = run.wall.as_secs_f64();
+            match first_wall {
+                None => first_wall = Some((parallelism, wall)),
+                Some((first, before)) => println!(
+                    "# {name}: wall-clock throughput at parallelism {parallelism} / {first}: {:.2}",
+                    before / wall
+                ),
+            }
+            if args.ui {
+                let run = measure(&args, Some(&text), true, parallelism);
+                let with_ui = report(
+                    &format!("{name}+ui"),
+                    parallelism,
+                    args.events,
+                    &run,
+                    generator_rate,
+                );
+                println!(
+                    "# {name}: CPU per event with the status page open / without: {:.3}",
+                    plain / with_ui
+                );
+            }
         }
     }
 }

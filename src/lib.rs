@@ -106,6 +106,7 @@ pub struct StreamingContextBuilder {
     engine: EngineBuilder,
     ui: Option<String>,
     trigger: Trigger,
+    parallelism: usize,
 }
 
 impl StreamingContextBuilder {
@@ -144,10 +145,21 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Runs each keyed operator (window and running aggregates by their
+    /// group keys, joins by their equality conditions) as `tasks` tasks
+    /// side by side (`SET parallelism`, `--parallelism`); 1, the default,
+    /// runs each as one. Outputs are the same, per batch, at every
+    /// parallelism.
+    pub fn parallelism(mut self, tasks: usize) -> Self {
+        self.parallelism = tasks;
+        self
+    }
+
     /// The context.
     pub fn build(self) -> Result<StreamingContext> {
         let engine = self.engine.build()?;
         engine.set_trigger(self.trigger)?;
+        engine.set_parallelism(self.parallelism)?;
         let ctx = StreamingContext {
             planner: Planner::new(engine),
         };
@@ -176,6 +188,7 @@ impl StreamingContext {
             engine: Engine::builder(batch_interval),
             ui: None,
             trigger: Trigger::default(),
+            parallelism: 1,
         }
     }
 

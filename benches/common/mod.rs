@@ -151,8 +151,14 @@ pub fn manual_context() -> (StreamingContext, ManualClock) {
 
 /// The runtime the benchmarks drive queries on: one tokio worker.
 pub fn runtime() -> tokio::runtime::Runtime {
+    runtime_with(1)
+}
+
+/// A runtime of `workers` tokio workers: one per task of a query run at
+/// that parallelism.
+pub fn runtime_with(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap()

@@ -62,6 +62,11 @@ struct Cli {
     /// end offsets), bounded generators.
     #[arg(long = "available-now", global = true)]
     available_now: bool,
+    /// Run each keyed operator (window and running aggregates, joins) as N
+    /// tasks side by side, on N cores (`SET parallelism = N`). Outputs are
+    /// the same at every parallelism.
+    #[arg(long, global = true, value_name = "N")]
+    parallelism: Option<usize>,
     #[command(subcommand)]
     subcommand: Option<Command>,
 }
@@ -149,6 +154,7 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
             max_rows: cli.max_rows,
             ..ConsoleOptions::default()
         })
+        .parallelism(cli.parallelism.unwrap_or(1))
         .build()
         .map_err(|e| e.to_string())?;
     if let Some(dir) = &cli.checkpoint {

@@ -962,3 +962,40 @@ fn available_now_reads_stdin_and_a_files_directory_then_ends() {
         "{stderr}"
     );
 }
+
+#[test]
+fn parallelism_gives_the_same_rows_from_the_flag_and_from_set() {
+    let input: String = (0..20_000)
+        .map(|i| format!("k{},{},{}\n", i % 97, i % 13, 1_000 + i * 7))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let query = |set: &str| {
+        format!(
+            "{set}CREATE SOURCE bids (k TEXT, v BIGINT, ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'stdin', format = 'csv');\n\
+             SELECT window_start, k, count(*) AS n, sum(v) AS s FROM TABLE(HOP(TABLE bids, DESCRIPTOR(ts), \
+             INTERVAL '5' SECOND, INTERVAL '15' SECOND)) GROUP BY window_start, window_end, k;"
+        )
+    };
+    let run = |extra: &[&str], set: &str| {
+        let file = sql_file(&dir, &query(set));
+        let mut args = vec!["--format", "csv", "--max-rows", "100000", "--available-now"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["run", file.to_str().unwrap()]);
+        let output = run_with_input(&args, input.as_bytes());
+        assert!(output.status.success(), "{output:?}");
+        all_rows(&String::from_utf8(output.stdout).unwrap())
+    };
+    let one = run(&[], "");
+    assert!(one.len() > 2000, "{} rows", one.len());
+    assert_eq!(run(&["--parallelism", "3"], ""), one);
+    assert_eq!(run(&[], "SET parallelism = 2;\n"), one);
+
+    let output = run_with_input(&["--parallelism", "0", "-c", "SELECT 1;"], b"");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("parallelism is a number of tasks from 1 to 128"),
+        "{stderr}"
+    );
+}

@@ -174,6 +174,9 @@ pub(crate) struct KeyedBy {
         NodeId,
         Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
     )>,
+    /// Per input, the columns the operator reads, when it reads only some
+    /// (`None`: all): the others need not be handed to its tasks.
+    pub(crate) reads: Vec<Option<Vec<usize>>>,
     /// The key's expressions over the operator's output, in the same order.
     pub(crate) output: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
 }
@@ -200,6 +203,9 @@ pub(crate) struct CompileContext<'a> {
     /// How long a source may deliver nothing before it stops holding back
     /// the watermark of an operator that reads other sources too.
     pub(crate) idle_timeout: Option<Duration>,
+    /// How many tasks run the operator (`SET parallelism`): a per-batch
+    /// plan runs on that many partitions of its batch.
+    pub(crate) parallelism: usize,
 }
 
 impl CompileContext<'_> {

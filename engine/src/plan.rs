@@ -63,18 +63,20 @@ impl TableProvider for StreamTable {
         TableType::Base
     }
 
+    /// A scan in as many partitions as the planning session's target (a
+    /// per-batch plan at `SET parallelism = N`); each partition hands out
+    /// a slice of the batch.
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(StreamScanExec::new(
-            self.node.id,
-            self.node.schema.clone(),
-            projection.cloned(),
-        )?))
+        Ok(Arc::new(
+            StreamScanExec::new(self.node.id, self.node.schema.clone(), projection.cloned())?
+                .with_partitions(state.config().target_partitions()),
+        ))
     }
 }
 
@@ -168,6 +170,22 @@ impl StreamScanExec {
     }
 }
 
+impl StreamScanExec {
+    /// The scan in `partitions` partitions, each a slice of the batch.
+    fn with_partitions(mut self, partitions: usize) -> Self {
+        if partitions > 1 {
+            let properties = PlanProperties::new(
+                self.properties.eq_properties.clone(),
+                Partitioning::UnknownPartitioning(partitions),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            );
+            self.properties = Arc::new(properties);
+        }
+        self
+    }
+}
+
 impl DisplayAs for StreamScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "StreamScanExec: stream={}", self.node)
@@ -203,10 +221,21 @@ impl ExecutionPlan for StreamScanExec {
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
-        let batch = lock(&self.slot).clone();
+        let partitions = self.properties.partitioning.partition_count();
+        let batch = lock(&self.slot).clone().map(|batch| {
+            if partitions == 1 {
+                return batch;
+            }
+            let rows = batch.num_rows();
+            let (start, end) = (
+                rows * partition / partitions,
+                rows * (partition + 1) / partitions,
+            );
+            batch.slice(start, end - start)
+        });
         let schema = self.properties.eq_properties.schema().clone();
         let batches = match batch {
             Some(batch) => vec![match &self.projection {
@@ -233,13 +262,14 @@ pub(crate) fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, S
 
 /// `exprs`, expressions over the output of `plan`, rewritten over the batch
 /// of the one stream `plan` scans, when `plan` only filters and projects
-/// that stream: the stream's node and the expressions. `None` when `plan`
-/// does anything else (a join, an unnest, a union) or an expression needs
-/// a column computed on the way.
+/// that stream: the stream's node, the expressions, and the columns of the
+/// stream the plan reads (`None`: all). `None` when `plan` does anything
+/// else (a join, an unnest, a union) or an expression needs a column
+/// computed on the way.
 pub(crate) fn over_scanned_stream(
     plan: &Arc<dyn ExecutionPlan>,
     exprs: &[Arc<dyn PhysicalExpr>],
-) -> Option<(NodeId, Vec<Arc<dyn PhysicalExpr>>)> {
+) -> Option<ScannedKeys> {
     use datafusion::physical_expr::projection::update_expr;
     use datafusion::physical_plan::coop::CooperativeExec;
     use datafusion::physical_plan::filter::FilterExec;
@@ -265,13 +295,17 @@ pub(crate) fn over_scanned_stream(
             if let Some(projection) = &scan.projection {
                 exprs = remap_columns(&exprs, projection)?;
             }
-            return Some((scan.node, exprs));
+            return Some((scan.node, exprs, scan.projection.clone()));
         } else {
             return None;
         };
         plan = next;
     }
 }
+
+/// What [`over_scanned_stream`] finds: the stream's node, the expressions
+/// over its batches, and the columns read (`None`: all).
+pub(crate) type ScannedKeys = (NodeId, Vec<Arc<dyn PhysicalExpr>>, Option<Vec<usize>>);
 
 /// `exprs` over a projection's output (column `i` is input column
 /// `projection[i]`), rewritten over its input.

@@ -218,6 +218,26 @@ impl DeadLetter {
     }
 }
 
+/// `chunk` cut after line ends into at most `parts` parts of about equal
+/// size (fewer when its lines are long).
+fn cut_at_lines(chunk: &[u8], parts: usize) -> Vec<&[u8]> {
+    let mut cut = Vec::with_capacity(parts);
+    let mut start = 0;
+    for i in 1..parts {
+        let target = (chunk.len() * i / parts).max(start);
+        let Some(end) = memchr::memchr(b'\n', &chunk[target..]).map(|e| target + e + 1) else {
+            break;
+        };
+        if end >= chunk.len() {
+            break;
+        }
+        cut.push(&chunk[start..end]);
+        start = end;
+    }
+    cut.push(&chunk[start..]);
+    cut
+}
+
 /// Where a record starts in a source's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -257,7 +277,13 @@ pub struct RecordDecoder {
     /// with offsets (a Kafka partition).
     offsets: Option<RecordOffsets>,
     dead_letter: Option<DeadLetter>,
+    /// How many threads may decode one large chunk (`SET parallelism`).
+    tasks: usize,
 }
+
+/// The smallest chunk decoded by more than one thread: below it, starting
+/// threads costs more than they save.
+const PARALLEL_MIN_BYTES: usize = 256 << 10;
 
 impl RecordDecoder {
     /// A decoder for the named source.
@@ -279,7 +305,20 @@ impl RecordDecoder {
             file: None,
             offsets: None,
             dead_letter: None,
+            tasks: 1,
         }
+    }
+
+    /// Decodes a chunk of at least 256 KiB on up to `tasks` threads (see
+    /// [`RecordDecoder::decode`]).
+    pub fn with_tasks(mut self, tasks: usize) -> Self {
+        self.tasks = tasks.max(1);
+        self
+    }
+
+    /// How many threads may decode one chunk.
+    pub fn tasks(&self) -> usize {
+        self.tasks
     }
 
     /// Says that line `n` of the input is the record at `offsets[n - 1]`
@@ -349,7 +388,81 @@ impl RecordDecoder {
 
     /// Decodes a chunk of whole lines, each ending in `\n` (the last may lack
     /// it at the end of input).
+    ///
+    /// With [`RecordDecoder::with_tasks`] and a large chunk, the chunk is
+    /// cut at line ends into one part per task and the parts are decoded
+    /// on threads of their own, but only the parts whose every line is a
+    /// good record: a part that has anything else (a bad record, a header,
+    /// a blank or over-long line) is decoded again here, in input order,
+    /// after the parts before it. So malformed records meet the error
+    /// policy one by one in input order, with their exact positions, at
+    /// any number of tasks.
     pub fn decode(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
+        if self.tasks > 1 && chunk.len() >= PARALLEL_MIN_BYTES && self.format != Format::Lines {
+            return self.decode_in_parts(chunk);
+        }
+        self.decode_in_order(chunk)
+    }
+
+    /// [`RecordDecoder::decode`] on several threads.
+    fn decode_in_parts(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
+        let parts = cut_at_lines(chunk, self.tasks);
+        let header = self.next.line == 1;
+        let decoder = &*self;
+        let clean: Vec<Option<(u64, RecordBatch)>> = std::thread::scope(|scope| {
+            let others: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| scope.spawn(move || decoder.decode_clean(part, false)))
+                .collect();
+            let first = decoder.decode_clean(parts[0], header);
+            std::iter::once(first)
+                .chain(others.into_iter().map(|t| t.join().ok().flatten()))
+                .collect()
+        });
+        let mut batches = Vec::with_capacity(parts.len());
+        for (part, clean) in parts.iter().zip(clean) {
+            match clean {
+                Some((lines, batch)) => {
+                    self.next = Position {
+                        line: self.next.line + lines,
+                        byte: self.next.byte + part.len() as u64,
+                    };
+                    self.metrics.add_records(batch.num_rows() as u64);
+                    batches.push(batch);
+                }
+                None => batches.push(self.decode_in_order(part)?),
+            }
+        }
+        Ok(arrow::compute::concat_batches(&self.schema, &batches)?)
+    }
+
+    /// A part's rows and lines when every line of it is a good record as it
+    /// is (ended, no `\r`, not blank, not over-long, not a header when
+    /// `header` may be its first line); `None` otherwise. Counts nothing.
+    fn decode_clean(&self, part: &[u8], header: bool) -> Option<(u64, RecordBatch)> {
+        let csv_header = matches!(self.format, Format::Csv { header: true, .. });
+        if (header && csv_header)
+            || part.last() != Some(&b'\n')
+            || memchr::memchr(b'\r', part).is_some()
+        {
+            return None;
+        }
+        let mut lines = 0u64;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', part) {
+            let line = &part[start..end];
+            if line.len() > self.max_record_bytes || line.iter().all(u8::is_ascii_whitespace) {
+                return None;
+            }
+            lines += 1;
+            start = end + 1;
+        }
+        let batch = self.decode_bytes(part, lines as usize).ok()?;
+        (batch.num_rows() as u64 == lines).then_some((lines, batch))
+    }
+
+    /// [`RecordDecoder::decode`] on this thread, line by line in order.
+    fn decode_in_order(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
         let mut records: Vec<(Position, &[u8])> = Vec::new();
         // Decoded runs of records, cut where an over-long record is handled,
         // so that bad records meet the policy in input order.
@@ -654,6 +767,51 @@ mod tests {
             report.first
         );
         assert!(metrics.take_skipped().is_none());
+    }
+
+    #[test]
+    fn a_chunk_decoded_in_parts_gives_the_rows_and_bad_records_of_one_decoder() {
+        // 40 000 lines (over 256 KiB), a header, a bad line near the start
+        // and one near the end: the parts between decode on threads.
+        let mut chunk = b"name,n\n".to_vec();
+        for i in 0..40_000 {
+            match i {
+                3 => chunk.extend_from_slice(b"bad,x\n"),
+                39_990 => chunk.extend_from_slice(b"\n"),
+                39_995 => chunk.extend_from_slice(b"worse,1,2\n"),
+                _ => chunk.extend_from_slice(format!("k{},{i}\n", i % 10).as_bytes()),
+            }
+        }
+        let decode = |tasks: usize| {
+            let metrics = Arc::new(SourceMetrics::default());
+            let mut d = RecordDecoder::new(
+                "s",
+                schema(),
+                Format::parse("csv", true, b',').unwrap(),
+                ErrorPolicy::Skip,
+                metrics.clone(),
+            )
+            .with_tasks(tasks);
+            let batch = d.decode(&chunk).unwrap();
+            let report = metrics.take_skipped().unwrap();
+            let snap = metrics.snapshot();
+            (
+                batch,
+                d.position(),
+                snap.records,
+                snap.malformed,
+                report.count,
+                report.first,
+            )
+        };
+        let one = decode(1);
+        assert_eq!(one.0.num_rows(), 39_997);
+        assert!(one.5.starts_with("line 5 "), "{}", one.5);
+        for tasks in [2, 3, 8] {
+            assert_eq!(decode(tasks), one, "{tasks} tasks");
+        }
+        assert_eq!(cut_at_lines(&chunk, 8).concat(), chunk);
+        assert_eq!(cut_at_lines(&chunk, 8).len(), 8);
     }
 
     #[test]

@@ -38,9 +38,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, NullArray, RecordBatch, UInt32Array};
 use arrow::compute::{cast, filter_record_batch, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -198,7 +198,9 @@ fn plan_instances(
                     SavedInstance {
                         first,
                         end,
-                        filtered: s.filtered || first != s.first || end != s.end,
+                        // A fresh instance holds nothing to filter.
+                        filtered: layout.is_some()
+                            && (s.filtered || first != s.first || end != s.end),
                         prefix: s.prefix.clone(),
                     },
                 ));
@@ -244,6 +246,9 @@ struct Partitioned {
     schema: SchemaRef,
 }
 
+/// One instance's batches of the operator's inputs.
+type Values = HashMap<NodeId, Option<RecordBatch>>;
+
 /// What one instance did in a batch.
 type InstanceRun = (Result<Option<RecordBatch>>, Vec<LateRows>);
 
@@ -253,16 +258,13 @@ impl Partitioned {
     }
 
     /// Each instance's batches of every input: the rows of its key groups.
-    fn route(
-        &self,
-        batch: &BatchContext<'_>,
-    ) -> Result<Vec<Vec<HashMap<NodeId, Option<RecordBatch>>>>> {
-        let mut routed: Vec<Vec<HashMap<NodeId, Option<RecordBatch>>>> = self
+    fn route(&self, batch: &BatchContext<'_>) -> Result<Vec<Vec<Values>>> {
+        let mut routed: Vec<Vec<Values>> = self
             .tasks
             .iter()
             .map(|t| t.iter().map(|_| HashMap::new()).collect())
             .collect();
-        for (node, exprs) in &self.keyed.inputs {
+        for ((node, exprs), reads) in self.keyed.inputs.iter().zip(&self.keyed.reads) {
             let Some(input) = batch.input_of(*node) else {
                 routed.iter_mut().flatten().for_each(|m| {
                     m.insert(*node, None);
@@ -283,6 +285,10 @@ impl Partitioned {
                 let (t, i) = self.owner[group as usize];
                 indices[t][i].push(row as u32);
             }
+            let input = match reads {
+                Some(reads) => without_unread(&input, reads)?,
+                None => input,
+            };
             for (t, task) in indices.into_iter().enumerate() {
                 for (i, rows) in task.into_iter().enumerate() {
                     let part = take_record_batch(&input, &UInt32Array::from(rows))?;
@@ -318,11 +324,38 @@ impl Partitioned {
     }
 }
 
+/// `batch` with the columns not in `reads` replaced by columns of type
+/// `Null` (no buffers): the tasks' scans project them away, and they are
+/// not copied for each task.
+fn without_unread(batch: &RecordBatch, reads: &[usize]) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let (fields, columns): (Vec<_>, Vec<_>) = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .enumerate()
+        .map(|(i, (field, column))| {
+            if reads.contains(&i) {
+                (Arc::clone(field), Arc::clone(column))
+            } else {
+                (
+                    Arc::new(Field::new(field.name(), DataType::Null, true)),
+                    Arc::new(NullArray::new(batch.num_rows())) as ArrayRef,
+                )
+            }
+        })
+        .unzip();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// Runs one task's instances on their batches, one after another, and
 /// gives them back with what each did.
 async fn run_task(
     mut instances: Vec<Instance>,
-    values: Vec<HashMap<NodeId, Option<RecordBatch>>>,
+    values: Vec<Values>,
     time: BatchTime,
     inputs: Arc<[Input]>,
     polled: Arc<Polled>,

@@ -42,8 +42,24 @@ impl OperatorDef for Stateless {
         .plan(&self.plan)
     }
 
+    /// At parallelism N, the plan is made for N partitions: each scan of
+    /// a stream hands out its batch in N slices, and DataFusion runs the
+    /// partitions side by side (repartitioning where the plan needs it).
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
-        let physical = at.session.create_physical_plan(&self.plan).await?;
+        let physical = if at.parallelism > 1 {
+            let config = at
+                .session
+                .config()
+                .clone()
+                .with_target_partitions(at.parallelism);
+            datafusion::execution::SessionStateBuilder::new_from_existing(at.session.clone())
+                .with_config(config)
+                .build()
+                .create_physical_plan(&self.plan)
+                .await?
+        } else {
+            at.session.create_physical_plan(&self.plan).await?
+        };
         Ok(Box::new(StatelessOperator {
             scans: scan_slots(&physical)?,
             tables: static_tables(&physical)?,

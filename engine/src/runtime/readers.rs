@@ -74,6 +74,7 @@ impl Readers {
                 notices: inner.notices.clone(),
                 checkpoint_dir: state.checkpoint.as_ref().map(|c| c.root()).transpose()?,
                 available_now: state.trigger == crate::trigger::Trigger::AvailableNow,
+                decode_tasks: state.parallelism,
             };
             (Arc::clone(&registered.source), ctx)
         };

@@ -258,6 +258,7 @@ impl Inner {
                 zero,
                 watermarks: &watermarks,
                 idle_timeout,
+                parallelism,
             };
             let saved = saved.and_then(|states| states.get(index));
             let operator = partitioned::compile(def.as_ref(), &at, parallelism, saved).await?;

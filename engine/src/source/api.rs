@@ -69,6 +69,9 @@ pub struct SourceContext {
     /// Under the available-now trigger ([`crate::Trigger`]): read what is
     /// available now, then end.
     pub available_now: bool,
+    /// How many threads may decode one large chunk of records
+    /// (`SET parallelism`; see [`crate::format::RecordDecoder::decode`]).
+    pub decode_tasks: usize,
 }
 
 /// Hands out one batch per batch time.

@@ -218,6 +218,7 @@ impl Source for FilesSource {
             decoding: self.decoding.clone(),
             file_format: self.file_format.clone(),
             metrics: ctx.metrics,
+            decode_tasks: ctx.decode_tasks,
             taken: HashSet::new(),
             last: Vec::new(),
             available: None,
@@ -255,6 +256,8 @@ struct FilesReader {
     decoding: Decoding,
     file_format: FileFormat,
     metrics: Arc<SourceMetrics>,
+    /// How many threads may decode one file.
+    decode_tasks: usize,
     /// Files taken (or skipped as existing) that are still in the directory.
     taken: HashSet<String>,
     /// The files the last batch took, in order.
@@ -336,6 +339,7 @@ impl FilesReader {
                     self.decoding.decoder(&self.name, Arc::clone(&self.metrics))
                 };
                 decoder
+                    .with_tasks(self.decode_tasks)
                     .with_file(std::path::Path::new(&place))
                     .decode(&bytes)
                     .map(Some)

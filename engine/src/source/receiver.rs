@@ -33,6 +33,9 @@ pub(crate) type SharedLog = Arc<Mutex<ReceiverLog>>;
 pub(crate) const BUFFER_BYTES: usize = 64 << 20;
 /// The most bytes read at once.
 pub(crate) const READ_BYTES: usize = 64 * 1024;
+/// The most bytes gathered from full reads before they are decoded, when
+/// several tasks decode (`SET parallelism`).
+const GATHER_BYTES: usize = 4 << 20;
 
 /// What a receiver sends to its reader.
 #[derive(Debug)]
@@ -73,6 +76,16 @@ pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
             .await
             .map_err(|e| Error::io("reading input", e))?;
         buffer.truncate(start + n);
+        // A full read means more is waiting: with several decoding tasks,
+        // gather up to 4 MiB first, so that each decode is worth cutting
+        // into parts.
+        if decoder.tasks() > 1
+            && n == READ_BYTES
+            && buffer.len() < GATHER_BYTES
+            && discarding.is_none()
+        {
+            continue;
+        }
         if n == 0 {
             if let Some((position, len, prefix)) = discarding.take() {
                 let reason = too_long(len, decoder.max_record_bytes());

@@ -238,6 +238,7 @@ mod tests {
                 metrics: Arc::default(),
                 notices,
                 checkpoint_dir: None,
+                decode_tasks: 1,
                 available_now: false,
             })
             .unwrap();

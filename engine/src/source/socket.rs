@@ -126,7 +126,10 @@ impl Source for SocketSource {
             None
         };
         let (tx, rx) = receiver::channel();
-        let decoder = self.decoding.decoder(&self.name, Arc::clone(&ctx.metrics));
+        let decoder = self
+            .decoding
+            .decoder(&self.name, Arc::clone(&ctx.metrics))
+            .with_tasks(ctx.decode_tasks);
         let address = format!("{}:{}", self.host, self.port);
         let max_backoff = self.max_backoff;
         let state = log.clone().map(|log| {

@@ -56,7 +56,10 @@ impl Source for StdinSource {
 
     fn open(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader>> {
         let (tx, rx) = receiver::channel();
-        let mut decoder = self.decoding.decoder(&self.name, Arc::clone(&ctx.metrics));
+        let mut decoder = self
+            .decoding
+            .decoder(&self.name, Arc::clone(&ctx.metrics))
+            .with_tasks(ctx.decode_tasks);
         let task = tokio::spawn(async move {
             let outcome = async {
                 match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx, None).await? {

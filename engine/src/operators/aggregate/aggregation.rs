@@ -174,9 +174,10 @@ impl Aggregation {
         if self.keys.is_empty() {
             return None;
         }
-        let (node, keys) = over_scanned_stream(&self.input, &self.keys)?;
+        let (node, keys, reads) = over_scanned_stream(&self.input, &self.keys)?;
         Some(KeyedBy {
             inputs: vec![(node, keys)],
+            reads: vec![reads],
             output: (output_offset..output_offset + self.keys.len())
                 .map(|i| {
                     Arc::new(datafusion::physical_expr::expressions::Column::new(

@@ -231,8 +231,8 @@ impl CompiledJoin {
             over_scanned_stream(&right, &probe)?,
         ];
         // The planner may have swapped the sides: slot LEFT is the left.
-        sides.sort_by_key(|(slot, _)| *slot);
-        let [(LEFT, left_keys), (RIGHT, right_keys)] = sides else {
+        sides.sort_by_key(|(slot, _, _)| *slot);
+        let [(LEFT, left_keys, _), (RIGHT, right_keys, _)] = sides else {
             return None;
         };
         let reads_row_number = left_keys.iter().any(|k| {
@@ -251,6 +251,8 @@ impl CompiledJoin {
         Some(KeyedBy {
             output: left_keys.clone(),
             inputs: vec![(self.inputs[0], left_keys), (self.inputs[1], right_keys)],
+            // A join keeps whole rows.
+            reads: vec![None, None],
         })
     }
 
