@@ -2,7 +2,7 @@
 //! over the same file, each engine's whole process measured (issue 20).
 //!
 //! ```text
-//! cargo bench -p brooklet-cli --bench e2e -- [--rows 5000000] [--format csv|json|both]
+//! cargo bench -p brooklet-cli --bench e2e -- [--rows 5000000] [--format csv|json|both] [--parallelism 1,2]
 //! ```
 //!
 //! It writes a bid file (`auction,bidder,price,ts`; 1 000 auctions, one
@@ -23,6 +23,16 @@
 //! ```text
 //! e2e csv hop rows=… brooklet_cpu_s=… brooklet_wall_s=… available_now_cpu_s=… available_now_wall_s=… available_now_wall_over_cpu=… duckdb_cpu_s=… cpu_ratio_to_duckdb=…
 //! ```
+//!
+//! With `--parallelism 1,2`, each question also runs available-now at each
+//! parallelism other than 1 (`--parallelism N`), one more line each:
+//!
+//! ```text
+//! e2e csv hop parallelism=2 cpu_s=… wall_s=… wall_speedup=…
+//! ```
+//!
+//! `wall_speedup` is the available-now wall time at parallelism 1 over that
+//! at N, in the same run.
 //!
 //! CPU is user + system time of the child process (`getrusage` of the
 //! children), so each engine's start-up is included, as when it is run.
@@ -175,6 +185,7 @@ fn dirs_home() -> PathBuf {
 fn main() {
     let mut rows: u64 = 5_000_000;
     let mut formats = vec!["csv", "json"];
+    let mut parallelism: Vec<usize> = vec![1];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -186,9 +197,19 @@ fn main() {
                     _ => vec!["csv", "json"],
                 }
             }
+            "--parallelism" => {
+                parallelism = args
+                    .next()
+                    .expect("--parallelism 1,2")
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--parallelism takes numbers"))
+                    .collect()
+            }
             "--bench" => {}
             other => {
-                panic!("unknown argument {other}; usage: -- [--rows N] [--format csv|json|both]")
+                panic!(
+                    "unknown argument {other}; usage: -- [--rows N] [--format csv|json|both] [--parallelism 1,2]"
+                )
             }
         }
     }
@@ -212,12 +233,13 @@ fn main() {
                 ),
             )
             .unwrap();
-            let brooklet = |available_now: bool| {
+            let brooklet_at = |available_now: bool, tasks: usize| {
                 let mut command = Command::new(BIN);
                 command.args(["--format", "csv", "--max-rows", "1000000000"]);
                 if available_now {
                     command.arg("--available-now");
                 }
+                command.args(["--parallelism", &tasks.to_string()]);
                 command
                     .arg("run")
                     .arg(&sql)
@@ -225,6 +247,7 @@ fn main() {
                     .stdout(Stdio::null());
                 measure(command)
             };
+            let brooklet = |available_now: bool| brooklet_at(available_now, 1);
             let (cpu, wall) = brooklet(false);
             let (now_cpu, now_wall) = brooklet(true);
             let reader = match format {
@@ -262,6 +285,15 @@ fn main() {
                 duck_cpu.as_secs_f64(),
                 now_cpu.as_secs_f64() / duck_cpu.as_secs_f64(),
             );
+            for &tasks in parallelism.iter().filter(|&&p| p != 1) {
+                let (cpu, wall) = brooklet_at(true, tasks);
+                println!(
+                    "e2e {format} {name} parallelism={tasks} cpu_s={:.2} wall_s={:.2} wall_speedup={:.2}",
+                    cpu.as_secs_f64(),
+                    wall.as_secs_f64(),
+                    now_wall.as_secs_f64() / wall.as_secs_f64(),
+                );
+            }
         }
     }
 }

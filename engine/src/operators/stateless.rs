@@ -42,11 +42,14 @@ impl OperatorDef for Stateless {
         .plan(&self.plan)
     }
 
-    /// At parallelism N, the plan is made for N partitions: each scan of
-    /// a stream hands out its batch in N slices, and DataFusion runs the
-    /// partitions side by side (repartitioning where the plan needs it).
+    /// At parallelism N, a plan with work to share is made for N
+    /// partitions: each scan of a stream hands out its batch in N slices,
+    /// and DataFusion runs the partitions side by side (repartitioning
+    /// where the plan needs it). A plan that only picks columns and
+    /// compares values stays whole: its partitions' outputs would be
+    /// copied into one batch, which costs more than it saves.
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
-        let physical = if at.parallelism > 1 {
+        let physical = if at.parallelism > 1 && has_work_to_share(&self.plan) {
             let config = at
                 .session
                 .config()
@@ -68,6 +71,27 @@ impl OperatorDef for Stateless {
             task: at.session.task_ctx(),
         }))
     }
+}
+
+/// Whether `plan` aggregates, joins, sorts, computes window functions or
+/// calls functions: work that N partitions share.
+fn has_work_to_share(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::Expr;
+    plan.exists(|p| {
+        Ok(matches!(
+            p,
+            LogicalPlan::Aggregate(_)
+                | LogicalPlan::Join(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Window(_)
+                | LogicalPlan::Distinct(_)
+        ) || p.expressions().iter().any(|e| {
+            e.exists(|e| Ok(matches!(e, Expr::ScalarFunction(_))))
+                .unwrap_or(false)
+        }))
+    })
+    .unwrap_or(false)
 }
 
 /// A compiled per-batch plan.
