@@ -305,15 +305,54 @@ struct NexmarkReader {
     /// next batch is generated on a thread of its own while the query
     /// runs this one.
     tasks: usize,
-    /// The batch being generated ahead: its events and the thread.
+    /// The thread that generates ahead, once started.
     ahead: Option<Ahead>,
 }
 
-/// Events `from..to` being generated on a thread of their own.
+/// A thread that generates the ranges of events it is sent, one at a time,
+/// for the whole life of a reader: one thread, not one per batch, so that
+/// its allocator's memory is reused rather than faulted in every batch.
+/// It ends when the reader drops its sender.
 struct Ahead {
-    from: u64,
-    to: u64,
-    thread: std::thread::JoinHandle<Result<RecordBatch>>,
+    ranges: std::sync::mpsc::Sender<(u64, u64)>,
+    batches: std::sync::mpsc::Receiver<Result<RecordBatch>>,
+    /// The range it is generating.
+    pending: Option<(u64, u64)>,
+}
+
+impl Ahead {
+    /// Starts the thread, generating with `generator`'s settings.
+    fn start(generator: NexmarkReader) -> Ahead {
+        let (ranges, asked) = std::sync::mpsc::channel::<(u64, u64)>();
+        let (made, batches) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (from, to) in asked {
+                if made.send(generator.batch(from, to)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ahead {
+            ranges,
+            batches,
+            pending: None,
+        }
+    }
+
+    /// What it generated of `range`, when that is what it was asked for;
+    /// anything else it was asked for is waited for and dropped.
+    fn take(&mut self, range: (u64, u64)) -> Option<Result<RecordBatch>> {
+        let pending = self.pending.take()?;
+        let made = self.batches.recv().ok()?;
+        (pending == range).then_some(made)
+    }
+
+    /// Asks it for `range`.
+    fn ask(&mut self, range: (u64, u64)) {
+        if self.ranges.send(range).is_ok() {
+            self.pending = Some(range);
+        }
+    }
 }
 
 /// Columns being filled: texts are written straight into Arrow builders,
@@ -458,27 +497,24 @@ impl NexmarkReader {
         c.times[0].push(self.time_of(n));
     }
 
-    /// Events `from..to`: generated ahead when the last call asked a
-    /// thread for exactly these, else here. With two tasks or more, then
-    /// starts generating the batch after them. Every event is a function
+    /// Events `from..to`: generated ahead when the last call asked the
+    /// generating thread for exactly these, else here. With two tasks or
+    /// more, then asks that thread for the batch after them. Every event is a function
     /// of its index, so where it is made changes nothing; a restore that
     /// moves `next` just misses what was made ahead.
     fn batch_ahead(&mut self, from: u64, to: u64, last: Option<u64>) -> Result<RecordBatch> {
-        let batch = match self.ahead.take() {
-            Some(ahead) if (ahead.from, ahead.to) == (from, to) => ahead
-                .thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
-            _ => self.batch(from, to)?,
+        let batch = match self.ahead.as_mut().and_then(|a| a.take((from, to))) {
+            Some(made) => made?,
+            None => self.batch(from, to)?,
         };
         let after = last.map_or(to + self.per_batch, |last| (to + self.per_batch).min(last));
         if self.tasks > 1 && after > to {
-            let generator = self.clone_settings();
-            self.ahead = Some(Ahead {
-                from: to,
-                to: after,
-                thread: std::thread::spawn(move || generator.batch(to, after)),
-            });
+            if self.ahead.is_none() {
+                self.ahead = Some(Ahead::start(self.clone_settings()));
+            }
+            if let Some(ahead) = self.ahead.as_mut() {
+                ahead.ask((to, after));
+            }
         }
         Ok(batch)
     }
@@ -684,7 +720,10 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert!(ahead.ahead.is_none(), "nothing made past the last event");
+        assert!(
+            ahead.ahead.as_ref().is_some_and(|a| a.pending.is_none()),
+            "nothing asked past the last event"
+        );
         assert_eq!(
             arrow::compute::concat_batches(&whole.schema(), &made).unwrap(),
             whole
