@@ -2,11 +2,12 @@
 //! (`SET parallelism = N`): Flink's keyed parallelism, inside one batch.
 //!
 //! An operator whose rows and state divide by key ([`Operator::keyed_by`]:
-//! group keys of a window or running aggregate) is compiled once per
-//! task. Every batch:
+//! the group keys of a window or running aggregate, the equality
+//! conditions of a join) is compiled once per task. Every batch:
 //!
 //! 1. each input row's key is hashed to its key group (`key_groups.rs`);
-//!    the task that owns the group gets the row;
+//!    the task that owns the group gets the row (of an aggregate's input,
+//!    only the columns it reads);
 //! 2. the tasks run their batch at once, each on tokio's pool, each with
 //!    every source's batch (so each follows the same watermark as the
 //!    operator run as one: watermarks come from the sources, not from the
