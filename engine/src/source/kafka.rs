@@ -338,6 +338,7 @@ impl Source for KafkaSource {
             unreachable_since: None,
             available_now: ctx.available_now,
             stop_at: None,
+            decode_tasks: ctx.decode_tasks,
         }))
     }
 
@@ -408,6 +409,9 @@ impl Taken {
 }
 
 struct KafkaReader {
+    /// How many threads may decode one partition's records of a batch
+    /// (`SET parallelism`).
+    decode_tasks: usize,
     source: KafkaSource,
     /// Reads the records of the assigned partitions.
     consumer: BaseConsumer,
@@ -659,7 +663,9 @@ impl KafkaReader {
         } else {
             decoding.decoder(name, Arc::clone(&self.metrics))
         };
-        let mut decoder = decoder.with_record_offsets(label, records.offsets.clone());
+        let mut decoder = decoder
+            .with_tasks(self.decode_tasks)
+            .with_record_offsets(label, records.offsets.clone());
         for (i, _) in records.empty.iter().enumerate().filter(|(_, e)| **e) {
             let position = Position {
                 line: i as u64 + 1,
