@@ -73,10 +73,12 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(
-            StreamScanExec::new(self.node.id, self.node.schema.clone(), projection.cloned())?
-                .with_partitions(state.config().target_partitions()),
-        ))
+        Ok(Arc::new(StreamScanExec::new(
+            self.node.id,
+            self.node.schema.clone(),
+            projection.cloned(),
+            state.config().target_partitions(),
+        )?))
     }
 }
 
@@ -109,10 +111,13 @@ impl TableProvider for SlotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        // An operator's own rows: one partition (its plans are made at
+        // one; the operator's tasks are its parallelism).
         Ok(Arc::new(StreamScanExec::new(
             self.id,
             self.schema.clone(),
             projection.cloned(),
+            1,
         )?))
     }
 }
@@ -146,10 +151,13 @@ pub(crate) struct StreamScanExec {
 }
 
 impl StreamScanExec {
+    /// A scan of node (or slot) `node` in `partitions` partitions, each a
+    /// slice of the batch.
     fn new(
         node: NodeId,
         schema: SchemaRef,
         projection: Option<Vec<usize>>,
+        partitions: usize,
     ) -> datafusion::error::Result<Self> {
         let projected = match &projection {
             Some(p) => Arc::new(schema.project(p)?),
@@ -157,7 +165,7 @@ impl StreamScanExec {
         };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(projected),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions.max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
@@ -167,22 +175,6 @@ impl StreamScanExec {
             projection,
             properties: Arc::new(properties),
         })
-    }
-}
-
-impl StreamScanExec {
-    /// The scan in `partitions` partitions, each a slice of the batch.
-    fn with_partitions(mut self, partitions: usize) -> Self {
-        if partitions > 1 {
-            let properties = PlanProperties::new(
-                self.properties.eq_properties.clone(),
-                Partitioning::UnknownPartitioning(partitions),
-                EmissionType::Incremental,
-                Boundedness::Bounded,
-            );
-            self.properties = Arc::new(properties);
-        }
-        self
     }
 }
 
