@@ -329,12 +329,36 @@ impl FixedWindows {
     }
 }
 
+/// The rows of one batch that fall into one pane, with their groups in it.
+struct PaneRows {
+    start: i64,
+    picks: Vec<u32>,
+    groups: Vec<usize>,
+    /// The last row's key and its group in the pane.
+    last_key: Option<(usize, usize)>,
+}
+
+impl PaneRows {
+    fn new(start: i64) -> Self {
+        PaneRows {
+            start,
+            picks: Vec::new(),
+            groups: Vec::new(),
+            last_key: None,
+        }
+    }
+}
+
 impl WindowAssigner for FixedWindows {
     /// Folds the rows into their panes; remembers the panes and keys touched.
     fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()> {
         let keys = rows.rows.groups();
-        // Per pane: the rows and their groups in the pane.
-        let mut by_pane: BTreeMap<i64, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+        // Per pane: the rows and their groups in the pane. Rows come mostly
+        // in time order, so the pane of the row before, and its last key,
+        // are looked at first: most rows then cost no map lookup at all.
+        let mut by_pane: Vec<PaneRows> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        let mut last: Option<usize> = None;
         for (row, t) in rows.timed() {
             if self.newest_end(t) <= rows.watermark {
                 rows.late(t);
@@ -342,13 +366,38 @@ impl WindowAssigner for FixedWindows {
             }
             let key = keys[row as usize];
             let start = t.div_euclid(self.pane) * self.pane;
-            let group = self.pane_at(start).group_of(key);
-            let (picks, groups) = by_pane.entry(start).or_default();
-            picks.push(row);
-            groups.push(group);
+            let at = match last {
+                Some(at) if by_pane[at].start == start => at,
+                _ => {
+                    let at = *index.entry(start).or_insert_with(|| {
+                        by_pane.push(PaneRows::new(start));
+                        by_pane.len() - 1
+                    });
+                    last = Some(at);
+                    at
+                }
+            };
+            let pane_rows = &mut by_pane[at];
+            let group = match pane_rows.last_key {
+                Some((k, g)) if k == key => g,
+                _ => {
+                    let g = self.pane_at(start).group_of(key);
+                    pane_rows.last_key = Some((key, g));
+                    g
+                }
+            };
+            pane_rows.picks.push(row);
+            pane_rows.groups.push(group);
         }
+        by_pane.sort_unstable_by_key(|p| p.start);
         self.touched.clear();
-        for (start, (picks, groups)) in by_pane {
+        for PaneRows {
+            start,
+            picks,
+            groups,
+            ..
+        } in by_pane
+        {
             let pane = self.panes.get_mut(&start).expect("created above");
             let all = picks.len() == keys.len();
             self.touched
