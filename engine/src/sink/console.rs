@@ -17,6 +17,7 @@ use arrow::array::RecordBatch;
 use crate::connector::Options;
 use crate::error::{Error, Result};
 use crate::sink::api::{Sink, SinkWriter};
+use crate::sink::csv_text::write_csv;
 use crate::sink::row_format::{RowFormat, encode};
 use crate::sync::lock;
 use crate::time::BatchTime;
@@ -147,29 +148,38 @@ pub fn render(
     format: ConsoleFormat,
     max_rows: usize,
 ) -> Result<String> {
-    let mut out = String::new();
-    out.push_str("-------------------------------------------\n");
-    out.push_str(&format!("Time: {time}\n"));
-    out.push_str("-------------------------------------------\n");
+    let bytes = render_bytes(time, batch, format, max_rows)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// [`render`]'s text as bytes, as written to stdout: encoded rows are
+/// appended as they are, not checked again as UTF-8 and copied.
+fn render_bytes(
+    time: BatchTime,
+    batch: &RecordBatch,
+    format: ConsoleFormat,
+    max_rows: usize,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"-------------------------------------------\n");
+    out.extend_from_slice(format!("Time: {time}\n").as_bytes());
+    out.extend_from_slice(b"-------------------------------------------\n");
     if batch.num_rows() > 0 {
         let shown = batch.slice(0, batch.num_rows().min(max_rows));
         match format {
             ConsoleFormat::Table => {
-                out.push_str(&arrow::util::pretty::pretty_format_batches(&[shown])?.to_string());
-                out.push('\n');
+                let table = arrow::util::pretty::pretty_format_batches(&[shown])?.to_string();
+                out.extend_from_slice(table.as_bytes());
+                out.push(b'\n');
             }
-            ConsoleFormat::Csv => {
-                out.push_str(&String::from_utf8_lossy(&encode(&shown, RowFormat::Csv)?));
-            }
-            ConsoleFormat::Json => {
-                out.push_str(&String::from_utf8_lossy(&encode(&shown, RowFormat::Json)?));
-            }
+            ConsoleFormat::Csv => write_csv(&shown, true, &mut out)?,
+            ConsoleFormat::Json => out.extend_from_slice(&encode(&shown, RowFormat::Json)?),
         }
         if batch.num_rows() > max_rows {
-            out.push_str("...\n");
+            out.extend_from_slice(b"...\n");
         }
     }
-    out.push('\n');
+    out.push(b'\n');
     Ok(out)
 }
 
@@ -224,17 +234,17 @@ impl SinkWriter for ConsoleSink {
             return Ok(());
         }
         let max_rows = control.max_rows().unwrap_or(self.options.max_rows);
-        let text = render(time, batch, self.options.format, max_rows)?;
+        let text = render_bytes(time, batch, self.options.format, max_rows)?;
         match &self.options.target {
             ConsoleTarget::Stdout => {
                 let mut stdout = std::io::stdout().lock();
                 stdout
-                    .write_all(text.as_bytes())
+                    .write_all(&text)
                     .and_then(|()| stdout.flush())
                     .map_err(|e| Error::io("writing to stdout", e))
             }
             ConsoleTarget::Buffer(buffer) => {
-                lock(buffer).extend_from_slice(text.as_bytes());
+                lock(buffer).extend_from_slice(&text);
                 Ok(())
             }
         }

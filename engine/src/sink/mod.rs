@@ -10,6 +10,7 @@
 
 mod api;
 pub mod console;
+mod csv_text;
 pub mod files;
 pub mod kafka;
 mod row_format;

@@ -4,6 +4,7 @@
 use arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::sink::csv_text::write_csv;
 
 /// How rows are written as bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +44,9 @@ pub(crate) fn encode(batch: &RecordBatch, format: RowFormat) -> Result<Vec<u8>> 
 fn encode_with_header(batch: &RecordBatch, format: RowFormat, header: bool) -> Result<Vec<u8>> {
     Ok(match format {
         RowFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(header)
-                .build(Vec::new());
-            writer.write(batch)?;
-            writer.into_inner()
+            let mut out = Vec::new();
+            write_csv(batch, header, &mut out)?;
+            out
         }
         RowFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
