@@ -16,6 +16,7 @@
 //! line is an empty string, as Spark's `socketTextStream` gives it.
 
 pub(crate) mod parquet;
+mod timestamps;
 
 use std::fmt;
 use std::io::Write;
@@ -28,6 +29,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use crate::error::{Error, Result};
 use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
 use crate::metrics::SourceMetrics;
+use timestamps::TextTimestamps;
 
 /// The default limit on one record's length (`max.record.bytes`): 1 MiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
@@ -279,6 +281,9 @@ pub struct RecordDecoder {
     dead_letter: Option<DeadLetter>,
     /// How many threads may decode one large chunk (`SET parallelism`).
     tasks: usize,
+    /// The schema's timestamp columns, decoded as text and read by
+    /// `timestamps.rs` when they are of the common shape.
+    text_timestamps: Option<TextTimestamps>,
 }
 
 /// The smallest chunk decoded by more than one thread: below it, starting
@@ -294,9 +299,12 @@ impl RecordDecoder {
         policy: ErrorPolicy,
         metrics: Arc<SourceMetrics>,
     ) -> Self {
+        let text_timestamps = match format {
+            Format::Csv { .. } | Format::Json => TextTimestamps::of(&schema),
+            Format::Lines => None,
+        };
         RecordDecoder {
             source: source.into(),
-            schema,
             format,
             policy,
             metrics,
@@ -306,6 +314,8 @@ impl RecordDecoder {
             offsets: None,
             dead_letter: None,
             tasks: 1,
+            text_timestamps,
+            schema,
         }
     }
 
@@ -648,13 +658,29 @@ impl RecordDecoder {
         bytes: &[u8],
         records: usize,
     ) -> std::result::Result<RecordBatch, String> {
+        if let Some(timestamps) = &self.text_timestamps
+            && let Ok(batch) = self.decode_bytes_as(bytes, records, timestamps.text_schema())
+            && let Some(batch) = timestamps.read(&batch, &self.schema)
+        {
+            return Ok(batch);
+        }
+        self.decode_bytes_as(bytes, records, &self.schema)
+    }
+
+    /// Decodes `bytes` into `schema` with arrow.
+    fn decode_bytes_as(
+        &self,
+        bytes: &[u8],
+        records: usize,
+        schema: &SchemaRef,
+    ) -> std::result::Result<RecordBatch, String> {
         let batch_size = records.max(1);
         let batch = match &self.format {
             Format::Csv { delimiter, .. } => {
                 if std::str::from_utf8(bytes).is_err() {
                     return Err("invalid UTF-8".to_string());
                 }
-                let mut decoder = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
                     .with_header(false)
                     .with_delimiter(*delimiter)
                     .with_batch_size(batch_size)
@@ -663,7 +689,7 @@ impl RecordDecoder {
                 decoder.flush().map_err(|e| clean(e.to_string()))?
             }
             Format::Json => {
-                let mut decoder = arrow::json::ReaderBuilder::new(self.schema.clone())
+                let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
                     .with_batch_size(batch_size)
                     .build_decoder()
                     .map_err(|e| clean(e.to_string()))?;
@@ -672,7 +698,7 @@ impl RecordDecoder {
             }
             Format::Lines => unreachable!("lines are decoded without arrow"),
         };
-        Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
     }
 }
 
