@@ -15,6 +15,7 @@
 //! record in `csv` and `json` and are passed over, while in `lines` a blank
 //! line is an empty string, as Spark's `socketTextStream` gives it.
 
+mod flat_json;
 pub(crate) mod parquet;
 mod timestamps;
 
@@ -658,6 +659,11 @@ impl RecordDecoder {
         bytes: &[u8],
         records: usize,
     ) -> std::result::Result<RecordBatch, String> {
+        if self.format == Format::Json
+            && let Some(batch) = flat_json::read(bytes, records, &self.schema)
+        {
+            return Ok(batch);
+        }
         if let Some(timestamps) = &self.text_timestamps
             && let Ok(batch) = self.decode_bytes_as(bytes, records, timestamps.text_schema())
             && let Some(batch) = timestamps.read(&batch, &self.schema)

@@ -102,7 +102,7 @@ impl TextTimestamps {
 /// `YYYY-MM-DD[ T]HH:MM:SS[.f{1,9}]` as a count of `unit` since the epoch,
 /// as arrow computes it (the fraction truncated to the unit); `None` for
 /// any other text, an invalid date or time, or an overflow.
-fn parse(text: &[u8], unit: TimeUnit) -> Option<i64> {
+pub(super) fn parse(text: &[u8], unit: TimeUnit) -> Option<i64> {
     if text.len() < 19
         || text[4] != b'-'
         || text[7] != b'-'
