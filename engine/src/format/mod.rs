@@ -11,6 +11,11 @@
 //! kind and reason, to a file of JSON lines ([`DeadLetter`]). It is never
 //! dropped silently, and it is counted by kind ([`MalformedKind`]).
 //!
+//! Two readers go before arrow's, each only when a whole chunk has the one
+//! shape it reads, and leave every other chunk to arrow, whose values and
+//! errors therefore decide: flat JSON objects (`flat_json.rs`) and
+//! zone-less timestamps of the common shape (`timestamps.rs`).
+//!
 //! Decisions: a trailing `\r` is removed (CRLF input); blank lines carry no
 //! record in `csv` and `json` and are passed over, while in `lines` a blank
 //! line is an empty string, as Spark's `socketTextStream` gives it.
