@@ -56,6 +56,8 @@ pub mod storage;
 mod stream;
 mod sync;
 pub mod table;
+#[cfg(test)]
+mod test_random;
 pub mod time;
 pub mod trigger;
 pub mod watermark;

@@ -273,6 +273,7 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
+    use crate::test_random::Random;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -284,34 +285,13 @@ mod tests {
         ]))
     }
 
+    /// arrow-json's batch of `chunk`, or `None` when it refuses it.
     fn arrows(chunk: &[u8], schema: &SchemaRef) -> Option<RecordBatch> {
         let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
             .build_decoder()
             .ok()?;
-        let mut at = 0;
-        while at < chunk.len() {
-            match decoder.decode(&chunk[at..]).ok()? {
-                0 => break,
-                n => at += n,
-            }
-        }
+        crate::format::feed(chunk, |bytes| decoder.decode(bytes)).ok()?;
         decoder.flush().ok()?
-    }
-
-    /// A small pseudo-random sequence (xorshift), the same on every run.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-            from[self.next() as usize % from.len()]
-        }
     }
 
     /// Random lines of good and broken shapes: whatever is read here is

@@ -332,6 +332,7 @@ mod tests {
     use arrow::datatypes::Int32Type;
 
     use super::*;
+    use crate::test_random::Random;
 
     fn arrow_text(batch: &RecordBatch, header: bool) -> std::result::Result<String, String> {
         let mut writer = arrow::csv::WriterBuilder::new()
@@ -364,36 +365,22 @@ mod tests {
         }
     }
 
-    /// A small pseudo-random sequence (xorshift), so the cases are the
-    /// same on every run.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+    /// A value near a boundary often, anywhere sometimes.
+    fn int(random: &mut Random) -> i64 {
+        match random.next() % 4 {
+            0 => random.pick(&[0, 1, -1, i64::MAX, i64::MIN, 999, -1000]),
+            1 => random.next() as i64 % 1_000_000_000_000_000_000,
+            2 => random.next() as i64 % 100_000_000_000_000,
+            _ => random.next() as i64,
         }
+    }
 
-        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-            from[self.next() as usize % from.len()]
-        }
-
-        /// A value near a boundary often, anywhere sometimes.
-        fn int(&mut self) -> i64 {
-            match self.next() % 4 {
-                0 => self.pick(&[0, 1, -1, i64::MAX, i64::MIN, 999, -1000]),
-                1 => self.next() as i64 % 1_000_000_000_000_000_000,
-                2 => self.next() as i64 % 100_000_000_000_000,
-                _ => self.next() as i64,
-            }
-        }
-
-        fn text(&mut self) -> String {
-            let pieces = ["a", "", ",", "\"", "\n", "\r", " ", "é", "x\"y", "1,5", "#"];
-            (0..self.next() % 4).map(|_| self.pick(&pieces)).collect()
-        }
+    /// Up to three pieces of text, among them every byte that needs quotes.
+    fn text(random: &mut Random) -> String {
+        let pieces = ["a", "", ",", "\"", "\n", "\r", " ", "é", "x\"y", "1,5", "#"];
+        (0..random.next() % 4)
+            .map(|_| random.pick(&pieces))
+            .collect()
     }
 
     /// Every type with a direct writer, with nulls, special characters,
@@ -411,9 +398,11 @@ mod tests {
                     .map(|_| !random.next().is_multiple_of(5))
                     .collect();
                 let ints: Vec<Option<i64>> =
-                    valid.iter().map(|&v| v.then(|| random.int())).collect();
-                let texts: Vec<Option<String>> =
-                    valid.iter().map(|&v| v.then(|| random.text())).collect();
+                    valid.iter().map(|&v| v.then(|| int(&mut random))).collect();
+                let texts: Vec<Option<String>> = valid
+                    .iter()
+                    .map(|&v| v.then(|| text(&mut random)))
+                    .collect();
                 let array: ArrayRef = match random.next() % 13 {
                     0 => Arc::new(Int64Array::from(ints)),
                     1 => Arc::new(Int32Array::from_iter(
@@ -444,7 +433,7 @@ mod tests {
                     )),
                 };
                 let name = if case % 7 == 0 {
-                    random.text()
+                    text(&mut random)
                 } else {
                     format!("c{c}")
                 };
