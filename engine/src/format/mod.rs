@@ -305,9 +305,12 @@ impl RecordDecoder {
         policy: ErrorPolicy,
         metrics: Arc<SourceMetrics>,
     ) -> Self {
+        // JSON reads its timestamps in `flat_json.rs`: a chunk that one
+        // leaves to arrow is not of the plain shape, so a second try with
+        // text columns would mostly decode it three times.
         let text_timestamps = match format {
-            Format::Csv { .. } | Format::Json => TextTimestamps::of(&schema),
-            Format::Lines => None,
+            Format::Csv { .. } => TextTimestamps::of(&schema),
+            Format::Json | Format::Lines => None,
         };
         RecordDecoder {
             source: source.into(),

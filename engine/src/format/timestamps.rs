@@ -1,18 +1,19 @@
 //! Timestamps read from text at the cost of their digits.
 //!
-//! arrow-csv and arrow-json parse a timestamp through arrow's general
-//! parser (any ISO 8601 shape, time zones, chrono's checks), about a tenth
-//! of a JSON source's CPU (BENCHMARKS.md, issue 20). Event times are nearly
+//! arrow-csv parses a timestamp through arrow's general parser (any ISO
+//! 8601 shape, time zones, chrono's checks), about a tenth of a CSV
+//! source's CPU (BENCHMARKS.md, issue 20). Event times are nearly
 //! always written one way: `YYYY-MM-DD HH:MM:SS` (or with `T`), then
 //! perhaps `.` and 1 to 9 digits, in years 0 to 9999. [`TextTimestamps`]
 //! has arrow decode the timestamp columns as text and reads that shape
-//! itself, computing the civil date as chrono does.
+//! itself, computing the civil date as chrono does. JSON sources read the
+//! same shape with [`parse`] in `flat_json.rs`.
 //!
 //! The rule that keeps this exact: it reads a column only when *every*
 //! value is of that shape and valid (month, day of the month, hour, minute,
 //! second at most 59, no overflow); then its values are those arrow gives.
-//! Anything else — a null, another shape, a zone, a number in JSON, a
-//! value arrow refuses — and the caller decodes the records again with the
+//! Anything else — a null, another shape, a zone, a value arrow
+//! refuses — and the caller decodes the records again with the
 //! declared schema, so arrow's own parser and errors decide, as before.
 
 use std::sync::Arc;
