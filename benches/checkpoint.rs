@@ -4,9 +4,21 @@
 //! state every 10 batches, and every batch (state file written, fsynced and
 //! renamed; the commit every batch in both). A state save writes only what
 //! changed since the one before (the new pane, new keys; see
-//! `engine/src/checkpoint/chain.rs`). One measured iteration is one batch in
-//! steady state; the bytes and time of the last state write are printed
-//! too.
+//! `engine/src/checkpoint/chain.rs`), on the query's checkpoint writer while
+//! the next batch runs (`engine/src/checkpoint/writer.rs`).
+//!
+//! Two figures per configuration:
+//!
+//! - **back to back** (criterion): one iteration is one batch in steady
+//!   state, the next fed as soon as one is done. With checkpoints, a batch
+//!   waits for the checkpoint before its own: this is the throughput when
+//!   the disk is the bottleneck (a backfill);
+//! - **paced**: 100 batches, each 20 ms after the one before (more than a
+//!   checkpoint takes here; a real interval is 1 s): the median of the
+//!   batch's own time (its processing time, from its start to its
+//!   checkpoint handed over) and the process's CPU per batch, the writer's
+//!   included. This is what decides whether a query keeps up with its
+//!   interval.
 //!
 //! Then restore: a 300-second window sliding every second (about 90 MiB of
 //! state) is stopped, which saves its state, and started again from that
@@ -32,6 +44,7 @@ fn checkpoints(c: &mut Criterion) {
     // The same every-batch checkpoints in memory (tmpfs, where fsync costs
     // nothing): what the engine itself spends, apart from the disk.
     let memory = tempfile::tempdir_in("/dev/shm").ok();
+    let mut paced = Vec::new();
     for (name, every) in [
         ("none", None),
         ("every_10_batches", Some(10)),
@@ -55,15 +68,45 @@ fn checkpoints(c: &mut Criterion) {
         common::measure(&mut group, name, &mut fixture, &runtime);
         if let Some(progress) = fixture.handle.last_progress() {
             println!(
-                "{name}: state {:.1} MiB, last checkpoint {} bytes in {} ms",
+                "{name}: state {:.1} MiB, last checkpoint {} bytes in {:.2} ms",
                 progress.state_bytes as f64 / (1 << 20) as f64,
                 progress.checkpoint_bytes,
-                progress.checkpoint_time.as_millis()
+                progress.checkpoint_time.as_secs_f64() * 1e3
+            );
+        }
+        paced.push((name, pace(&mut fixture, &runtime)));
+    }
+    group.finish();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if let Some((_, (none_batch, none_cpu))) = paced.first().copied() {
+        for (name, (batch, cpu)) in paced {
+            println!(
+                "paced {name}: batch {:.3} ms ({:.2}x none), CPU {:.3} ms per batch ({:.2}x none)",
+                ms(batch),
+                batch.as_secs_f64() / none_batch.as_secs_f64(),
+                ms(cpu),
+                cpu.as_secs_f64() / none_cpu.as_secs_f64(),
             );
         }
     }
-    group.finish();
     restore(&runtime, dir.path());
+}
+
+/// Runs 100 batches 20 ms apart: the median batch processing time, and the
+/// process's CPU time per batch.
+fn pace(fixture: &mut Fixture, runtime: &tokio::runtime::Runtime) -> (Duration, Duration) {
+    const BATCHES: u32 = 100;
+    let mut times = Vec::with_capacity(BATCHES as usize);
+    let cpu = common::cpu_time();
+    for _ in 0..BATCHES {
+        fixture.step(runtime);
+        let progress = fixture.handle.last_progress().expect("a batch ran");
+        times.push(progress.processing_time);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu = (common::cpu_time() - cpu) / BATCHES;
+    times.sort();
+    (times[times.len() / 2], cpu)
 }
 
 /// Times starting a query again from a checkpoint of about 90 MiB.

@@ -44,9 +44,6 @@
 //! one second of processing time on a manual clock that the harness moves
 //! as fast as the query goes, each with `rate` events.
 
-// getrusage is the one call that needs it.
-#![allow(unsafe_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -161,20 +158,6 @@ struct Run {
     output_rows: u64,
 }
 
-/// User + system CPU time of the whole process so far.
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
-    let usage = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
-        usage.assume_init()
-    };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
 /// Starts a new peak-RSS measurement (Linux: resets VmHWM to the current
 /// RSS, which includes what the allocator kept from earlier runs); whether
 /// it could.
@@ -251,7 +234,7 @@ fn run(
             .unwrap();
         let reset = reset_peak_rss();
         let rss_at_start = peak_rss_mb();
-        let (cpu, started) = (cpu_time(), Instant::now());
+        let (cpu, started) = (common::cpu_time(), Instant::now());
         ctx.start().await.unwrap();
         // One batch per second of the manual clock, each `rate` events. The
         // query finishes with the batch that takes the last events (a
@@ -266,7 +249,7 @@ fn run(
             println!("# the page and the metrics were loaded {loads} times during the run");
         }
         let run = Run {
-            cpu: cpu_time() - cpu,
+            cpu: common::cpu_time() - cpu,
             wall: started.elapsed(),
             // Without a reset, the peak of the whole process would show.
             peak_rss_mb: if reset { peak_rss_mb() } else { f64::NAN },

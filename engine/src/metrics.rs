@@ -155,9 +155,13 @@ pub struct BatchInfo {
     /// The event-time watermark after this batch (epoch milliseconds), for
     /// a query with an event-time window; `None` before any event.
     pub watermark: Option<i64>,
-    /// Bytes of the state checkpoint written after this batch (0: none).
+    /// Bytes of the state file of the last checkpoint that finished
+    /// while this batch ran (0: none, or only a commit). A checkpoint is
+    /// written while the batch after it runs, so this is usually the
+    /// previous batch's.
     pub checkpoint_bytes: u64,
-    /// How long writing that checkpoint (state and commit) took.
+    /// How long that checkpoint took, from its hand-over to the writer to
+    /// its commit.
     pub checkpoint_time: Duration,
 }
 

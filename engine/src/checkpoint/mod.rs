@@ -40,7 +40,10 @@
 //!    again) — a crash here re-runs the batch from the log;
 //! 3. the state is saved (`state-<t>.bin`, when due) — a state newer than
 //!    the last commit is never used (its batch's output was not
-//!    committed), so a crash here also re-runs the batch;
+//!    committed), so a crash here also re-runs the batch. Steps 3 to 5 run
+//!    on the query's checkpoint writer while batch `t + 1` runs
+//!    (`writer.rs`): the snapshot is taken on the batch's path, the disk
+//!    is waited for off it;
 //! 4. `commit` names `t` (on an object store: a conditional write of the
 //!    version this process wrote before, which fails if another process
 //!    took over) — after it, the batch is done;
@@ -55,6 +58,7 @@
 mod chain;
 mod lock;
 mod state_file;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,6 +74,7 @@ pub(crate) use chain::Chain;
 pub(crate) use lock::CheckpointLock;
 pub(crate) use state_file::{StateReader, StateWriter};
 use state_file::{check, decode, encode, referenced};
+pub(crate) use writer::{CheckpointWriter, Written};
 
 /// What identifies a query across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use futures::FutureExt;
 
-use crate::checkpoint::{Chain, CheckpointDir, CheckpointLock, Fingerprint, StateReader};
+use crate::checkpoint::{
+    Chain, CheckpointDir, CheckpointWriter, Fingerprint, StateReader, StateWriter, Written,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Node, NodeId, NodeKind};
 use crate::metrics::BatchInfo;
@@ -37,16 +39,16 @@ pub(super) struct RunningQuery {
     pub(super) reported_late: bool,
     /// Where its checkpoints go, and every how many batches state is saved.
     checkpoint: Option<(CheckpointDir, u64)>,
-    /// Where the parts of its last saved state are (incremental saves).
-    chain: Chain,
-    /// This process's hold on the checkpoint directory, while it runs.
-    lock: Option<CheckpointLock>,
+    /// Writes its checkpoints while the next batch runs; it holds this
+    /// process's lock on the checkpoint directory and knows where the
+    /// parts of the last saved state are (incremental saves).
+    writer: Option<CheckpointWriter>,
     /// Batches up to this time ran before a restart: they are not run again.
     resume_after: Option<BatchTime>,
     /// The last batch it ran.
     last_batch: Option<BatchTime>,
-    /// The bytes and time of the checkpoint after the last batch.
-    last_checkpoint: (u64, Duration),
+    /// What the checkpoint that finished during the last batch wrote.
+    last_checkpoint: Written,
     /// Batches to run again after a restart, with what each source took.
     replay: BTreeMap<BatchTime, BTreeMap<String, serde_json::Value>>,
 }
@@ -140,6 +142,18 @@ impl Inner {
             }
             checkpoint = Some((dir, settings.every.max(1)));
         }
+        let writer = match (&checkpoint, lock) {
+            (Some((dir, _)), Some(lock)) => {
+                let chain = Chain::new(settings.as_ref().map_or(1, |s| s.full_every));
+                Some(CheckpointWriter::start(
+                    &shared.name,
+                    dir.clone(),
+                    lock,
+                    chain,
+                )?)
+            }
+            _ => None,
+        };
         let order = node.post_order();
         let saved = restored
             .as_ref()
@@ -158,12 +172,11 @@ impl Inner {
             output,
             batches: 0,
             reported_late: false,
-            chain: Chain::new(settings.as_ref().map_or(1, |s| s.full_every)),
+            writer,
             checkpoint,
-            lock,
             resume_after: None,
             last_batch: None,
-            last_checkpoint: (0, Duration::ZERO),
+            last_checkpoint: Written::default(),
             replay: BTreeMap::new(),
         };
         let opened = readers.open(self, &query.shared.sources, start)?;
@@ -278,7 +291,7 @@ impl Inner {
         listeners: &[Arc<dyn StreamingListener>],
     ) -> Option<QueryStatus> {
         let started = Instant::now();
-        query.last_checkpoint = (0, Duration::ZERO);
+        query.last_checkpoint = Written::default();
         let outcome = match query.log_offsets(time, inputs.offsets) {
             // A panic in a batch (an operator, a user callback) fails that
             // query with an error; the engine and other queries go on.
@@ -331,8 +344,8 @@ impl Inner {
             state_bytes: operator_bytes.values().sum(),
             late_rows,
             watermark: query.watermark(),
-            checkpoint_bytes: query.last_checkpoint.0,
-            checkpoint_time: query.last_checkpoint.1,
+            checkpoint_bytes: query.last_checkpoint.bytes,
+            checkpoint_time: query.last_checkpoint.took,
         };
         query.shared.record.add(&info, operator_bytes);
         query.shared.progress.send_replace(Some(info.clone()));
@@ -471,14 +484,26 @@ impl RunningQuery {
         dir.log_offsets(time, &logged)
     }
 
-    /// Each operator's state, in graph order (a source's is empty).
-    fn save_states(&mut self) -> Result<Vec<crate::checkpoint::StateWriter>> {
-        let mut states = Vec::with_capacity(self.order.len());
+    /// The snapshot of batch `time`: each operator's state in graph order
+    /// (a source's is empty), then the position of each source it reads.
+    fn snapshot(&mut self, time: BatchTime, positions: &Positions) -> Result<Vec<StateWriter>> {
+        let Some(writer) = &self.writer else {
+            return Ok(Vec::new());
+        };
+        let mut chain = writer.chain();
+        chain.prepare(time);
+        let mut states = Vec::with_capacity(self.order.len() + self.shared.sources.len());
         for (index, node) in self.order.iter().enumerate() {
-            let mut state = self.chain.writer(index);
+            let mut state = chain.writer(index);
             if let Some(op) = self.operators.get_mut(&node.id) {
                 op.save(&mut state)?;
             }
+            states.push(state);
+        }
+        for name in &self.shared.sources {
+            let mut state = chain.writer(states.len());
+            let position = positions.get(name).cloned().flatten();
+            state.value("position", position.unwrap_or(serde_json::Value::Null));
             states.push(state);
         }
         Ok(states)
@@ -501,37 +526,40 @@ impl RunningQuery {
         Ok(())
     }
 
-    /// After batch `time`'s output was delivered: saves state when due (or
-    /// when `force`d: a graceful stop), then commits the batch. The state
-    /// holds every operator's, then the position of each source it reads.
+    /// After batch `time`'s output was delivered: takes the snapshot when
+    /// state is due (or when `force`d: a graceful stop), and hands the
+    /// checkpoint to the writer, once the one before is written
+    /// (`checkpoint/writer.rs`). A forced one is waited for.
     fn checkpoint(&mut self, time: BatchTime, positions: &Positions, force: bool) -> Result<()> {
-        let Some((dir, _)) = self.checkpoint.clone() else {
+        let Some(writer) = &mut self.writer else {
             return Ok(());
         };
-        let started = Instant::now();
-        let mut bytes = 0;
-        let saves = force || self.saves_state_now();
-        if saves {
-            self.chain.prepare(time);
-            let mut states = self.save_states()?;
-            for name in &self.shared.sources {
-                let mut state = self.chain.writer(states.len());
-                let position = positions.get(name).cloned().flatten();
-                state.value("position", position.unwrap_or(serde_json::Value::Null));
-                states.push(state);
-            }
-            bytes = dir.save_state(time, states, &mut self.chain)?;
+        // The one before first: the snapshot's writers ask its chain.
+        if let Some(written) = writer.settle()? {
+            self.last_checkpoint = written;
         }
-        crate::crash::point("before-commit");
-        let lock = self
-            .lock
-            .as_ref()
-            .ok_or_else(|| Error::Internal("a checkpoint without its lock".into()))?;
-        dir.commit(lock, time)?;
-        if saves {
-            dir.prune(time, &self.chain)?;
+        let states = if force || self.saves_state_now() {
+            Some(self.snapshot(time, positions)?)
+        } else {
+            None
+        };
+        let Some(writer) = &mut self.writer else {
+            return Ok(());
+        };
+        writer.hand_over(time, states)?;
+        if force {
+            self.settle_checkpoint()?;
         }
-        self.last_checkpoint = (bytes as u64, started.elapsed());
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if any (at the query's end).
+    pub(super) fn settle_checkpoint(&mut self) -> Result<()> {
+        if let Some(writer) = &mut self.writer
+            && let Some(written) = writer.settle()?
+        {
+            self.last_checkpoint = written;
+        }
         Ok(())
     }
 

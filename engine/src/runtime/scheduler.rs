@@ -140,7 +140,13 @@ impl Inner {
         let mut i = 0;
         while i < running.len() {
             if running[i].shared.stop_requested.load(Ordering::SeqCst) {
-                let q = running.remove(i);
+                let mut q = running.remove(i);
+                if let Err(e) = q.settle_checkpoint() {
+                    self.notices.send(format!(
+                        "query '{}': its last checkpoint failed: {e}",
+                        q.shared.name
+                    ));
+                }
                 readers.release(&q.shared.sources);
                 self.end_query(&q.shared, QueryStatus::Stopped);
             } else {
@@ -212,7 +218,15 @@ impl Inner {
             }
         }
         for (index, status) in ended.into_iter().rev() {
-            let query = running.remove(index);
+            let mut query = running.remove(index);
+            // It ends once its last checkpoint is written; a failure to
+            // write it fails the query.
+            let status = match query.settle_checkpoint() {
+                Err(e) if !matches!(status, QueryStatus::Failed(_)) => {
+                    QueryStatus::Failed(Arc::new(e))
+                }
+                _ => status,
+            };
             readers.release(&query.shared.sources);
             self.end_query(&query.shared, status);
         }

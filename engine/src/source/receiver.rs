@@ -198,8 +198,10 @@ pub(crate) struct LogState {
     saved: Mutex<VecDeque<u64>>,
 }
 
-/// How many saved positions the receiver log keeps the bytes after.
-const KEPT_POSITIONS: usize = 3;
+/// How many saved positions the receiver log keeps the bytes after: the
+/// two kept generations', the one being written's (its batch's checkpoint
+/// is written while the next batch runs), and the one being taken.
+const KEPT_POSITIONS: usize = 4;
 
 impl LogState {
     pub(crate) fn new(

@@ -1,0 +1,176 @@
+//! The checkpoint writer: a query's checkpoints written on a thread of
+//! their own, while its next batch runs (Flink's asynchronous snapshots).
+//!
+//! **What stays on the batch's path.** After batch `t`'s output was
+//! delivered, the query takes its snapshot: each operator's state as Arrow
+//! batches (shared with the operator, not copied: a closed pane's partials
+//! are immutable) and JSON values, and each source's position. That is
+//! all the batch waits for.
+//!
+//! **What the writer does**, in this order, for batch `t`: encodes the
+//! snapshot and writes `state-<t>.bin` (when state is due), commits `t`,
+//! and prunes what no restart can need (see the order of a batch in
+//! [`super`]). Batch `t + 1` runs meanwhile.
+//!
+//! **One checkpoint at a time.** The checkpoint of batch `t + 1` is handed
+//! over only once `t`'s is written: the next generation's writers must
+//! know where the last one put its parts ([`Chain`]), and a disk slower
+//! than the batches holds the batches back instead of piling snapshots up
+//! in memory. So every due checkpoint is written, in batch order; on a
+//! disk that keeps up, a batch never waits.
+//!
+//! **After a crash** the commit of the last batch (or two) whose output was
+//! delivered may be missing, as after a crash between a batch's output and
+//! its commit: the restart resumes from the state before and runs those
+//! batches again from the offset log. The files sink rewrites the same
+//! bytes, the Kafka sink skips the batches its transactions committed, the
+//! console prints them again.
+//!
+//! **Failures** are the next checkpoint's: a write that failed is reported
+//! when the query next waits for the writer (its next checkpoint, or its
+//! end), and fails the query there.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Chain, CheckpointDir, CheckpointLock, StateWriter};
+use crate::error::{Error, Result};
+use crate::sync::lock;
+use crate::time::BatchTime;
+
+/// What one checkpoint wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Written {
+    /// Bytes of the state file (0 when only the commit was written).
+    pub(crate) bytes: u64,
+    /// From the hand-over to the commit's end (the wait for the disk
+    /// included).
+    pub(crate) took: Duration,
+}
+
+/// A checkpoint handed to the writer.
+struct Job {
+    time: BatchTime,
+    /// The snapshot, when state is saved with this batch.
+    states: Option<Vec<StateWriter>>,
+    handed_over: Instant,
+}
+
+/// A query's checkpoint writer (module docs).
+pub(crate) struct CheckpointWriter {
+    chain: Arc<Mutex<Chain>>,
+    jobs: Option<SyncSender<Job>>,
+    written: Receiver<Result<Written>>,
+    /// Whether a checkpoint is being written.
+    in_flight: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CheckpointWriter {
+    /// Starts the writer of a query's checkpoints into `dir`, holding
+    /// `hold` (released when the writer ends, after its last commit).
+    pub(crate) fn start(
+        query: &str,
+        dir: CheckpointDir,
+        hold: CheckpointLock,
+        chain: Chain,
+    ) -> Result<Self> {
+        let chain = Arc::new(Mutex::new(chain));
+        let (jobs, queue) = sync_channel::<Job>(1);
+        let (report, written) = sync_channel(1);
+        let shared = Arc::clone(&chain);
+        let thread = std::thread::Builder::new()
+            .name(format!("brooklet-checkpoint-{query}"))
+            .spawn(move || {
+                for job in queue {
+                    if report.send(write(&dir, &hold, &shared, job)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the checkpoint writer: {e}")))?;
+        Ok(CheckpointWriter {
+            chain,
+            jobs: Some(jobs),
+            written,
+            in_flight: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the checkpoint being written, if one is: what it wrote,
+    /// or why it failed.
+    pub(crate) fn settle(&mut self) -> Result<Option<Written>> {
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(None);
+        }
+        let written = self
+            .written
+            .recv()
+            .map_err(|_| Error::Internal("the checkpoint writer is gone".into()))?;
+        written.map(Some)
+    }
+
+    /// Where the last generation put its parts, for the next generation's
+    /// writers. Call after [`CheckpointWriter::settle`].
+    pub(crate) fn chain(&self) -> MutexGuard<'_, Chain> {
+        lock(&self.chain)
+    }
+
+    /// Hands over the checkpoint of batch `time` (with `states` when its
+    /// state is saved), after the one before is written: what that one
+    /// wrote, or why it failed.
+    pub(crate) fn hand_over(
+        &mut self,
+        time: BatchTime,
+        states: Option<Vec<StateWriter>>,
+    ) -> Result<Option<Written>> {
+        let before = self.settle()?;
+        let job = Job {
+            time,
+            states,
+            handed_over: Instant::now(),
+        };
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| Error::Internal("the checkpoint writer is gone".into()))?;
+        self.in_flight = true;
+        Ok(before)
+    }
+}
+
+impl Drop for CheckpointWriter {
+    /// Lets the checkpoint being written finish (and the lock go after it).
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes one checkpoint: the state (when due), the commit, then pruning.
+fn write(
+    dir: &CheckpointDir,
+    hold: &CheckpointLock,
+    chain: &Mutex<Chain>,
+    job: Job,
+) -> Result<Written> {
+    let mut bytes = 0;
+    let saved = job.states.is_some();
+    if let Some(states) = job.states {
+        bytes = dir.save_state(job.time, states, &mut lock(chain))? as u64;
+    }
+    crate::crash::point("before-commit");
+    dir.commit(hold, job.time)?;
+    if saved {
+        dir.prune(job.time, &lock(chain))?;
+    }
+    Ok(Written {
+        bytes,
+        took: job.handed_over.elapsed(),
+    })
+}
