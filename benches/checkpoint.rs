@@ -97,26 +97,41 @@ fn checkpoints(c: &mut Criterion) {
 fn pace(fixture: &mut Fixture, runtime: &tokio::runtime::Runtime) -> (Duration, Duration) {
     const BATCHES: u32 = 100;
     let mut times = Vec::with_capacity(BATCHES as usize);
+    let mut checkpoints = Vec::with_capacity(BATCHES as usize);
     let cpu = common::cpu_time();
     for _ in 0..BATCHES {
         fixture.step(runtime);
         let progress = fixture.handle.last_progress().expect("a batch ran");
         times.push(progress.processing_time);
+        checkpoints.push(progress.checkpoint_time);
         std::thread::sleep(Duration::from_millis(20));
     }
     let cpu = (common::cpu_time() - cpu) / BATCHES;
     times.sort();
+    checkpoints.sort();
+    let at = |d: &[Duration], q: usize| d[(d.len() - 1) * q / 100].as_secs_f64() * 1e3;
+    println!(
+        "  batch p10/p50/p90 {:.3}/{:.3}/{:.3} ms; checkpoint written in p50/p90/max {:.2}/{:.2}/{:.2} ms",
+        at(&times, 10),
+        at(&times, 50),
+        at(&times, 90),
+        at(&checkpoints, 50),
+        at(&checkpoints, 90),
+        at(&checkpoints, 100)
+    );
     (times[times.len() / 2], cpu)
 }
 
-/// Times starting a query again from a checkpoint of about 90 MiB.
+/// Times starting a query again from a checkpoint of about 90 MiB (the
+/// state of its 301st batch; the 302nd runs again).
 fn restore(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
     let spec = WindowSpec::sliding(Duration::from_secs(300), Duration::from_secs(1));
     let window = move |s: DStream, k, a| s.window_aggregate(k, a, spec).unwrap();
-    // State saved once, after the last batch (the 301st).
+    // State saved once, after the 301st batch; the 302nd batch's figures
+    // tell what that save wrote (it is written while the 302nd runs).
     let checkpoint = Some((dir.join("restore"), 301));
     let mut fixture = Fixture::with_checkpoint(runtime, window, checkpoint.clone());
-    for _ in 0..301 {
+    for _ in 0..302 {
         fixture.step(runtime);
     }
     let progress = fixture.handle.last_progress().unwrap();

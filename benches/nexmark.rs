@@ -53,12 +53,6 @@ use brooklet::prelude::*;
 
 mod common;
 
-// The allocator the `brooklet` binary uses too: glibc's returns the large
-// buffers of every batch to the kernel and faults them in again, which
-// made a run's cost depend on what ran before it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// What the command line asks for.
 struct Args {
     queries: Vec<String>,

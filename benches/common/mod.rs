@@ -18,6 +18,14 @@ use brooklet::engine::Watermark;
 use brooklet::prelude::*;
 use brooklet::{MemorySource, Notices};
 
+// The allocator the `brooklet` binary uses too, in every benchmark: glibc's
+// returns the large buffers of every batch to the kernel and faults them in
+// again, which made a run's cost depend on what ran before it; and its
+// unmapping on one thread interrupts the others (TLB shootdowns), which
+// charged a checkpoint writer's frees to the batches beside it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub const KEYS: i64 = 10_000;
 pub const ROWS_PER_BATCH: i64 = 20_000;
 

@@ -26,6 +26,13 @@
 //! bytes, the Kafka sink skips the batches its transactions committed, the
 //! console prints them again.
 //!
+//! **The writer takes what CPU is left** (`SCHED_IDLE` on Linux, as
+//! RocksDB lowers its compaction threads): woken by a hand-over, a thread
+//! of normal priority would preempt the batch's thread on its own core and
+//! charge the encoding to the batch's time, while the other core idles.
+//! When every core is busy the writer waits for one, and the next
+//! checkpoint waits for the writer: the batches slow down, nothing piles up.
+//!
 //! **Failures** are the next checkpoint's: a write that failed is reported
 //! when the query next waits for the writer (its next checkpoint, or its
 //! end), and fails the query there.
@@ -84,6 +91,7 @@ impl CheckpointWriter {
         let thread = std::thread::Builder::new()
             .name(format!("brooklet-checkpoint-{query}"))
             .spawn(move || {
+                lower_priority();
                 for job in queue {
                     if report.send(write(&dir, &hold, &shared, job)).is_err() {
                         return;
@@ -152,6 +160,21 @@ impl Drop for CheckpointWriter {
     }
 }
 
+/// Makes the calling thread run only on CPU no other thread wants
+/// (module docs). Where that is refused, the thread keeps its priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let parameters = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; the parameters live across
+        // the call, which only reads them.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters);
+        }
+    }
+}
+
 /// Writes one checkpoint: the state (when due), the commit, then pruning.
 fn write(
     dir: &CheckpointDir,
@@ -173,4 +196,52 @@ fn write(
         bytes,
         took: job.handed_over.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Dir;
+
+    #[test]
+    fn a_failed_write_is_reported_at_the_next_wait_and_the_lock_goes_with_the_writer() {
+        let temporary = tempfile::tempdir().unwrap();
+        let path = temporary.path().to_path_buf();
+        let checkpoint = CheckpointDir::new(Dir::Local(path.clone()));
+        let hold = checkpoint.lock(Duration::from_secs(1)).unwrap();
+        let mut writer =
+            CheckpointWriter::start("q", checkpoint.clone(), hold, Chain::new(0)).unwrap();
+        let at = BatchTime::from_millis;
+        assert!(writer.hand_over(at(1000), None).unwrap().is_none());
+        let mut states = writer.chain().writer(0);
+        states.value("n", serde_json::json!(1));
+        // The commit of 1000 is waited for before 2000 is handed over.
+        assert!(
+            writer
+                .hand_over(at(2000), Some(vec![states]))
+                .unwrap()
+                .is_some()
+        );
+        let written = writer.settle().unwrap().expect("2000 was being written");
+        assert!(written.bytes > 0);
+        assert!(path.join("state-2000.bin").exists());
+        assert_eq!(
+            std::fs::read_to_string(path.join("commit")).unwrap(),
+            "2000"
+        );
+        // A commit that cannot be written: its error comes at the next wait.
+        std::fs::remove_file(path.join("commit")).unwrap();
+        std::fs::create_dir(path.join("commit")).unwrap();
+        writer.hand_over(at(3000), None).unwrap();
+        let e = writer.settle().unwrap_err().to_string();
+        assert!(e.contains("commit"), "{e}");
+        assert!(
+            writer.settle().unwrap().is_none(),
+            "nothing is being written"
+        );
+        // The lock is the writer's until it ends.
+        assert!(checkpoint.lock(Duration::from_secs(1)).is_err());
+        drop(writer);
+        checkpoint.lock(Duration::from_secs(1)).unwrap();
+    }
 }
