@@ -3,7 +3,9 @@
 //!
 //! [`write_with_crash_points`] writes under a hidden temporary name in the same
 //! directory (`.<name>.tmp`), fsyncs it, renames it over the target and
-//! fsyncs the directory, so that the rename itself survives a crash. The
+//! fsyncs the directory, so that the rename itself survives a crash.
+//! [`replace_with_crash_points`] leaves the directory's fsync to the next
+//! durable write in it (a checkpoint's state file, then its commit). The
 //! checkpoint files, the `files` source's list of taken files and the
 //! `files` sink's output are written so; the receiver log, which appends,
 //! uses [`sync_dir`] for the names of its new segments.
@@ -18,6 +20,20 @@ use crate::error::{Error, Result};
 /// all of `bytes`, durably (see the module docs), passing the test-only crash points `mid_write`
 /// (half the bytes written) and `written` (all written, not renamed).
 pub(crate) fn write_with_crash_points(
+    path: &Path,
+    bytes: &[u8],
+    mid_write: Option<&str>,
+    written: Option<&str>,
+) -> Result<()> {
+    replace_with_crash_points(path, bytes, mid_write, written)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| io_error(dir, "sync", e))
+}
+
+/// [`write_with_crash_points`] but for the directory's fsync: `path`
+/// holds its old content or all of `bytes`, and the new content survives
+/// a crash once the directory is synced (by the next durable write in it).
+pub(crate) fn replace_with_crash_points(
     path: &Path,
     bytes: &[u8],
     mid_write: Option<&str>,
@@ -46,8 +62,7 @@ pub(crate) fn write_with_crash_points(
     if let Some(point) = written {
         crate::crash::point(point);
     }
-    fs::rename(&temporary, path).map_err(|e| io_error(path, "rename into", e))?;
-    sync_dir(dir).map_err(|e| io_error(dir, "sync", e))
+    fs::rename(&temporary, path).map_err(|e| io_error(path, "rename into", e))
 }
 
 /// Fsyncs the directory `dir`, so that the names created, renamed or

@@ -26,8 +26,9 @@
 //!   (`lock.rs`).
 //!
 //! Every file is written whole and atomically ([`Dir::write`]: locally a
-//! temporary file, fsynced and renamed; on an object store one PUT), so a
-//! crash leaves either the old file or the new one. No step needs a
+//! temporary file, fsynced and renamed, then the directory fsynced — for a
+//! state file, by the commit's write that follows it; on an object store
+//! one PUT), so a crash leaves either the old file or the new one. No step needs a
 //! rename across files.
 //!
 //! **Crash by crash** (the order of one batch, then what a restart does):
@@ -359,12 +360,9 @@ impl CheckpointDir {
         })?;
         let bytes = std::mem::take(&mut encoded.bytes);
         let size = bytes.len();
-        self.dir.write_with_crash_points(
-            &state_file_name(time),
-            bytes.into(),
-            None,
-            Some("state-written"),
-        )?;
+        // Its commit, in the same directory, syncs the directory after it.
+        self.dir
+            .write_before_next(&state_file_name(time), bytes.into(), Some("state-written"))?;
         chain.record(time, &encoded);
         Ok(size)
     }

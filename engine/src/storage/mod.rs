@@ -43,7 +43,7 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 
-use crate::durable::write_with_crash_points;
+use crate::durable::{replace_with_crash_points, write_with_crash_points};
 use crate::error::{Error, Result};
 
 pub use object::ObjectDir;
@@ -183,6 +183,23 @@ impl Dir {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// [`Dir::write_with_crash_points`] for a file that a later write in
+    /// this directory makes count (a state file, then its commit): on a
+    /// local disk the directory is not synced for it, the later write's
+    /// sync makes its name durable too (one fsync fewer); a crash before
+    /// leaves the old content or none. On an object store, the same PUT.
+    pub(crate) fn write_before_next(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        written: Option<&str>,
+    ) -> Result<()> {
+        match self {
+            Dir::Local(path) => replace_with_crash_points(&path.join(name), &bytes, None, written),
+            Dir::Object(_) => self.write_with_crash_points(name, bytes, None, written),
         }
     }
 
