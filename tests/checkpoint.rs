@@ -1,5 +1,6 @@
 //! Checkpoints from Rust: `StreamingContext::get_or_create` resumes a
-//! running aggregate where it stopped, and refuses a changed query.
+//! running aggregate where it stopped, and refuses a changed query; a
+//! checkpoint that cannot be written fails its query.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,4 +134,39 @@ async fn a_restart_says_how_much_down_time_is_left_to_replay() {
             .starts_with("down time replayed: 29 batches"),
         "{down:?}"
     );
+}
+
+/// Checkpoints are written while the next batch runs: one that cannot be
+/// written fails its query at the batch after it, with the file's error.
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_written_fails_its_query_at_the_next_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, clock, stream) = counting(dir.path(), 0, QUERY).await;
+    let (handle, outputs) = record(stream.name("counts"));
+    ctx.start().await.unwrap();
+    ctx.memory_source("words").unwrap().push_records("a\n");
+    for time in [1000, 2000] {
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    // Once batch 2's commit is written, the checkpoint directory's place
+    // is taken by a file.
+    let query_dir = dir.path().join("counts");
+    let commit = query_dir.join("commit");
+    while std::fs::read_to_string(&commit).ok().as_deref() != Some("2000") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    std::fs::rename(&query_dir, dir.path().join("moved")).unwrap();
+    std::fs::write(&query_dir, "not a directory").unwrap();
+    // Batch 3 runs and hands its checkpoint over; the writer fails; batch 4
+    // learns it when it hands over its own.
+    clock.set(3000);
+    wait_for_batch(&handle, 3000).await;
+    clock.set(4000);
+    let error = handle.await_termination().await.unwrap_err().to_string();
+    assert!(error.contains("commit"), "{error}");
+    assert!(matches!(handle.status(), brooklet::QueryStatus::Failed(_)));
+    // Every batch that ran delivered its output; none ran after.
+    let times: Vec<i64> = outputs.lock().unwrap().iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, [1000, 2000, 3000, 4000]);
 }
