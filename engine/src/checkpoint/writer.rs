@@ -30,14 +30,18 @@
 //! RocksDB lowers its compaction threads): woken by a hand-over, a thread
 //! of normal priority would preempt the batch's thread on its own core and
 //! charge the encoding to the batch's time, while the other core idles.
-//! When every core is busy the writer waits for one, and the next
-//! checkpoint waits for the writer: the batches slow down, nothing piles up.
+//! But when a batch has to wait for the writer (its checkpoint is due and
+//! the one before is not written), the writer is raised to normal priority
+//! until that checkpoint is written: on a machine whose cores other work
+//! keeps busy, an idle-priority writer would hardly ever run, and the
+//! query with it. Each checkpoint starts at idle priority again.
 //!
 //! **Failures** are the next checkpoint's: a write that failed is reported
 //! when the query next waits for the writer (its next checkpoint, or its
 //! end), and fails the query there.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,6 +77,8 @@ pub(crate) struct CheckpointWriter {
     /// Whether a checkpoint is being written.
     in_flight: bool,
     thread: Option<JoinHandle<()>>,
+    /// The writer thread's kernel id (0 until it runs), to raise it.
+    thread_id: Arc<AtomicI32>,
 }
 
 impl CheckpointWriter {
@@ -88,11 +94,14 @@ impl CheckpointWriter {
         let (jobs, queue) = sync_channel::<Job>(1);
         let (report, written) = sync_channel(1);
         let shared = Arc::clone(&chain);
+        let thread_id = Arc::new(AtomicI32::new(0));
+        let this_thread = Arc::clone(&thread_id);
         let thread = std::thread::Builder::new()
             .name(format!("brooklet-checkpoint-{query}"))
             .spawn(move || {
-                lower_priority();
+                this_thread.store(priority::this_thread(), Ordering::SeqCst);
                 for job in queue {
+                    priority::lower();
                     if report.send(write(&dir, &hold, &shared, job)).is_err() {
                         return;
                     }
@@ -105,6 +114,7 @@ impl CheckpointWriter {
             written,
             in_flight: false,
             thread: Some(thread),
+            thread_id,
         })
     }
 
@@ -114,10 +124,16 @@ impl CheckpointWriter {
         if !std::mem::take(&mut self.in_flight) {
             return Ok(None);
         }
-        let written = self
-            .written
-            .recv()
-            .map_err(|_| Error::Internal("the checkpoint writer is gone".into()))?;
+        let gone = || Error::Internal("the checkpoint writer is gone".into());
+        let written = match self.written.try_recv() {
+            Ok(written) => written,
+            Err(TryRecvError::Empty) => {
+                // A batch waits for it: it runs at normal priority now.
+                priority::raise(self.thread_id.load(Ordering::SeqCst));
+                self.written.recv().map_err(|_| gone())?
+            }
+            Err(TryRecvError::Disconnected) => return Err(gone()),
+        };
         written.map(Some)
     }
 
@@ -160,17 +176,46 @@ impl Drop for CheckpointWriter {
     }
 }
 
-/// Makes the calling thread run only on CPU no other thread wants
-/// (module docs). Where that is refused, the thread keeps its priority.
-fn lower_priority() {
+/// The writer's priority (module docs). Where the kernel refuses a
+/// change, the thread keeps the priority it has.
+mod priority {
+    /// The calling thread's kernel id.
+    pub(super) fn this_thread() -> i32 {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: gettid has no arguments and cannot fail.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::gettid()
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        0
+    }
+
+    /// Makes the calling thread run only on CPU no other thread wants.
+    pub(super) fn lower() {
+        #[cfg(target_os = "linux")]
+        set(0, libc::SCHED_IDLE);
+    }
+
+    /// Gives thread `id` (0: unknown, nothing is done) a normal priority.
+    pub(super) fn raise(id: i32) {
+        #[cfg(target_os = "linux")]
+        if id != 0 {
+            set(id, libc::SCHED_OTHER);
+        }
+        let _ = id;
+    }
+
     #[cfg(target_os = "linux")]
-    {
+    fn set(id: i32, policy: libc::c_int) {
         let parameters = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 is the calling thread; the parameters live across
-        // the call, which only reads them.
+        // SAFETY: `id` is a thread of this process (0: the calling one);
+        // the parameters live across the call, which only reads them.
         #[allow(unsafe_code)]
         unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters);
+            libc::sched_setscheduler(id, policy, &parameters);
         }
     }
 }
