@@ -34,7 +34,10 @@
 //! the one before is not written), the writer is raised to normal priority
 //! until that checkpoint is written: on a machine whose cores other work
 //! keeps busy, an idle-priority writer would hardly ever run, and the
-//! query with it. Each checkpoint starts at idle priority again.
+//! query with it. Each checkpoint starts at idle priority again. Raising a
+//! thread takes a privilege (root, `CAP_SYS_NICE`, or an `RLIMIT_NICE`
+//! that allows nice 0): a process without it cannot raise a writer it
+//! lowered, so its writer is never lowered and runs at normal priority.
 //!
 //! **Failures** are the next checkpoint's: a write that failed is reported
 //! when the query next waits for the writer (its next checkpoint, or its
@@ -100,8 +103,11 @@ impl CheckpointWriter {
             .name(format!("brooklet-checkpoint-{query}"))
             .spawn(move || {
                 this_thread.store(priority::this_thread(), Ordering::SeqCst);
+                let idle = priority::can_lower_and_raise();
                 for job in queue {
-                    priority::lower();
+                    if idle {
+                        priority::lower();
+                    }
                     if report.send(write(&dir, &hold, &shared, job)).is_err() {
                         return;
                     }
@@ -193,6 +199,17 @@ mod priority {
         0
     }
 
+    /// Whether the calling thread may be lowered and raised again (it is
+    /// left at normal priority).
+    pub(super) fn can_lower_and_raise() -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            set(0, libc::SCHED_IDLE) && set(0, libc::SCHED_OTHER)
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
     /// Makes the calling thread run only on CPU no other thread wants.
     pub(super) fn lower() {
         #[cfg(target_os = "linux")]
@@ -208,14 +225,16 @@ mod priority {
         let _ = id;
     }
 
+    /// Sets thread `id`'s (0: the calling thread's) policy; whether the
+    /// kernel did.
     #[cfg(target_os = "linux")]
-    fn set(id: i32, policy: libc::c_int) {
+    fn set(id: i32, policy: libc::c_int) -> bool {
         let parameters = libc::sched_param { sched_priority: 0 };
         // SAFETY: `id` is a thread of this process (0: the calling one);
         // the parameters live across the call, which only reads them.
         #[allow(unsafe_code)]
         unsafe {
-            libc::sched_setscheduler(id, policy, &parameters);
+            libc::sched_setscheduler(id, policy, &parameters) == 0
         }
     }
 }
@@ -288,5 +307,41 @@ mod tests {
         assert!(checkpoint.lock(Duration::from_secs(1)).is_err());
         drop(writer);
         checkpoint.lock(Duration::from_secs(1)).unwrap();
+    }
+
+    /// A thread's scheduling policy, from `/proc` (field 41 of its `stat`).
+    #[cfg(target_os = "linux")]
+    fn policy(thread: i32) -> i64 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{thread}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        after_name
+            .split_whitespace()
+            .nth(38)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lowered_thread_is_idle_until_another_raises_it() {
+        let (lowered, ready) = std::sync::mpsc::channel();
+        let (raised, done) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let allowed = priority::can_lower_and_raise();
+            if allowed {
+                priority::lower();
+            }
+            lowered.send((priority::this_thread(), allowed)).unwrap();
+            done.recv().unwrap();
+        });
+        let (id, allowed) = ready.recv().unwrap();
+        if allowed {
+            assert_eq!(policy(id), libc::SCHED_IDLE as i64);
+            priority::raise(id);
+        }
+        assert_eq!(policy(id), libc::SCHED_OTHER as i64);
+        raised.send(()).unwrap();
+        thread.join().unwrap();
     }
 }
