@@ -104,6 +104,7 @@ fn pace(fixture: &mut Fixture, runtime: &tokio::runtime::Runtime) -> (Duration, 
         let progress = fixture.handle.last_progress().expect("a batch ran");
         times.push(progress.processing_time);
         checkpoints.push(progress.checkpoint_time);
+        // Real time, not the manual clock's: the disk's fsyncs take it.
         std::thread::sleep(Duration::from_millis(20));
     }
     let cpu = (common::cpu_time() - cpu) / BATCHES;

@@ -137,7 +137,8 @@ async fn a_restart_says_how_much_down_time_is_left_to_replay() {
 }
 
 /// Checkpoints are written while the next batch runs: one that cannot be
-/// written fails its query at the batch after it, with the file's error.
+/// written fails its query when the next batch hands its own over, after
+/// that batch's output.
 #[tokio::test]
 async fn a_checkpoint_that_cannot_be_written_fails_its_query_at_the_next_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,24 +150,23 @@ async fn a_checkpoint_that_cannot_be_written_fails_its_query_at_the_next_batch()
         clock.set(time);
         wait_for_batch(&handle, time).await;
     }
-    // Once batch 2's commit is written, the checkpoint directory's place
-    // is taken by a file.
+    // Batch 1 is committed (batch 2 waited for it); batch 2's checkpoint
+    // may be in flight. The checkpoint directory's place is taken by a
+    // file: batch 2's commit fails (batch 3 learns it), or, if it was
+    // already written, batch 3's (batch 4 learns it).
     let query_dir = dir.path().join("counts");
-    let commit = query_dir.join("commit");
-    while std::fs::read_to_string(&commit).ok().as_deref() != Some("2000") {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(query_dir.join("commit").is_file(), "batch 1 committed");
     std::fs::rename(&query_dir, dir.path().join("moved")).unwrap();
     std::fs::write(&query_dir, "not a directory").unwrap();
-    // Batch 3 runs and hands its checkpoint over; the writer fails; batch 4
-    // learns it when it hands over its own.
-    clock.set(3000);
-    wait_for_batch(&handle, 3000).await;
     clock.set(4000);
     let error = handle.await_termination().await.unwrap_err().to_string();
     assert!(error.contains("commit"), "{error}");
     assert!(matches!(handle.status(), brooklet::QueryStatus::Failed(_)));
-    // Every batch that ran delivered its output; none ran after.
+    // Every batch that ran delivered its output; none ran after the one
+    // that failed.
     let times: Vec<i64> = outputs.lock().unwrap().iter().map(|(t, _)| *t).collect();
-    assert_eq!(times, [1000, 2000, 3000, 4000]);
+    assert!(
+        times == [1000, 2000, 3000] || times == [1000, 2000, 3000, 4000],
+        "{times:?}"
+    );
 }
