@@ -4,7 +4,10 @@
 //! kind of keyed stateful operator (event-time tumbling, sliding and
 //! session windows, a processing-time sliding window, running aggregates
 //! emitting changes and complete tables, interval, window and running
-//! joins) and per-batch plans (an aggregate, a sorted filter) at
+//! joins), global aggregates whose batches are folded in slices (event-time
+//! tumbling and sliding windows, on close and with changes, a
+//! processing-time window, a running aggregate) and per-batch plans (an
+//! aggregate, a sorted filter) at
 //! parallelism 1, 2, 3 and 4, on a runtime with four threads. Each batch's
 //! rows, as a multiset, are the same at every parallelism; a sorted
 //! query's rows are in the same order.
@@ -15,7 +18,8 @@ use proptest::prelude::*;
 
 use crate::support::{manual_context, record, wait_for_batch};
 
-/// One query of each keyed kind, over streams `a` and `b`.
+/// One query of each keyed kind, and of each global kind, over streams `a`
+/// and `b`.
 const QUERIES: &[&str] = &[
     "SELECT window_start, window_end, k, count(*) AS n, sum(v) AS s \
      FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '2' SECOND)) \
@@ -40,6 +44,19 @@ const QUERIES: &[&str] = &[
            GROUP BY window_start, window_end, k) y \
      ON x.k = y.k AND x.window_start = y.window_start AND x.window_end = y.window_end",
     "SELECT x.k, x.v, y.v AS w FROM a x JOIN b y ON x.k = y.k AND x.v < y.v EMIT CHANGES",
+    // Global aggregates: their batches folded in slices, partials merged.
+    "SELECT window_start, window_end, count(*) AS n, sum(v) AS s, max(v) AS m \
+     FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '2' SECOND)) \
+     GROUP BY window_start, window_end",
+    "SELECT window_start, window_end, min(v) AS m, count(DISTINCT v) AS d \
+     FROM TABLE(HOP(TABLE b, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) \
+     WHERE v > 0 GROUP BY window_start, window_end",
+    "SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
+     FROM TABLE(HOP(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
+     GROUP BY window_start, window_end EMIT CHANGES",
+    "SELECT count(*) AS n, sum(v) AS s FROM b WHERE v > 0 GROUP BY window('3 seconds', '1 second')",
+    "SELECT count(*) AS n, sum(v) AS s, max(v) AS m, array_to_string(array_agg(v), ' ') AS vs \
+     FROM a EMIT CHANGES",
     // Per batch, on N partitions of the batch.
     "SELECT upper(k) AS k, count(*) AS n, sum(v) AS s FROM a GROUP BY upper(k)",
     "SELECT k, v, ts FROM b WHERE abs(v) > 3 ORDER BY ts, k, v",

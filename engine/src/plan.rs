@@ -252,6 +252,25 @@ pub(crate) fn scan_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<(NodeId, S
     Ok(scans)
 }
 
+/// A copy of `plan` whose scans have slots of their own: it runs at the
+/// same time as `plan`, on other batches (how a global aggregate folds
+/// slices of a batch at once, `operators/aggregate/sliced.rs`).
+pub(crate) fn with_own_slots(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::Transformed;
+    let copy = Arc::clone(plan).transform_up(|p| {
+        Ok(match p.downcast_ref::<StreamScanExec>() {
+            Some(scan) => Transformed::yes(Arc::new(StreamScanExec {
+                node: scan.node,
+                slot: Arc::default(),
+                projection: scan.projection.clone(),
+                properties: Arc::clone(&scan.properties),
+            }) as Arc<dyn ExecutionPlan>),
+            None => Transformed::no(p),
+        })
+    })?;
+    Ok(copy.data)
+}
+
 /// `exprs`, expressions over the output of `plan`, rewritten over the batch
 /// of the one stream `plan` scans, when `plan` only filters and projects
 /// that stream: the stream's node, the expressions, and the columns of the

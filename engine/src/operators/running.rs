@@ -28,7 +28,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, KeyIndex, Partial};
+use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, fold_all};
 use crate::time::{BatchTime, format_duration};
 
 /// What a running aggregate emits every batch.
@@ -103,7 +103,9 @@ impl OperatorDef for RunningAggregate {
     }
 
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
-        let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
+        let aggregation = Aggregation::compile(at.session, &self.plan, false)
+            .await?
+            .in_slices(at.parallelism)?;
         Ok(Box::new(RunningAggregateOperator::new(
             aggregation,
             self.spec,
@@ -170,16 +172,24 @@ impl Operator for RunningAggregateOperator {
     /// Folds the batch of `time` into the state and returns what it emits.
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let time = batch.time;
-        let rows = self
-            .aggregation
-            .rows(&mut self.index, |id| batch.input_of(id))
-            .await?;
-        let mut builder = self.aggregation.builder()?;
-        builder.update(&rows)?;
-        let mut delta = builder.finish()?;
+        let mut delta = match self.aggregation.slices() {
+            Some(slices) => {
+                let input = batch.input_of(slices.node());
+                let parts = slices.fold(input, fold_all).await?;
+                self.aggregation
+                    .combine(&parts.iter().collect::<Vec<_>>())?
+            }
+            None => {
+                let rows = self
+                    .aggregation
+                    .rows(&mut self.index, |id| batch.input_of(id))
+                    .await?;
+                fold_all(&self.aggregation, rows)?
+            }
+        };
         self.total = self.aggregation.combine(&[&self.total, &delta])?;
         self.last_rows.resize(self.index.len(), time.millis());
-        for &g in rows.groups() {
+        for (g, _) in delta.rows() {
             self.last_rows[g] = time.millis();
         }
         if let Some(ttl) = self.spec.ttl.filter(|t| !t.is_zero()) {

@@ -20,10 +20,11 @@ use super::builder::Builder;
 use super::key_index::KeyIndex;
 use super::partial::{Evaluated, Partial};
 use super::rows::Rows;
+use super::sliced::{self, Slices};
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
 use crate::operator::KeyedBy;
-use crate::plan::{Slot, over_scanned_stream, run_plan, scan_slots};
+use crate::plan::{Slot, over_scanned_stream, run_plan, scan_slots, with_own_slots};
 
 /// An aggregate taken apart: its per-batch input plan, its group
 /// expressions and its aggregate functions.
@@ -40,6 +41,8 @@ pub(crate) struct Aggregation {
     argument_types: Arc<[Vec<DataType>]>,
     /// An event-time window's time expression (the plan's first group key).
     time: Option<Arc<dyn PhysicalExpr>>,
+    /// A global aggregate's copies that fold slices of a batch at once.
+    slices: Option<Slices>,
 }
 
 impl Aggregation {
@@ -164,6 +167,58 @@ impl Aggregation {
             filters: aggregate.filter_expr().to_vec(),
             schema,
             time,
+            slices: None,
+        })
+    }
+
+    /// This aggregation, folding each batch in `parallelism` slices at once
+    /// where that gives the same result (see `sliced.rs`).
+    pub(crate) fn in_slices(mut self, parallelism: usize) -> Result<Self> {
+        self.slices = Slices::of(&self, parallelism)?;
+        Ok(self)
+    }
+
+    /// The copies that fold slices of a batch at once, if it has them.
+    pub(crate) fn slices(&self) -> Option<&Slices> {
+        self.slices.as_ref()
+    }
+
+    /// Whether it has no group keys (its one group is every row).
+    pub(super) fn is_global(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether partials of any grouping of its rows merge into exactly
+    /// what the rows fold into one by one.
+    pub(super) fn merges_exactly(&self) -> bool {
+        self.aggregates
+            .iter()
+            .zip(self.argument_types.iter())
+            .all(|(a, types)| sliced::merges_exactly(a.fun().name(), a.is_distinct(), types))
+    }
+
+    /// The one stream its input plan filters and projects, if that is all
+    /// the plan does.
+    pub(super) fn scanned_stream(&self) -> Option<NodeId> {
+        over_scanned_stream(&self.input, &[]).map(|(node, _, _)| node)
+    }
+
+    /// A copy whose input plan has slots of its own, so that it runs at the
+    /// same time as this one (without slices of its own).
+    pub(super) fn with_own_slots(&self) -> Result<Aggregation> {
+        let input = with_own_slots(&self.input)?;
+        Ok(Aggregation {
+            scans: scan_slots(&input)?,
+            input,
+            task: Arc::clone(&self.task),
+            keys: self.keys.clone(),
+            key_schema: Arc::clone(&self.key_schema),
+            aggregates: self.aggregates.clone(),
+            filters: self.filters.clone(),
+            schema: Arc::clone(&self.schema),
+            argument_types: Arc::clone(&self.argument_types),
+            time: self.time.clone(),
+            slices: None,
         })
     }
 
@@ -295,19 +350,8 @@ impl Aggregation {
     /// Merges partials into fresh accumulators, sized to `groups` groups.
     fn merged(&self, parts: &[&Partial], groups: usize) -> Result<Builder> {
         let mut builder = self.builder()?;
-        for part in parts.iter().filter(|p| p.len() > 0) {
-            // Every index below the new total is in this call (see `Builder`).
-            if !part.is_dense() {
-                builder.fill(part.len())?;
-            }
-            let total = builder.counts.len().max(part.len());
-            for (accumulator, states) in builder.accumulators.iter_mut().zip(&part.states) {
-                accumulator.merge_batch(states, &part.groups, total)?;
-            }
-            builder.counts.resize(total, 0);
-            for (g, n) in part.rows() {
-                builder.counts[g] += n;
-            }
+        for part in parts {
+            builder.merge(part)?;
         }
         builder.fill(groups)?;
         Ok(builder)

@@ -59,6 +59,26 @@ impl Builder {
         Ok(())
     }
 
+    /// Adds the rows whose partial states `part` holds, group by group.
+    pub(crate) fn merge(&mut self, part: &Partial) -> Result<()> {
+        if part.len() == 0 {
+            return Ok(());
+        }
+        // Every index below the new total is in this call (see above).
+        if !part.is_dense() {
+            self.fill(part.len())?;
+        }
+        let total = self.counts.len().max(part.len());
+        for (accumulator, states) in self.accumulators.iter_mut().zip(&part.states) {
+            accumulator.merge_batch(states, &part.groups, total)?;
+        }
+        self.counts.resize(total, 0);
+        for (g, n) in part.rows() {
+            self.counts[g] += n;
+        }
+        Ok(())
+    }
+
     /// Raises the number of groups to `groups`, the new ones empty.
     pub(super) fn fill(&mut self, groups: usize) -> Result<()> {
         let from = self.counts.len();

@@ -22,7 +22,7 @@
 //! `builder.rs` the accumulators they feed, `partial.rs` the partial states
 //! and final values that come out, `key_index.rs` the group keys;
 //! `encoding.rs` saves partials and keys to a checkpoint and loads them
-//! back.
+//! back; `sliced.rs` folds a global aggregate's batch in slices at once.
 
 mod aggregation;
 mod builder;
@@ -30,9 +30,11 @@ mod encoding;
 mod key_index;
 mod partial;
 mod rows;
+mod sliced;
 
 pub(crate) use aggregation::Aggregation;
 pub(crate) use builder::Builder;
 pub(crate) use key_index::KeyIndex;
 pub(crate) use partial::{Evaluated, Partial};
 pub(crate) use rows::Rows;
+pub(crate) use sliced::fold_all;

@@ -86,8 +86,37 @@ impl Pane {
     }
 }
 
+/// What folds a slice of a global aggregate's batch into partial states by
+/// pane: the windows' geometry, holding nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PaneFolder {
+    spec: WindowSpec,
+    emit: WindowEmit,
+}
+
+impl PaneFolder {
+    /// Folds `rows` into windows of their own, as [`FixedWindows::add`]
+    /// folds a batch (late rows counted the same), and gives each pane's
+    /// partial states, numbered by key.
+    pub(super) fn fold(
+        &self,
+        aggregation: &Aggregation,
+        rows: &mut Arrivals<'_>,
+    ) -> Result<Vec<(i64, Partial)>> {
+        let mut windows = FixedWindows::new(self.spec, self.emit);
+        windows.add(aggregation, rows)?;
+        windows
+            .panes
+            .into_iter()
+            .map(|(start, mut pane)| Ok((start, pane.by_key(aggregation)?)))
+            .collect()
+    }
+}
+
 /// Tumbling and sliding windows over event time, by panes.
 pub(super) struct FixedWindows {
+    /// Their geometry, for slices of a batch.
+    folder: PaneFolder,
     length: i64,
     slide: i64,
     pane: i64,
@@ -113,6 +142,7 @@ impl FixedWindows {
     pub(super) fn new(spec: WindowSpec, emit: WindowEmit) -> Self {
         let sliding = spec.length != spec.slide;
         FixedWindows {
+            folder: PaneFolder { spec, emit },
             fold: (sliding && emit == WindowEmit::OnClose).then(|| Fold {
                 sealed_through: i64::MIN,
                 queue: PaneQueue::default(),
@@ -447,6 +477,35 @@ impl WindowAssigner for FixedWindows {
         self.panes.retain(|&start, _| start >= keep_from);
         if let Some(fold) = &mut self.fold {
             fold.queue.pop_before(keep_from, aggregation, None)?;
+        }
+        Ok(())
+    }
+
+    fn pane_folder(&self) -> Option<PaneFolder> {
+        Some(self.folder)
+    }
+
+    /// Merges each pane's partial into the pane's accumulators, keys
+    /// mapped to the pane's groups; remembers the panes and keys touched.
+    fn add_panes(&mut self, aggregation: &Aggregation, panes: Vec<(i64, Partial)>) -> Result<()> {
+        self.touched.clear();
+        for (start, part) in panes {
+            let keys: Vec<usize> = part.rows().map(|(key, _)| key).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let pane = self.pane_at(start);
+            let mut to_group = vec![0; part.len()];
+            for &key in &keys {
+                to_group[key] = pane.group_of(key);
+            }
+            let regrouped = aggregation.regroup(&[(&part, &to_group)], pane.keys.len())?;
+            let building = match pane.building.as_mut() {
+                Some(b) => b,
+                None => pane.building.insert(aggregation.builder()?),
+            };
+            building.merge(&regrouped)?;
+            self.touched.entry(start).or_default().extend(keys);
         }
         Ok(())
     }

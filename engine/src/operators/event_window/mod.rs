@@ -57,7 +57,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, LateRows, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, KeyIndex, Rows};
+use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, Rows};
 use crate::operators::window::WindowSpec;
 use crate::time::{BatchTime, format_duration};
 use crate::watermark::{WatermarkTracker, event_millis, in_time_range};
@@ -67,7 +67,7 @@ mod fixed;
 mod sessions;
 
 use emitted::Emitted;
-use fixed::FixedWindows;
+use fixed::{FixedWindows, PaneFolder};
 use sessions::Sessions;
 
 /// Which windows an event-time row belongs to.
@@ -191,12 +191,35 @@ pub(crate) struct Late {
 }
 
 impl Late {
+    /// Counts `other`'s rows too.
+    fn absorb(&mut self, other: Late) {
+        self.rows += other.rows;
+        self.max_behind = self.max_behind.max(other.max_behind);
+    }
+
     pub(super) fn add(&mut self, watermark: i64, time: Option<i64>) {
         self.rows += 1;
         if let Some(t) = time {
             self.max_behind = self.max_behind.max(watermark.saturating_sub(t));
         }
     }
+}
+
+/// The event times of `rows` in milliseconds; a time out of range belongs
+/// to no window, and is NULL here (dropped as late, like a NULL).
+fn arrival_times(rows: &Rows) -> Result<TimestampMillisecondArray> {
+    let times = rows
+        .times()
+        .ok_or_else(|| Error::Internal("an event-time window without times".into()))?;
+    let times = event_millis(times)?;
+    let out_of_range = |t: Option<i64>| t.is_some_and(|t| !in_time_range(t));
+    if out_of_range(arrow::compute::min(&times)) || out_of_range(arrow::compute::max(&times)) {
+        return Ok(times
+            .iter()
+            .map(|t| t.filter(|&t| in_time_range(t)))
+            .collect());
+    }
+    Ok(times)
 }
 
 /// The rows of one batch on their way into windows: their groups, event
@@ -212,6 +235,16 @@ pub(super) struct Arrivals<'a> {
 }
 
 impl<'a> Arrivals<'a> {
+    /// `rows` of event times `times`, judged against `watermark`.
+    fn new(rows: &'a Rows, times: &'a TimestampMillisecondArray, watermark: i64) -> Self {
+        Arrivals {
+            rows,
+            times,
+            watermark,
+            late: Late::default(),
+        }
+    }
+
     /// The rows that have an event time, as `(row, time)`; a row without
     /// one belongs to no window and is counted late.
     pub(super) fn timed(&mut self) -> impl Iterator<Item = (u32, i64)> + use<'a> {
@@ -256,6 +289,22 @@ pub(super) trait WindowAssigner: Send + 'static {
 
     /// Restores what `save` saved, for an index of `keys` keys.
     fn load(&mut self, aggregation: &Aggregation, state: &StateReader, keys: usize) -> Result<()>;
+
+    /// For a global aggregate folded in slices (`aggregate/sliced.rs`):
+    /// what folds one slice's rows into partial states by pane, holding
+    /// nothing; `None` when these windows cannot take a batch in parts.
+    fn pane_folder(&self) -> Option<PaneFolder> {
+        None
+    }
+
+    /// Adds what a [`PaneFolder`] made of a batch's slices, in slice
+    /// order (partial states by pane start, groups numbered by key), as
+    /// [`WindowAssigner::add`] adds the batch's rows.
+    fn add_panes(&mut self, _aggregation: &Aggregation, _panes: Vec<(i64, Partial)>) -> Result<()> {
+        Err(Error::Internal(
+            "these windows do not take partial states by pane".into(),
+        ))
+    }
 }
 
 /// An event-time window aggregate of one input stream: `plan` is the
@@ -313,7 +362,7 @@ impl OperatorDef for EventWindowAggregate {
         let emit = self.window.emit;
         Ok(match self.window.assigner {
             Assigner::Fixed(spec) => Box::new(EventWindowOperator::new(
-                aggregation,
+                aggregation.in_slices(at.parallelism)?,
                 schema,
                 emit,
                 clock,
@@ -369,30 +418,37 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
         before: i64,
         after: i64,
     ) -> Result<(RecordBatch, Late)> {
-        let rows = self
-            .aggregation
-            .rows(&mut self.index, |id| batch.input_of(id))
-            .await?;
-        let times = rows
-            .times()
-            .ok_or_else(|| Error::Internal("an event-time window without times".into()))?;
-        let mut times = event_millis(times)?;
-        // Times out of range belong to no window: dropped as late, like NULLs.
-        let out_of_range = |t: Option<i64>| t.is_some_and(|t| !in_time_range(t));
-        if out_of_range(arrow::compute::min(&times)) || out_of_range(arrow::compute::max(&times)) {
-            times = times
-                .iter()
-                .map(|t| t.filter(|&t| in_time_range(t)))
-                .collect();
-        }
-        let mut arrivals = Arrivals {
-            rows: &rows,
-            times: &times,
-            watermark: before,
-            late: Late::default(),
+        let late = match (self.aggregation.slices(), self.windows.pane_folder()) {
+            (Some(slices), Some(folder)) => {
+                let input = batch.input_of(slices.node());
+                let parts = slices
+                    .fold(input, move |aggregation, rows| {
+                        let times = arrival_times(&rows)?;
+                        let mut arrivals = Arrivals::new(&rows, &times, before);
+                        let panes = folder.fold(aggregation, &mut arrivals)?;
+                        Ok((panes, arrivals.late))
+                    })
+                    .await?;
+                let mut late = Late::default();
+                let mut panes = Vec::new();
+                for (slice_panes, slice_late) in parts {
+                    late.absorb(slice_late);
+                    panes.extend(slice_panes);
+                }
+                self.windows.add_panes(&self.aggregation, panes)?;
+                late
+            }
+            _ => {
+                let rows = self
+                    .aggregation
+                    .rows(&mut self.index, |id| batch.input_of(id))
+                    .await?;
+                let times = arrival_times(&rows)?;
+                let mut arrivals = Arrivals::new(&rows, &times, before);
+                self.windows.add(&self.aggregation, &mut arrivals)?;
+                arrivals.late
+            }
         };
-        self.windows.add(&self.aggregation, &mut arrivals)?;
-        let late = arrivals.late;
         let mut out = Emitted::new(after, self.emit == WindowEmit::Changes);
         self.windows.emit(&self.aggregation, &mut out)?;
         let output = self.output(out)?;

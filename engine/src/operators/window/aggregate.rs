@@ -14,7 +14,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex};
+use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, fold_all};
 use crate::operators::window::PaneQueue;
 use crate::operators::window::{WindowSpec, aligned, bounds};
 use crate::time::BatchTime;
@@ -39,7 +39,9 @@ impl OperatorDef for WindowAggregate {
 
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         self.spec.validate(at.interval)?;
-        let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
+        let aggregation = Aggregation::compile(at.session, &self.plan, false)
+            .await?
+            .in_slices(at.parallelism)?;
         Ok(Box::new(WindowOperator::new(
             self.spec,
             at.zero,
@@ -156,18 +158,31 @@ impl Operator for WindowOperator {
     /// window ends there.
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let time = batch.time;
-        let rows = self
-            .aggregation
-            .rows(&mut self.index, |id| batch.input_of(id))
-            .await?;
-        if !rows.groups().is_empty() {
-            self.last_rows = Some(time);
-        }
         let pane = match self.pane.as_mut() {
             Some(pane) => pane,
             None => self.pane.insert(self.aggregation.builder()?),
         };
-        pane.update(&rows)?;
+        let had_rows = match self.aggregation.slices() {
+            Some(slices) => {
+                let input = batch.input_of(slices.node());
+                let parts = slices.fold(input, fold_all).await?;
+                for part in &parts {
+                    pane.merge(part)?;
+                }
+                parts.iter().any(|p| p.state_rows() > 0)
+            }
+            None => {
+                let rows = self
+                    .aggregation
+                    .rows(&mut self.index, |id| batch.input_of(id))
+                    .await?;
+                pane.update(&rows)?;
+                !rows.groups().is_empty()
+            }
+        };
+        if had_rows {
+            self.last_rows = Some(time);
+        }
         let (length, slide, pane_length) = (
             self.spec.length.as_millis() as i64,
             self.spec.slide.as_millis() as i64,

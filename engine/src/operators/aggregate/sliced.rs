@@ -1,0 +1,184 @@
+//! [`Slices`]: a global aggregate's batch folded in several slices at
+//! once (`SET parallelism = N`): Flink's local/global aggregation and
+//! Spark's partial aggregation, inside one batch.
+//!
+//! An aggregate without keys has one state, so it cannot be divided by key
+//! as keyed operators are (`operators/partitioned.rs`). Its rows can: the
+//! batch of the one stream it reads is cut into N contiguous slices, and
+//! each slice, on a task of its own, runs the input plan (filters,
+//! projections), evaluates the arguments and folds its rows into partial
+//! states: one per pane for a window, one for a running aggregate. The
+//! operator then merges the slices' partials into its one state, in slice
+//! order. The state is the same as at parallelism 1, so it saves and
+//! restores as one, at any parallelism.
+//!
+//! Merging partials must give exactly what folding the rows one by one
+//! gives, or the output would depend on the parallelism. It does for
+//! counts, minimums, maximums, logical and bitwise folds, distinct
+//! counts, sums of integers and decimals, and lists (`array_agg`, merged
+//! in the order of the slices, which is the order of the rows); floating-point sums round
+//! differently in another order (and DataFusion averages integers as
+//! floating-point numbers). An aggregate with any other
+//! function (or a floating-point sum) folds as one, as does one whose
+//! input plan does more than filter and project one stream (a slice of a
+//! joined batch is not the join of slices).
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use super::aggregation::Aggregation;
+use super::partial::Partial;
+use super::rows::Rows;
+use crate::error::{Error, Result};
+use crate::graph::NodeId;
+
+/// The aggregate functions whose partials merge exactly in any grouping of
+/// the rows, whatever the argument type.
+const EXACT_IN_ANY_TYPE: &[&str] = &[
+    "count",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "approx_distinct",
+];
+
+/// The aggregate functions whose partials merge exactly unless an argument
+/// is a floating-point number.
+const EXACT_UNLESS_FLOAT: &[&str] = &["sum", "avg", "mean"];
+
+/// The aggregate functions whose partials merge exactly when merged in the
+/// order of their rows, unless `DISTINCT` (a set's order is its own).
+const EXACT_IN_ORDER: &[&str] = &["array_agg"];
+
+/// Copies of a global aggregation, one per slice, each with slots of its
+/// own so that all run at once.
+#[derive(Clone)]
+pub(crate) struct Slices {
+    /// The stream whose batch is sliced.
+    node: NodeId,
+    copies: Vec<Arc<Aggregation>>,
+}
+
+impl Slices {
+    /// Slices for `aggregation` at `parallelism`, when it has no keys, reads
+    /// one stream through filters and projections, merges exactly, and
+    /// `parallelism` is above 1.
+    pub(super) fn of(aggregation: &Aggregation, parallelism: usize) -> Result<Option<Slices>> {
+        if parallelism < 2 || !aggregation.is_global() || !aggregation.merges_exactly() {
+            return Ok(None);
+        }
+        let Some(node) = aggregation.scanned_stream() else {
+            return Ok(None);
+        };
+        let copies = (0..parallelism)
+            .map(|_| aggregation.with_own_slots().map(Arc::new))
+            .collect::<Result<_>>()?;
+        Ok(Some(Slices { node, copies }))
+    }
+
+    /// The stream whose batch is sliced.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Folds `input`, the batch of the sliced stream, in slices at once:
+    /// each slice's rows go through `fold` on a task of their own. The
+    /// results are in slice order (the order of the rows).
+    pub(crate) async fn fold<T, F>(&self, input: Option<RecordBatch>, fold: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(&Aggregation, Rows) -> Result<T> + Clone + Send + 'static,
+    {
+        let Some(batch) = input else {
+            return Err(Error::Internal(format!(
+                "no batch for stream {}",
+                self.node
+            )));
+        };
+        let rows = batch.num_rows();
+        let slices = self.copies.len().min(rows.max(1));
+        let handles: Vec<_> = self.copies[..slices]
+            .iter()
+            .enumerate()
+            .map(|(i, copy)| {
+                let (start, end) = (rows * i / slices, rows * (i + 1) / slices);
+                let part = batch.slice(start, end - start);
+                let (copy, fold, node) = (Arc::clone(copy), fold.clone(), self.node);
+                tokio::spawn(async move {
+                    let mut index = copy.key_index()?;
+                    let rows = copy
+                        .rows(&mut index, |id| (id == node).then(|| part.clone()))
+                        .await?;
+                    fold(&copy, rows)
+                })
+            })
+            .collect();
+        let mut folded = Vec::with_capacity(slices);
+        let mut failed = None;
+        for handle in handles {
+            match handle.await {
+                Ok(Ok(value)) => folded.push(value),
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    failed.get_or_insert(Error::Internal(format!(
+                        "a slice of a global aggregate: {e}"
+                    )));
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(folded),
+        }
+    }
+}
+
+/// A slice's rows folded into one partial (how a processing-time window's
+/// pane and a running aggregate take a batch).
+pub(crate) fn fold_all(aggregation: &Aggregation, rows: Rows) -> Result<Partial> {
+    let mut builder = aggregation.builder()?;
+    builder.update(&rows)?;
+    builder.finish()
+}
+
+/// Whether the partials of an aggregate `function`, with or without
+/// `distinct` and of arguments of `types` merge exactly, in the order of
+/// their rows, in any grouping of the rows.
+pub(super) fn merges_exactly(
+    function: &str,
+    distinct: bool,
+    types: &[arrow::datatypes::DataType],
+) -> bool {
+    let function = function.to_ascii_lowercase();
+    let function = function.as_str();
+    EXACT_IN_ANY_TYPE.contains(&function)
+        || (EXACT_UNLESS_FLOAT.contains(&function) && !types.iter().any(|t| t.is_floating()))
+        || (EXACT_IN_ORDER.contains(&function) && !distinct)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::DataType;
+
+    #[test]
+    fn floating_point_sums_do_not_merge_exactly_but_their_counts_and_extremes_do() {
+        assert!(merges_exactly("sum", false, &[DataType::Int64]));
+        assert!(merges_exactly("avg", false, &[DataType::Decimal128(10, 2)]));
+        assert!(!merges_exactly("sum", false, &[DataType::Float64]));
+        assert!(!merges_exactly("avg", false, &[DataType::Float32]));
+        assert!(merges_exactly("max", false, &[DataType::Float64]));
+        assert!(merges_exactly("count", true, &[DataType::Float64]));
+        assert!(merges_exactly("array_agg", false, &[DataType::Int64]));
+        assert!(!merges_exactly("array_agg", true, &[DataType::Int64]));
+        assert!(!merges_exactly("first_value", false, &[DataType::Int64]));
+    }
+}
