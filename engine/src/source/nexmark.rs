@@ -302,55 +302,89 @@ struct NexmarkReader {
     next: u64,
     metrics: Arc<SourceMetrics>,
     /// How many threads may generate (`SET parallelism`): from 2 on, the
-    /// next batch is generated on a thread of its own while the query
-    /// runs this one.
+    /// next batches are generated on that many threads of their own, one
+    /// batch each, while the query runs this one.
     tasks: usize,
     /// The thread that generates ahead, once started.
     ahead: Option<Ahead>,
 }
 
-/// A thread that generates the ranges of events it is sent, one at a time,
-/// for the whole life of a reader: one thread, not one per batch, so that
-/// its allocator's memory is reused rather than faulted in every batch.
-/// It ends when the reader drops its sender.
+/// Threads that generate the ranges of events they are sent, for the whole
+/// life of a reader: one per task, each making whole batches (batch `k` of
+/// those asked for on thread `k mod n`), so that `n` batches are made at
+/// once while the query runs the batch before them. Threads live as long
+/// as the reader, not one per batch, so that their allocators' memory is
+/// reused rather than faulted in every batch. They end when the reader
+/// drops their senders.
 struct Ahead {
+    threads: Vec<AheadThread>,
+    /// The ranges asked for, oldest first, with the thread making each.
+    pending: std::collections::VecDeque<((u64, u64), usize)>,
+    /// The thread the next range goes to.
+    next_thread: usize,
+}
+
+/// One generating thread's channels.
+struct AheadThread {
     ranges: std::sync::mpsc::Sender<(u64, u64)>,
     batches: std::sync::mpsc::Receiver<Result<RecordBatch>>,
-    /// The range it is generating.
-    pending: Option<(u64, u64)>,
 }
 
 impl Ahead {
-    /// Starts the thread, generating with `generator`'s settings.
-    fn start(generator: NexmarkReader) -> Ahead {
-        let (ranges, asked) = std::sync::mpsc::channel::<(u64, u64)>();
-        let (made, batches) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for (from, to) in asked {
-                if made.send(generator.batch(from, to)).is_err() {
-                    return;
-                }
-            }
-        });
+    /// Starts `threads` threads, generating with `generator`'s settings.
+    fn start(generator: &NexmarkReader, threads: usize) -> Ahead {
+        let threads = (0..threads)
+            .map(|_| {
+                let generator = generator.clone_settings();
+                let (ranges, asked) = std::sync::mpsc::channel::<(u64, u64)>();
+                let (made, batches) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    for (from, to) in asked {
+                        if made.send(generator.batch(from, to)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                AheadThread { ranges, batches }
+            })
+            .collect();
         Ahead {
-            ranges,
-            batches,
-            pending: None,
+            threads,
+            pending: std::collections::VecDeque::new(),
+            next_thread: 0,
         }
     }
 
-    /// What it generated of `range`, when that is what it was asked for;
-    /// anything else it was asked for is waited for and dropped.
+    /// What was generated of `range`, when that is the oldest range asked
+    /// for; otherwise everything asked for is waited for and dropped.
     fn take(&mut self, range: (u64, u64)) -> Option<Result<RecordBatch>> {
-        let pending = self.pending.take()?;
-        let made = self.batches.recv().ok()?;
-        (pending == range).then_some(made)
+        let (oldest, thread) = self.pending.pop_front()?;
+        let made = self.threads[thread].batches.recv().ok();
+        if oldest == range {
+            return made;
+        }
+        for (_, thread) in std::mem::take(&mut self.pending) {
+            let _ = self.threads[thread].batches.recv();
+        }
+        None
     }
 
-    /// Asks it for `range`.
+    /// The end of the newest range asked for, if any is pending.
+    fn asked_through(&self) -> Option<u64> {
+        self.pending.back().map(|((_, to), _)| *to)
+    }
+
+    /// Whether as many ranges are pending as there are threads.
+    fn is_full(&self) -> bool {
+        self.pending.len() >= self.threads.len()
+    }
+
+    /// Asks the next thread for `range`.
     fn ask(&mut self, range: (u64, u64)) {
-        if self.ranges.send(range).is_ok() {
-            self.pending = Some(range);
+        let thread = self.next_thread;
+        self.next_thread = (thread + 1) % self.threads.len();
+        if self.threads[thread].ranges.send(range).is_ok() {
+            self.pending.push_back((range, thread));
         }
     }
 }
@@ -497,23 +531,32 @@ impl NexmarkReader {
         c.times[0].push(self.time_of(n));
     }
 
-    /// Events `from..to`: generated ahead when the last call asked the
-    /// generating thread for exactly these, else here. With two tasks or
-    /// more, then asks that thread for the batch after them. Every event is a function
-    /// of its index, so where it is made changes nothing; a restore that
-    /// moves `next` just misses what was made ahead.
+    /// Events `from..to`: generated ahead when they are the oldest range
+    /// the generating threads were asked for, else here. With two tasks or
+    /// more, then asks those threads for the batches after them, one per
+    /// thread, up to `last`. Every event is a function of its index, so
+    /// where it is made changes nothing; a restore that moves `next` just
+    /// misses what was made ahead.
     fn batch_ahead(&mut self, from: u64, to: u64, last: Option<u64>) -> Result<RecordBatch> {
         let batch = match self.ahead.as_mut().and_then(|a| a.take((from, to))) {
             Some(made) => made?,
             None => self.batch(from, to)?,
         };
-        let after = last.map_or(to + self.per_batch, |last| (to + self.per_batch).min(last));
-        if self.tasks > 1 && after > to {
-            if self.ahead.is_none() {
-                self.ahead = Some(Ahead::start(self.clone_settings()));
-            }
-            if let Some(ahead) = self.ahead.as_mut() {
-                ahead.ask((to, after));
+        if self.tasks > 1 {
+            let ahead = match self.ahead.as_mut() {
+                Some(ahead) => ahead,
+                None => self.ahead.insert(Ahead::start(self, self.tasks)),
+            };
+            let mut from = ahead.asked_through().unwrap_or(to);
+            while !ahead.is_full() {
+                let after = last.map_or(from + self.per_batch, |last| {
+                    (from + self.per_batch).min(last)
+                });
+                if after <= from {
+                    break;
+                }
+                ahead.ask((from, after));
+                from = after;
             }
         }
         Ok(batch)
@@ -708,26 +751,40 @@ mod tests {
             ahead: None,
         };
         let whole = reader(1000).batch(0, 1000).unwrap();
-        // Made ahead on another thread, batch after batch: the same rows.
-        let mut ahead = NexmarkReader {
-            tasks: 2,
-            ..reader(100)
-        };
-        let made: Vec<RecordBatch> = (0..10)
-            .map(|i| {
-                ahead
-                    .batch_ahead(i * 100, (i + 1) * 100, Some(1000))
-                    .unwrap()
-            })
-            .collect();
-        assert!(
-            ahead.ahead.as_ref().is_some_and(|a| a.pending.is_none()),
-            "nothing asked past the last event"
-        );
-        assert_eq!(
-            arrow::compute::concat_batches(&whole.schema(), &made).unwrap(),
-            whole
-        );
+        // Made ahead on 2 or 3 threads, batch after batch: the same rows.
+        for tasks in [2, 3] {
+            let mut ahead = NexmarkReader {
+                tasks,
+                ..reader(100)
+            };
+            let made: Vec<RecordBatch> = (0..10)
+                .map(|i| {
+                    ahead
+                        .batch_ahead(i * 100, (i + 1) * 100, Some(1000))
+                        .unwrap()
+                })
+                .collect();
+            assert!(
+                ahead.ahead.as_ref().is_some_and(|a| a.pending.is_empty()),
+                "nothing asked past the last event"
+            );
+            assert_eq!(
+                arrow::compute::concat_batches(&whole.schema(), &made).unwrap(),
+                whole
+            );
+            // A restore moves the position back: what was made ahead is
+            // dropped, and the rows are still those of their indices.
+            let mut moved = NexmarkReader {
+                tasks,
+                ..reader(100)
+            };
+            moved.batch_ahead(0, 100, Some(1000)).unwrap();
+            moved.batch_ahead(100, 200, Some(1000)).unwrap();
+            let again = moved.batch_ahead(0, 100, Some(1000)).unwrap();
+            assert_eq!(again, made[0]);
+            let next = moved.batch_ahead(100, 200, Some(1000)).unwrap();
+            assert_eq!(next, made[1]);
+        }
         let mut small = reader(7);
         let mut parts = Vec::new();
         while small.next < 1000 {
