@@ -359,33 +359,19 @@ impl FixedWindows {
     }
 }
 
-/// The rows of one batch that fall into one pane, with their groups in it.
+/// The rows of one batch that fall into one pane.
 struct PaneRows {
     start: i64,
     picks: Vec<u32>,
-    groups: Vec<usize>,
-    /// The last row's key and its group in the pane.
-    last_key: Option<(usize, usize)>,
-}
-
-impl PaneRows {
-    fn new(start: i64) -> Self {
-        PaneRows {
-            start,
-            picks: Vec::new(),
-            groups: Vec::new(),
-            last_key: None,
-        }
-    }
 }
 
 impl WindowAssigner for FixedWindows {
     /// Folds the rows into their panes; remembers the panes and keys touched.
     fn add(&mut self, aggregation: &Aggregation, rows: &mut Arrivals<'_>) -> Result<()> {
         let keys = rows.rows.groups();
-        // Per pane: the rows and their groups in the pane. Rows come mostly
-        // in time order, so the pane of the row before, and its last key,
-        // are looked at first: most rows then cost no map lookup at all.
+        // Per pane: its rows. Rows come mostly in time order, so the pane
+        // of the row before is looked at first: most rows then cost no map
+        // lookup.
         let mut by_pane: Vec<PaneRows> = Vec::new();
         let mut index: HashMap<i64, usize> = HashMap::new();
         let mut last: Option<usize> = None;
@@ -394,44 +380,44 @@ impl WindowAssigner for FixedWindows {
                 rows.late(t);
                 continue;
             }
-            let key = keys[row as usize];
             let start = t.div_euclid(self.pane) * self.pane;
             let at = match last {
                 Some(at) if by_pane[at].start == start => at,
                 _ => {
                     let at = *index.entry(start).or_insert_with(|| {
-                        by_pane.push(PaneRows::new(start));
+                        by_pane.push(PaneRows {
+                            start,
+                            picks: Vec::new(),
+                        });
                         by_pane.len() - 1
                     });
                     last = Some(at);
                     at
                 }
             };
-            let pane_rows = &mut by_pane[at];
-            let group = match pane_rows.last_key {
-                Some((k, g)) if k == key => g,
-                _ => {
-                    let g = self.pane_at(start).group_of(key);
-                    pane_rows.last_key = Some((key, g));
-                    g
-                }
-            };
-            pane_rows.picks.push(row);
-            pane_rows.groups.push(group);
+            by_pane[at].picks.push(row);
         }
         by_pane.sort_unstable_by_key(|p| p.start);
         self.touched.clear();
-        for PaneRows {
-            start,
-            picks,
-            groups,
-            ..
-        } in by_pane
-        {
-            let pane = self.panes.get_mut(&start).expect("created above");
+        for PaneRows { start, picks } in by_pane {
+            // Each row's group in the pane; a run of one key is looked up once.
+            let pane = self.pane_at(start);
+            let mut last_key: Option<(usize, usize)> = None;
+            let groups: Vec<usize> = picks
+                .iter()
+                .map(|&r| {
+                    let key = keys[r as usize];
+                    match last_key {
+                        Some((k, g)) if k == key => g,
+                        _ => {
+                            let g = pane.group_of(key);
+                            last_key = Some((key, g));
+                            g
+                        }
+                    }
+                })
+                .collect();
             let all = picks.len() == keys.len();
-            self.touched
-                .insert(start, picks.iter().map(|&r| keys[r as usize]).collect());
             let rows = rows
                 .rows
                 .regroup((!all).then_some(picks.as_slice()), groups)?;
@@ -440,6 +426,8 @@ impl WindowAssigner for FixedWindows {
                 None => pane.building.insert(aggregation.builder()?),
             };
             building.update(&rows)?;
+            self.touched
+                .insert(start, picks.iter().map(|&r| keys[r as usize]).collect());
         }
         Ok(())
     }
