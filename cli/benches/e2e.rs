@@ -2,7 +2,7 @@
 //! over the same file, each engine's whole process measured (issue 20).
 //!
 //! ```text
-//! cargo bench -p brooklet-cli --bench e2e -- [--rows 5000000] [--format csv|json|both] [--parallelism 1,2]
+//! cargo bench -p brooklet-cli --bench e2e -- [--rows 5000000] [--format csv|json|both] [--parallelism 1,2] [--repeat 3]
 //! ```
 //!
 //! It writes a bid file (`auction,bidder,price,ts`; 1 000 auctions, one
@@ -32,7 +32,11 @@
 //! ```
 //!
 //! `wall_speedup` is the available-now wall time at parallelism 1 over that
-//! at N, in the same run.
+//! at N, in the same run. The available-now runs at every parallelism take
+//! turns, `--repeat` rounds of them (default 3), before DuckDB runs, and
+//! each figure is the median of its rounds: this machine's kernel time
+//! (zeroing fresh pages) moves by a factor of several between two runs in
+//! a row, and after DuckDB's run more than before it.
 //!
 //! CPU is user + system time of the child process (`getrusage` of the
 //! children), so each engine's start-up is included, as when it is run.
@@ -72,6 +76,15 @@ fn measure(mut command: Command) -> (Duration, Duration) {
         String::from_utf8_lossy(&output.stderr)
     );
     (children_cpu() - cpu, wall)
+}
+
+/// The median CPU and the median wall time of `runs` (each on its own).
+fn medians(mut runs: Vec<(Duration, Duration)>) -> (Duration, Duration) {
+    let middle = runs.len() / 2;
+    runs.sort_by_key(|r| r.0);
+    let cpu = runs[middle].0;
+    runs.sort_by_key(|r| r.1);
+    (cpu, runs[middle].1)
 }
 
 /// The bid file of `rows` rows in `format`, written once.
@@ -172,6 +185,7 @@ fn main() {
     let mut rows: u64 = 5_000_000;
     let mut formats = vec!["csv", "json"];
     let mut parallelism: Vec<usize> = vec![1];
+    let mut repeat: usize = 3;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -191,10 +205,17 @@ fn main() {
                     .map(|n| n.trim().parse().expect("--parallelism takes numbers"))
                     .collect()
             }
+            "--repeat" => {
+                repeat = args
+                    .next()
+                    .and_then(|r| r.parse().ok())
+                    .filter(|&r| r > 0)
+                    .expect("--repeat N (1 or more)")
+            }
             "--bench" => {}
             other => {
                 panic!(
-                    "unknown argument {other}; usage: -- [--rows N] [--format csv|json|both] [--parallelism 1,2]"
+                    "unknown argument {other}; usage: -- [--rows N] [--format csv|json|both] [--parallelism 1,2] [--repeat N]"
                 )
             }
         }
@@ -233,9 +254,17 @@ fn main() {
                     .stdout(Stdio::null());
                 measure(command)
             };
-            let brooklet = |available_now: bool| brooklet_at(available_now, 1);
-            let (cpu, wall) = brooklet(false);
-            let (now_cpu, now_wall) = brooklet(true);
+            let (cpu, wall) = brooklet_at(false, 1);
+            let mut tasks_list = vec![1];
+            tasks_list.extend(parallelism.iter().copied().filter(|&p| p != 1));
+            let mut rounds: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); tasks_list.len()];
+            for _ in 0..repeat {
+                for (runs, &tasks) in rounds.iter_mut().zip(&tasks_list) {
+                    runs.push(brooklet_at(true, tasks));
+                }
+            }
+            let medians: Vec<(Duration, Duration)> = rounds.into_iter().map(medians).collect();
+            let (now_cpu, now_wall) = medians[0];
             let reader = match format {
                 "csv" => format!(
                     "read_csv('{}', header = false, columns = {{'auction': 'BIGINT', 'bidder': 'BIGINT', 'price': 'BIGINT', 'ts': 'TIMESTAMP'}})",
@@ -271,8 +300,7 @@ fn main() {
                 duck_cpu.as_secs_f64(),
                 now_cpu.as_secs_f64() / duck_cpu.as_secs_f64(),
             );
-            for &tasks in parallelism.iter().filter(|&&p| p != 1) {
-                let (cpu, wall) = brooklet_at(true, tasks);
+            for (&tasks, &(cpu, wall)) in tasks_list.iter().zip(&medians).skip(1) {
                 println!(
                     "e2e {format} {name} parallelism={tasks} cpu_s={:.2} wall_s={:.2} wall_speedup={:.2}",
                     cpu.as_secs_f64(),
