@@ -34,6 +34,7 @@ use crate::operators::window::{WindowSpec, output_schema, with_bounds};
 use crate::plan::{StreamTable, scanned_streams};
 use crate::query::{Output, QueryHandle};
 use crate::sink::ConsoleOptions;
+use crate::sink::Sink;
 use crate::sink::console::ConsoleSink;
 use crate::stream::BatchStream;
 use crate::time::BatchTime;
@@ -605,13 +606,13 @@ impl DStream {
             max_rows,
             ..self.engine.console_options()
         };
-        self.run(Output::Sink(Box::new(ConsoleSink::new(options))), "console")
+        self.run(Output::Sink(ConsoleSink::new(options).open("console")?), "console")
     }
 
     /// Prints every batch to the console with the engine's console settings.
     pub fn print_default(self) -> Result<QueryHandle> {
         let options = self.engine.console_options();
-        self.run(Output::Sink(Box::new(ConsoleSink::new(options))), "console")
+        self.run(Output::Sink(ConsoleSink::new(options).open("console")?), "console")
     }
 
     /// Writes every batch to the sink declared under `sink`.

@@ -141,6 +141,12 @@ impl ConsoleControl {
     }
 }
 
+/// A batch's CSV or JSON rows are rendered and handed on this many at a
+/// time, through one reused buffer, rather than as one text as large as
+/// the batch (which, for a backlog's batch of a million rows, was a fresh
+/// allocation of tens of MiB, grown by doubling, every batch).
+const PIECE_ROWS: usize = 65_536;
+
 /// Renders one batch as the console prints it.
 pub fn render(
     time: BatchTime,
@@ -148,39 +154,71 @@ pub fn render(
     format: ConsoleFormat,
     max_rows: usize,
 ) -> Result<String> {
-    let bytes = render_bytes(time, batch, format, max_rows)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    let mut text = Vec::new();
+    render_in_pieces(
+        time,
+        batch,
+        format,
+        max_rows,
+        &mut Vec::new(),
+        &mut |piece| {
+            text.extend_from_slice(piece);
+            Ok(())
+        },
+    )?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
-/// [`render`]'s text as bytes, as written to stdout: encoded rows are
-/// appended as they are, not checked again as UTF-8 and copied.
-fn render_bytes(
+/// [`render`]'s text as bytes, handed to `emit` in pieces, in order (the
+/// pieces together are the batch's text), each rendered into `scratch`:
+/// encoded rows are appended as they are, not checked again as UTF-8.
+fn render_in_pieces(
     time: BatchTime,
     batch: &RecordBatch,
     format: ConsoleFormat,
     max_rows: usize,
-) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    out.extend_from_slice(b"-------------------------------------------\n");
-    out.extend_from_slice(format!("Time: {time}\n").as_bytes());
-    out.extend_from_slice(b"-------------------------------------------\n");
+    scratch: &mut Vec<u8>,
+    emit: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    scratch.clear();
+    scratch.extend_from_slice(b"-------------------------------------------\n");
+    scratch.extend_from_slice(format!("Time: {time}\n").as_bytes());
+    scratch.extend_from_slice(b"-------------------------------------------\n");
     if batch.num_rows() > 0 {
-        let shown = batch.slice(0, batch.num_rows().min(max_rows));
+        let shown = batch.num_rows().min(max_rows);
         match format {
             ConsoleFormat::Table => {
-                let table = arrow::util::pretty::pretty_format_batches(&[shown])?.to_string();
-                out.extend_from_slice(table.as_bytes());
-                out.push(b'\n');
+                let table = arrow::util::pretty::pretty_format_batches(&[batch.slice(0, shown)])?
+                    .to_string();
+                scratch.extend_from_slice(table.as_bytes());
+                scratch.push(b'\n');
             }
-            ConsoleFormat::Csv => write_csv(&shown, true, &mut out)?,
-            ConsoleFormat::Json => out.extend_from_slice(&encode(&shown, RowFormat::Json)?),
+            ConsoleFormat::Csv | ConsoleFormat::Json => {
+                let mut start = 0;
+                loop {
+                    let piece = batch.slice(start, PIECE_ROWS.min(shown - start));
+                    if format == ConsoleFormat::Csv {
+                        write_csv(&piece, start == 0, scratch)?;
+                    } else {
+                        scratch.extend_from_slice(&encode(&piece, RowFormat::Json)?);
+                    }
+                    start += piece.num_rows();
+                    if start >= shown {
+                        break;
+                    }
+                    emit(scratch)?;
+                    scratch.clear();
+                }
+            }
         }
         if batch.num_rows() > max_rows {
-            out.extend_from_slice(b"...\n");
+            scratch.extend_from_slice(b"...\n");
         }
     }
-    out.push(b'\n');
-    Ok(out)
+    scratch.push(b'\n');
+    emit(scratch)?;
+    scratch.clear();
+    Ok(())
 }
 
 /// Prints batches as Spark's `print()` does.
@@ -223,29 +261,48 @@ impl Sink for ConsoleSink {
     }
 
     fn open(&self, _query: &str) -> Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(ConsoleWriter {
+            options: self.options.clone(),
+            scratch: Vec::new(),
+        }))
     }
 }
 
-impl SinkWriter for ConsoleSink {
+/// A query's console output: the settings, and the buffer its batches'
+/// text is rendered into, piece by piece.
+struct ConsoleWriter {
+    options: ConsoleOptions,
+    scratch: Vec<u8>,
+}
+
+impl SinkWriter for ConsoleWriter {
+    /// Prints the batch; its pieces go out under one lock of stdout, so
+    /// another query's batch never comes between them.
     fn write(&mut self, time: BatchTime, batch: &RecordBatch) -> Result<()> {
         let control = &self.options.control;
         if !control.admit() {
             return Ok(());
         }
         let max_rows = control.max_rows().unwrap_or(self.options.max_rows);
-        let text = render_bytes(time, batch, self.options.format, max_rows)?;
+        let (format, scratch) = (self.options.format, &mut self.scratch);
         match &self.options.target {
             ConsoleTarget::Stdout => {
                 let mut stdout = std::io::stdout().lock();
+                render_in_pieces(time, batch, format, max_rows, scratch, &mut |piece| {
+                    stdout
+                        .write_all(piece)
+                        .map_err(|e| Error::io("writing to stdout", e))
+                })?;
                 stdout
-                    .write_all(&text)
-                    .and_then(|()| stdout.flush())
+                    .flush()
                     .map_err(|e| Error::io("writing to stdout", e))
             }
             ConsoleTarget::Buffer(buffer) => {
-                lock(buffer).extend_from_slice(&text);
-                Ok(())
+                let mut buffer = lock(buffer);
+                render_in_pieces(time, batch, format, max_rows, scratch, &mut |piece| {
+                    buffer.extend_from_slice(piece);
+                    Ok(())
+                })
             }
         }
     }
@@ -282,7 +339,7 @@ mod tests {
             ..ConsoleOptions::default()
         };
         let control = options.control.clone();
-        let mut sink = ConsoleSink::new(options);
+        let mut sink = ConsoleSink::new(options).open("q").unwrap();
         control.pause();
         sink.write(BatchTime::from_millis(1000), &batch(3)).unwrap();
         sink.write(BatchTime::from_millis(2000), &batch(3)).unwrap();
@@ -294,6 +351,28 @@ mod tests {
         assert!(text.contains("Time: 3000 ms"), "{text}");
         assert!(text.ends_with("word,n\nw0,0\n...\n\n"), "{text}");
         assert_eq!(control.resume(), 0);
+    }
+
+    #[test]
+    fn a_batch_rendered_in_many_pieces_prints_as_one_text() {
+        let rows = batch(2 * PIECE_ROWS as i64 + 7);
+        let time = BatchTime::from_millis(1000);
+        let mut csv = Vec::new();
+        write_csv(&rows, true, &mut csv).unwrap();
+        let text = render(time, &rows, ConsoleFormat::Csv, usize::MAX).unwrap();
+        assert!(text.ends_with(&format!("{}\n", String::from_utf8(csv).unwrap())));
+        let json = String::from_utf8(encode(&rows, RowFormat::Json).unwrap()).unwrap();
+        let text = render(time, &rows, ConsoleFormat::Json, usize::MAX).unwrap();
+        assert!(text.ends_with(&format!("{json}\n")));
+        let limited = render(time, &rows, ConsoleFormat::Csv, PIECE_ROWS + 3).unwrap();
+        let lines: Vec<&str> = limited.lines().collect();
+        // Three header lines, the CSV header, the rows, `...`, a blank line.
+        assert_eq!(lines.len(), 3 + 1 + PIECE_ROWS + 3 + 2);
+        assert_eq!(
+            lines[4 + PIECE_ROWS + 2],
+            format!("w{},{}", PIECE_ROWS + 2, PIECE_ROWS + 2)
+        );
+        assert_eq!(lines[lines.len() - 2], "...");
     }
 
     #[test]
