@@ -606,13 +606,19 @@ impl DStream {
             max_rows,
             ..self.engine.console_options()
         };
-        self.run(Output::Sink(ConsoleSink::new(options).open("console")?), "console")
+        self.run(
+            Output::Sink(ConsoleSink::new(options).open("console")?),
+            "console",
+        )
     }
 
     /// Prints every batch to the console with the engine's console settings.
     pub fn print_default(self) -> Result<QueryHandle> {
         let options = self.engine.console_options();
-        self.run(Output::Sink(ConsoleSink::new(options).open("console")?), "console")
+        self.run(
+            Output::Sink(ConsoleSink::new(options).open("console")?),
+            "console",
+        )
     }
 
     /// Writes every batch to the sink declared under `sink`.

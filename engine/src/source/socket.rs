@@ -230,7 +230,7 @@ async fn receive_connection(
     name: &str,
     log: Option<&SharedLog>,
 ) -> Result<PumpEnd> {
-    match receiver::pump_lines(stream, decoder, tx, log).await {
+    match receiver::pump_lines(stream, decoder, tx, log, receiver::READ_BYTES).await {
         Err(Error::Io { source, .. }) => {
             notices.send(format!("source '{name}': read error: {source}"));
             Ok(PumpEnd::Eof {

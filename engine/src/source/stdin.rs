@@ -62,7 +62,15 @@ impl Source for StdinSource {
             .with_tasks(ctx.decode_tasks);
         let task = tokio::spawn(async move {
             let outcome = async {
-                match receiver::pump_lines(tokio::io::stdin(), &mut decoder, &tx, None).await? {
+                match receiver::pump_lines(
+                    tokio::io::stdin(),
+                    &mut decoder,
+                    &tx,
+                    None,
+                    receiver::STDIN_READ_BYTES,
+                )
+                .await?
+                {
                     PumpEnd::Closed => Ok(None),
                     // A last line without a newline is still a record.
                     PumpEnd::Eof { partial } if !partial.is_empty() => {
