@@ -19,6 +19,11 @@
 //! as one: a key's rows all meet its one state. Row order differs; a query
 //! that orders its output sorts after this operator.
 //!
+//! An operator that is not keyed runs as one task. A global aggregate
+//! (a window with no `GROUP BY` key) still uses the tasks: it folds its
+//! batch in slices at once and merges their partials into its one state
+//! (`aggregate/sliced.rs`).
+//!
 //! # State, and restoring at another parallelism
 //!
 //! Each task saves its state on its own, under a prefix, beside the range
