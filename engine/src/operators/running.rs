@@ -28,7 +28,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, fold_all};
+use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, Slices, fold_all};
 use crate::time::{BatchTime, format_duration};
 
 /// What a running aggregate emits every batch.
@@ -103,12 +103,11 @@ impl OperatorDef for RunningAggregate {
     }
 
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
-        let aggregation = Aggregation::compile(at.session, &self.plan, false)
-            .await?
-            .in_slices(at.parallelism)?;
+        let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
         Ok(Box::new(RunningAggregateOperator::new(
             aggregation,
             self.spec,
+            at.parallelism,
         )?))
     }
 }
@@ -116,6 +115,8 @@ impl OperatorDef for RunningAggregate {
 /// The operator of a running aggregate.
 struct RunningAggregateOperator {
     aggregation: Aggregation,
+    /// A global aggregate's copies that fold a batch in slices at once.
+    slices: Option<Slices>,
     spec: RunningSpec,
     index: KeyIndex,
     total: Partial,
@@ -124,9 +125,10 @@ struct RunningAggregateOperator {
 }
 
 impl RunningAggregateOperator {
-    fn new(aggregation: Aggregation, spec: RunningSpec) -> Result<Self> {
+    fn new(aggregation: Aggregation, spec: RunningSpec, parallelism: usize) -> Result<Self> {
         Ok(RunningAggregateOperator {
             index: aggregation.key_index()?,
+            slices: Slices::of(&aggregation, parallelism)?,
             aggregation,
             spec,
             total: Partial::default(),
@@ -172,7 +174,7 @@ impl Operator for RunningAggregateOperator {
     /// Folds the batch of `time` into the state and returns what it emits.
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
         let time = batch.time;
-        let mut delta = match self.aggregation.slices() {
+        let mut delta = match &self.slices {
             Some(slices) => {
                 let input = batch.input_of(slices.node());
                 let parts = slices.fold(input, fold_all).await?;

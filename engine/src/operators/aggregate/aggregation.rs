@@ -20,7 +20,6 @@ use super::builder::Builder;
 use super::key_index::KeyIndex;
 use super::partial::{Evaluated, Partial};
 use super::rows::Rows;
-use super::sliced::{self, Slices};
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
 use crate::operator::KeyedBy;
@@ -41,8 +40,6 @@ pub(crate) struct Aggregation {
     argument_types: Arc<[Vec<DataType>]>,
     /// An event-time window's time expression (the plan's first group key).
     time: Option<Arc<dyn PhysicalExpr>>,
-    /// A global aggregate's copies that fold slices of a batch at once.
-    slices: Option<Slices>,
 }
 
 impl Aggregation {
@@ -167,20 +164,7 @@ impl Aggregation {
             filters: aggregate.filter_expr().to_vec(),
             schema,
             time,
-            slices: None,
         })
-    }
-
-    /// This aggregation, folding each batch in `parallelism` slices at once
-    /// where that gives the same result (see `sliced.rs`).
-    pub(crate) fn in_slices(mut self, parallelism: usize) -> Result<Self> {
-        self.slices = Slices::of(&self, parallelism)?;
-        Ok(self)
-    }
-
-    /// The copies that fold slices of a batch at once, if it has them.
-    pub(crate) fn slices(&self) -> Option<&Slices> {
-        self.slices.as_ref()
     }
 
     /// Whether it has no group keys (its one group is every row).
@@ -188,13 +172,13 @@ impl Aggregation {
         self.keys.is_empty()
     }
 
-    /// Whether partials of any grouping of its rows merge into exactly
-    /// what the rows fold into one by one.
-    pub(super) fn merges_exactly(&self) -> bool {
+    /// Each aggregate function's name, whether it is `DISTINCT`, and its
+    /// arguments' types.
+    pub(super) fn functions(&self) -> impl Iterator<Item = (&str, bool, &[DataType])> + '_ {
         self.aggregates
             .iter()
             .zip(self.argument_types.iter())
-            .all(|(a, types)| sliced::merges_exactly(a.fun().name(), a.is_distinct(), types))
+            .map(|(a, types)| (a.fun().name(), a.is_distinct(), types.as_slice()))
     }
 
     /// The one stream its input plan filters and projects, if that is all
@@ -204,7 +188,7 @@ impl Aggregation {
     }
 
     /// A copy whose input plan has slots of its own, so that it runs at the
-    /// same time as this one (without slices of its own).
+    /// same time as this one.
     pub(super) fn with_own_slots(&self) -> Result<Aggregation> {
         let input = with_own_slots(&self.input)?;
         Ok(Aggregation {
@@ -218,7 +202,6 @@ impl Aggregation {
             schema: Arc::clone(&self.schema),
             argument_types: Arc::clone(&self.argument_types),
             time: self.time.clone(),
-            slices: None,
         })
     }
 

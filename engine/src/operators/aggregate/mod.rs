@@ -37,4 +37,4 @@ pub(crate) use builder::Builder;
 pub(crate) use key_index::KeyIndex;
 pub(crate) use partial::{Evaluated, Partial};
 pub(crate) use rows::Rows;
-pub(crate) use sliced::fold_all;
+pub(crate) use sliced::{Slices, fold_all};

@@ -68,8 +68,11 @@ impl Slices {
     /// Slices for `aggregation` at `parallelism`, when it has no keys, reads
     /// one stream through filters and projections, merges exactly, and
     /// `parallelism` is above 1.
-    pub(super) fn of(aggregation: &Aggregation, parallelism: usize) -> Result<Option<Slices>> {
-        if parallelism < 2 || !aggregation.is_global() || !aggregation.merges_exactly() {
+    pub(crate) fn of(aggregation: &Aggregation, parallelism: usize) -> Result<Option<Slices>> {
+        let exact = aggregation
+            .functions()
+            .all(|(function, distinct, types)| merges_exactly(function, distinct, types));
+        if parallelism < 2 || !aggregation.is_global() || !exact {
             return Ok(None);
         }
         let Some(node) = aggregation.scanned_stream() else {
@@ -152,11 +155,7 @@ pub(crate) fn fold_all(aggregation: &Aggregation, rows: Rows) -> Result<Partial>
 /// Whether the partials of an aggregate `function`, with or without
 /// `distinct` and of arguments of `types` merge exactly, in the order of
 /// their rows, in any grouping of the rows.
-pub(super) fn merges_exactly(
-    function: &str,
-    distinct: bool,
-    types: &[arrow::datatypes::DataType],
-) -> bool {
+fn merges_exactly(function: &str, distinct: bool, types: &[arrow::datatypes::DataType]) -> bool {
     let function = function.to_ascii_lowercase();
     let function = function.as_str();
     EXACT_IN_ANY_TYPE.contains(&function)

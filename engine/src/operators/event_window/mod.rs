@@ -57,7 +57,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, LateRows, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, Rows};
+use crate::operators::aggregate::{Aggregation, KeyIndex, Partial, Rows, Slices};
 use crate::operators::window::WindowSpec;
 use crate::time::{BatchTime, format_duration};
 use crate::watermark::{WatermarkTracker, event_millis, in_time_range};
@@ -362,11 +362,12 @@ impl OperatorDef for EventWindowAggregate {
         let emit = self.window.emit;
         Ok(match self.window.assigner {
             Assigner::Fixed(spec) => Box::new(EventWindowOperator::new(
-                aggregation.in_slices(at.parallelism)?,
+                aggregation,
                 schema,
                 emit,
                 clock,
                 FixedWindows::new(spec, emit),
+                at.parallelism,
             )?),
             Assigner::Session { gap } => Box::new(EventWindowOperator::new(
                 aggregation,
@@ -374,6 +375,7 @@ impl OperatorDef for EventWindowAggregate {
                 emit,
                 clock,
                 Sessions::new(gap),
+                at.parallelism,
             )?),
         })
     }
@@ -382,6 +384,9 @@ impl OperatorDef for EventWindowAggregate {
 /// The operator: windows of `A`, closed by the watermark of `clock`.
 struct EventWindowOperator<A> {
     aggregation: Aggregation,
+    /// A global aggregate's copies that fold a batch in slices at once,
+    /// when its windows take a batch in parts ([`WindowAssigner::pane_folder`]).
+    slices: Option<Slices>,
     schema: SchemaRef,
     emit: WindowEmit,
     index: KeyIndex,
@@ -398,8 +403,14 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
         emit: WindowEmit,
         clock: WatermarkTracker,
         windows: A,
+        parallelism: usize,
     ) -> Result<Self> {
+        let slices = match windows.pane_folder() {
+            Some(_) => Slices::of(&aggregation, parallelism)?,
+            None => None,
+        };
         Ok(EventWindowOperator {
+            slices,
             index: aggregation.key_index()?,
             aggregation,
             schema,
@@ -418,7 +429,7 @@ impl<A: WindowAssigner> EventWindowOperator<A> {
         before: i64,
         after: i64,
     ) -> Result<(RecordBatch, Late)> {
-        let late = match (self.aggregation.slices(), self.windows.pane_folder()) {
+        let late = match (&self.slices, self.windows.pane_folder()) {
             (Some(slices), Some(folder)) => {
                 let input = batch.input_of(slices.node());
                 let parts = slices

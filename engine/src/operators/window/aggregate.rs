@@ -14,7 +14,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::explain::OperatorDescription;
 use crate::operator::{BatchContext, CompileContext, KeyedBy, Operator, OperatorDef};
-use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, fold_all};
+use crate::operators::aggregate::{Aggregation, Builder, Evaluated, KeyIndex, Slices, fold_all};
 use crate::operators::window::PaneQueue;
 use crate::operators::window::{WindowSpec, aligned, bounds};
 use crate::time::BatchTime;
@@ -39,14 +39,13 @@ impl OperatorDef for WindowAggregate {
 
     async fn compile(&self, at: &CompileContext<'_>) -> Result<Box<dyn Operator>> {
         self.spec.validate(at.interval)?;
-        let aggregation = Aggregation::compile(at.session, &self.plan, false)
-            .await?
-            .in_slices(at.parallelism)?;
+        let aggregation = Aggregation::compile(at.session, &self.plan, false).await?;
         Ok(Box::new(WindowOperator::new(
             self.spec,
             at.zero,
             aggregation,
             at.schema.clone(),
+            at.parallelism,
         )?))
     }
 }
@@ -58,6 +57,8 @@ impl OperatorDef for WindowAggregate {
 /// evaluates its pane's accumulators directly.
 struct WindowOperator {
     aggregation: Aggregation,
+    /// A global aggregate's copies that fold a batch in slices at once.
+    slices: Option<Slices>,
     schema: SchemaRef,
     spec: WindowSpec,
     zero: BatchTime,
@@ -74,9 +75,11 @@ impl WindowOperator {
         zero: BatchTime,
         aggregation: Aggregation,
         schema: SchemaRef,
+        parallelism: usize,
     ) -> Result<Self> {
         Ok(WindowOperator {
             index: aggregation.key_index()?,
+            slices: Slices::of(&aggregation, parallelism)?,
             aggregation,
             schema,
             spec,
@@ -162,7 +165,7 @@ impl Operator for WindowOperator {
             Some(pane) => pane,
             None => self.pane.insert(self.aggregation.builder()?),
         };
-        let had_rows = match self.aggregation.slices() {
+        let had_rows = match &self.slices {
             Some(slices) => {
                 let input = batch.input_of(slices.node());
                 let parts = slices.fold(input, fold_all).await?;
