@@ -14,14 +14,14 @@
 //!
 //! Merging partials must give exactly what folding the rows one by one
 //! gives, or the output would depend on the parallelism. It does for
-//! counts, minimums, maximums, logical and bitwise folds, distinct
-//! counts, sums of integers and decimals, and lists (`array_agg`, merged
-//! in the order of the slices, which is the order of the rows); floating-point sums round
-//! differently in another order (and DataFusion averages integers as
-//! floating-point numbers). An aggregate with any other
-//! function (or a floating-point sum) folds as one, as does one whose
-//! input plan does more than filter and project one stream (a slice of a
-//! joined batch is not the join of slices).
+//! counts, minimums, maximums, logical and bitwise folds, distinct counts,
+//! sums of integers and decimals, and lists (`array_agg`, merged in the
+//! order of the slices, which is the order of the rows). Floating-point
+//! sums round differently in another order, and DataFusion averages
+//! integers as floating-point numbers. An aggregate with any other
+//! function (or a floating-point sum or average) folds as one, as does one
+//! whose input plan does more than filter and project one stream (a slice
+//! of a joined batch is not the join of slices).
 
 use std::sync::Arc;
 
