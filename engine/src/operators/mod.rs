@@ -18,7 +18,8 @@
 //! | `join/window.rs` | window join on event time | both sides' rows of windows still open on a side |
 //!
 //! `partitioned.rs` is not an operator of its own either: it runs a keyed
-//! operator as several tasks (`SET parallelism`).
+//! operator as several tasks (`SET parallelism`); `tasks.rs` waits for the
+//! tasks an operator spawns within a batch.
 //!
 //! `aggregate/` is not an operator: it is how the stateful ones keep
 //! DataFusion's accumulators across batches.
@@ -39,4 +40,5 @@ pub mod join;
 pub(crate) mod partitioned;
 pub mod running;
 pub(crate) mod stateless;
+mod tasks;
 pub mod window;

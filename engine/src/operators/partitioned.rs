@@ -56,6 +56,7 @@ use crate::key_groups::{GroupRange, KEY_GROUPS, key_groups, task_range};
 use crate::operator::{
     BatchContext, CompileContext, Input, KeyedBy, LateRows, NodeId, Operator, OperatorDef, Polled,
 };
+use crate::operators::tasks::join_all;
 use crate::time::BatchTime;
 
 /// The state value that says a state was saved by several instances.
@@ -427,15 +428,7 @@ impl Operator for Partitioned {
                     ))
                 })
                 .collect();
-            for handle in handles {
-                match handle.await {
-                    Ok(run) => runs.push(run),
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => {
-                        return Err(Error::Internal(format!("a task of a keyed operator: {e}")));
-                    }
-                }
-            }
+            runs = join_all(handles, "a task of a keyed operator").await?;
         }
         let mut outputs = Vec::new();
         let mut late = Vec::new();

@@ -32,6 +32,7 @@ use super::partial::Partial;
 use super::rows::Rows;
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
+use crate::operators::tasks::join_all;
 
 /// The aggregate functions whose partials merge exactly in any grouping of
 /// the rows, whatever the argument type.
@@ -121,26 +122,10 @@ impl Slices {
                 })
             })
             .collect();
-        let mut folded = Vec::with_capacity(slices);
-        let mut failed = None;
-        for handle in handles {
-            match handle.await {
-                Ok(Ok(value)) => folded.push(value),
-                Ok(Err(e)) => {
-                    failed.get_or_insert(e);
-                }
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => {
-                    failed.get_or_insert(Error::Internal(format!(
-                        "a slice of a global aggregate: {e}"
-                    )));
-                }
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(folded),
-        }
+        join_all(handles, "a slice of a global aggregate")
+            .await?
+            .into_iter()
+            .collect()
     }
 }
 
