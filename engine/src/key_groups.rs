@@ -48,15 +48,15 @@ pub(crate) fn task_range(task: usize, tasks: usize) -> GroupRange {
 
 /// The key group of each row whose key is `columns` (one array per key
 /// column, all of the same length).
-pub(crate) fn key_groups(columns: &[ArrayRef], rows: usize) -> Result<Vec<u16>> {
+pub(crate) fn key_groups(
+    columns: &[ArrayRef],
+    rows: usize,
+) -> Result<impl ExactSizeIterator<Item = u16>> {
     let mut hashes = vec![0u64; rows];
     for column in columns {
         hash_column(column, &mut hashes)?;
     }
-    Ok(hashes
-        .into_iter()
-        .map(|h| (h % KEY_GROUPS as u64) as u16)
-        .collect())
+    Ok(hashes.into_iter().map(|h| (h % KEY_GROUPS as u64) as u16))
 }
 
 /// The seed a null hashes with: its hash differs from every value's.
@@ -95,12 +95,18 @@ fn hash_column(column: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
         t if t.is_primitive() => {
             let width = t.primitive_width().unwrap_or(1);
             let data = column.to_data();
-            let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
-            hash_bytes(
-                hashes,
-                (0..column.len())
-                    .map(|row| valid(row).then(|| &bytes[row * width..(row + 1) * width])),
-            );
+            let start = data.offset() * width;
+            let values = data.buffers()[0].as_slice()[start..start + column.len() * width]
+                .chunks_exact(width);
+            match column.nulls() {
+                None => hash_bytes(hashes, values.map(Some)),
+                Some(nulls) => hash_bytes(
+                    hashes,
+                    values
+                        .zip(nulls.iter())
+                        .map(|(value, valid)| valid.then_some(value)),
+                ),
+            }
         }
         _ => {
             let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
@@ -128,6 +134,10 @@ mod tests {
     use arrow::array::{Int32Array, Int64Array, StringArray, StringViewArray};
 
     use super::*;
+
+    fn groups_of(columns: &[ArrayRef], rows: usize) -> Vec<u16> {
+        key_groups(columns, rows).unwrap().collect()
+    }
 
     #[test]
     fn task_ranges_cover_every_key_group_once() {
@@ -157,22 +167,19 @@ mod tests {
             Some(""),
             Some("x"),
         ]));
-        let groups = key_groups(&[a], 4).unwrap();
-        assert_eq!(groups, key_groups(&[b], 4).unwrap());
+        let groups = groups_of(&[a], 4);
+        assert_eq!(groups, groups_of(&[b], 4));
         assert_eq!(groups[0], groups[3]);
         let sliced: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9, 7]).slice(1, 3));
         let whole: ArrayRef = Arc::new(Int64Array::from(vec![8, 9, 7]));
-        assert_eq!(
-            key_groups(&[sliced], 3).unwrap(),
-            key_groups(&[whole], 3).unwrap()
-        );
+        assert_eq!(groups_of(&[sliced], 3), groups_of(&[whole], 3));
     }
 
     #[test]
     fn keys_spread_over_all_groups() {
         let keys: ArrayRef = Arc::new(Int32Array::from_iter_values(0..100_000));
         let mut counts = vec![0usize; KEY_GROUPS as usize];
-        for g in key_groups(&[keys], 100_000).unwrap() {
+        for g in groups_of(&[keys], 100_000) {
             counts[g as usize] += 1;
         }
         let (least, most) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
@@ -184,7 +191,7 @@ mod tests {
         // Saved state is routed by these numbers: they must never change.
         let keys: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, 1000]));
         let names: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "c"]));
-        let groups = key_groups(&[keys, names], 3).unwrap();
+        let groups = groups_of(&[keys, names], 3);
         let expected: Vec<u16> = {
             let one = |k: i64, s: &str| {
                 let h = XxHash64::oneshot(XxHash64::oneshot(0, &k.to_le_bytes()), s.as_bytes());

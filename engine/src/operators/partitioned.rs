@@ -283,12 +283,16 @@ impl Partitioned {
                 .iter()
                 .map(|e| e.evaluate(&input).and_then(|v| v.into_array(rows)))
                 .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+            // Room for a fair share and a little more, so that pushing
+            // rarely grows a list.
+            let instances = self.tasks.iter().map(Vec::len).sum::<usize>();
+            let share = rows / instances + rows / 16 + 16;
             let mut indices: Vec<Vec<Vec<u32>>> = self
                 .tasks
                 .iter()
-                .map(|t| t.iter().map(|_| Vec::new()).collect())
+                .map(|t| t.iter().map(|_| Vec::with_capacity(share)).collect())
                 .collect();
-            for (row, group) in key_groups(&keys, rows)?.into_iter().enumerate() {
+            for (row, group) in key_groups(&keys, rows)?.enumerate() {
                 let (t, i) = self.owner[group as usize];
                 indices[t][i].push(row as u32);
             }
@@ -324,7 +328,6 @@ impl Partitioned {
             })
             .collect::<Result<Vec<_>>>()?;
         let keep: arrow::array::BooleanArray = key_groups(&keys, rows)?
-            .into_iter()
             .map(|g| Some(groups.contains(&g)))
             .collect();
         Ok(filter_record_batch(&output, &keep)?)

@@ -302,8 +302,8 @@ struct NexmarkReader {
     next: u64,
     metrics: Arc<SourceMetrics>,
     /// How many threads may generate (`SET parallelism`): from 2 on, the
-    /// next batches are generated on that many threads of their own, one
-    /// batch each, while the query runs this one.
+    /// next batches are generated on that many threads of their own, two
+    /// batches each at most, while the query runs this one.
     tasks: usize,
     /// The thread that generates ahead, once started.
     ahead: Option<Ahead>,
@@ -312,7 +312,9 @@ struct NexmarkReader {
 /// Threads that generate the ranges of events they are sent, for the whole
 /// life of a reader: one per task, each making whole batches (batch `k` of
 /// those asked for on thread `k mod n`), so that `n` batches are made at
-/// once while the query runs the batch before them. Threads live as long
+/// once while the query runs the batch before them. Each thread has up to
+/// two batches asked of it: one it makes while its last one waits to be
+/// taken, so that a thread is not idle while the query catches up. Threads live as long
 /// as the reader, not one per batch, so that their allocators' memory is
 /// reused rather than faulted in every batch. They end when the reader
 /// drops their senders.
@@ -374,9 +376,9 @@ impl Ahead {
         self.pending.back().map(|((_, to), _)| *to)
     }
 
-    /// Whether as many ranges are pending as there are threads.
+    /// Whether two ranges per thread are pending.
     fn is_full(&self) -> bool {
-        self.pending.len() >= self.threads.len()
+        self.pending.len() >= 2 * self.threads.len()
     }
 
     /// Asks the next thread for `range`.
