@@ -22,6 +22,7 @@
 
 mod flat_json;
 pub(crate) mod parquet;
+mod part_threads;
 mod timestamps;
 
 use std::fmt;
@@ -35,6 +36,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use crate::error::{Error, Result};
 use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
 use crate::metrics::SourceMetrics;
+use part_threads::PartThreads;
 use timestamps::TextTimestamps;
 
 /// The default limit on one record's length (`max.record.bytes`): 1 MiB.
@@ -290,6 +292,9 @@ pub struct RecordDecoder {
     /// The schema's timestamp columns, decoded as text and read by
     /// `timestamps.rs` when they are of the common shape.
     text_timestamps: Option<TextTimestamps>,
+    /// The threads that decode the other parts of a large chunk, once one
+    /// came (`part_threads.rs`).
+    part_threads: Option<PartThreads>,
 }
 
 /// The smallest chunk decoded by more than one thread: below it, starting
@@ -325,7 +330,21 @@ impl RecordDecoder {
             tasks: 1,
             text_timestamps,
             schema,
+            part_threads: None,
         }
+    }
+
+    /// A decoder with the same settings, at the start of its input, that
+    /// counts into the same metrics: what a part thread decodes with.
+    fn settings_copy(&self) -> RecordDecoder {
+        RecordDecoder::new(
+            self.source.clone(),
+            Arc::clone(&self.schema),
+            self.format.clone(),
+            self.policy,
+            Arc::clone(&self.metrics),
+        )
+        .with_max_record_bytes(self.max_record_bytes)
     }
 
     /// Decodes a chunk of at least 256 KiB on up to `tasks` threads (see
@@ -425,19 +444,17 @@ impl RecordDecoder {
 
     /// [`RecordDecoder::decode`] on several threads.
     fn decode_in_parts(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
-        let parts = cut_at_lines(chunk, self.tasks);
+        if self.part_threads.is_none() {
+            self.part_threads = Some(PartThreads::start(self, self.tasks - 1));
+        }
+        let threads = self.part_threads.as_ref().expect("started above");
+        let parts = cut_at_lines(chunk, threads.len() + 1);
         let header = self.next.line == 1;
-        let decoder = &*self;
-        let clean: Vec<Option<(u64, RecordBatch)>> = std::thread::scope(|scope| {
-            let others: Vec<_> = parts[1..]
-                .iter()
-                .map(|part| scope.spawn(move || decoder.decode_clean(part, false)))
-                .collect();
-            let first = decoder.decode_clean(parts[0], header);
-            std::iter::once(first)
-                .chain(others.into_iter().map(|t| t.join().ok().flatten()))
-                .collect()
-        });
+        threads.send(&parts[1..]);
+        let first = self.decode_clean(parts[0], header);
+        let clean: Vec<Option<(u64, RecordBatch)>> = std::iter::once(first)
+            .chain(threads.receive(parts.len() - 1))
+            .collect();
         let mut batches = Vec::with_capacity(parts.len());
         for (part, clean) in parts.iter().zip(clean) {
             match clean {
