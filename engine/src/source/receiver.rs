@@ -62,28 +62,73 @@ pub(crate) enum PumpEnd {
     Closed,
 }
 
-/// Reads `input` until it ends, up to `read_bytes` at a time, decoding
-/// whole lines and sending them. Applies backpressure: it does not read
-/// while the channel is full.
-pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
-    mut input: R,
+/// The most reads that wait for the pump while it decodes (see
+/// [`ReadAhead`]).
+const READS_AHEAD: usize = 4;
+
+/// Reads `input` on a task of its own, ahead of the pump: while the pump
+/// decodes what was read, the next reads are made, up to [`READS_AHEAD`]
+/// of them. Reading and decoding then overlap: with decoding on two
+/// threads, a pump that waited for each read of standard input spent a
+/// tenth of its time reading. The task ends when the input does, or when
+/// this is dropped.
+struct ReadAhead {
+    reads: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    _task: AbortOnDrop,
+}
+
+impl ReadAhead {
+    /// Starts reading `input`, up to `read_bytes` at a time.
+    fn start<R: AsyncRead + Unpin + Send + 'static>(mut input: R, read_bytes: usize) -> Self {
+        let (tx, reads) = mpsc::channel(READS_AHEAD);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut read = Vec::with_capacity(read_bytes);
+                let outcome = input.read_buf(&mut read).await.map(|_| read);
+                let last = !matches!(&outcome, Ok(read) if !read.is_empty());
+                if tx.send(outcome).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            reads,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// Appends the next read to `buffer`; how many bytes it had (0: the
+    /// input ended).
+    async fn read_into(&mut self, buffer: &mut Vec<u8>) -> Result<usize> {
+        match self.reads.recv().await {
+            Some(Ok(read)) => {
+                buffer.extend_from_slice(&read);
+                Ok(read.len())
+            }
+            Some(Err(e)) => Err(Error::io("reading input", e)),
+            None => Ok(0),
+        }
+    }
+}
+
+/// Reads `input` until it ends, up to `read_bytes` at a time (read ahead,
+/// [`ReadAhead`]), decoding whole lines and sending them. Applies
+/// backpressure: while the channel is full it does not decode, and at most
+/// [`READS_AHEAD`] reads wait.
+pub(crate) async fn pump_lines<R: AsyncRead + Unpin + Send + 'static>(
+    input: R,
     decoder: &mut RecordDecoder,
     tx: &ChunkSender,
     log: Option<&SharedLog>,
     read_bytes: usize,
 ) -> Result<PumpEnd> {
+    let mut input = ReadAhead::start(input, read_bytes);
     let mut buffer: Vec<u8> = Vec::with_capacity(read_bytes);
     // An over-long line being discarded, if any: where it starts, its
     // length so far, and its first bytes (for the dead-letter file).
     let mut discarding: Option<(crate::format::Position, u64, Vec<u8>)> = None;
     loop {
-        let start = buffer.len();
-        buffer.resize(start + read_bytes, 0);
-        let n = input
-            .read(&mut buffer[start..])
-            .await
-            .map_err(|e| Error::io("reading input", e))?;
-        buffer.truncate(start + n);
+        let n = input.read_into(&mut buffer).await?;
         // A full read means more is waiting: with several decoding tasks,
         // gather up to 4 MiB first, so that each decode is worth cutting
         // into parts.
