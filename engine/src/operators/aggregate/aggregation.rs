@@ -172,13 +172,12 @@ impl Aggregation {
         self.keys.is_empty()
     }
 
-    /// Each aggregate function's name, whether it is `DISTINCT`, and its
-    /// arguments' types.
-    pub(super) fn functions(&self) -> impl Iterator<Item = (&str, bool, &[DataType])> + '_ {
+    /// Each aggregate function's name and its arguments' types.
+    pub(super) fn functions(&self) -> impl Iterator<Item = (&str, &[DataType])> + '_ {
         self.aggregates
             .iter()
             .zip(self.argument_types.iter())
-            .map(|(a, types)| (a.fun().name(), a.is_distinct(), types.as_slice()))
+            .map(|(a, types)| (a.fun().name(), types.as_slice()))
     }
 
     /// The one stream its input plan filters and projects, if that is all
