@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
 use crate::metrics::SourceMetrics;
 use part_threads::PartThreads;
+pub(crate) use part_threads::SharedPartThreads;
 use timestamps::TextTimestamps;
 
 /// The default limit on one record's length (`max.record.bytes`): 1 MiB.
@@ -293,8 +294,8 @@ pub struct RecordDecoder {
     /// `timestamps.rs` when they are of the common shape.
     text_timestamps: Option<TextTimestamps>,
     /// The threads that decode the other parts of a large chunk, once one
-    /// came (`part_threads.rs`).
-    part_threads: Option<PartThreads>,
+    /// came (`part_threads.rs`); its own unless given a source's.
+    part_threads: SharedPartThreads,
 }
 
 /// The smallest chunk decoded by more than one thread: below it, starting
@@ -330,7 +331,7 @@ impl RecordDecoder {
             tasks: 1,
             text_timestamps,
             schema,
-            part_threads: None,
+            part_threads: SharedPartThreads::default(),
         }
     }
 
@@ -351,6 +352,13 @@ impl RecordDecoder {
     /// [`RecordDecoder::decode`]).
     pub fn with_tasks(mut self, tasks: usize) -> Self {
         self.tasks = tasks.max(1);
+        self
+    }
+
+    /// Decodes the other parts of large chunks on `threads`, which the
+    /// source's other decoders (of the same settings) share.
+    pub(crate) fn with_part_threads(mut self, threads: &SharedPartThreads) -> Self {
+        self.part_threads = threads.clone();
         self
     }
 
@@ -444,10 +452,13 @@ impl RecordDecoder {
 
     /// [`RecordDecoder::decode`] on several threads.
     fn decode_in_parts(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
-        if self.part_threads.is_none() {
-            self.part_threads = Some(PartThreads::start(self, self.tasks - 1));
-        }
-        let threads = self.part_threads.as_ref().expect("started above");
+        let shared = self.part_threads.clone();
+        // Another decoder of the source has the threads: this chunk
+        // decodes here alone.
+        let Ok(mut threads) = shared.0.try_lock() else {
+            return self.decode_in_order(chunk);
+        };
+        let threads = threads.get_or_insert_with(|| PartThreads::start(self, self.tasks - 1));
         let parts = cut_at_lines(chunk, threads.len() + 1);
         let header = self.next.line == 1;
         threads.send(&parts[1..]);
@@ -869,6 +880,42 @@ mod tests {
         }
         assert_eq!(cut_at_lines(&chunk, 8).concat(), chunk);
         assert_eq!(cut_at_lines(&chunk, 8).len(), 8);
+    }
+
+    #[test]
+    fn decoders_that_share_part_threads_each_decode_their_own_input() {
+        // As a files source decodes file after file (each over 256 KiB):
+        // each decoder starts at line 1 of its own file, the threads
+        // outlive each of them.
+        let file = |n: usize| {
+            let mut text = Vec::new();
+            for i in 0..60_000 {
+                text.extend_from_slice(format!("f{n},{i}\n").as_bytes());
+            }
+            text
+        };
+        let decoder = |threads: Option<&SharedPartThreads>| {
+            let d = RecordDecoder::new(
+                "s",
+                schema(),
+                Format::parse("csv", false, b',').unwrap(),
+                ErrorPolicy::Fail,
+                Arc::new(SourceMetrics::default()),
+            );
+            match threads {
+                Some(shared) => d.with_tasks(3).with_part_threads(shared),
+                None => d,
+            }
+        };
+        let shared = SharedPartThreads::default();
+        for n in 0..3 {
+            let mut alone = decoder(None);
+            let mut sharing = decoder(Some(&shared));
+            let input = file(n);
+            assert_eq!(sharing.decode(&input).unwrap(), alone.decode(&input).unwrap());
+            assert_eq!(sharing.position(), alone.position());
+        }
+        assert!(crate::sync::lock(&shared.0).is_some(), "the threads were started");
     }
 
     #[test]

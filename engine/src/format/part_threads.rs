@@ -8,12 +8,19 @@
 //! allocator took fresh memory, and the kernel spent about a sixth of the
 //! run zeroing pages for it. A thread that lives on reuses what it freed.
 //!
+//! A source that makes a decoder per file or per batch (files, Kafka)
+//! shares one set of threads between its decoders ([`SharedPartThreads`]),
+//! so that they too live as long as the source. Decoders take turns: one
+//! that finds the threads busy decodes its chunk in order on its own
+//! thread.
+//!
 //! A part is copied to its thread (a copy costs a few percent of decoding
 //! it). A thread that is gone (it panicked) gives no rows for its part,
 //! which its decoder then decodes in order, as it does a part with a bad
 //! record.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 
@@ -23,7 +30,12 @@ use super::RecordDecoder;
 /// it is a good record (`RecordDecoder::decode_clean`).
 type Decoded = Option<(u64, RecordBatch)>;
 
-/// Threads decoding parts of chunks, for one decoder.
+/// The part threads of one decoder, or of the decoders of one source in
+/// turn: started by the first chunk worth cutting.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedPartThreads(pub(super) Arc<Mutex<Option<PartThreads>>>);
+
+/// Threads decoding parts of chunks.
 #[derive(Debug)]
 pub(super) struct PartThreads {
     threads: Vec<PartThread>,

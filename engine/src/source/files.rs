@@ -47,7 +47,7 @@ use bytes::Bytes;
 
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
-use crate::format::ErrorPolicy;
+use crate::format::{ErrorPolicy, SharedPartThreads};
 use crate::metrics::SourceMetrics;
 use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::storage::{Dir, Entry, StorageOptions};
@@ -219,6 +219,7 @@ impl Source for FilesSource {
             file_format: self.file_format.clone(),
             metrics: ctx.metrics,
             decode_tasks: ctx.decode_tasks,
+            part_threads: SharedPartThreads::default(),
             taken: HashSet::new(),
             last: Vec::new(),
             available: None,
@@ -258,6 +259,8 @@ struct FilesReader {
     metrics: Arc<SourceMetrics>,
     /// How many threads may decode one file.
     decode_tasks: usize,
+    /// The threads its files' decoders share (`format/part_threads.rs`).
+    part_threads: SharedPartThreads,
     /// Files taken (or skipped as existing) that are still in the directory.
     taken: HashSet<String>,
     /// The files the last batch took, in order.
@@ -340,6 +343,7 @@ impl FilesReader {
                 };
                 decoder
                     .with_tasks(self.decode_tasks)
+                    .with_part_threads(&self.part_threads)
                     .with_file(std::path::Path::new(&place))
                     .decode(&bytes)
                     .map(Some)

@@ -66,7 +66,7 @@ use rdkafka::message::Message;
 
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
-use crate::format::{Format, Position, RecordDecoder};
+use crate::format::{Format, Position, RecordDecoder, SharedPartThreads};
 use crate::kafka::KafkaClient;
 use crate::malformed::MalformedKind;
 use crate::metrics::SourceMetrics;
@@ -339,6 +339,7 @@ impl Source for KafkaSource {
             available_now: ctx.available_now,
             stop_at: None,
             decode_tasks: ctx.decode_tasks,
+            part_threads: SharedPartThreads::default(),
         }))
     }
 
@@ -412,6 +413,9 @@ struct KafkaReader {
     /// How many threads may decode one partition's records of a batch
     /// (`SET parallelism`).
     decode_tasks: usize,
+    /// The threads its partitions' decoders share
+    /// (`format/part_threads.rs`).
+    part_threads: SharedPartThreads,
     source: KafkaSource,
     /// Reads the records of the assigned partitions.
     consumer: BaseConsumer,
@@ -665,6 +669,7 @@ impl KafkaReader {
         };
         let mut decoder = decoder
             .with_tasks(self.decode_tasks)
+            .with_part_threads(&self.part_threads)
             .with_record_offsets(label, records.offsets.clone());
         for (i, _) in records.empty.iter().enumerate().filter(|(_, e)| **e) {
             let position = Position {
