@@ -912,10 +912,16 @@ mod tests {
             let mut alone = decoder(None);
             let mut sharing = decoder(Some(&shared));
             let input = file(n);
-            assert_eq!(sharing.decode(&input).unwrap(), alone.decode(&input).unwrap());
+            assert_eq!(
+                sharing.decode(&input).unwrap(),
+                alone.decode(&input).unwrap()
+            );
             assert_eq!(sharing.position(), alone.position());
         }
-        assert!(crate::sync::lock(&shared.0).is_some(), "the threads were started");
+        assert!(
+            crate::sync::lock(&shared.0).is_some(),
+            "the threads were started"
+        );
     }
 
     #[test]
