@@ -133,6 +133,27 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
         e.contains("event-time HOP table is read by an aggregate"),
         "{e}"
     );
+    let e = error(
+        "SELECT window_start, count(*) FROM TABLE(SESSION(TABLE timed PARTITION BY k, \
+         DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(
+        e.contains("exactly its PARTITION BY columns")
+            && e.contains("PARTITION BY k, GROUP BY also none"),
+        "{e}"
+    );
+    let e = error(
+        "SELECT * FROM TABLE(SESSION(TABLE timed PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' SECOND))",
+    )
+    .await;
+    assert!(e.contains("a SESSION table is read by an aggregate"), "{e}");
+    let e = error(
+        "SELECT window_start, count(*) FROM TABLE(SESSION(TABLE timed, DESCRIPTOR(proctime), \
+         INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(e.contains("SESSION is an event-time window"), "{e}");
     let e = error("SELECT * FROM TABLE(TUMBLE(TABLE timed, DESCRIPTOR(tss), INTERVAL '1' SECOND))")
         .await;
     assert!(e.contains("source 'timed' has no column 'tss'"), "{e}");

@@ -37,8 +37,9 @@ struct Case {
     windows: Windows,
     delay: i64,
     aggregate: &'static str,
-    /// Which spelling of the window: a table function or a group-by
-    /// function (Arroyo's, or Spark's `window`/`session_window`).
+    /// Which spelling of the window: a table function (Flink's `TUMBLE`,
+    /// `HOP`, `SESSION`) or a group-by function (Arroyo's, or Spark's
+    /// `window`/`session_window`).
     form: u8,
     /// `EMIT CHANGES` (updates, then each window's final row).
     changes: bool,
@@ -165,7 +166,13 @@ fn queries(case: &Case) -> (String, String) {
         }
         Windows::Session { gap } => (
             match case.form {
-                0 => grouped_by(&format!("session(ts, '{gap} ms')"), agg),
+                0 => format!(
+                    "SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, \
+                     k, {agg} AS x \
+                     FROM TABLE(SESSION(TABLE events PARTITION BY k, DESCRIPTOR(ts), '{gap} ms')) \
+                     GROUP BY window_start, window_end, k"
+                ),
+                1 => grouped_by(&format!("session(ts, '{gap} ms')"), agg),
                 _ => grouped_by(&format!("session_window(ts, '{gap} ms')"), agg),
             },
             format!(

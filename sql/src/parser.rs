@@ -356,7 +356,7 @@ fn parse_deep(sql: &str) -> Result<Vec<ParsedStatement>> {
                 column: e.location.column,
             }),
         })?;
-    let tokens = drop_table_keyword_in_window_functions(tokens);
+    let tokens = partition_by_as_argument(drop_table_keyword_in_window_functions(tokens));
     if let Some(location) = too_deep_at(&tokens) {
         return Err(Error::too_deep().at(location));
     }
@@ -430,6 +430,89 @@ fn drop_table_keyword_in_window_functions(tokens: Vec<TokenWithSpan>) -> Vec<Tok
             }
         }
         out.push(token);
+    }
+    out
+}
+
+/// The function Flink's `PARTITION BY` keys of a `SESSION` table function
+/// become (see [`partition_by_as_argument`]).
+pub(crate) const PARTITION_BY_ARGUMENT: &str = "__partition_by";
+
+/// Flink's `SESSION(TABLE t PARTITION BY k1, k2, DESCRIPTOR(ts), gap)`: no
+/// sqlparser dialect reads `PARTITION BY` among a function's arguments, so
+/// the keys become one argument of their own, `__partition_by(k1, k2)`,
+/// ending before `DESCRIPTOR` or a named argument (`TIMECOL =>`). The
+/// tokens added take the span of `PARTITION`.
+fn partition_by_as_argument(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant = |from: usize| {
+        (from..tokens.len()).find(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+    };
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut depth = 0usize;
+    // The depths of the open parentheses of SESSION calls.
+    let mut sessions: Vec<usize> = Vec::new();
+    // The depth of the SESSION call whose keys are being listed.
+    let mut listing: Option<usize> = None;
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        let added = |t: Token| TokenWithSpan::new(t, token.span);
+        match &token.token {
+            Token::LParen => {
+                depth += 1;
+                let callee = out
+                    .iter()
+                    .rev()
+                    .find(|t| !matches!(t.token, Token::Whitespace(_)));
+                if matches!(callee.map(|t| &t.token),
+                    Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("session"))
+                {
+                    sessions.push(depth);
+                }
+            }
+            Token::RParen => {
+                if listing == Some(depth) {
+                    out.push(added(Token::RParen));
+                    listing = None;
+                }
+                if sessions.last() == Some(&depth) {
+                    sessions.pop();
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Token::Word(w)
+                if w.keyword == Keyword::PARTITION
+                    && listing.is_none()
+                    && sessions.last() == Some(&depth) =>
+            {
+                if let Some(by) = significant(i + 1)
+                    && matches!(&tokens[by].token, Token::Word(b) if b.keyword == Keyword::BY)
+                {
+                    out.push(added(Token::Comma));
+                    out.push(added(Token::make_word(PARTITION_BY_ARGUMENT, None)));
+                    out.push(added(Token::LParen));
+                    listing = Some(depth);
+                    i = by + 1;
+                    continue;
+                }
+            }
+            Token::Comma if listing == Some(depth) => {
+                let ends = significant(i + 1).is_some_and(|next| match &tokens[next].token {
+                    Token::Word(w) if w.value.eq_ignore_ascii_case("descriptor") => true,
+                    Token::Word(_) => {
+                        significant(next + 1).is_some_and(|k| tokens[k].token == Token::RArrow)
+                    }
+                    _ => false,
+                });
+                if ends {
+                    out.push(added(Token::RParen));
+                    listing = None;
+                }
+            }
+            _ => {}
+        }
+        out.push(token.clone());
+        i += 1;
     }
     out
 }
@@ -854,6 +937,40 @@ mod tests {
         assert_eq!(options[2].value, "7777");
         verified("CREATE TABLE IF NOT EXISTS seq WITH (connector = 'sequence')");
         verified("CREATE SINK out WITH (connector = 'console', format = 'csv')");
+    }
+
+    #[test]
+    fn session_partition_by_becomes_one_argument() {
+        for (sql, args) in [
+            (
+                "SELECT * FROM TABLE(SESSION(TABLE bids PARTITION BY auction, bidder, \
+                 DESCRIPTOR(ts), INTERVAL '5' SECOND))",
+                "bids, __partition_by(auction, bidder), DESCRIPTOR(ts), INTERVAL '5' SECOND",
+            ),
+            (
+                "SELECT * FROM TABLE(SESSION(TABLE bids PARTITION BY auction, \
+                 TIMECOL => DESCRIPTOR(ts), GAP => INTERVAL '5' SECOND))",
+                "bids, __partition_by(auction), TIMECOL => DESCRIPTOR(ts), GAP => INTERVAL '5' SECOND",
+            ),
+            (
+                "SELECT * FROM TABLE(SESSION(TABLE bids, DESCRIPTOR(ts), '5 s'))",
+                "bids, DESCRIPTOR(ts), '5 s'",
+            ),
+        ] {
+            let printed = parse_statement_text(sql).unwrap().statement.to_string();
+            assert!(printed.contains(&format!("SESSION({args})")), "{printed}");
+        }
+        // Elsewhere PARTITION BY is left to the parser.
+        let printed = parse_statement_text(
+            "SELECT k, row_number() OVER (PARTITION BY k ORDER BY ts) AS n FROM t",
+        )
+        .unwrap()
+        .statement
+        .to_string();
+        assert!(
+            printed.contains("OVER (PARTITION BY k ORDER BY ts)"),
+            "{printed}"
+        );
     }
 
     #[test]

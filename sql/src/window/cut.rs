@@ -112,6 +112,9 @@ pub(crate) fn plan_stateful(
                     ));
                 };
                 check_bounds_only_grouped(aggregate, [start, end])?;
+                if let Some(partition_by) = &table.partition_by {
+                    check_session_keys(aggregate, [start, end], partition_by)?;
+                }
                 windowed.push((
                     aggregate,
                     table.spec.clone(),
@@ -420,6 +423,48 @@ fn mentions_bounds(expr: &Expr) -> bool {
     expr.column_refs()
         .iter()
         .any(|c| c.name == "window_start" || c.name == "window_end")
+}
+
+/// A session table's aggregate groups by `window_start, window_end` and
+/// exactly its `PARTITION BY` keys: sessions are kept per group key, so
+/// other keys would cut Flink's sessions (per partition key) into sessions
+/// per group.
+fn check_session_keys(
+    aggregate: &Aggregate,
+    bounds: [usize; 2],
+    partition_by: &[String],
+) -> Result<()> {
+    let mut grouped: Vec<String> = Vec::new();
+    for (i, key) in aggregate.group_expr.iter().enumerate() {
+        if bounds.contains(&i) {
+            continue;
+        }
+        match key {
+            Expr::Column(c) => grouped.push(c.name.clone()),
+            other => {
+                return Err(Error::plan(format!(
+                    "a SESSION table's aggregate groups by window_start, window_end and its \
+                     PARTITION BY columns, not by {other}"
+                )));
+            }
+        }
+    }
+    let mut keys = partition_by.to_vec();
+    grouped.sort();
+    keys.sort();
+    if grouped != keys {
+        let listed = |k: &[String]| match k {
+            [] => "none".to_string(),
+            k => k.join(", "),
+        };
+        return Err(Error::plan(format!(
+            "a SESSION table's aggregate groups by window_start, window_end and exactly its \
+             PARTITION BY columns (sessions are per key): PARTITION BY {}, GROUP BY also {}",
+            listed(partition_by),
+            listed(&grouped)
+        )));
+    }
+    Ok(())
 }
 
 /// An aggregate over a window table function reads each batch's rows, before

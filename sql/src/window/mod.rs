@@ -6,8 +6,10 @@
 //!   order) and Spark's `window(size [, slide])` in `GROUP BY`; the
 //!   window's value is a struct `{start, end}`;
 //! - Flink's table functions: `FROM TABLE(TUMBLE(TABLE s,
-//!   DESCRIPTOR(proctime), size))` and `HOP(…, slide, size)`, whose rows are
-//!   the source's columns with `window_start` and `window_end` appended.
+//!   DESCRIPTOR(proctime), size))`, `HOP(…, slide, size)` and, event time
+//!   only, `SESSION(TABLE s [PARTITION BY k, …], DESCRIPTOR(ts), gap)`,
+//!   whose rows are the source's columns with `window_start` and
+//!   `window_end` appended.
 //!   `proctime` is the processing time (the batch time) that every stream
 //!   has, not a declared column. Grouped `BY window_start, window_end, …`
 //!   it is a window aggregate; without an aggregate it is DStream

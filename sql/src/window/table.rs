@@ -1,10 +1,17 @@
 //! Flink's window table functions: `FROM TABLE(TUMBLE(TABLE s,
-//! DESCRIPTOR(proctime), size))` and `HOP(…, slide, size)`. Before DataFusion
-//! plans the query, each call in a FROM clause is replaced by a table
-//! registered under a name of its own ([`WindowTable`]), whose rows are the
-//! source's columns with `window_start` and `window_end` appended. An
-//! aggregate that reads one is cut out of the plan (`super::cut`); an
-//! event-time `HOP` table read without one is refused.
+//! DESCRIPTOR(proctime), size))`, `HOP(…, slide, size)` and `SESSION(TABLE
+//! s [PARTITION BY k, …], DESCRIPTOR(ts), gap)`. Before DataFusion plans the
+//! query, each call in a FROM clause is replaced by a table registered
+//! under a name of its own ([`WindowTable`]), whose rows are the source's
+//! columns with `window_start` and `window_end` appended. An aggregate that
+//! reads one is cut out of the plan (`super::cut`); an event-time `HOP` or
+//! `SESSION` table read without one is refused (a row's hop windows are
+//! several; its session's bounds are known only when the session closes).
+//!
+//! A session is per key, as in Flink: `PARTITION BY` names the keys, and
+//! the aggregate groups by `window_start, window_end` and those keys (the
+//! session operator keeps one set of sessions per group key). A session
+//! table without `PARTITION BY` has one set of sessions for all rows.
 
 use brooklet_engine::datafusion::sql::sqlparser::ast;
 use brooklet_engine::{Assigner, DStream, Engine, WindowSpec};
@@ -26,6 +33,9 @@ pub(crate) struct WindowTable {
     /// The source's rows of each batch, with placeholder bounds: what an
     /// aggregate over the window reads (the window operator adds the bounds).
     pub(super) per_batch: DStream,
+    /// A session table's `PARTITION BY` columns (empty without it); `None`
+    /// for fixed windows.
+    pub(super) partition_by: Option<Vec<String>>,
 }
 
 impl WindowTable {
@@ -111,9 +121,9 @@ async fn rewrite_factor(
         _ => return Ok(()),
     };
     let name = function.name.to_string().to_ascii_lowercase();
-    if !["tumble", "hop"].contains(&name.as_str()) {
+    if !["tumble", "hop", "session"].contains(&name.as_str()) {
         return Err(Error::plan(format!(
-            "TABLE({name}(…)) is not a window table function; use TUMBLE or HOP"
+            "TABLE({name}(…)) is not a window table function; use TUMBLE, HOP or SESSION"
         )));
     }
     let table = window_table(engine, &name, function).await?;
@@ -133,9 +143,10 @@ async fn rewrite_factor(
     Ok(())
 }
 
-/// The arguments of `TUMBLE(TABLE s, DESCRIPTOR(c), size)` or
-/// `HOP(TABLE s, DESCRIPTOR(c), slide, size)`, positional or named
-/// (`DATA =>`, `TIMECOL =>`, `SLIDE =>`, `SIZE =>`).
+/// The arguments of `TUMBLE(TABLE s, DESCRIPTOR(c), size)`, `HOP(TABLE s,
+/// DESCRIPTOR(c), slide, size)` or `SESSION(TABLE s [PARTITION BY k, …],
+/// DESCRIPTOR(c), gap)`, positional or named (`DATA =>`, `TIMECOL =>`,
+/// `SLIDE =>`, `SIZE =>`, `GAP =>`).
 async fn window_table(
     engine: &Engine,
     function: &str,
@@ -143,6 +154,7 @@ async fn window_table(
 ) -> Result<WindowTable> {
     let usage = match function {
         "tumble" => "TUMBLE(TABLE source, DESCRIPTOR(proctime), size)",
+        "session" => "SESSION(TABLE source [PARTITION BY key, …], DESCRIPTOR(ts), gap)",
         _ => "HOP(TABLE source, DESCRIPTOR(proctime), slide, size)",
     };
     let ast::FunctionArguments::List(list) = &call.args else {
@@ -150,10 +162,12 @@ async fn window_table(
     };
     let positions: &[&str] = match function {
         "tumble" => &["data", "timecol", "size"],
+        "session" => &["data", "timecol", "gap"],
         _ => &["data", "timecol", "slide", "size"],
     };
+    let (partition_by, arguments) = partition_by(function, &list.args)?;
     let mut args: Vec<Option<&ast::Expr>> = vec![None; positions.len()];
-    for (i, arg) in list.args.iter().enumerate() {
+    for (i, arg) in arguments.into_iter().enumerate() {
         let (slot, expr) = match arg {
             ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => (i, e),
             ast::FunctionArg::Named {
@@ -226,6 +240,9 @@ async fn window_table(
         let expr = args[slot].ok_or_else(|| missing(what))?;
         durations.push(literal_duration(engine, function, expr).await?);
     }
+    if function == "session" {
+        return session_table(engine, source_stream, time, durations[0], partition_by).await;
+    }
     let spec = match durations.as_slice() {
         [size] => WindowSpec::tumbling(*size),
         [slide, size] => WindowSpec::sliding(*size, *slide),
@@ -293,27 +310,139 @@ async fn window_table(
         name,
         spec,
         per_batch,
+        partition_by: None,
     })
 }
 
-/// An event-time HOP table read other than by a window aggregate (which
-/// replaced its scans) would see placeholder bounds: refused.
+/// A session table's `PARTITION BY` keys (the `__partition_by(…)` argument
+/// the parser made of them; empty without it), and its other arguments.
+fn partition_by<'a>(
+    function: &str,
+    args: &'a [ast::FunctionArg],
+) -> Result<(Vec<String>, Vec<&'a ast::FunctionArg>)> {
+    let mut keys = Vec::new();
+    let mut rest = Vec::new();
+    for arg in args {
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Function(f))) = arg
+        else {
+            rest.push(arg);
+            continue;
+        };
+        if !f
+            .name
+            .to_string()
+            .eq_ignore_ascii_case(crate::parser::PARTITION_BY_ARGUMENT)
+        {
+            rest.push(arg);
+            continue;
+        }
+        if function != "session" {
+            return Err(Error::plan(format!(
+                "{} takes no PARTITION BY; only SESSION does",
+                function.to_uppercase()
+            )));
+        }
+        let ast::FunctionArguments::List(list) = &f.args else {
+            return Err(Error::plan("PARTITION BY names columns"));
+        };
+        for key in &list.args {
+            match key {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(
+                    ident,
+                ))) => keys.push(crate::parser::normalize(ident)),
+                other => {
+                    return Err(Error::plan(format!(
+                        "PARTITION BY {other}: name a column of the source"
+                    )));
+                }
+            }
+        }
+    }
+    Ok((keys, rest))
+}
+
+/// `SESSION(TABLE source [PARTITION BY keys], DESCRIPTOR(time), gap)`:
+/// event-time sessions, read only by an aggregate (`super::cut` checks that
+/// it groups by the keys).
+async fn session_table(
+    engine: &Engine,
+    source_stream: DStream,
+    time: String,
+    gap: std::time::Duration,
+    partition_by: Vec<String>,
+) -> Result<WindowTable> {
+    if time == PROCTIME {
+        return Err(Error::plan(
+            "SESSION is an event-time window: name the source's event-time column in \
+             DESCRIPTOR(…)",
+        ));
+    }
+    let schema = source_stream.schema();
+    if let Some(missing) = partition_by
+        .iter()
+        .find(|k| schema.field_with_name(k).is_err())
+    {
+        return Err(Error::plan(format!(
+            "PARTITION BY {missing}: the source has no such column"
+        )));
+    }
+    brooklet_engine::EventWindow::session(&time, gap).validate()?;
+    let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
+    let mut columns: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect();
+    columns.push(bound("window_start"));
+    columns.push(bound("window_end"));
+    let per_batch = source_stream.select(columns)?;
+    let name = format!("__session_{}", per_batch.id());
+    engine
+        .session()
+        .register_table(name.as_str(), per_batch.table())?;
+    Ok(WindowTable {
+        name,
+        spec: SqlWindow::Event {
+            column: time,
+            assigner: Assigner::Session { gap },
+        },
+        per_batch,
+        partition_by: Some(partition_by),
+    })
+}
+
+/// An event-time HOP or SESSION table read other than by a window
+/// aggregate (which replaced its scans) would see placeholder bounds:
+/// refused.
 pub(super) fn refuse_raw_hop_tables(plan: &LogicalPlan, windows: &[WindowTable]) -> Result<()> {
     for table in windows {
-        if let SqlWindow::Event {
-            assigner: Assigner::Fixed(spec),
-            ..
-        } = &table.spec
-            && spec.length != spec.slide
-            && any_node(
+        let read = || {
+            any_node(
                 plan,
                 |p| matches!(p, LogicalPlan::TableScan(s) if s.table_name.table() == table.name()),
             )
-        {
-            return Err(Error::plan(
-                "an event-time HOP table is read by an aggregate grouped by window_start, \
-                 window_end; without one, use TUMBLE (each row gets its window's bounds)",
-            ));
+        };
+        match &table.spec {
+            SqlWindow::Event {
+                assigner: Assigner::Fixed(spec),
+                ..
+            } if spec.length != spec.slide && read() => {
+                return Err(Error::plan(
+                    "an event-time HOP table is read by an aggregate grouped by window_start, \
+                     window_end; without one, use TUMBLE (each row gets its window's bounds)",
+                ));
+            }
+            SqlWindow::Event {
+                assigner: Assigner::Session { .. },
+                ..
+            } if read() => {
+                return Err(Error::plan(
+                    "a SESSION table is read by an aggregate grouped by window_start, \
+                     window_end and its PARTITION BY keys (a session's bounds are known \
+                     when it closes)",
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
