@@ -241,24 +241,15 @@ async fn window_table(
         durations.push(literal_duration(engine, function, expr).await?);
     }
     if function == "session" {
-        return session_table(engine, source_stream, time, durations[0], partition_by).await;
+        return session_table(engine, source_stream, time, durations[0], partition_by);
     }
     let spec = match durations.as_slice() {
         [size] => WindowSpec::tumbling(*size),
         [slide, size] => WindowSpec::sliding(*size, *slide),
         _ => unreachable!("two or three positions"),
     };
-    let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
-    let mut columns: Vec<Expr> = source_stream
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-        .collect();
-    let source_columns = columns.clone();
-    columns.push(bound("window_start"));
-    columns.push(bound("window_end"));
-    let per_batch = source_stream.select(columns)?;
+    let source_columns = columns_of(&source_stream);
+    let per_batch = with_placeholder_bounds(&source_stream)?;
     let (registered, spec) = if event_time {
         spec.validate_event_time()?;
         // Read without an aggregate, each row carries its window's bounds
@@ -302,16 +293,43 @@ async fn window_table(
             SqlWindow::Processing(spec),
         )
     };
-    let name = format!("__{function}_{}", registered.id());
-    engine
-        .session()
-        .register_table(name.as_str(), registered.table())?;
     Ok(WindowTable {
-        name,
+        name: register(engine, function, &registered)?,
         spec,
         per_batch,
         partition_by: None,
     })
+}
+
+/// The columns of `stream`, as expressions.
+fn columns_of(stream: &DStream) -> Vec<Expr> {
+    stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect()
+}
+
+/// `source`'s rows with placeholder `window_start` and `window_end`: what
+/// an aggregate over a window table reads (its window operator adds the
+/// bounds).
+fn with_placeholder_bounds(source: &DStream) -> Result<DStream> {
+    let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
+    let mut columns = columns_of(source);
+    columns.push(bound("window_start"));
+    columns.push(bound("window_end"));
+    Ok(source.select(columns)?)
+}
+
+/// Registers `table`, made by window table function `function`, in the
+/// session under a name of its own; the name.
+fn register(engine: &Engine, function: &str, table: &DStream) -> Result<String> {
+    let name = format!("__{function}_{}", table.id());
+    engine
+        .session()
+        .register_table(name.as_str(), table.table())?;
+    Ok(name)
 }
 
 /// A session table's `PARTITION BY` keys (the `__partition_by(…)` argument
@@ -364,7 +382,7 @@ fn partition_by<'a>(
 /// `SESSION(TABLE source [PARTITION BY keys], DESCRIPTOR(time), gap)`:
 /// event-time sessions, read only by an aggregate (`super::cut` checks that
 /// it groups by the keys).
-async fn session_table(
+fn session_table(
     engine: &Engine,
     source_stream: DStream,
     time: String,
@@ -387,21 +405,9 @@ async fn session_table(
         )));
     }
     brooklet_engine::EventWindow::session(&time, gap).validate()?;
-    let bound = |name: &str| lit(ScalarValue::TimestampMillisecond(Some(0), None)).alias(name);
-    let mut columns: Vec<Expr> = schema
-        .fields()
-        .iter()
-        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-        .collect();
-    columns.push(bound("window_start"));
-    columns.push(bound("window_end"));
-    let per_batch = source_stream.select(columns)?;
-    let name = format!("__session_{}", per_batch.id());
-    engine
-        .session()
-        .register_table(name.as_str(), per_batch.table())?;
+    let per_batch = with_placeholder_bounds(&source_stream)?;
     Ok(WindowTable {
-        name,
+        name: register(engine, "session", &per_batch)?,
         spec: SqlWindow::Event {
             column: time,
             assigner: Assigner::Session { gap },
