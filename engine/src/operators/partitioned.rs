@@ -7,7 +7,9 @@
 //!
 //! 1. each input row's key is hashed to its key group (`key_groups.rs`);
 //!    the task that owns the group gets the row (of an aggregate's input,
-//!    only the columns it reads);
+//!    only the columns it reads). A large input is hashed in one slice per
+//!    task at once, and each task copies its own rows out of the input, so
+//!    routing is divided among the tasks too, not done on one core;
 //! 2. the tasks run their batch at once, each on tokio's pool, each with
 //!    every source's batch (so each follows the same watermark as the
 //!    operator run as one: watermarks come from the sources, not from the
@@ -48,6 +50,7 @@ use arrow::array::{ArrayRef, NullArray, RecordBatch, UInt32Array};
 use arrow::compute::{cast, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use datafusion::physical_expr::PhysicalExpr;
 use serde_json::{Value, json};
 
 use crate::checkpoint::{StateReader, StateWriter};
@@ -128,7 +131,7 @@ pub(crate) async fn compile(
     }
     Ok(Box::new(Partitioned {
         tasks,
-        owner,
+        owner: owner.into(),
         keyed,
         key_types,
         schema: at.schema.clone(),
@@ -247,7 +250,7 @@ struct Partitioned {
     /// Each task's instances, run one after another within the task.
     tasks: Vec<Vec<Instance>>,
     /// The (task, instance) that owns each key group.
-    owner: Vec<(usize, usize)>,
+    owner: Arc<[(usize, usize)]>,
     keyed: KeyedBy,
     key_types: Vec<DataType>,
     schema: SchemaRef,
@@ -259,57 +262,138 @@ type Values = HashMap<NodeId, Option<RecordBatch>>;
 /// What one instance did in a batch.
 type InstanceRun = (Result<Option<RecordBatch>>, Vec<LateRows>);
 
+/// One instance's rows of one input, before they are taken: the input, and
+/// the numbers of the instance's rows in it, as one ascending list per
+/// slice they were hashed in. The instance's own task takes them, so the
+/// copying is divided among the tasks.
+struct Share {
+    input: RecordBatch,
+    rows: Vec<Vec<u32>>,
+}
+
+impl Share {
+    /// The instance's rows, in the input's order.
+    fn take(self) -> Result<RecordBatch> {
+        let rows = match <[Vec<u32>; 1]>::try_from(self.rows) {
+            Ok([rows]) => rows,
+            Err(lists) => {
+                let mut all = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+                lists.iter().for_each(|l| all.extend_from_slice(l));
+                all
+            }
+        };
+        Ok(take_record_batch(&self.input, &UInt32Array::from(rows))?)
+    }
+}
+
+/// One instance's shares of every input (`None`: the input has no batch).
+type Shares = Vec<(NodeId, Option<Share>)>;
+
+/// Below this many rows an input is hashed in one slice: spawning would
+/// cost more than it divides.
+const SLICE_MIN_ROWS: usize = 16 * 1024;
+
+/// The rows of `input[offset..offset + len]` each instance owns, as
+/// `[task][instance]` lists of row numbers of the whole input.
+fn rows_by_instance(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    input: &RecordBatch,
+    offset: usize,
+    len: usize,
+    owner: &[(usize, usize)],
+    shape: &[usize],
+) -> Result<Vec<Vec<Vec<u32>>>> {
+    let slice = input.slice(offset, len);
+    let keys = exprs
+        .iter()
+        .map(|e| e.evaluate(&slice).and_then(|v| v.into_array(len)))
+        .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+    // Room for a fair share and a little more, so that pushing rarely
+    // grows a list.
+    let instances = shape.iter().sum::<usize>();
+    let share = len / instances + len / 16 + 16;
+    let mut rows: Vec<Vec<Vec<u32>>> = shape
+        .iter()
+        .map(|&n| (0..n).map(|_| Vec::with_capacity(share)).collect())
+        .collect();
+    for (row, group) in key_groups(&keys, len)?.enumerate() {
+        let (t, i) = owner[group as usize];
+        rows[t][i].push((offset + row) as u32);
+    }
+    Ok(rows)
+}
+
 impl Partitioned {
     fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.tasks.iter().flatten()
     }
 
-    /// Each instance's batches of every input: the rows of its key groups.
-    fn route(&self, batch: &BatchContext<'_>) -> Result<Vec<Vec<Values>>> {
-        let mut routed: Vec<Vec<Values>> = self
-            .tasks
+    /// Each instance's shares of every input: the rows of its key groups.
+    /// A large input is hashed in one slice per task, at once (`&mut`:
+    /// held across the wait, `self` need only be `Send`).
+    async fn route(&mut self, batch: &BatchContext<'_>) -> Result<Vec<Vec<Shares>>> {
+        let shape: Vec<usize> = self.tasks.iter().map(Vec::len).collect();
+        let mut routed: Vec<Vec<Shares>> = shape
             .iter()
-            .map(|t| t.iter().map(|_| HashMap::new()).collect())
+            .map(|&n| (0..n).map(|_| Vec::new()).collect())
             .collect();
         for ((node, exprs), reads) in self.keyed.inputs.iter().zip(&self.keyed.reads) {
             let Some(input) = batch.input_of(*node) else {
-                routed.iter_mut().flatten().for_each(|m| {
-                    m.insert(*node, None);
-                });
+                routed
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|s| s.push((*node, None)));
                 continue;
             };
             let rows = input.num_rows();
-            let keys = exprs
-                .iter()
-                .map(|e| e.evaluate(&input).and_then(|v| v.into_array(rows)))
-                .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-            // Room for a fair share and a little more, so that pushing
-            // rarely grows a list.
-            let instances = self.tasks.iter().map(Vec::len).sum::<usize>();
-            let share = rows / instances + rows / 16 + 16;
-            let mut indices: Vec<Vec<Vec<u32>>> = self
-                .tasks
-                .iter()
-                .map(|t| t.iter().map(|_| Vec::with_capacity(share)).collect())
-                .collect();
-            for (row, group) in key_groups(&keys, rows)?.enumerate() {
-                let (t, i) = self.owner[group as usize];
-                indices[t][i].push(row as u32);
+            let slices = if rows >= SLICE_MIN_ROWS {
+                shape.len()
+            } else {
+                1
+            };
+            let mut by_slice = Vec::with_capacity(slices);
+            if slices == 1 {
+                by_slice.push(rows_by_instance(
+                    exprs,
+                    &input,
+                    0,
+                    rows,
+                    &self.owner,
+                    &shape,
+                )?);
+            } else {
+                let handles: Vec<_> = (0..slices)
+                    .map(|s| {
+                        let (offset, end) = (s * rows / slices, (s + 1) * rows / slices);
+                        let (exprs, input) = (exprs.clone(), input.clone());
+                        let (owner, shape) = (Arc::clone(&self.owner), shape.clone());
+                        tokio::spawn(async move {
+                            rows_by_instance(&exprs, &input, offset, end - offset, &owner, &shape)
+                        })
+                    })
+                    .collect();
+                for rows in join_all(handles, "hashing a slice of a keyed operator's input").await?
+                {
+                    by_slice.push(rows?);
+                }
             }
             let input = match reads {
                 Some(reads) => without_unread(&input, reads)?,
                 None => input,
             };
-            for (t, task) in indices.into_iter().enumerate() {
-                for (i, rows) in task.into_iter().enumerate() {
-                    let part = take_record_batch(&input, &UInt32Array::from(rows))?;
-                    routed[t][i].insert(*node, Some(part));
+            for (t, task) in routed.iter_mut().enumerate() {
+                for (i, shares) in task.iter_mut().enumerate() {
+                    let rows = by_slice
+                        .iter_mut()
+                        .map(|slice| std::mem::take(&mut slice[t][i]))
+                        .collect();
+                    let input = input.clone();
+                    shares.push((*node, Some(Share { input, rows })));
                 }
             }
         }
         Ok(routed)
     }
-
     /// `output` of an instance that owns `groups`: the rows of its groups.
     fn own_rows(&self, output: RecordBatch, groups: &GroupRange) -> Result<RecordBatch> {
         let rows = output.num_rows();
@@ -361,18 +445,29 @@ fn without_unread(batch: &RecordBatch, reads: &[usize]) -> Result<RecordBatch> {
     )?)
 }
 
-/// Runs one task's instances on their batches, one after another, and
+/// Runs one task's instances on their shares, one after another, and
 /// gives them back with what each did.
 async fn run_task(
     mut instances: Vec<Instance>,
-    values: Vec<Values>,
+    shares: Vec<Shares>,
     time: BatchTime,
     inputs: Arc<[Input]>,
     polled: Arc<Polled>,
 ) -> (Vec<Instance>, Vec<InstanceRun>) {
     let mut runs = Vec::with_capacity(instances.len());
-    for (instance, values) in instances.iter_mut().zip(&values) {
-        let mut context = BatchContext::new(time, &inputs, values, &polled);
+    for (instance, shares) in instances.iter_mut().zip(shares) {
+        let values = shares
+            .into_iter()
+            .map(|(node, share)| Ok((node, share.map(Share::take).transpose()?)))
+            .collect::<Result<Values>>();
+        let values = match values {
+            Ok(values) => values,
+            Err(e) => {
+                runs.push((Err(e), Vec::new()));
+                continue;
+            }
+        };
+        let mut context = BatchContext::new(time, &inputs, &values, &polled);
         let output = instance.operator.on_batch(&mut context).await;
         runs.push((output, context.late));
     }
@@ -399,7 +494,7 @@ fn merge_late(all: impl IntoIterator<Item = LateRows>) -> Vec<LateRows> {
 #[async_trait]
 impl Operator for Partitioned {
     async fn on_batch(&mut self, batch: &mut BatchContext<'_>) -> Result<Option<RecordBatch>> {
-        let routed = self.route(batch)?;
+        let routed = self.route(batch).await?;
         let inputs: Arc<[Input]> = batch.inputs().into();
         let polled = Arc::new(batch.sources.clone());
         let tasks = std::mem::take(&mut self.tasks);
@@ -561,5 +656,51 @@ mod tests {
                 (2, 85, 128, true, "")
             ]
         );
+    }
+
+    #[test]
+    fn rows_hashed_in_slices_are_taken_in_the_order_of_rows_hashed_whole() {
+        use arrow::array::{Int64Array, StringArray};
+        use datafusion::physical_expr::expressions::Column;
+        let rows = 50_000;
+        let keys = Int64Array::from_iter_values((0..rows as i64).map(|r| r * 7919 % 1013));
+        let names = StringArray::from_iter_values((0..rows).map(|r| format!("row {r}")));
+        let input = RecordBatch::try_from_iter([
+            ("k", Arc::new(keys) as ArrayRef),
+            ("name", Arc::new(names) as ArrayRef),
+        ])
+        .unwrap();
+        // Two tasks, the second with two instances (as restored from three).
+        let shape = [1, 2];
+        let owner: Vec<(usize, usize)> = (0..KEY_GROUPS)
+            .map(|g| match g {
+                0..50 => (0, 0),
+                50..90 => (1, 0),
+                _ => (1, 1),
+            })
+            .collect();
+        let exprs: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("k", 0))];
+        let whole = rows_by_instance(&exprs, &input, 0, rows, &owner, &shape).unwrap();
+        let cut = [0, 12_345, 30_000, rows];
+        let mut slices: Vec<_> = cut
+            .windows(2)
+            .map(|w| rows_by_instance(&exprs, &input, w[0], w[1] - w[0], &owner, &shape).unwrap())
+            .collect();
+        for (t, &instances) in shape.iter().enumerate() {
+            for i in 0..instances {
+                let take = |rows| {
+                    Share {
+                        input: input.clone(),
+                        rows,
+                    }
+                    .take()
+                    .unwrap()
+                };
+                let in_slices = slices.iter_mut().map(|s| std::mem::take(&mut s[t][i]));
+                let taken = take(in_slices.collect());
+                assert!(taken.num_rows() > 1_000, "every instance gets rows");
+                assert_eq!(taken, take(vec![whole[t][i].clone()]));
+            }
+        }
     }
 }
