@@ -154,6 +154,30 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     )
     .await;
     assert!(e.contains("SESSION is an event-time window"), "{e}");
+    let e = error(
+        "SELECT * FROM TABLE(CUMULATE(TABLE timed, DESCRIPTOR(ts), INTERVAL '1' SECOND, \
+         INTERVAL '3' SECOND))",
+    )
+    .await;
+    assert!(
+        e.contains("a CUMULATE table is read by an aggregate"),
+        "{e}"
+    );
+    let e = error(
+        "SELECT window_start, count(*) FROM TABLE(CUMULATE(TABLE timed, DESCRIPTOR(proctime), \
+         INTERVAL '1' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(e.contains("CUMULATE runs on event time"), "{e}");
+    let e = error(
+        "SELECT window_start, count(*) FROM TABLE(CUMULATE(TABLE timed, DESCRIPTOR(ts), \
+         INTERVAL '2' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(
+        e.contains("a size that is a multiple of it, got step 2 s and size 3 s"),
+        "{e}"
+    );
     let e = error("SELECT * FROM TABLE(TUMBLE(TABLE timed, DESCRIPTOR(tss), INTERVAL '1' SECOND))")
         .await;
     assert!(e.contains("source 'timed' has no column 'tss'"), "{e}");

@@ -1,9 +1,10 @@
 //! Property: for random event sequences whose disorder stays within the
 //! watermark's delay (so no row is late), however they fall into batches,
-//! the final rows of an event-time window — tumbling, sliding or session;
+//! the final rows of an event-time window — tumbling, sliding, cumulating or
+//! session;
 //! emitted on close, or with `EMIT CHANGES` its rows with `is_final` —
 //! equal a batch DataFusion query over all events: `GROUP BY` the window
-//! computed in SQL (integer arithmetic for fixed windows; `lag` and a
+//! computed in SQL (integer arithmetic for fixed and cumulating windows; `lag` and a
 //! running `sum` for sessions, which start where a key's gap to its
 //! previous event exceeds the session gap).
 //!
@@ -29,6 +30,7 @@ const AGGREGATES: &[&str] = crate::window_props::AGGREGATES;
 enum Windows {
     Tumbling { size: i64 },
     Sliding { size: i64, slide: i64 },
+    Cumulating { size: i64, step: i64 },
     Session { gap: i64 },
 }
 
@@ -53,6 +55,10 @@ fn windows() -> impl Strategy<Value = Windows> {
         (1i64..=3, 1i64..=3).prop_map(|(slide, n)| Windows::Sliding {
             size: slide * n * 1000,
             slide: slide * 1000,
+        }),
+        (1i64..=3, 1i64..=4).prop_map(|(step, n)| Windows::Cumulating {
+            size: step * n * 1000,
+            step: step * 1000,
         }),
         (1i64..=4).prop_map(|g| Windows::Session { gap: g * 700 }),
     ]
@@ -160,6 +166,22 @@ fn queries(case: &Case) -> (String, String) {
                      (SELECT ts / {slide} * {slide} - i * {slide} AS ws, k, v FROM t \
                       CROSS JOIN (VALUES {}) AS o(i)) \
                      GROUP BY ws, k",
+                    offsets.join(", ")
+                ),
+            )
+        }
+        // Flink's only spelling: a table function. A row is in every window
+        // of its period that ends after it.
+        Windows::Cumulating { size, step } => {
+            let offsets: Vec<String> = (0..size / step).map(|i| format!("({i})")).collect();
+            (
+                table("CUMULATE", &format!("'{step} ms', '{size} ms'")),
+                format!(
+                    "SELECT ws, we, k, {agg} AS x FROM \
+                     (SELECT ts / {size} * {size} AS ws, ts / {step} * {step} + {step} + i * {step} AS we, \
+                      k, v FROM t CROSS JOIN (VALUES {}) AS o(i)) \
+                     WHERE we <= ws + {size} \
+                     GROUP BY ws, we, k",
                     offsets.join(", ")
                 ),
             )

@@ -1,11 +1,11 @@
 //! Property: a query's per-batch output does not depend on its parallelism.
 //!
 //! Random events on two streams, cut into random batches, go through every
-//! kind of keyed stateful operator (event-time tumbling, sliding and
-//! session windows, a processing-time sliding window, running aggregates
+//! kind of keyed stateful operator (event-time tumbling, sliding,
+//! cumulating and session windows, a processing-time sliding window, running aggregates
 //! emitting changes and complete tables, interval, window and running
 //! joins), global aggregates whose batches are folded in slices (event-time
-//! tumbling and sliding windows, on close and with changes, a
+//! tumbling, sliding and cumulating windows, on close and with changes, a
 //! processing-time window, a running aggregate) and per-batch plans (an
 //! aggregate, a sorted filter) at
 //! parallelism 1, 2, 3 and 4, on a runtime with four threads. Each batch's
@@ -26,6 +26,9 @@ const QUERIES: &[&str] = &[
      GROUP BY window_start, window_end, k",
     "SELECT window_start, window_end, k, max(v) AS m, count(DISTINCT v) AS d \
      FROM TABLE(HOP(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) \
+     GROUP BY window_start, window_end, k",
+    "SELECT window_start, window_end, k, count(*) AS n, max(v) AS m \
+     FROM TABLE(CUMULATE(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) \
      GROUP BY window_start, window_end, k",
     "SELECT CAST(s['start'] AS BIGINT) AS ss, CAST(s['end'] AS BIGINT) AS se, k, n, m \
      FROM (SELECT session_window(ts, INTERVAL '700' MILLISECOND) AS s, k, count(*) AS n, min(v) AS m \
@@ -53,6 +56,9 @@ const QUERIES: &[&str] = &[
      WHERE v > 0 GROUP BY window_start, window_end",
     "SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
      FROM TABLE(HOP(TABLE a, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
+     GROUP BY window_start, window_end EMIT CHANGES",
+    "SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
+     FROM TABLE(CUMULATE(TABLE b, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
      GROUP BY window_start, window_end EMIT CHANGES",
     "SELECT count(*) AS n, sum(v) AS s FROM b WHERE v > 0 GROUP BY window('3 seconds', '1 second')",
     "SELECT count(*) AS n, sum(v) AS s, max(v) AS m FROM a EMIT CHANGES",

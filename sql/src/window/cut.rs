@@ -397,6 +397,14 @@ fn describe(window: &SqlWindow) -> String {
         } => format!("a window of {} on {column}", fixed(spec)),
         SqlWindow::Event {
             column,
+            assigner: Assigner::Cumulate(spec),
+        } => format!(
+            "cumulating windows growing by {} up to {} on {column}",
+            format_duration(spec.slide),
+            format_duration(spec.length)
+        ),
+        SqlWindow::Event {
+            column,
             assigner: Assigner::Session { gap },
         } => format!("sessions of gap {} on {column}", format_duration(*gap)),
     }

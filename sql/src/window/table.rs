@@ -1,12 +1,19 @@
 //! Flink's window table functions: `FROM TABLE(TUMBLE(TABLE s,
-//! DESCRIPTOR(proctime), size))`, `HOP(…, slide, size)` and `SESSION(TABLE
-//! s [PARTITION BY k, …], DESCRIPTOR(ts), gap)`. Before DataFusion plans the
+//! DESCRIPTOR(proctime), size))`, `HOP(…, slide, size)`, `CUMULATE(TABLE s,
+//! DESCRIPTOR(ts), step, size)` and `SESSION(TABLE s [PARTITION BY k, …],
+//! DESCRIPTOR(ts), gap)`. Before DataFusion plans the
 //! query, each call in a FROM clause is replaced by a table registered
 //! under a name of its own ([`WindowTable`]), whose rows are the source's
 //! columns with `window_start` and `window_end` appended. An aggregate that
-//! reads one is cut out of the plan (`super::cut`); an event-time `HOP` or
-//! `SESSION` table read without one is refused (a row's hop windows are
-//! several; its session's bounds are known only when the session closes).
+//! reads one is cut out of the plan (`super::cut`); an event-time `HOP`,
+//! `CUMULATE` or `SESSION` table read without one is refused (a row's hop
+//! or cumulating windows are several; its session's bounds are known only
+//! when the session closes).
+//!
+//! `CUMULATE` is on event time only: its windows are the event-time
+//! operator's, panes of the step merged from the start of each period
+//! (`brooklet_engine::Assigner::Cumulate`). Over processing time it is
+//! refused, with the event-time spelling in the message.
 //!
 //! A session is per key, as in Flink: `PARTITION BY` names the keys, and
 //! the aggregate groups by `window_start, window_end` and those keys (the
@@ -121,9 +128,9 @@ async fn rewrite_factor(
         _ => return Ok(()),
     };
     let name = function.name.to_string().to_ascii_lowercase();
-    if !["tumble", "hop", "session"].contains(&name.as_str()) {
+    if !["tumble", "hop", "cumulate", "session"].contains(&name.as_str()) {
         return Err(Error::plan(format!(
-            "TABLE({name}(…)) is not a window table function; use TUMBLE, HOP or SESSION"
+            "TABLE({name}(…)) is not a window table function; use TUMBLE, HOP, CUMULATE or SESSION"
         )));
     }
     let table = window_table(engine, &name, function).await?;
@@ -144,9 +151,10 @@ async fn rewrite_factor(
 }
 
 /// The arguments of `TUMBLE(TABLE s, DESCRIPTOR(c), size)`, `HOP(TABLE s,
-/// DESCRIPTOR(c), slide, size)` or `SESSION(TABLE s [PARTITION BY k, …],
-/// DESCRIPTOR(c), gap)`, positional or named (`DATA =>`, `TIMECOL =>`,
-/// `SLIDE =>`, `SIZE =>`, `GAP =>`).
+/// DESCRIPTOR(c), slide, size)`, `CUMULATE(TABLE s, DESCRIPTOR(c), step,
+/// size)` or `SESSION(TABLE s [PARTITION BY k, …], DESCRIPTOR(c), gap)`,
+/// positional or named (`DATA =>`, `TIMECOL =>`, `SLIDE =>`, `STEP =>`,
+/// `SIZE =>`, `GAP =>`).
 async fn window_table(
     engine: &Engine,
     function: &str,
@@ -155,6 +163,7 @@ async fn window_table(
     let usage = match function {
         "tumble" => "TUMBLE(TABLE source, DESCRIPTOR(proctime), size)",
         "session" => "SESSION(TABLE source [PARTITION BY key, …], DESCRIPTOR(ts), gap)",
+        "cumulate" => "CUMULATE(TABLE source, DESCRIPTOR(ts), step, size)",
         _ => "HOP(TABLE source, DESCRIPTOR(proctime), slide, size)",
     };
     let ast::FunctionArguments::List(list) = &call.args else {
@@ -163,6 +172,7 @@ async fn window_table(
     let positions: &[&str] = match function {
         "tumble" => &["data", "timecol", "size"],
         "session" => &["data", "timecol", "gap"],
+        "cumulate" => &["data", "timecol", "step", "size"],
         _ => &["data", "timecol", "slide", "size"],
     };
     let (partition_by, arguments) = partition_by(function, &list.args)?;
@@ -242,6 +252,9 @@ async fn window_table(
     }
     if function == "session" {
         return session_table(engine, source_stream, time, durations[0], partition_by);
+    }
+    if function == "cumulate" {
+        return cumulate_table(engine, source_stream, time, durations[0], durations[1]);
     }
     let spec = match durations.as_slice() {
         [size] => WindowSpec::tumbling(*size),
@@ -417,7 +430,36 @@ fn session_table(
     })
 }
 
-/// An event-time HOP or SESSION table read other than by a window
+/// `CUMULATE(TABLE source, DESCRIPTOR(time), step, size)`: event-time
+/// cumulating windows, read only by an aggregate.
+fn cumulate_table(
+    engine: &Engine,
+    source_stream: DStream,
+    time: String,
+    step: std::time::Duration,
+    size: std::time::Duration,
+) -> Result<WindowTable> {
+    if time == PROCTIME {
+        return Err(Error::plan(
+            "CUMULATE runs on event time: name the source's event-time column in \
+             DESCRIPTOR(…) (over processing time, use TUMBLE or HOP)",
+        ));
+    }
+    let window = brooklet_engine::EventWindow::cumulate(&time, step, size);
+    window.validate()?;
+    let per_batch = with_placeholder_bounds(&source_stream)?;
+    Ok(WindowTable {
+        name: register(engine, "cumulate", &per_batch)?,
+        spec: SqlWindow::Event {
+            column: time,
+            assigner: window.assigner,
+        },
+        per_batch,
+        partition_by: None,
+    })
+}
+
+/// An event-time HOP, CUMULATE or SESSION table read other than by a window
 /// aggregate (which replaced its scans) would see placeholder bounds:
 /// refused.
 pub(super) fn refuse_raw_hop_tables(plan: &LogicalPlan, windows: &[WindowTable]) -> Result<()> {
@@ -436,6 +478,15 @@ pub(super) fn refuse_raw_hop_tables(plan: &LogicalPlan, windows: &[WindowTable])
                 return Err(Error::plan(
                     "an event-time HOP table is read by an aggregate grouped by window_start, \
                      window_end; without one, use TUMBLE (each row gets its window's bounds)",
+                ));
+            }
+            SqlWindow::Event {
+                assigner: Assigner::Cumulate(_),
+                ..
+            } if read() => {
+                return Err(Error::plan(
+                    "a CUMULATE table is read by an aggregate grouped by window_start, \
+                     window_end (each row is in several windows)",
                 ));
             }
             SqlWindow::Event {

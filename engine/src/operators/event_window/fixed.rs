@@ -2,6 +2,15 @@
 //! length)` aligned to the epoch, kept as panes of `gcd(length, slide)`
 //! whose partial states a window merges when it closes.
 //!
+//! Cumulating windows (Flink's `CUMULATE`, [`Shape::Cumulative`]) are kept
+//! the same way, in panes of the step: a period `[k·size, (k+1)·size)` has
+//! the windows `[k·size, k·size + j·step)`, all starting at the period's
+//! start, and the window ending at `e` merges the period's panes before
+//! `e`. A row belongs to every window of its period that ends after it, so
+//! it is late only when its period has closed; a row behind windows that
+//! have already closed (but not its period) goes to the later ones only.
+//! Their panes are freed when the period closes.
+//!
 //! A sliding window emitted on close does not merge its `length / pane`
 //! panes one by one: when a window closes, the panes it covers are
 //! *sealed* into a [`PaneQueue`] (two stacks: a constant number of merges
@@ -86,11 +95,25 @@ impl Pane {
     }
 }
 
+/// A window's bounds, `[start, end)` in milliseconds.
+type Window = (i64, i64);
+
+/// How windows lie over the panes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `[k·slide, k·slide + length)`: tumbling or sliding.
+    Fixed,
+    /// `[k·length, k·length + j·slide)` for `j = 1 … length / slide`:
+    /// cumulating by `slide` (the step) up to `length` (the size).
+    Cumulative,
+}
+
 /// What folds a slice of a global aggregate's batch into partial states by
 /// pane: the windows' geometry, holding nothing.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PaneFolder {
     spec: WindowSpec,
+    shape: Shape,
     emit: WindowEmit,
 }
 
@@ -103,7 +126,7 @@ impl PaneFolder {
         aggregation: &Aggregation,
         rows: &mut Arrivals<'_>,
     ) -> Result<Vec<(i64, Partial)>> {
-        let mut windows = FixedWindows::new(self.spec, self.emit);
+        let mut windows = FixedWindows::new(self.spec, self.shape, self.emit);
         windows.add(aggregation, rows)?;
         windows
             .panes
@@ -113,10 +136,11 @@ impl PaneFolder {
     }
 }
 
-/// Tumbling and sliding windows over event time, by panes.
+/// Tumbling, sliding and cumulating windows over event time, by panes.
 pub(super) struct FixedWindows {
     /// Their geometry, for slices of a batch.
     folder: PaneFolder,
+    shape: Shape,
     length: i64,
     slide: i64,
     pane: i64,
@@ -138,11 +162,12 @@ struct Fold {
 }
 
 impl FixedWindows {
-    /// Fixed windows of `spec` emitting as `emit` says, none open yet.
-    pub(super) fn new(spec: WindowSpec, emit: WindowEmit) -> Self {
-        let sliding = spec.length != spec.slide;
+    /// Windows of `spec` and `shape` emitting as `emit` says, none open yet.
+    pub(super) fn new(spec: WindowSpec, shape: Shape, emit: WindowEmit) -> Self {
+        let sliding = spec.length != spec.slide && shape == Shape::Fixed;
         FixedWindows {
-            folder: PaneFolder { spec, emit },
+            folder: PaneFolder { spec, shape, emit },
+            shape,
             fold: (sliding && emit == WindowEmit::OnClose).then(|| Fold {
                 sealed_through: i64::MIN,
                 queue: PaneQueue::default(),
@@ -173,9 +198,16 @@ impl FixedWindows {
             return i64::MAX;
         }
         let (slide, length) = (self.slide, self.length);
-        (watermark.saturating_sub(length).div_euclid(slide) + 1)
-            .checked_mul(slide)
-            .unwrap_or(i64::MAX)
+        match self.shape {
+            Shape::Fixed => (watermark.saturating_sub(length).div_euclid(slide) + 1)
+                .checked_mul(slide)
+                .unwrap_or(i64::MAX),
+            // The periods that end after the watermark.
+            Shape::Cumulative => watermark
+                .div_euclid(length)
+                .checked_mul(length)
+                .unwrap_or(i64::MIN),
+        }
     }
 
     /// Emits the window starting at `start` from the queue: seals the
@@ -234,16 +266,63 @@ impl FixedWindows {
 
     /// The end of the newest window containing time `t`.
     fn newest_end(&self, t: i64) -> i64 {
-        t.div_euclid(self.slide) * self.slide + self.length
+        match self.shape {
+            Shape::Fixed => t.div_euclid(self.slide) * self.slide + self.length,
+            Shape::Cumulative => t.div_euclid(self.length) * self.length + self.length,
+        }
     }
 
-    /// The starts of the windows containing the pane starting at `pane`.
-    fn windows_of(&self, pane: i64) -> impl Iterator<Item = i64> + use<> {
+    /// The windows containing the pane starting at `pane`, as (start, end).
+    fn windows_of(&self, pane: i64) -> Vec<Window> {
         let (slide, length, width) = (self.slide, self.length, self.pane);
-        let first = (pane + width - length).div_euclid(slide)
-            + i64::from((pane + width - length).rem_euclid(slide) != 0);
-        let last = pane.div_euclid(slide);
-        (first..=last).map(move |k| k * slide)
+        match self.shape {
+            Shape::Fixed => {
+                let first = (pane + width - length).div_euclid(slide)
+                    + i64::from((pane + width - length).rem_euclid(slide) != 0);
+                let last = pane.div_euclid(slide);
+                (first..=last)
+                    .map(|k| (k * slide, k * slide + length))
+                    .collect()
+            }
+            Shape::Cumulative => {
+                // The pane is one step wide: its windows end from its own
+                // end to its period's.
+                let period = pane.div_euclid(length) * length;
+                let steps = (period + length - pane) / slide;
+                (1..=steps).map(|j| (period, pane + j * slide)).collect()
+            }
+        }
+    }
+
+    /// The cumulating windows that close at `watermark` and hold rows: of
+    /// each period with live panes, the windows ending in
+    /// `(emitted_through, watermark]` after its first pane.
+    fn closing_cumulative(&self, watermark: i64) -> BTreeSet<Window> {
+        let (step, size) = (self.slide, self.length);
+        let mut closing = BTreeSet::new();
+        let mut period_seen = None;
+        for &pane in self.panes.keys() {
+            let period = pane.div_euclid(size) * size;
+            if period_seen == Some(period) {
+                continue;
+            }
+            period_seen = Some(period);
+            // Panes are one step wide and aligned, so ends are steps.
+            let mut end = pane + step;
+            if self.emitted_through > -TIME_LIMIT {
+                let after = self.emitted_through.div_euclid(step) * step + step;
+                end = end.max(after);
+            }
+            let mut last = period + size;
+            if watermark < TIME_LIMIT {
+                last = last.min(watermark.div_euclid(step) * step);
+            }
+            while end <= last {
+                closing.insert((period, end));
+                end += step;
+            }
+        }
+        closing
     }
 
     /// The starts of the windows that close at `watermark` and hold rows:
@@ -255,6 +334,7 @@ impl FixedWindows {
         else {
             return BTreeSet::new();
         };
+        debug_assert_eq!(self.shape, Shape::Fixed);
         let slide = self.slide;
         let ceil =
             |x: i64| x.div_euclid(slide) * slide + if x.rem_euclid(slide) == 0 { 0 } else { slide };
@@ -287,23 +367,25 @@ impl FixedWindows {
             self.panes
                 .keys()
                 .flat_map(|&pane| self.windows_of(pane))
+                .map(|(start, _)| start)
                 .filter(|&start| start >= from && start <= to)
                 .collect()
         }
     }
 
-    /// Emits the window starting at `start`: final, or an update of the
-    /// keys `only`.
+    /// Emits the window `[start, end)`: final, or an update of the keys
+    /// `only`.
     fn emit_window(
         &mut self,
         aggregation: &Aggregation,
-        start: i64,
+        (start, end): Window,
         only: Option<&BTreeSet<usize>>,
         out: &mut Emitted,
     ) -> Result<()> {
-        let end = start + self.length;
         let bounds = move |_| (start, end);
-        if self.length == self.slide && only.is_none() {
+        // (Not a cumulating window of one pane: the period's later windows
+        // need the pane.)
+        if self.shape == Shape::Fixed && self.length == self.slide && only.is_none() {
             // Tumbling: the window is its one pane, freed after this.
             let Some(pane) = self.panes.get_mut(&start) else {
                 return Ok(());
@@ -437,27 +519,34 @@ impl WindowAssigner for FixedWindows {
     /// frees the panes no open window needs.
     fn emit(&mut self, aggregation: &Aggregation, out: &mut Emitted) -> Result<()> {
         let watermark = out.watermark;
-        let closing = self.closing(watermark);
-        let mut updated: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
+        let closing: BTreeSet<Window> = match self.shape {
+            Shape::Fixed => self
+                .closing(watermark)
+                .into_iter()
+                .map(|start| (start, start + self.length))
+                .collect(),
+            Shape::Cumulative => self.closing_cumulative(watermark),
+        };
+        let mut updated: BTreeMap<Window, BTreeSet<usize>> = BTreeMap::new();
         if out.changes {
             for (&pane, keys) in &std::mem::take(&mut self.touched) {
-                for start in self.windows_of(pane) {
-                    if start + self.length > watermark {
-                        updated.entry(start).or_default().extend(keys);
+                for window in self.windows_of(pane) {
+                    if window.1 > watermark {
+                        updated.entry(window).or_default().extend(keys);
                     }
                 }
             }
         }
         let windows = closing
             .iter()
-            .map(|&s| (s, None))
-            .chain(updated.iter().map(|(&s, keys)| (s, Some(keys))));
-        let mut ordered: Vec<(i64, Option<&BTreeSet<usize>>)> = windows.collect();
-        ordered.sort_by_key(|(s, _)| *s);
-        for (start, only) in ordered {
+            .map(|&w| (w, None))
+            .chain(updated.iter().map(|(&w, keys)| (w, Some(keys))));
+        let mut ordered: Vec<(Window, Option<&BTreeSet<usize>>)> = windows.collect();
+        ordered.sort_by_key(|(w, _)| *w);
+        for (window, only) in ordered {
             match (&self.fold, only) {
-                (Some(_), None) => self.emit_folded(aggregation, start, out)?,
-                _ => self.emit_window(aggregation, start, only, out)?,
+                (Some(_), None) => self.emit_folded(aggregation, window.0, out)?,
+                _ => self.emit_window(aggregation, window, only, out)?,
             }
         }
         self.emitted_through = self.emitted_through.max(watermark);

@@ -67,7 +67,7 @@ mod fixed;
 mod sessions;
 
 use emitted::Emitted;
-use fixed::{FixedWindows, PaneFolder};
+use fixed::{FixedWindows, PaneFolder, Shape};
 use sessions::Sessions;
 
 /// Which windows an event-time row belongs to.
@@ -76,6 +76,11 @@ pub enum Assigner {
     /// Windows `[k·slide, k·slide + length)` aligned to the epoch (tumbling
     /// when the slide is the length).
     Fixed(WindowSpec),
+    /// Flink's cumulating windows: every `length` (aligned to the epoch) a
+    /// period starts, and windows `[period, period + j·slide)` for `j = 1
+    /// … length / slide` grow by `slide` until the last covers the period
+    /// (`CUMULATE(…, step, size)`: `slide` is the step, `length` the size).
+    Cumulate(WindowSpec),
     /// Per key, rows closer than `gap` to each other share a session
     /// `[first event, last event + gap)`.
     Session {
@@ -119,6 +124,16 @@ impl EventWindow {
         }
     }
 
+    /// Cumulating windows over `time_column`: growing by `step` up to
+    /// `size` (see [`Assigner::Cumulate`]).
+    pub fn cumulate(time_column: &str, step: Duration, size: Duration) -> Self {
+        EventWindow {
+            time_column: time_column.to_string(),
+            assigner: Assigner::Cumulate(WindowSpec::sliding(size, step)),
+            emit: WindowEmit::OnClose,
+        }
+    }
+
     /// Session windows over `time_column` that end after `gap` of silence.
     pub fn session(time_column: &str, gap: Duration) -> Self {
         EventWindow {
@@ -138,7 +153,7 @@ impl EventWindow {
         // Far beyond any real window; keeps window arithmetic in range.
         const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
         let longest = match self.assigner {
-            Assigner::Fixed(spec) => spec.length.max(spec.slide),
+            Assigner::Fixed(spec) | Assigner::Cumulate(spec) => spec.length.max(spec.slide),
             Assigner::Session { gap } => gap,
         };
         if longest > LONGEST {
@@ -149,6 +164,14 @@ impl EventWindow {
         }
         match self.assigner {
             Assigner::Fixed(spec) => spec.validate_event_time(),
+            Assigner::Cumulate(spec) => spec.validate_event_time().map_err(|_| {
+                Error::Plan(format!(
+                    "CUMULATE needs a positive step and a size that is a multiple of it, \
+                     got step {} and size {}",
+                    format_duration(spec.slide),
+                    format_duration(spec.length)
+                ))
+            }),
             Assigner::Session { gap } if gap.is_zero() => Err(Error::Plan(
                 "a session gap must be positive, got 0 ms".into(),
             )),
@@ -325,6 +348,14 @@ impl OperatorDef for EventWindowAggregate {
                 spec.describe(),
                 "keys × windows the watermark has not closed",
             ),
+            Assigner::Cumulate(spec) => (
+                format!(
+                    "cumulating windows growing by {} up to {}",
+                    format_duration(spec.slide),
+                    format_duration(spec.length)
+                ),
+                "keys × steps of the periods the watermark has not closed",
+            ),
             Assigner::Session { gap } => (
                 format!("sessions with a gap of {}", format_duration(*gap)),
                 "open sessions",
@@ -366,7 +397,15 @@ impl OperatorDef for EventWindowAggregate {
                 schema,
                 emit,
                 clock,
-                FixedWindows::new(spec, emit),
+                FixedWindows::new(spec, Shape::Fixed, emit),
+                at.parallelism,
+            )?),
+            Assigner::Cumulate(spec) => Box::new(EventWindowOperator::new(
+                aggregation,
+                schema,
+                emit,
+                clock,
+                FixedWindows::new(spec, Shape::Cumulative, emit),
                 at.parallelism,
             )?),
             Assigner::Session { gap } => Box::new(EventWindowOperator::new(
