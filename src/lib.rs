@@ -45,6 +45,7 @@ pub use brooklet_engine::sink::CONNECTORS as SINK_CONNECTORS;
 pub use brooklet_engine::sink::{ConsoleControl, ConsoleFormat, ConsoleOptions};
 pub use brooklet_engine::source::CONNECTORS as SOURCE_CONNECTORS;
 pub use brooklet_engine::source::{MemorySource, Source};
+pub use brooklet_engine::stack::RUNTIME_STACK_BYTES;
 pub use brooklet_engine::time::format_duration;
 pub use brooklet_engine::{
     Assigner, BatchInfo, BatchStream, BatchTime, Clock, DStream, EmitMode, EventWindow,

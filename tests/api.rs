@@ -401,6 +401,39 @@ async fn a_panicking_callback_stops_its_query_not_the_engine() {
     assert_eq!(outputs.lock().unwrap().len(), 3, "the other query went on");
 }
 
+/// At parallelism 2 on an embedder's runtime (2 MiB worker stacks), a
+/// 1 000-term chain is evaluated away from the batch's own poll: by a keyed
+/// aggregate's tasks, and by the partitions DataFusion spawns for a
+/// per-batch aggregate. Both run on deep stacks too, and give the output
+/// of parallelism 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_run_in_tasks_and_partitions_on_an_ordinary_runtime() {
+    let (ctx, clock) = support::manual_context(0, Duration::from_secs(1));
+    ctx.execute(
+        "SET parallelism = 2;
+         CREATE SOURCE nums (n BIGINT) WITH (connector = 'memory', format = 'csv')",
+    )
+    .await
+    .unwrap();
+    let depth = 1_000;
+    let chain = vec!["n"; depth].join(" + ");
+    let query = format!("SELECT {chain} AS total, count(*) AS n FROM nums GROUP BY {chain}");
+    let (running, running_rows) =
+        support::record(ctx.sql(&format!("{query} EMIT CHANGES")).await.unwrap());
+    let (per_batch, per_batch_rows) = support::record(ctx.sql(&query).await.unwrap());
+    ctx.start().await.unwrap();
+    ctx.memory_source("nums").unwrap().push_records("1\n2\n1\n");
+    clock.set(1_000);
+    support::wait_for_batch(&running, 1_000).await;
+    support::wait_for_batch(&per_batch, 1_000).await;
+    let expected = vec![format!("{depth},2"), format!("{},1", 2 * depth)];
+    for rows in [running_rows, per_batch_rows] {
+        let mut rows = rows.lock().unwrap()[0].1.clone();
+        rows.sort();
+        assert_eq!(rows, expected);
+    }
+}
+
 /// An embedder's runtime has 2 MiB worker stacks: a 300-term chain (which
 /// overflowed a worker's stack before) is planned and run on a deep stack
 /// of the engine's own, and the output is exact; past the nesting limit

@@ -163,10 +163,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A runtime of `workers` tokio workers: one per task of a query run at
-/// that parallelism.
+/// that parallelism. Their stacks are as large as the `brooklet` binary's
+/// ([`brooklet::RUNTIME_STACK_BYTES`]), so the engine's stack guard never
+/// moves a poll to a stack of its own, as in the binary.
 pub fn runtime_with(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .thread_stack_size(brooklet::RUNTIME_STACK_BYTES)
         .enable_all()
         .build()
         .unwrap()

@@ -80,16 +80,13 @@ enum Command {
     },
 }
 
-/// The stack of the runtime's threads: virtual memory, committed as used.
-const STACK_BYTES: usize = 64 << 20;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Deep statements recurse once per level when planned and run; with
     // stacks this large, the engine's stack guard never has to move a poll.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(STACK_BYTES)
+        .thread_stack_size(brooklet::RUNTIME_STACK_BYTES)
         .build()
     {
         Ok(runtime) => runtime,

@@ -352,6 +352,13 @@ fn remap_columns(
         .collect()
 }
 
+/// Whether any node of `plan` has several partitions: DataFusion then
+/// runs them as tasks of their own.
+fn runs_partitions(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.properties().output_partitioning().partition_count() > 1
+        || plan.children().into_iter().any(runs_partitions)
+}
+
 /// Runs a compiled physical plan once, on batches put into its slots.
 pub(crate) async fn run_plan(
     plan: &Arc<dyn ExecutionPlan>,
@@ -364,9 +371,12 @@ pub(crate) async fn run_plan(
             input(*node).ok_or_else(|| Error::Internal(format!("no batch for stream {node}")))?;
         *lock(slot) = Some(batch);
     }
-    let batches =
-        datafusion::physical_plan::collect(reset_plan_states(Arc::clone(plan))?, Arc::clone(task))
-            .await;
+    let (plan_now, task) = (reset_plan_states(Arc::clone(plan))?, Arc::clone(task));
+    let batches = if runs_partitions(plan) {
+        crate::stack::on_deep_workers(datafusion::physical_plan::collect(plan_now, task)).await?
+    } else {
+        datafusion::physical_plan::collect(plan_now, task).await
+    };
     for (_, slot) in scans {
         lock(slot).take();
     }

@@ -59,7 +59,7 @@ use crate::key_groups::{GroupRange, KEY_GROUPS, key_groups, task_range};
 use crate::operator::{
     BatchContext, CompileContext, Input, KeyedBy, LateRows, NodeId, Operator, OperatorDef, Polled,
 };
-use crate::operators::tasks::join_all;
+use crate::operators::tasks::{self, join_all};
 use crate::time::BatchTime;
 
 /// The state value that says a state was saved by several instances.
@@ -367,7 +367,7 @@ impl Partitioned {
                         let (offset, end) = (s * rows / slices, (s + 1) * rows / slices);
                         let (exprs, input) = (exprs.clone(), input.clone());
                         let (owner, shape) = (Arc::clone(&self.owner), shape.clone());
-                        tokio::spawn(async move {
+                        tasks::spawn(async move {
                             rows_by_instance(&exprs, &input, offset, end - offset, &owner, &shape)
                         })
                     })
@@ -517,7 +517,7 @@ impl Operator for Partitioned {
                 .into_iter()
                 .zip(routed)
                 .map(|(instances, values)| {
-                    tokio::spawn(run_task(
+                    tasks::spawn(run_task(
                         instances,
                         values,
                         batch.time,

@@ -5,10 +5,26 @@
 //! A task that panicked panics the operator's own task with its payload,
 //! as if the work had run inline; a task cancelled (the runtime shutting
 //! down) is an error naming `what` it was.
+//!
+//! Tasks are spawned with [`spawn`], which polls them on a deep stack
+//! (`stack.rs`) as the batch itself is: they evaluate the query's
+//! expressions too, on whatever stacks the runtime's workers have.
+
+use std::future::Future;
 
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::stack::DeepStack;
+
+/// Spawns `task` on the runtime, every poll of it on a deep stack.
+pub(crate) fn spawn<F>(task: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(DeepStack::new(task))
+}
 
 /// Waits for every task of `handles`; their results in the same order.
 pub(crate) async fn join_all<T>(handles: Vec<JoinHandle<T>>, what: &str) -> Result<Vec<T>> {

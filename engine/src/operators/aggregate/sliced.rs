@@ -35,7 +35,7 @@ use super::partial::Partial;
 use super::rows::Rows;
 use crate::error::{Error, Result};
 use crate::graph::NodeId;
-use crate::operators::tasks::join_all;
+use crate::operators::tasks::{self, join_all};
 
 /// The aggregate functions whose partials merge exactly in any grouping of
 /// the rows, whatever the argument type.
@@ -112,7 +112,7 @@ impl Slices {
                 let (start, end) = (rows * i / slices, rows * (i + 1) / slices);
                 let part = batch.slice(start, end - start);
                 let (copy, fold, node) = (Arc::clone(copy), fold.clone(), self.node);
-                tokio::spawn(async move {
+                tasks::spawn(async move {
                     let mut index = copy.key_index()?;
                     let rows = copy
                         .rows(&mut index, |id| (id == node).then(|| part.clone()))
