@@ -87,6 +87,8 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 pub enum Executed {
     /// DDL or `SET`: a short confirmation.
     Done(String),
+    /// What an `EXPLAIN` or `SHOW QUERIES` asked to see.
+    Shown(String),
     /// A bare `SELECT` became a query printing to the console. It runs once
     /// the context starts.
     Select(QueryHandle),
@@ -260,6 +262,7 @@ impl StreamingContext {
         for statement in parse_statements(sql)? {
             let executed = match self.planner.plan(&statement).await? {
                 Planned::Done(message) => Executed::Done(message),
+                Planned::Shown(output) => Executed::Shown(output),
                 Planned::Query(stream) => {
                     Executed::Select(stream.print_default().map_err(|e| at(e, &statement))?)
                 }
@@ -278,9 +281,9 @@ impl StreamingContext {
         let statement = parse_statement_text(query)?;
         match self.planner.plan(&statement).await? {
             Planned::Query(stream) => Ok(stream),
-            Planned::Insert { .. } | Planned::Done(_) => Err(brooklet_sql::Error::Plan {
+            Planned::Insert { .. } | Planned::Done(_) | Planned::Shown(_) => Err(brooklet_sql::Error::Plan {
                 message:
-                    "sql() takes one SELECT query; run DDL, SET and INSERT INTO with execute()"
+                    "sql() takes one SELECT query; run DDL, SET, EXPLAIN and INSERT INTO with execute()"
                         .into(),
                 location: Some(statement.location),
             }),

@@ -221,6 +221,13 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // What a statement asked to see is printed; confirmations are not
+    // (they would mix with the rows on stdout).
+    for shown in &executed {
+        if let Executed::Shown(output) = shown {
+            println!("{output}");
+        }
+    }
     if !executed
         .iter()
         .any(|e| matches!(e, Executed::Select(_) | Executed::Insert(_)))

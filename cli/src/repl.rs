@@ -270,7 +270,7 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     let mut foreground = Vec::new();
     for e in executed {
         match e {
-            Executed::Done(message) => println!("{message}"),
+            Executed::Done(message) | Executed::Shown(message) => println!("{message}"),
             Executed::Insert(handle) => println!(
                 "query '{}' started in the background (\\d lists it)",
                 handle.name()

@@ -201,6 +201,33 @@ fn a_syntax_error_shows_the_line_and_a_caret() {
     );
 }
 
+/// `-c` and `run` print what a statement asked to see (`EXPLAIN`), not
+/// the confirmations of DDL (they would mix with a query's rows).
+#[test]
+fn explain_prints_the_operators_from_a_command() {
+    let output = brooklet()
+        .args([
+            "-c",
+            "CREATE SOURCE bids (auction BIGINT, ts TIMESTAMP NOT NULL, \
+               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+               WITH (connector = 'memory', format = 'csv'); \
+             EXPLAIN SELECT window_start, window_end, auction, count(*) AS n \
+               FROM TABLE(CUMULATE(TABLE bids, DESCRIPTOR(ts), INTERVAL '5' SECOND, \
+                 INTERVAL '15' SECOND)) \
+               GROUP BY window_start, window_end, auction;",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("event-time window aggregate")
+            && stdout.contains("cumulating windows growing by 5 s up to 15 s, on event time ts"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("source 'bids' created"), "{stdout}");
+}
+
 #[test]
 fn a_closed_pipe_is_a_normal_end() {
     let mut child = brooklet()

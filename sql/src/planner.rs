@@ -64,6 +64,9 @@ pub const SETTINGS: &[&str] = &[
 pub enum Planned {
     /// Done (DDL, `SET`): a short confirmation.
     Done(String),
+    /// What a statement asked to see (`EXPLAIN`, `SHOW QUERIES`): its
+    /// output, printed by `brooklet run` and `-c` too.
+    Shown(String),
     /// A query whose batches go to the console.
     Query(DStream),
     /// A query whose batches go to a sink.
@@ -225,11 +228,11 @@ impl Planner {
                     }
                     _ => return Err(Error::plan("EXPLAIN shows the operators of a query")),
                 };
-                Ok(Planned::Done(
+                Ok(Planned::Shown(
                     stream.explain().to_string().trim_end().to_string(),
                 ))
             }
-            Statement::ShowQueries => Ok(Planned::Done(crate::queries::show(&self.engine))),
+            Statement::ShowQueries => Ok(Planned::Shown(crate::queries::show(&self.engine))),
             Statement::StopQuery { name } => Ok(Planned::Done(
                 crate::queries::stop(&self.engine, &normalize(name)).await?,
             )),
