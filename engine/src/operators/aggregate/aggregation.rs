@@ -38,6 +38,8 @@ pub(crate) struct Aggregation {
     schema: SchemaRef,
     /// The types of each aggregate's arguments.
     argument_types: Arc<[Vec<DataType>]>,
+    /// The type of each aggregate's value.
+    result_types: Arc<[DataType]>,
     /// An event-time window's time expression (the plan's first group key).
     time: Option<Arc<dyn PhysicalExpr>>,
 }
@@ -153,8 +155,14 @@ impl Aggregation {
                     .collect::<datafusion::error::Result<Vec<_>>>()
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let result_types: Vec<DataType> = aggregate
+            .aggr_expr()
+            .iter()
+            .map(|a| a.field().data_type().clone())
+            .collect();
         Ok(Aggregation {
             argument_types: argument_types.into(),
+            result_types: result_types.into(),
             scans: scan_slots(&input)?,
             input,
             task: state.task_ctx(),
@@ -200,6 +208,7 @@ impl Aggregation {
             filters: self.filters.clone(),
             schema: Arc::clone(&self.schema),
             argument_types: Arc::clone(&self.argument_types),
+            result_types: Arc::clone(&self.result_types),
             time: self.time.clone(),
         })
     }
@@ -312,6 +321,7 @@ impl Aggregation {
             accumulators: self.accumulators()?,
             counts: Vec::new(),
             argument_types: Arc::clone(&self.argument_types),
+            result_types: Arc::clone(&self.result_types),
         })
     }
 

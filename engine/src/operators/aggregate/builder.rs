@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, new_null_array};
+use arrow::array::{ArrayRef, BooleanArray, new_empty_array, new_null_array};
 use arrow::datatypes::DataType;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
@@ -24,6 +24,8 @@ pub(crate) struct Builder {
     pub(super) accumulators: Vec<Box<dyn GroupsAccumulator>>,
     pub(super) counts: Vec<u64>,
     pub(super) argument_types: Arc<[Vec<DataType>]>,
+    /// The type of each accumulator's value.
+    pub(super) result_types: Arc<[DataType]>,
 }
 
 impl Builder {
@@ -126,6 +128,14 @@ impl Builder {
     /// The final values of what was added, for `groups` groups.
     pub(crate) fn evaluate(mut self, groups: usize) -> Result<Evaluated> {
         self.fill(groups)?;
+        if self.counts.is_empty() {
+            // No groups (a task that got no rows): DataFusion's adapter for
+            // accumulators of one group each cannot make an empty array.
+            return Ok(Evaluated {
+                values: self.result_types.iter().map(new_empty_array).collect(),
+                counts: Vec::new(),
+            });
+        }
         let values = self
             .accumulators
             .iter_mut()
