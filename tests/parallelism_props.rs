@@ -41,6 +41,8 @@ const QUERIES: &[&str] = &[
     "SELECT k, first_value(v) AS f, count(DISTINCT CAST(v AS TEXT)) AS d FROM a \
      GROUP BY k EMIT CHANGES",
     "SELECT k, last_value(v) AS l FROM b GROUP BY window('2 seconds', '1 second'), k",
+    // -0.0 (a negative v times 0.0) and 0.0 are one key.
+    "SELECT v * 0.0 AS z, count(*) AS n FROM a GROUP BY v * 0.0 EMIT CHANGES",
     "SELECT x.k, x.v, x.ts, y.v AS w FROM a x LEFT JOIN b y \
      ON x.k = y.k AND y.ts BETWEEN x.ts AND x.ts + 1000",
     "SELECT x.window_start, x.k, x.n, y.m \

@@ -16,18 +16,22 @@
 //!
 //! | type | bytes hashed |
 //! |---|---|
-//! | fixed-width (integers, floats, dates, timestamps, decimals, durations) | the value's little-endian bytes |
+//! | fixed-width (integers, dates, timestamps, decimals, durations) | the value's little-endian bytes |
+//! | floats | the value's little-endian bytes, `-0.0` as `0.0` |
 //! | strings and binaries (all encodings) | the bytes of the value |
 //! | booleans | one byte, 0 or 1 |
 //! | anything else | the value in Arrow's row format |
 //!
 //! A null hashes as a marker no value of the column has, so `NULL` and
-//! `''` are different keys, as they are in `GROUP BY`.
+//! `''` are different keys, as they are in `GROUP BY`. `-0.0` and `0.0`
+//! are one key in `GROUP BY` and joins (DataFusion hashes them alike), so
+//! they are one key here too. (Inside a struct or a list they are hashed
+//! in the row format, which tells them apart.)
 
 use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Float16Type, Float32Type, Float64Type};
 use arrow::row::{RowConverter, SortField};
 use twox_hash::XxHash64;
 
@@ -92,6 +96,30 @@ fn hash_column(column: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
             let byte = |v: bool| if v { &[1u8][..] } else { &[0u8][..] };
             hash_bytes(hashes, values.iter().map(|v| v.map(byte)));
         }
+        // -0.0 is 0.0 (see the module docs).
+        DataType::Float16 => hash_fixed(
+            hashes,
+            column.as_primitive::<Float16Type>().iter().map(|v| {
+                v.map(|v| {
+                    let bits = v.to_bits();
+                    if bits & 0x7fff == 0 { 0 } else { bits }.to_le_bytes()
+                })
+            }),
+        ),
+        DataType::Float32 => hash_fixed(
+            hashes,
+            column
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(|v| if v == 0.0 { 0.0f32 } else { v }.to_le_bytes())),
+        ),
+        DataType::Float64 => hash_fixed(
+            hashes,
+            column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|v| if v == 0.0 { 0.0f64 } else { v }.to_le_bytes())),
+        ),
         t if t.is_primitive() => {
             let width = t.primitive_width().unwrap_or(1);
             let data = column.to_data();
@@ -118,6 +146,17 @@ fn hash_column(column: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Chains each row's hash with its value's bytes, made for the purpose
+/// (`None`: a null).
+fn hash_fixed<const N: usize>(hashes: &mut [u64], values: impl Iterator<Item = Option<[u8; N]>>) {
+    for (hash, value) in hashes.iter_mut().zip(values) {
+        *hash = match value {
+            Some(bytes) => XxHash64::oneshot(*hash, &bytes),
+            None => XxHash64::oneshot(*hash, NULL_MARK),
+        };
+    }
 }
 
 /// Chains each row's hash with its value's bytes (`None`: a null).
@@ -173,6 +212,19 @@ mod tests {
         let sliced: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9, 7]).slice(1, 3));
         let whole: ArrayRef = Arc::new(Int64Array::from(vec![8, 9, 7]));
         assert_eq!(groups_of(&[sliced], 3), groups_of(&[whole], 3));
+    }
+
+    #[test]
+    fn minus_zero_is_the_key_zero_and_other_floats_hash_their_bytes() {
+        use arrow::array::{Float32Array, Float64Array};
+        let doubles: ArrayRef = Arc::new(Float64Array::from(vec![0.0, -0.0, 2.5, f64::NAN]));
+        let groups = groups_of(&[doubles], 4);
+        assert_eq!(groups[0], groups[1]);
+        let bits: ArrayRef = Arc::new(Int64Array::from(vec![2.5f64.to_bits() as i64]));
+        assert_eq!(groups[2], groups_of(&[bits], 1)[0], "as the value's bytes");
+        let floats: ArrayRef = Arc::new(Float32Array::from(vec![Some(-0.0), None, Some(0.0)]));
+        let groups = groups_of(&[floats], 3);
+        assert_eq!(groups[0], groups[2]);
     }
 
     #[test]
