@@ -980,16 +980,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_json_line_of_two_objects_is_malformed_and_no_other_line_is_lost() {
+    /// A JSON decoder that skips malformed records, and its metrics.
+    fn skipping_json() -> (RecordDecoder, Arc<SourceMetrics>) {
         let metrics = Arc::new(SourceMetrics::default());
-        let mut d = RecordDecoder::new(
+        let decoder = RecordDecoder::new(
             "s",
             schema(),
             Format::Json,
             ErrorPolicy::Skip,
             metrics.clone(),
         );
+        (decoder, metrics)
+    }
+
+    #[test]
+    fn a_json_line_of_two_objects_is_malformed_and_no_other_line_is_lost() {
+        let (mut d, metrics) = skipping_json();
         let batch = d
             .decode(b"{\"n\":1}{\"n\":2}\n{\"n\":3}\n{\"name\":\"a\\u0041\",\"n\":4}\n")
             .unwrap();
@@ -1003,14 +1009,7 @@ mod tests {
 
     #[test]
     fn json_decodes_and_reports_non_numbers() {
-        let metrics = Arc::new(SourceMetrics::default());
-        let mut d = RecordDecoder::new(
-            "s",
-            schema(),
-            Format::Json,
-            ErrorPolicy::Skip,
-            metrics.clone(),
-        );
+        let (mut d, metrics) = skipping_json();
         let batch = d
             .decode(b"{\"name\":\"a\",\"n\":1}\n\n{\"name\":\"b\",\"n\":\"x\"}\n{\"n\":3}\n")
             .unwrap();

@@ -392,22 +392,20 @@ impl OperatorDef for EventWindowAggregate {
         let schema = at.schema.clone();
         let emit = self.window.emit;
         Ok(match self.window.assigner {
-            Assigner::Fixed(spec) => Box::new(EventWindowOperator::new(
-                aggregation,
-                schema,
-                emit,
-                clock,
-                FixedWindows::new(spec, Shape::Fixed, emit),
-                at.parallelism,
-            )?),
-            Assigner::Cumulate(spec) => Box::new(EventWindowOperator::new(
-                aggregation,
-                schema,
-                emit,
-                clock,
-                FixedWindows::new(spec, Shape::Cumulative, emit),
-                at.parallelism,
-            )?),
+            Assigner::Fixed(spec) | Assigner::Cumulate(spec) => {
+                let shape = match self.window.assigner {
+                    Assigner::Cumulate(_) => Shape::Cumulative,
+                    _ => Shape::Fixed,
+                };
+                Box::new(EventWindowOperator::new(
+                    aggregation,
+                    schema,
+                    emit,
+                    clock,
+                    FixedWindows::new(spec, shape, emit),
+                    at.parallelism,
+                )?)
+            }
             Assigner::Session { gap } => Box::new(EventWindowOperator::new(
                 aggregation,
                 schema,
