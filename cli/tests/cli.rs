@@ -990,6 +990,72 @@ fn available_now_reads_stdin_and_a_files_directory_then_ends() {
     );
 }
 
+/// A backfill ends by emitting its open windows (the watermark is +∞ at
+/// the end of input). The next run of the same query from the same
+/// checkpoint, here at another parallelism, reads the new file's rows from
+/// the watermark the first run's rows gave, not as late rows.
+#[test]
+fn a_backfill_restarted_on_new_files_goes_on_from_its_rows_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("in");
+    std::fs::create_dir(&files).unwrap();
+    let checkpoint = dir.path().join("ck");
+    let sql = format!(
+        "CREATE SOURCE s (k TEXT, v BIGINT, ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+           WITH (connector = 'files', path = '{}', format = 'csv'); \
+         SELECT window_start, window_end, k, sum(v) AS total \
+           FROM TABLE(CUMULATE(TABLE s, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '4' SECOND)) \
+           GROUP BY window_start, window_end, k;",
+        files.display()
+    );
+    let run = |parallelism: &str| {
+        let output = run_with_input(
+            &[
+                "--format",
+                "csv",
+                "--available-now",
+                "--parallelism",
+                parallelism,
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "-c",
+                &sql,
+            ],
+            b"",
+        );
+        assert!(output.status.success(), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("late"), "{stderr}");
+        all_rows(&String::from_utf8(output.stdout).unwrap())
+    };
+    std::fs::write(
+        files.join("a.csv"),
+        "a,1,1000
+",
+    )
+    .unwrap();
+    assert_eq!(
+        run("1"),
+        [
+            "1970-01-01T00:00:00,1970-01-01T00:00:02,a,1",
+            "1970-01-01T00:00:00,1970-01-01T00:00:04,a,1"
+        ]
+    );
+    std::fs::write(
+        files.join("b.csv"),
+        "a,2,25000
+",
+    )
+    .unwrap();
+    assert_eq!(
+        run("3"),
+        [
+            "1970-01-01T00:00:24,1970-01-01T00:00:26,a,2",
+            "1970-01-01T00:00:24,1970-01-01T00:00:28,a,2"
+        ]
+    );
+}
+
 #[test]
 fn parallelism_gives_the_same_rows_from_the_flag_and_from_set() {
     let input: String = (0..20_000)

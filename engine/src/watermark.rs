@@ -218,14 +218,28 @@ impl WatermarkTracker {
         }
     }
 
-    /// Restores what [`WatermarkTracker::save`] saved.
+    /// Restores what [`WatermarkTracker::save`] saved, for a new run: its
+    /// sources have not ended (they end again when their input does). A
+    /// run that had reached the end of its input saved the watermark +∞;
+    /// the next run, which reads new input (a backfill, then the same query
+    /// on the clock), starts from the watermark its sources' rows gave
+    /// instead, or every new row would be late. Its windows were emitted
+    /// at that end; a new row of one of them makes it emit again.
     pub(crate) fn load(&mut self, state: &StateReader, prefix: &str) -> Result<()> {
         self.current = state.i64(&format!("{prefix}watermark"))?;
         for source in &mut self.sources {
             let saved = state.value(&format!("{prefix}source.{}", source.name))?;
             source.max_event = saved[0].as_i64();
             source.last_rows = BatchTime::from_millis(saved[1].as_i64().unwrap_or(0));
-            source.ended = saved[2].as_bool().unwrap_or(false);
+            source.ended = false;
+        }
+        if self.current == END_OF_TIME {
+            self.current = self
+                .sources
+                .iter()
+                .map(SourceClock::watermark)
+                .min()
+                .unwrap_or(NO_WATERMARK);
         }
         Ok(())
     }

@@ -309,7 +309,7 @@ impl FixedWindows {
             period_seen = Some(period);
             // Panes are one step wide and aligned, so ends are steps.
             let mut end = pane + step;
-            if self.emitted_through > -TIME_LIMIT {
+            if (-TIME_LIMIT..TIME_LIMIT).contains(&self.emitted_through) {
                 let after = self.emitted_through.div_euclid(step) * step + step;
                 end = end.max(after);
             }
@@ -341,7 +341,7 @@ impl FixedWindows {
         let floor = |x: i64| x.div_euclid(slide) * slide;
         // Pane and window times are within ±2^61 (see `TIME_LIMIT`).
         let mut from = ceil(first + self.pane - self.length);
-        if self.emitted_through > -TIME_LIMIT {
+        if (-TIME_LIMIT..TIME_LIMIT).contains(&self.emitted_through) {
             from = from.max(ceil(self.emitted_through - self.length + 1));
         }
         let mut to = floor(last);
@@ -641,6 +641,12 @@ impl WindowAssigner for FixedWindows {
 
     fn load(&mut self, aggregation: &Aggregation, state: &StateReader, keys: usize) -> Result<()> {
         self.emitted_through = state.i64("emitted_through")?;
+        if self.emitted_through >= TIME_LIMIT {
+            // The run that saved it ended its input and emitted every window
+            // with rows; the next run's rows open windows again (their
+            // watermark starts from the rows', `WatermarkTracker::load`).
+            self.emitted_through = i64::MIN;
+        }
         // A checkpoint from before sealing has every pane unsealed.
         let mut sealed_through = i64::MIN;
         if let Some(fold) = &mut self.fold
