@@ -511,3 +511,33 @@ async fn available_now_reads_a_topic_up_to_its_ends_then_the_query_ends() {
     let times: Vec<i64> = outputs.iter().map(|(t, _)| *t).collect();
     assert_eq!(times, vec![1000, 2000, 3000]);
 }
+
+/// Records the client sent in batches (one request for many): the broker
+/// lists a partition's end as less than what it holds, and available-now
+/// still reads every record, batch by batch, before it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_now_reads_records_sent_in_batches_to_the_end_of_each_partition() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    broker.produce_many("t", (0..300).map(|i| (0, format!("k{i}"), format!("{i}"))));
+    let (ctx, _clock, _) = context();
+    ctx.set_trigger(Trigger::AvailableNow).unwrap();
+    ctx.execute(&format!(
+        "CREATE SOURCE t (n BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{}', topic = 't', \
+         format = 'csv', max.records.per.partition.per.batch = 50)",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT n FROM t").await.unwrap());
+    ctx.start().await.unwrap();
+    ctx.await_termination().await.unwrap();
+    assert!(matches!(handle.status(), brooklet::QueryStatus::Finished));
+    let outputs = outputs.lock().unwrap().clone();
+    let mut numbers: Vec<i64> = outputs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.parse::<i64>().unwrap()))
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..300).collect::<Vec<_>>());
+}

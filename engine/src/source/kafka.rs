@@ -923,8 +923,15 @@ impl SourceReader for KafkaReader {
             .map(|(p, from)| (p, (from, self.next[&p])))
             .filter(|(_, (from, to))| to > from)
             .collect();
-        let end_of_input =
-            self.available_now && complete && ends.iter().all(|(p, end)| self.next[p] >= *end);
+        // A partition that filled its share of the batch may hold more than
+        // its listed end says: a broker may list the end of a batch of
+        // records as the offset after its first (Tansu does), and only
+        // reading to the end the client sees finds the rest.
+        let filled = limit.is_some_and(|l| taken.values().any(|t| t.len() >= l));
+        let end_of_input = self.available_now
+            && complete
+            && !filled
+            && ends.iter().all(|(p, end)| self.next[p] >= *end);
         Ok(SourceBatch {
             batch: self.decode(taken, false)?,
             end_of_input,
