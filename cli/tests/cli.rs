@@ -695,6 +695,73 @@ fn crashes_at_each_crash_point_leave_the_same_output() {
     }
 }
 
+/// A crash inside the last batch of a backfill, after its output and before
+/// its commit: the batch runs again after the restart and ends the input
+/// again, so the windows its end flushed are flushed in that same batch,
+/// and the sink's files are those of the uninterrupted run (before, the
+/// flush moved to one batch later: the last file was rewritten with fewer
+/// lines and one more file appeared).
+#[test]
+fn a_crash_in_a_backfills_last_batch_writes_the_same_files_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for (name, rows) in [
+        ("a.csv", "x,1,1000\ny,2,1500\n"),
+        ("b.csv", "x,3,3500\n"),
+        ("c.csv", "y,4,4200\nx,5,4300\n"),
+    ] {
+        std::fs::write(input.join(name), rows).unwrap();
+    }
+    let run = |out: &str, crash: Option<&str>| {
+        let sql = format!(
+            "SET batch.interval = '1 hour';
+             CREATE SOURCE s (k TEXT, v BIGINT, ts BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'files', path = '{}', format = 'csv', max.records.per.batch = '1');
+             CREATE SINK o WITH (connector = 'files', path = '{}', format = 'csv');
+             INSERT INTO o SELECT window_start, window_end, k, sum(v) AS total
+               FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '2' SECOND))
+               GROUP BY window_start, window_end, k;",
+            input.display(),
+            dir.path().join(out).display()
+        );
+        let checkpoint = dir.path().join(format!("{out}.ck"));
+        let mut command = brooklet();
+        command
+            .args([
+                "--available-now",
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+            ])
+            .args(["-c", &sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(plan) = crash {
+            command.env("BROOKLET_CRASH_AT", plan);
+        }
+        command.spawn().unwrap()
+    };
+    let files = |out: &str| -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join(out))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    };
+    assert!(run("whole", None).wait().unwrap().success());
+    // Three files, one per batch: the second closes [0 s, 2 s), the
+    // third is the last and flushes the rest.
+    expect_crash("before-commit", run("crashed", Some("before-commit:3")));
+    assert!(run("crashed", None).wait().unwrap().success());
+    let whole = files("whole");
+    assert_eq!(whole.len(), 2, "{whole:?}");
+    assert_eq!(files("crashed"), whole);
+}
+
 /// A burst through a socket: 2 s at 10 000 lines/s, 2 s at ten times that,
 /// 2 s at 10 000 again. The receiver's bounded channel and
 /// `max.records.per.batch` keep memory bounded (TCP pushes back on the

@@ -2,6 +2,11 @@
 //! query that reads it, polled once per batch time whatever the number of
 //! queries reading it (they all get the same batch), and closed when the
 //! last of them ends.
+//!
+//! A batch that ended its source's input says so in the offsets it logs
+//! (under [`ENDED`]), so that the batch, run again after a crash, ends the
+//! input too: a bounded run's last batch then flushes its windows in the
+//! same batch as it did before the crash, and writes the same files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +19,10 @@ use crate::time::BatchTime;
 
 /// Each source's position (or offsets), for checkpoints.
 pub(super) type Positions = BTreeMap<String, Option<serde_json::Value>>;
+
+/// The runtime's own key in a source's logged offsets: the batch ended the
+/// source's input.
+const ENDED: &str = "__end_of_input";
 
 /// An open source and how many running queries read it.
 struct ActiveReader {
@@ -129,7 +138,11 @@ impl Readers {
                 continue;
             }
             let batch = match replay.get(name) {
-                Some(offsets) => active.reader.replay(time, offsets),
+                Some(offsets) => active.reader.replay(time, offsets).map(|mut batch| {
+                    batch.end_of_input |=
+                        offsets.get(ENDED) == Some(&serde_json::Value::Bool(true));
+                    batch
+                }),
                 None => active.reader.next_batch(time),
             };
             polled.insert(name.clone(), batch.map_err(Arc::new));
@@ -157,8 +170,17 @@ impl Readers {
 
     /// What each replayable source took in its last batch (for the offset
     /// log).
-    pub(super) fn offsets(&self) -> Positions {
-        self.read(|r| r.offsets())
+    /// Each source's offsets for the batch it gave in `polled`, marked
+    /// when that batch ended its input.
+    pub(super) fn offsets(&self, polled: &Polled) -> Positions {
+        let mut offsets = self.read(|r| r.offsets());
+        for (name, logged) in &mut offsets {
+            let ended = matches!(polled.get(name), Some(Ok(batch)) if batch.end_of_input);
+            if let (true, Some(serde_json::Value::Object(fields))) = (ended, logged.as_mut()) {
+                fields.insert(ENDED.into(), serde_json::Value::Bool(true));
+            }
+        }
+        offsets
     }
 
     fn read(&self, f: fn(&dyn SourceReader) -> Option<serde_json::Value>) -> Positions {

@@ -183,7 +183,7 @@ impl Inner {
         // Offsets are logged every batch; positions only go into a state
         // file, so they are read only when some query saves state now.
         let offsets = if running.iter().any(RunningQuery::checkpoints) {
-            readers.offsets()
+            readers.offsets(&polled)
         } else {
             Positions::new()
         };
