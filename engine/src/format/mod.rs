@@ -109,6 +109,13 @@ impl Format {
             MalformedKind::Utf8
         } else if lower.contains("number of fields") || lower.contains("expected one record") {
             MalformedKind::FieldCount
+        } else if lower.contains("encountered unexpected")
+            || lower.contains("truncated record")
+            || lower.contains("surrogate")
+        {
+            // arrow-json's syntax errors ("Encountered unexpected 'x'
+            // whilst parsing value"), before "pars" makes them values.
+            MalformedKind::Json
         } else if lower.contains("pars") || lower.contains("cast") || lower.contains("overflow") {
             MalformedKind::Value
         } else if *self == Format::Json
@@ -847,6 +854,13 @@ mod tests {
         );
         let truncated = "Truncated record whilst reading string";
         assert_eq!(Format::Json.malformed_kind(truncated), MalformedKind::Json);
+        let not_json = "Encountered unexpected 'x' whilst parsing value";
+        assert_eq!(Format::Json.malformed_kind(not_json), MalformedKind::Json);
+        let not_a_number = "whilst decoding field 'n': failed to parse \"x\" as Int64";
+        assert_eq!(
+            Format::Json.malformed_kind(not_a_number),
+            MalformedKind::Value
+        );
         let csv = Format::parse("csv", false, b',').unwrap();
         assert_eq!(csv.malformed_kind("something new"), MalformedKind::Value);
     }
