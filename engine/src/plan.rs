@@ -372,7 +372,8 @@ pub(crate) async fn run_plan(
         *lock(slot) = Some(batch);
     }
     let (plan_now, task) = (reset_plan_states(Arc::clone(plan))?, Arc::clone(task));
-    let batches = if runs_partitions(plan) {
+    // The thread-local first: the plan is walked only on small stacks.
+    let batches = if crate::stack::moved() && runs_partitions(plan) {
         crate::stack::on_deep_workers(datafusion::physical_plan::collect(plan_now, task)).await?
     } else {
         datafusion::physical_plan::collect(plan_now, task).await

@@ -78,17 +78,20 @@ pub fn deep<R>(f: impl FnOnce() -> R) -> R {
 /// poll the batches have small stacks (see the module docs).
 static DEEP_WORKERS: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
 
-/// Runs `work` (a plan whose partitions DataFusion spawns as tasks) on
-/// workers with deep stacks: here when this thread's are deep enough, and
-/// on the engine's own runtime when this poll had to move.
+/// Whether this poll had to move to a stack of its own: the workers of
+/// the runtime polling it have small stacks.
+pub(crate) fn moved() -> bool {
+    MOVED.get()
+}
+
+/// Runs `work` (a plan whose partitions DataFusion spawns as tasks) on the
+/// engine's own runtime, whose workers have deep stacks; for a poll that
+/// [`moved`].
 pub(crate) async fn on_deep_workers<F>(work: F) -> Result<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    if !MOVED.get() {
-        return Ok(work.await);
-    }
     let runtime = DEEP_WORKERS.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("brooklet-partitions")
