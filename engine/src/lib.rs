@@ -46,6 +46,7 @@ pub mod notice;
 mod operator;
 pub mod operators;
 mod plan;
+mod polled;
 pub mod query;
 mod runtime;
 pub mod sink;

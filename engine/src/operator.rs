@@ -45,8 +45,7 @@ use async_trait::async_trait;
 use datafusion::execution::SessionState;
 
 use crate::checkpoint::{StateReader, StateWriter};
-use crate::error::{Error, Result};
-use crate::source::SourceBatch;
+use crate::error::Result;
 use crate::time::BatchTime;
 use crate::watermark::Watermark;
 
@@ -102,8 +101,7 @@ pub(crate) struct Input {
     pub(crate) schema: SchemaRef,
 }
 
-/// What each source delivered at one batch time (or the error that failed it).
-pub(crate) type Polled = BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>;
+pub(crate) use crate::polled::Polled;
 
 /// What an operator is asked to do, as the graph holds it; compiled into an
 /// [`Operator`] when a query starts.

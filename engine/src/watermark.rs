@@ -18,8 +18,6 @@
 //! Event times are milliseconds since the epoch: a column of any timestamp
 //! type (its UTC instant), or an integer (taken as milliseconds).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
@@ -28,7 +26,7 @@ use arrow::datatypes::{DataType, Schema, TimeUnit};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
-use crate::source::SourceBatch;
+use crate::polled::Polled;
 use crate::time::{BatchTime, format_duration};
 
 /// A source's event-time column and how far out of order its rows may be:
@@ -246,11 +244,7 @@ impl WatermarkTracker {
 
     /// Folds in the sources' batches of `time`; returns the watermark
     /// before and after them.
-    pub(crate) fn advance(
-        &mut self,
-        time: BatchTime,
-        polled: &BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>>,
-    ) -> Result<WatermarkStep> {
+    pub(crate) fn advance(&mut self, time: BatchTime, polled: &Polled) -> Result<WatermarkStep> {
         let before = self.current;
         for source in &mut self.sources {
             let Some(Ok(batch)) = polled.get(&source.name) else {
@@ -258,7 +252,12 @@ impl WatermarkTracker {
             };
             if batch.batch.num_rows() > 0 {
                 source.last_rows = time;
-                if let Some(max) = max_event_time(&batch.batch, &source.watermark.column)? {
+                let largest = polled.largest_event_time(
+                    &source.name,
+                    &source.watermark.column,
+                    max_event_time,
+                )?;
+                if let Some(max) = largest {
                     source.max_event = Some(source.max_event.map_or(max, |m| m.max(max)));
                 }
             }
@@ -306,14 +305,12 @@ pub(crate) fn format_lateness(millis: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::SourceBatch;
     use arrow::array::Int64Array;
     use arrow::datatypes::Field;
+    use std::sync::Arc;
 
-    fn polled(
-        name: &str,
-        times: &[i64],
-        end: bool,
-    ) -> BTreeMap<String, std::result::Result<SourceBatch, Arc<Error>>> {
+    fn polled(name: &str, times: &[i64], end: bool) -> Polled {
         let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(times.to_vec()))]).unwrap();
@@ -324,7 +321,8 @@ mod tests {
                 end_of_input: end,
             }),
         )]
-        .into()
+        .into_iter()
+        .collect()
     }
 
     #[test]
