@@ -97,16 +97,18 @@ impl Keys {
                 "s" | "q" | "stop" => return,
                 "p" | "pause" => {
                     control.pause();
-                    eprintln!("output paused; the query goes on (r + Enter resumes, s stops)");
+                    stderr_line!("output paused; the query goes on (r + Enter resumes, s stops)");
                 }
-                "r" | "resume" => eprintln!("{}", resumed(control.resume())),
+                "r" | "resume" => stderr_line!("{}", resumed(control.resume())),
                 other => match other.strip_prefix('l').map(str::trim) {
                     Some(rows) if !rows.is_empty() || other == "l" => match limit(control, rows) {
-                        Ok(message) => eprintln!("{message}"),
-                        Err(message) => eprintln!("{message}"),
+                        Ok(message) => stderr_line!("{message}"),
+                        Err(message) => stderr_line!("{message}"),
                     },
                     _ if other.is_empty() => {}
-                    _ => eprintln!("keys: p pause, r resume, l N limit rows, s stop (then Enter)"),
+                    _ => {
+                        stderr_line!("keys: p pause, r resume, l N limit rows, s stop (then Enter)")
+                    }
                 },
             }
         }

@@ -6,6 +6,16 @@
 //! the current batch and exits 0 (a second Ctrl-C exits at once). A closed
 //! stdout (`brooklet run q.sql | head`) is a normal end.
 
+/// `eprintln!` for a stderr that may have closed (`2>&1 | head` that has
+/// ended): a line that cannot be written is dropped instead of panicking,
+/// so the exit code stays the run's own.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod foreground;
 mod render;
 mod repl;
@@ -91,7 +101,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            stderr_line!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -105,7 +115,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     let ctx = match context(&cli) {
         Ok(ctx) => ctx,
         Err(message) => {
-            eprintln!("error: {message}");
+            stderr_line!("error: {message}");
             return ExitCode::from(2);
         }
     };
@@ -113,7 +123,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         (Some(Command::Run { file }), _) => match read_sql(file) {
             Ok(text) => run(&ctx, &text, &file.display().to_string()).await,
             Err(message) => {
-                eprintln!("error: {message}");
+                stderr_line!("error: {message}");
                 ExitCode::FAILURE
             }
         },
@@ -163,7 +173,7 @@ fn context(cli: &Cli) -> Result<StreamingContext, String> {
     }
     if let Some(address) = &cli.ui {
         let bound = ctx.serve_ui(address).map_err(|e| e.to_string())?;
-        eprintln!(
+        stderr_line!(
             "brooklet: status page at http://{bound}/ (metrics at /metrics, JSON at /api/queries)"
         );
     }
@@ -217,7 +227,7 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
     let executed = match ctx.execute(text).await {
         Ok(executed) => executed,
         Err(e) => {
-            eprintln!("{}", render::error(&e, e.location(), text, origin));
+            stderr_line!("{}", render::error(&e, e.location(), text, origin));
             return ExitCode::FAILURE;
         }
     };
@@ -235,7 +245,7 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Err(e) = ctx.start().await {
-        eprintln!("error: {e}");
+        stderr_line!("error: {e}");
         return ExitCode::FAILURE;
     }
     let signals = signal_watcher();
@@ -248,7 +258,7 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             let _ = ctx.stop(StopMode::Immediate).await;
-            eprintln!("{}", render::error(&e, None, text, origin));
+            stderr_line!("{}", render::error(&e, None, text, origin));
             ExitCode::FAILURE
         }
     }
@@ -269,20 +279,20 @@ fn signal_watcher() -> tokio::sync::oneshot::Receiver<()> {
             {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    eprintln!("error: cannot watch signals: {e}");
+                    stderr_line!("error: cannot watch signals: {e}");
                     return;
                 }
             };
             runtime.block_on(async move {
                 shutdown_signal().await;
-                eprintln!("stopping after the current batch (again to stop at once)");
+                stderr_line!("stopping after the current batch (again to stop at once)");
                 let _ = first.send(());
                 shutdown_signal().await;
                 std::process::exit(130);
             });
         });
     if let Err(e) = watcher {
-        eprintln!("error: cannot watch signals: {e}");
+        stderr_line!("error: cannot watch signals: {e}");
     }
     received
 }

@@ -185,7 +185,7 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
     let mut editor: Editor<InputHelper, DefaultHistory> = match Editor::new() {
         Ok(editor) => editor,
         Err(e) => {
-            eprintln!("error: cannot open the terminal: {e}");
+            stderr_line!("error: cannot open the terminal: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -219,7 +219,7 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
-                eprintln!("error: {e}");
+                stderr_line!("error: {e}");
                 break;
             }
         }
@@ -243,7 +243,9 @@ fn command(ctx: &StreamingContext, input: &str) {
         ("\\d", name) => match render::describe_one(ctx, name) {
             Some(text) => print!("{text}"),
             None => {
-                eprintln!("nothing is named '{name}'; \\d lists sources, tables, sinks and queries")
+                stderr_line!(
+                    "nothing is named '{name}'; \\d lists sources, tables, sinks and queries"
+                )
             }
         },
         ("\\pause", _) => {
@@ -253,9 +255,9 @@ fn command(ctx: &StreamingContext, input: &str) {
         ("\\resume", _) => println!("{}", foreground::resumed(control.resume())),
         ("\\limit", argument) => match foreground::limit(&control, argument) {
             Ok(message) => println!("{message}"),
-            Err(message) => eprintln!("{message}"),
+            Err(message) => stderr_line!("{message}"),
         },
-        _ => eprintln!("unknown command {input}; \\? lists the commands"),
+        _ => stderr_line!("unknown command {input}; \\? lists the commands"),
     }
 }
 
@@ -263,7 +265,7 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     let executed = match ctx.execute(input).await {
         Ok(executed) => executed,
         Err(e) => {
-            eprintln!("{}", render::error(&e, e.location(), input, "<input>"));
+            stderr_line!("{}", render::error(&e, e.location(), input, "<input>"));
             return;
         }
     };
@@ -279,7 +281,7 @@ async fn execute(ctx: &StreamingContext, input: &str) {
         }
     }
     if let Err(e) = ctx.start().await {
-        eprintln!("error: {e}");
+        stderr_line!("error: {e}");
         return;
     }
     if foreground.is_empty() {
@@ -289,7 +291,7 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     let control = ctx.console_control();
     let paused_before = control.is_paused();
     if paused_before {
-        eprintln!("console output is paused (\\resume, or r + Enter, prints it again)");
+        stderr_line!("console output is paused (\\resume, or r + Enter, prints it again)");
     }
     let keys = foreground::Keys::read();
     let stop = async {
@@ -303,7 +305,7 @@ async fn execute(ctx: &StreamingContext, input: &str) {
             for (handle, result) in foreground.iter().zip(results) {
                 match result {
                     Ok(()) => println!("query '{}' ended ({})", handle.name(), handle.status()),
-                    Err(e) => eprintln!("{}", render::error(&e, None, input, "<input>")),
+                    Err(e) => stderr_line!("{}", render::error(&e, None, input, "<input>")),
                 }
             }
         }

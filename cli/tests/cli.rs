@@ -251,6 +251,21 @@ fn a_closed_pipe_is_a_normal_end() {
 }
 
 #[test]
+fn a_closed_stderr_leaves_the_exit_code_to_the_run() {
+    // `brooklet -c '<bad SQL>' 2>&1 | head -1` that has ended: stderr is a
+    // pipe nobody reads. The error exits 1 (a panic on writing it was 101).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = brooklet()
+        .args(["-c", "SELECT nope FROM nowhere;"])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+}
+
+#[test]
 fn the_repl_runs_statements_stops_queries_on_ctrl_c_and_shows_errors() {
     let home = tempfile::tempdir().unwrap();
     let mut command = brooklet();

@@ -50,7 +50,7 @@ pub(crate) fn point(name: &str) {
         && plan.point == name
         && plan.seen.fetch_add(1, Ordering::SeqCst) + 1 == plan.at
     {
-        eprintln!("brooklet: crash point {name} fired (BROOKLET_CRASH_AT)");
+        crate::notice::to_stderr(&format!("crash point {name} fired (BROOKLET_CRASH_AT)"));
         std::process::exit(CRASH_EXIT_CODE);
     }
 }

@@ -5,6 +5,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+/// Writes `brooklet: <line>` on stderr; a stderr that has closed (`2>&1 |
+/// head` that ended) drops the line rather than panicking the thread that
+/// reports it.
+pub(crate) fn to_stderr(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "brooklet: {line}");
+}
+
 /// Where notices go.
 #[derive(Clone)]
 pub struct Notices(Arc<dyn Fn(&str) + Send + Sync>);
@@ -12,7 +20,7 @@ pub struct Notices(Arc<dyn Fn(&str) + Send + Sync>);
 impl Notices {
     /// Notices printed on stderr as `brooklet: <message>`.
     pub fn stderr() -> Self {
-        Notices(Arc::new(|message| eprintln!("brooklet: {message}")))
+        Notices(Arc::new(|message| to_stderr(message)))
     }
 
     /// Notices handed to a function.

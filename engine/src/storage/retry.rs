@@ -106,7 +106,7 @@ impl<'a> Retries<'a> {
                 self.tries,
                 self.started.elapsed().as_secs_f64()
             );
-            eprintln!("brooklet: {message}");
+            crate::notice::to_stderr(&message);
             note(|h| {
                 h.failures += 1;
                 h.failing = false;
@@ -116,11 +116,11 @@ impl<'a> Retries<'a> {
         }
         self.tries += 1;
         let message = format!("{} {} failed: {e}", self.what, self.location);
-        eprintln!(
-            "brooklet: {message}; retrying in {} ms (attempt {})",
+        crate::notice::to_stderr(&format!(
+            "{message}; retrying in {} ms (attempt {})",
             self.backoff.as_millis(),
             self.tries + 1
-        );
+        ));
         note(|h| {
             h.retries += 1;
             h.failing = true;
@@ -134,10 +134,10 @@ impl<'a> Retries<'a> {
     /// After the attempt that succeeded.
     pub(crate) fn succeeded(&self) {
         if self.tries > 0 {
-            eprintln!(
-                "brooklet: {} {} succeeded after {} retries",
+            crate::notice::to_stderr(&format!(
+                "{} {} succeeded after {} retries",
                 self.what, self.location, self.tries
-            );
+            ));
             note(|h| h.failing = false);
         }
     }
