@@ -20,7 +20,7 @@ pub struct Notices(Arc<dyn Fn(&str) + Send + Sync>);
 impl Notices {
     /// Notices printed on stderr as `brooklet: <message>`.
     pub fn stderr() -> Self {
-        Notices(Arc::new(|message| to_stderr(message)))
+        Notices(Arc::new(to_stderr))
     }
 
     /// Notices handed to a function.
