@@ -273,6 +273,16 @@ async fn joins_that_would_be_silently_wrong_are_refused_with_the_reason() {
             "session windows are not joined",
         ),
         (
+            "SELECT a.k FROM a JOIN b ON a.k = b.k \
+             AND NOT (b.ts < a.ts OR b.ts > a.ts + INTERVAL '1' SECOND)"
+                .to_string(),
+            "not read as interval bounds",
+        ),
+        (
+            "SELECT a.k FROM a JOIN b ON a.k = b.k AND b.ts <> a.ts".to_string(),
+            "not read as interval bounds",
+        ),
+        (
             "SELECT a.k FROM a RIGHT JOIN t ON a.k = t.k".to_string(),
             "unmatched rows with every batch",
         ),
@@ -284,6 +294,62 @@ async fn joins_that_would_be_silently_wrong_are_refused_with_the_reason() {
     for (sql, reason) in cases {
         let error = refused(&ctx, &sql).await;
         assert!(error.contains(reason), "{sql}\n  gave: {error}");
+    }
+}
+
+#[tokio::test]
+async fn every_spelling_of_the_same_time_bounds_plans_the_same_interval_join() {
+    let (ctx, _clock) = manual_context(0, Duration::from_secs(1));
+    for source in ["a", "b"] {
+        ctx.execute(&format!(
+            "CREATE SOURCE {source} (k BIGINT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
+             WITH (connector = 'memory', format = 'csv')"
+        ))
+        .await
+        .unwrap();
+    }
+    for source in ["c", "d"] {
+        ctx.execute(&format!(
+            "CREATE SOURCE {source} (k BIGINT, ts TIMESTAMP NOT NULL, WATERMARK FOR ts) \
+             WITH (connector = 'memory', format = 'csv')"
+        ))
+        .await
+        .unwrap();
+    }
+    let spellings = [
+        "b.ts BETWEEN a.ts AND a.ts + 1000",
+        "b.ts BETWEEN a.ts AND 1000 + a.ts",
+        "b.ts BETWEEN a.ts AND a.ts + 2 * 500",
+        "b.ts BETWEEN a.ts AND a.ts + CAST(1000 AS BIGINT)",
+        "a.ts <= b.ts AND 1000 + a.ts >= b.ts",
+        "b.ts - a.ts BETWEEN 0 AND 1000",
+        "b.ts - a.ts >= 0 AND b.ts - a.ts <= 1000",
+        "0 <= b.ts - a.ts AND 1000 >= b.ts - a.ts",
+        "a.ts - b.ts BETWEEN -1000 AND 0",
+        "(b.ts + 500) - a.ts BETWEEN 500 AND 1500",
+        "d.ts BETWEEN c.ts AND INTERVAL '1' SECOND + c.ts",
+        "d.ts - c.ts BETWEEN INTERVAL '0' SECOND AND INTERVAL '1' SECOND",
+    ];
+    for condition in spellings {
+        let (a, b) = if condition.starts_with('d') {
+            ("c", "d")
+        } else {
+            ("a", "b")
+        };
+        let sql =
+            format!("EXPLAIN SELECT {a}.k FROM {a} JOIN {b} ON {a}.k = {b}.k AND {condition}");
+        let shown = match ctx.execute(&sql).await {
+            Ok(executed) => match executed.as_slice() {
+                [Executed::Shown(text)] => text.clone(),
+                other => panic!("{condition}: {other:?}"),
+            },
+            Err(e) => panic!("{condition}: {e}"),
+        };
+        assert!(
+            shown.contains("interval join")
+                && shown.contains(&format!("{b}.ts - {a}.ts between 0 ms and 1000 ms")),
+            "{condition}:\n{shown}"
+        );
     }
 }
 

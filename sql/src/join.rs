@@ -17,8 +17,16 @@
 //! What would silently give wrong rows is refused with the reason: windows
 //! that differ between the sides, a window on one side only, a session
 //! window, a time condition with one bound only (its state would grow
-//! forever), or one in the `WHERE` of an outer join, and outer joins that
-//! would emit a table's unmatched rows every batch.
+//! forever), or one in the `WHERE` of an outer join, a comparison of the
+//! two sides' event times that is not a bound (`NOT (b.ts < a.ts OR …)`:
+//! it would join per batch), and outer joins that would emit a table's
+//! unmatched rows every batch.
+//!
+//! A bound is a comparison (`<`, `<=`, `>`, `>=`, `=`, `BETWEEN`) between
+//! a time column of each side, each plus or minus a constant (an interval,
+//! or milliseconds for an integer column; constant expressions are
+//! folded), or between the difference of the two and a constant
+//! (`b.ts - a.ts BETWEEN 0 AND 1000`).
 
 use std::sync::Arc;
 
@@ -27,8 +35,10 @@ use brooklet_engine::join::JoinCondition;
 use brooklet_engine::{Assigner, DStream, Engine, IntervalBounds, RunningSpec, StreamTable};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, ScalarValue, TableReference};
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, LogicalPlanBuilder, Operator};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::error::{Error, Result};
 use crate::window::{SideWindow, WindowTable, side_window};
@@ -247,12 +257,18 @@ fn plan_join(at: &mut JoinPlanning<'_>, join: &Join) -> Result<Option<LogicalPla
     if !bounds.bounds.is_empty() {
         return interval_join(engine, join, on, bounds).map(Some);
     }
-    match at.running {
-        Some(running) => {
+    match (at.running, bounds.unread.first()) {
+        (Some(running), _) => {
             at.planned_running = true;
             running_join(engine, join, on, running.ttl).map(Some)
         }
-        None => Ok(None),
+        (None, Some(unread)) => Err(Error::plan(format!(
+            "the join compares the two sides' event times in a form not read as interval \
+             bounds ({unread}), so only rows of the same batch would meet; bound one side's \
+             time column by the other's, such as b.ts BETWEEN a.ts AND a.ts + INTERVAL '1' \
+             HOUR, or with >= and <= and constant offsets"
+        ))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -385,18 +401,57 @@ fn time_term(expr: &Expr, join: &Join, times: &TimeColumns) -> Option<Term> {
             })
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let term = time_term(left, join, times)?;
-            let millis = interval_millis(right)?;
-            let offset = match op {
-                Operator::Plus => term.offset + millis,
-                Operator::Minus => term.offset - millis,
-                _ => return None,
-            };
+            if let Some(term) = time_term(left, join, times) {
+                let millis = constant_millis(right)?;
+                let offset = match op {
+                    Operator::Plus => term.offset.checked_add(millis)?,
+                    Operator::Minus => term.offset.checked_sub(millis)?,
+                    _ => return None,
+                };
+                return Some(Term { offset, ..term });
+            }
+            // `INTERVAL '1' HOUR + a.ts`
+            if *op != Operator::Plus {
+                return None;
+            }
+            let term = time_term(right, join, times)?;
+            let offset = term.offset.checked_add(constant_millis(left)?)?;
             Some(Term { offset, ..term })
         }
         Expr::Cast(cast) => time_term(&cast.expr, join, times),
         _ => None,
     }
+}
+
+/// `expr` as the difference of two [`Term`]s (`b.ts - a.ts`).
+fn difference(expr: &Expr, join: &Join, times: &TimeColumns) -> Option<(Term, Term)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Minus,
+            right,
+        }) => Some((
+            time_term(left, join, times)?,
+            time_term(right, join, times)?,
+        )),
+        Expr::Cast(cast) => difference(&cast.expr, join, times),
+        _ => None,
+    }
+}
+
+/// The milliseconds of a constant: an interval or integer literal, or an
+/// expression of them (`2 * 500`, `CAST(1000 AS BIGINT)`), folded.
+fn constant_millis(expr: &Expr) -> Option<i64> {
+    if let Some(millis) = interval_millis(expr) {
+        return Some(millis);
+    }
+    if !expr.column_refs().is_empty() {
+        return None;
+    }
+    let folded = ExprSimplifier::new(SimplifyContext::default())
+        .simplify(expr.clone())
+        .ok()?;
+    interval_millis(&folded)
 }
 
 /// The milliseconds of an interval literal.
@@ -408,6 +463,10 @@ fn interval_millis(expr: &Expr) -> Option<i64> {
         Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
             Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
         }
+        Expr::Literal(ScalarValue::DurationSecond(Some(v)), _) => v.checked_mul(1000),
+        Expr::Literal(ScalarValue::DurationMillisecond(Some(v)), _) => Some(*v),
+        Expr::Literal(ScalarValue::DurationMicrosecond(Some(v)), _) => Some(v / 1000),
+        Expr::Literal(ScalarValue::DurationNanosecond(Some(v)), _) => Some(v / 1_000_000),
         Expr::Literal(value, _) if value.data_type().is_integer() => value
             .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
             .ok()
@@ -432,6 +491,9 @@ struct TimeConditions {
     /// side (`b.ts <= a.expires` with the bids on the left): the left
     /// column, the right one, and `lower` as in `left.t <= right.c - lower`.
     column_lowers: Vec<(String, String, i64)>,
+    /// Conjuncts that compare a time column of each side in a form not
+    /// read as a bound (`NOT (b.ts < a.ts OR …)`).
+    unread: Vec<Expr>,
 }
 
 /// The bounds that `predicate`'s conjuncts put on `right.t - left.t`, for
@@ -439,12 +501,28 @@ struct TimeConditions {
 fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<TimeConditions> {
     let times = TimeColumns::of(engine, join);
     let mut found = TimeConditions::default();
-    let mut add = |a: &Expr, op: Operator, b: &Expr| {
-        let (Some(a), Some(b)) = (time_term(a, join, &times), time_term(b, join, &times)) else {
-            return;
+    // `a op b` as two terms of different sides: each a column plus a
+    // constant, or a difference of columns compared with a constant
+    // (`b.ts - a.ts <= c` is `b.ts <= a.ts + c`).
+    let terms = |a: &Expr, b: &Expr| -> Option<(Term, Term)> {
+        if let (Some(a), Some(b)) = (time_term(a, join, &times), time_term(b, join, &times)) {
+            return Some((a, b));
+        }
+        if let (Some((x, y)), Some(c)) = (difference(a, join, &times), constant_millis(b)) {
+            let offset = y.offset.checked_add(c)?.checked_sub(x.offset)?;
+            return Some((Term { offset: 0, ..x }, Term { offset, ..y }));
+        }
+        let ((x, y), c) = (difference(b, join, &times)?, constant_millis(a)?);
+        let offset = y.offset.checked_add(c)?.checked_sub(x.offset)?;
+        Some((Term { offset, ..y }, Term { offset: 0, ..x }))
+    };
+    // Whether `a op b` is read as a bound.
+    let mut add = |a: &Expr, op: Operator, b: &Expr| -> bool {
+        let Some((a, b)) = terms(a, b) else {
+            return false;
         };
         if a.left == b.left || (!a.time && !b.time) {
-            return;
+            return false;
         }
         // Written as (left + x) op (right + y), that is right.t - left.t op' x - y.
         let (l, r, op) = if a.left { (a, b, op) } else { (b, a, flip(op)) };
@@ -458,14 +536,16 @@ fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<TimeCon
                 found.column_uppers.push((r.column, l.column, d));
             } else if l.time && lower {
                 found.column_lowers.push((l.column, r.column, d));
+            } else {
+                return false;
             }
-            return;
+            return true;
         }
         let (lower, upper) = match op {
             Operator::Lt | Operator::LtEq => (Some(d), None),
             Operator::Gt | Operator::GtEq => (None, Some(d)),
             Operator::Eq => (Some(d), Some(d)),
-            _ => return,
+            _ => return false,
         };
         let bound = found
             .bounds
@@ -486,17 +566,32 @@ fn time_bounds(engine: &Engine, join: &Join, predicate: &Expr) -> Result<TimeCon
                 upper,
             }),
         }
+        true
     };
+    let mut unread = Vec::new();
     for conjunct in split_conjunction(predicate) {
-        match conjunct {
+        let read = match conjunct {
             Expr::Between(between) if !between.negated => {
-                add(&between.low, Operator::LtEq, &between.expr);
-                add(&between.expr, Operator::LtEq, &between.high);
+                let low = add(&between.low, Operator::LtEq, &between.expr);
+                add(&between.expr, Operator::LtEq, &between.high) || low
             }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => add(left, *op, right),
-            _ => {}
+            _ => false,
+        };
+        let compares_times = |side: &LogicalPlan, names: &[String]| {
+            conjunct
+                .column_refs()
+                .iter()
+                .any(|c| names.contains(&c.name) && side.schema().has_column(c))
+        };
+        if !read
+            && compares_times(&join.left, &times.left)
+            && compares_times(&join.right, &times.right)
+        {
+            unread.push(conjunct.clone());
         }
     }
+    found.unread = unread;
     Ok(found)
 }
 
