@@ -270,6 +270,20 @@ async fn window_table(
         // aggregate may ask for.
         let registered = if spec.length == spec.slide {
             let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+            // A finer timestamp is binned as it is: casting it to
+            // milliseconds first would round a time before 1970 toward
+            // zero, up into the next window (the bounds are whole
+            // milliseconds, so the start's cast is exact).
+            let column = Expr::Column(Column::new_unqualified(&time));
+            let finer = matches!(
+                source_stream.schema().field_with_name(&time).map(|f| f.data_type().clone()),
+                Ok(DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+            );
+            let binned = if finer {
+                column
+            } else {
+                cast(column, millis.clone())
+            };
             let start = cast(
                 date_bin(
                     lit(ScalarValue::new_interval_mdn(
@@ -277,7 +291,7 @@ async fn window_table(
                         0,
                         spec.length.as_nanos() as i64,
                     )),
-                    cast(Expr::Column(Column::new_unqualified(&time)), millis.clone()),
+                    binned,
                     lit(ScalarValue::TimestampMillisecond(Some(0), None)),
                 ),
                 millis.clone(),
