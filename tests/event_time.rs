@@ -128,6 +128,13 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     );
     let e = error("SELECT k, count(*) FROM timed GROUP BY session(INTERVAL '5' SECOND), k").await;
     assert!(e.contains("session() is an event-time window"), "{e}");
+    for size in ["0", "-5"] {
+        let sql = format!(
+            "SELECT k, count(*) FROM timed GROUP BY tumble(ts, INTERVAL '{size}' SECOND), k"
+        );
+        let e = ctx.sql(&sql).await.unwrap_err().to_string();
+        assert!(e.contains("needs a positive interval"), "{sql}: {e}");
+    }
     let e = error("SELECT * FROM TABLE(HOP(TABLE timed, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND))").await;
     assert!(
         e.contains("event-time HOP table is read by an aggregate"),
@@ -348,6 +355,46 @@ async fn event_times_out_of_range_are_late_not_a_crash() {
         .collect();
     rows.sort();
     assert_eq!(rows, ["0,c,1", "1000,c,1"]);
+}
+
+#[tokio::test]
+async fn the_edge_of_the_time_range_closes_no_window_early_and_prints() {
+    // Event times are taken in [-2^52, 2^52) ms; 2^52 itself is late. A
+    // row there once moved the watermark to "end of input", closing the
+    // window below early and emitting it twice.
+    let (ctx, clock) = events_in_milliseconds().await;
+    let stream = ctx
+        .sql(
+            "SELECT CAST(window_start AS BIGINT) AS ws, window_end, k, count(*) AS n \
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end, k",
+        )
+        .await
+        .unwrap();
+    let (handle, outputs) = record(stream);
+    ctx.start().await.unwrap();
+    let events = ctx.memory_source("events").unwrap();
+    let limit: i64 = 1 << 52;
+    for (i, t) in [limit - 2000, limit, limit - 1000].into_iter().enumerate() {
+        events.push_records(&format!("a,{t}\n"));
+        let time = (i as i64 + 1) * 1000;
+        clock.set(time);
+        wait_for_batch(&handle, time).await;
+    }
+    events.finish();
+    clock.set(4000);
+    handle.await_termination().await.unwrap();
+    assert!(matches!(handle.status(), brooklet::QueryStatus::Finished));
+    assert_eq!(ctx.engine().sources()[0].metrics.late, 1);
+    let rows: Vec<(i64, Vec<String>)> = outputs.lock().unwrap().clone();
+    let emitted: Vec<&(i64, Vec<String>)> = rows.iter().filter(|(_, r)| !r.is_empty()).collect();
+    let start = (limit - 2000).div_euclid(10_000) * 10_000;
+    assert_eq!(emitted.len(), 1, "{rows:?}");
+    let (time, window) = emitted[0];
+    assert_eq!(*time, 4000, "emitted at the end of input: {rows:?}");
+    assert_eq!(window.len(), 1, "{rows:?}");
+    assert!(window[0].starts_with(&format!("{start},")), "{rows:?}");
+    assert!(window[0].ends_with(",a,2"), "{rows:?}");
 }
 
 /// A context on a manual clock with source `events (k, ts)`, event times

@@ -307,7 +307,11 @@ pub fn progress_fields(info: &BatchInfo) -> String {
         } else {
             watermark.to_string()
         };
-        fields.push_str(&format!(" watermark={shown} late_rows={}", info.late_rows));
+        fields.push_str(&format!(" watermark={shown}"));
+    }
+    // Rows with no event time are late before any watermark exists.
+    if info.watermark.is_some() || info.late_rows > 0 {
+        fields.push_str(&format!(" late_rows={}", info.late_rows));
     }
     fields
 }
@@ -315,6 +319,33 @@ pub fn progress_fields(info: &BatchInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_shows_late_rows_before_the_first_watermark() {
+        use std::time::Duration;
+        let info = |watermark, late_rows| BatchInfo {
+            batch_time: brooklet::BatchTime::from_millis(1000),
+            input_rows: 3,
+            output_rows: 0,
+            scheduling_delay: Duration::ZERO,
+            processing_time: Duration::ZERO,
+            batches: 1,
+            state_bytes: 0,
+            late_rows,
+            watermark,
+            checkpoint_bytes: 0,
+            checkpoint_time: Duration::ZERO,
+        };
+        // Rows with NULL event times are late before any watermark.
+        let fields = progress_fields(&info(None, 2));
+        assert!(fields.ends_with(" late_rows=2"), "{fields}");
+        assert!(!fields.contains("watermark="), "{fields}");
+        let fields = progress_fields(&info(Some(500), 0));
+        assert!(fields.ends_with(" watermark=500 late_rows=0"), "{fields}");
+        // A query with no event time says nothing of either.
+        let fields = progress_fields(&info(None, 0));
+        assert!(!fields.contains("late_rows"), "{fields}");
+    }
 
     /// The error `execute` gives for `text`, which must not parse.
     fn syntax_error(text: &str) -> brooklet::Error {

@@ -104,13 +104,16 @@ pub(crate) fn event_millis(array: &ArrayRef) -> Result<TimestampMillisecondArray
     }
 }
 
-/// Event times beyond ±2^60 ms (about 36 million years) belong to no
-/// window and do not move the watermark: window arithmetic never overflows.
-pub(crate) const TIME_LIMIT: i64 = 1 << 60;
+/// Event times outside `[-2^52, 2^52)` ms (about 142 000 years either
+/// side of 1970) belong to no window and do not move the watermark: window
+/// arithmetic never overflows, every window's bounds are timestamps that
+/// print (Arrow's formatting ends near year 262 000), and a watermark at or
+/// beyond the limit means only the end of input.
+pub(crate) const TIME_LIMIT: i64 = 1 << 52;
 
 /// Whether `t` is an event time windows take.
 pub(crate) fn in_time_range(t: i64) -> bool {
-    (-TIME_LIMIT..=TIME_LIMIT).contains(&t)
+    (-TIME_LIMIT..TIME_LIMIT).contains(&t)
 }
 
 /// The largest event time in `column` of `batch`, if it has any (nulls and

@@ -5,7 +5,7 @@ use crate::operator::LateRows;
 use crate::runtime::running_query::RunningQuery;
 use crate::runtime::shared::Inner;
 use crate::time::{BatchTime, format_duration};
-use crate::watermark::{format_lateness, format_watermark};
+use crate::watermark::{NO_WATERMARK, format_lateness, format_watermark};
 
 impl Inner {
     /// Counts late rows on their source and warns the first time a query
@@ -37,13 +37,25 @@ impl Inner {
                     ))
                 })
                 .collect();
+            let plural = if late.rows == 1 { "" } else { "s" };
+            if late.watermark == NO_WATERMARK {
+                // Before any watermark nothing is behind it: these rows
+                // had no event time a window takes.
+                self.notices.send(format!(
+                    "query '{}': dropped {} row{plural} with no event time (NULL, or outside \
+                     ±2^52 ms) from {from} in batch {time}; they belong to no window. Later \
+                     drops are only counted in the source's late rows",
+                    query.shared.name, late.rows,
+                ));
+                continue;
+            }
             self.notices.send(format!(
-                "query '{}': dropped {} late row{} from {from} in batch {time} (up to {} behind the \
-                 watermark {}; their windows had closed). Later drops are only counted in the \
-                 source's late rows; to keep such rows, raise the watermark delay {}",
+                "query '{}': dropped {} late row{plural} from {from} in batch {time} (up to {} \
+                 behind the watermark {}; their windows had closed). Later drops are only \
+                 counted in the source's late rows; to keep such rows, raise the watermark \
+                 delay {}",
                 query.shared.name,
                 late.rows,
-                if late.rows == 1 { "" } else { "s" },
                 format_lateness(late.max_behind),
                 format_watermark(late.watermark),
                 declared.join(" and ")

@@ -84,44 +84,44 @@ pub(super) fn window_call(expr: &Expr) -> Option<(&str, &[Expr])> {
 
 /// The length of interval `arg` given to `function`: positive.
 fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
-    let duration = interval_of(function, arg)?;
-    if duration.is_zero() {
-        return Err(Error::plan(format!(
+    match millis_of(function, arg)? {
+        millis if millis > 0 => Ok(Duration::from_millis(millis as u64)),
+        _ => Err(Error::plan(format!(
             "{function}() needs a positive interval, got {arg}"
-        )));
+        ))),
     }
-    Ok(duration)
 }
 
 /// The length of interval `arg` given to `function`: zero or more.
 fn interval_of(function: &str, arg: &Expr) -> Result<Duration> {
-    let millis = match arg {
+    match millis_of(function, arg)? {
+        millis if millis >= 0 => Ok(Duration::from_millis(millis as u64)),
+        _ => Err(Error::plan(format!(
+            "{function} needs an interval of zero or more, got {arg}"
+        ))),
+    }
+}
+
+/// The milliseconds of interval `arg` given to `function`, negative ones
+/// included (each caller says what it takes).
+fn millis_of(function: &str, arg: &Expr) -> Result<i64> {
+    match arg {
         Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
-            v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000
+            Ok(v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000)
         }
         Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-            v.days as i64 * 86_400_000 + v.milliseconds as i64
+            Ok(v.days as i64 * 86_400_000 + v.milliseconds as i64)
         }
         Expr::Literal(
             ScalarValue::Utf8(Some(s))
             | ScalarValue::Utf8View(Some(s))
             | ScalarValue::LargeUtf8(Some(s)),
             _,
-        ) => {
-            return Ok(parse_duration(s)?);
-        }
-        other => {
-            return Err(Error::plan(format!(
-                "{function}() takes intervals such as INTERVAL '10' SECOND or '10 seconds', not {other}"
-            )));
-        }
-    };
-    if millis < 0 {
-        return Err(Error::plan(format!(
-            "{function} needs an interval of zero or more, got {arg}"
-        )));
+        ) => Ok(i64::try_from(parse_duration(s)?.as_millis()).unwrap_or(i64::MAX)),
+        other => Err(Error::plan(format!(
+            "{function}() takes intervals such as INTERVAL '10' SECOND or '10 seconds', not {other}"
+        ))),
     }
-    Ok(Duration::from_millis(millis as u64))
 }
 
 /// A window as SQL describes it: over processing time (batch times) or

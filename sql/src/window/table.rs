@@ -276,8 +276,14 @@ async fn window_table(
             // milliseconds, so the start's cast is exact).
             let column = Expr::Column(Column::new_unqualified(&time));
             let finer = matches!(
-                source_stream.schema().field_with_name(&time).map(|f| f.data_type().clone()),
-                Ok(DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+                source_stream
+                    .schema()
+                    .field_with_name(&time)
+                    .map(|f| f.data_type().clone()),
+                Ok(DataType::Timestamp(
+                    TimeUnit::Microsecond | TimeUnit::Nanosecond,
+                    _
+                ))
             );
             let binned = if finer {
                 column

@@ -339,7 +339,7 @@ impl FixedWindows {
         let ceil =
             |x: i64| x.div_euclid(slide) * slide + if x.rem_euclid(slide) == 0 { 0 } else { slide };
         let floor = |x: i64| x.div_euclid(slide) * slide;
-        // Pane and window times are within ±2^61 (see `TIME_LIMIT`).
+        // Pane and window times are within ±2^53 (see `TIME_LIMIT`).
         let mut from = ceil(first + self.pane - self.length);
         if (-TIME_LIMIT..TIME_LIMIT).contains(&self.emitted_through) {
             from = from.max(ceil(self.emitted_through - self.length + 1));

@@ -12,7 +12,7 @@
 //!    in Flink and Spark);
 //! 2. a window whose end the watermark has already reached is *closed*: a
 //!    row whose every window is closed is **late** — dropped and counted
-//!    (as is a row with a NULL event time, or one beyond ±2^60 ms, which
+//!    (as is a row with a NULL event time, or one outside ±2^52 ms, which
 //!    belongs to no window);
 //! 3. the watermark advances (`watermark.rs`), and every window whose
 //!    end it reaches is emitted once, complete, with `window_start` and
