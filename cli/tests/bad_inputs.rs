@@ -377,6 +377,23 @@ fn type_errors_are_reported_with_the_statement_before_it_runs() {
         b"",
     );
     fails_saying(&output, &["sum(Timestamp"], &["likely", "Internal error"]);
+
+    // What only DataFusion's optimizer finds fails the statement too, not
+    // the query when it starts (found from outside).
+    for (select, says) in [
+        ("SELECT id FROM s WHERE id = 'x';", "Cannot cast string 'x'"),
+        ("SELECT id FROM s LIMIT -1;", "LIMIT must be >= 0"),
+    ] {
+        let output = run_sql(
+            &format!("CREATE SOURCE s WITH (connector = 'sequence'); {select}"),
+            b"",
+        );
+        fails_saying(
+            &output,
+            &[says, "1 | CREATE SOURCE"],
+            &["query 'q1' failed"],
+        );
+    }
 }
 
 // 7. Messages that said the wrong thing.

@@ -82,6 +82,14 @@ impl DStream {
                 "a continuous query must read at least one stream (a registered source)".into(),
             ));
         }
+        // Optimized once now, so that what fails to optimize (a string
+        // compared with an integer column, `LIMIT -1`) fails the statement
+        // that wrote it, not the query when it starts.
+        engine
+            .session()
+            .state()
+            .optimize(&plan)
+            .map_err(|e| crate::error::Error::Plan(crate::error::reason(&e)))?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let node = engine.new_node(
             schema,

@@ -134,6 +134,16 @@ impl Error {
     }
 }
 
+/// DataFusion's reason for `e`, without its wrappers ("Optimizer rule …
+/// failed", "Error during planning: ", "Arrow error: ").
+pub(crate) fn reason(e: &DataFusionError) -> String {
+    match e.find_root() {
+        DataFusionError::Plan(message) => message.clone(),
+        DataFusionError::ArrowError(arrow, _) => arrow.to_string(),
+        root => root.to_string(),
+    }
+}
+
 /// The names of `schema`'s columns, comma-separated, for messages that
 /// list what there is.
 pub(crate) fn column_names(schema: &arrow::datatypes::Schema) -> String {
