@@ -8,7 +8,11 @@
 //!   both sides, 10 000 keys each);
 //! - `interval_join_1s`: every pair of rows with the same key whose times
 //!   are at most 1 second apart (`b.ts BETWEEN a.ts - 1000 AND a.ts +
-//!   1000`: about 80 000 matches per batch).
+//!   1000`: about 80 000 matches per batch);
+//! - `interval_join_60s`: the same within 60 seconds, on the key and a
+//!   value (`x.v = y.v + 1`), so that each side keeps 60 batches of rows
+//!   (1.2 M) while a batch has few matches: what a batch costs against
+//!   what the join keeps.
 //!
 //! For each it runs 120 batches and prints the mean time per batch over
 //! the last 100, and the state after 20, 60 and 120 batches: it must stay
@@ -45,6 +49,11 @@ const CASES: &[(&str, &str)] = &[
         "interval_join_1s",
         "SELECT x.k, x.ts, y.v, y.ts AS yts FROM a x JOIN b y
            ON x.k = y.k AND y.ts BETWEEN x.ts - 1000 AND x.ts + 1000",
+    ),
+    (
+        "interval_join_60s",
+        "SELECT x.k, x.ts, y.v, y.ts AS yts FROM a x JOIN b y
+           ON x.k = y.k AND x.v = y.v + 1 AND y.ts BETWEEN x.ts - 60000 AND x.ts + 60000",
     ),
 ];
 
