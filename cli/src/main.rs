@@ -16,6 +16,26 @@ macro_rules! stderr_line {
     }};
 }
 
+/// `println!` for a stdout that may have closed (`| head` that has
+/// ended, `| true`): the text is dropped instead of panicking, and the run
+/// ends as it would have (a closed pipe is a normal end).
+macro_rules! stdout_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` for a stdout that may have closed (see [`stdout_line`]).
+macro_rules! stdout_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 mod foreground;
 mod render;
 mod repl;
@@ -235,7 +255,7 @@ async fn run(ctx: &StreamingContext, text: &str, origin: &str) -> ExitCode {
     // (they would mix with the rows on stdout).
     for shown in &executed {
         if let Executed::Shown(output) = shown {
-            println!("{output}");
+            stdout_line!("{output}");
         }
     }
     if !executed

@@ -197,7 +197,7 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!(
+    stdout_line!(
         "Brooklet {}: continuous SQL over micro-batches. Statements end with ';'. \\? for help, \\q to quit.",
         env!("CARGO_PKG_VERSION")
     );
@@ -211,7 +211,7 @@ pub async fn run(ctx: StreamingContext) -> ExitCode {
                 let _ = editor.add_history_entry(input);
                 match input {
                     "\\q" | "\\quit" | "quit" | "exit" => break,
-                    "help" => println!("{}", help()),
+                    "help" => stdout_line!("{}", help()),
                     _ if input.starts_with('\\') => command(&ctx, input),
                     _ => execute(&ctx, input).await,
                 }
@@ -238,10 +238,10 @@ fn command(ctx: &StreamingContext, input: &str) {
         .map_or((input, ""), |(c, a)| (c, a.trim()));
     let control = ctx.console_control();
     match (command, argument) {
-        ("\\?" | "\\h", _) => println!("{}", help()),
-        ("\\d", "") => print!("{}", render::describe(ctx)),
+        ("\\?" | "\\h", _) => stdout_line!("{}", help()),
+        ("\\d", "") => stdout_text!("{}", render::describe(ctx)),
         ("\\d", name) => match render::describe_one(ctx, name) {
-            Some(text) => print!("{text}"),
+            Some(text) => stdout_text!("{text}"),
             None => {
                 stderr_line!(
                     "nothing is named '{name}'; \\d lists sources, tables, sinks and queries"
@@ -250,11 +250,11 @@ fn command(ctx: &StreamingContext, input: &str) {
         },
         ("\\pause", _) => {
             control.pause();
-            println!("console output paused; queries go on (\\resume prints again)");
+            stdout_line!("console output paused; queries go on (\\resume prints again)");
         }
-        ("\\resume", _) => println!("{}", foreground::resumed(control.resume())),
+        ("\\resume", _) => stdout_line!("{}", foreground::resumed(control.resume())),
         ("\\limit", argument) => match foreground::limit(&control, argument) {
-            Ok(message) => println!("{message}"),
+            Ok(message) => stdout_line!("{message}"),
             Err(message) => stderr_line!("{message}"),
         },
         _ => stderr_line!("unknown command {input}; \\? lists the commands"),
@@ -272,8 +272,8 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     let mut foreground = Vec::new();
     for e in executed {
         match e {
-            Executed::Done(message) | Executed::Shown(message) => println!("{message}"),
-            Executed::Insert(handle) => println!(
+            Executed::Done(message) | Executed::Shown(message) => stdout_line!("{message}"),
+            Executed::Insert(handle) => stdout_line!(
                 "query '{}' started in the background (\\d lists it)",
                 handle.name()
             ),
@@ -296,15 +296,15 @@ async fn execute(ctx: &StreamingContext, input: &str) {
     let keys = foreground::Keys::read();
     let stop = async {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => println!("^C query stopped"),
-            () = keys.until_stop(&control) => println!("query stopped"),
+            _ = tokio::signal::ctrl_c() => stdout_line!("^C query stopped"),
+            () = keys.until_stop(&control) => stdout_line!("query stopped"),
         }
     };
     tokio::select! {
         results = all => {
             for (handle, result) in foreground.iter().zip(results) {
                 match result {
-                    Ok(()) => println!("query '{}' ended ({})", handle.name(), handle.status()),
+                    Ok(()) => stdout_line!("query '{}' ended ({})", handle.name(), handle.status()),
                     Err(e) => stderr_line!("{}", render::error(&e, None, input, "<input>")),
                 }
             }

@@ -251,6 +251,35 @@ fn a_closed_pipe_is_a_normal_end() {
 }
 
 #[test]
+fn a_closed_stdout_ends_explain_and_show_queries_normally() {
+    // `brooklet -c 'EXPLAIN …' | true`: what the statements show goes to a
+    // pipe nobody reads, which ends the run as `| head` does (it panicked).
+    for shown in [
+        "EXPLAIN SELECT id FROM s;",
+        "SELECT id FROM s; SHOW QUERIES;",
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = brooklet()
+            .args([
+                "-c",
+                &format!("CREATE SOURCE s WITH (connector = 'sequence', rows = 3); {shown}"),
+            ])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{shown}: {}: {stderr}",
+            output.status
+        );
+        assert!(!stderr.contains("panicked"), "{shown}: {stderr}");
+    }
+}
+
+#[test]
 fn a_closed_stderr_leaves_the_exit_code_to_the_run() {
     // `brooklet -c '<bad SQL>' 2>&1 | head -1` that has ended: stderr is a
     // pipe nobody reads. The error exits 1 (a panic on writing it was 101).
