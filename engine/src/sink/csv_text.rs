@@ -14,10 +14,12 @@
 //! booleans, and timestamps without a zone and dates in years 0 to 9999.
 //! Every other value (floats, decimals, zoned timestamps, years outside
 //! that range) is formatted by arrow's own `ArrayFormatter` with the
-//! writer's options, so its text is arrow's by construction. A batch with
-//! a nested column, which arrow's writer refuses, goes to arrow's writer
-//! whole, for its error. The tests compare the text with arrow's writer on
-//! random batches.
+//! writer's options, so its text is arrow's by construction. A nested
+//! value, which arrow's writer refuses (as Spark's does), is written as
+//! the table format shows it — `{start: 1970-01-01T00:00:00, end: …}`,
+//! `[1, 2]` — quoted, as DuckDB writes one: a `window()` column or an
+//! `array_agg` printed as CSV is text, not a failed query. The tests
+//! compare the text with arrow's writer on random batches.
 
 use arrow::array::{
     Array, AsArray, BooleanArray, GenericStringArray, OffsetSizeTrait, PrimitiveArray, RecordBatch,
@@ -36,7 +38,7 @@ use crate::error::Result;
 /// Appends `batch` as CSV to `out`, with a header line when `header`.
 pub(crate) fn write_csv(batch: &RecordBatch, header: bool, out: &mut Vec<u8>) -> Result<()> {
     let columns = batch.columns();
-    if columns.is_empty() || columns.iter().any(|c| c.data_type().is_nested()) {
+    if columns.is_empty() {
         return arrow_csv(batch, header, out);
     }
     let start = out.len();
@@ -474,12 +476,15 @@ mod tests {
         assert_same(&batch);
     }
 
-    /// A nested column is refused as arrow refuses it.
+    /// A nested value is written as the table format shows it, quoted.
     #[test]
-    fn nested_columns_get_arrows_error() {
-        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1)])]);
+    fn nested_values_are_written_as_text() {
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            None,
+            Some(vec![]),
+        ]);
         let batch = batch(vec![("l", Arc::new(list) as ArrayRef)]);
-        let ours = our_text(&batch, true).unwrap_err();
-        assert!(ours.contains("Nested type"), "{ours}");
+        assert_eq!(our_text(&batch, true).unwrap(), "l\n\"[1, 2]\"\n\"\"\n[]\n");
     }
 }
