@@ -128,6 +128,20 @@ async fn event_time_mistakes_get_errors_that_say_what_to_do() {
     );
     let e = error("SELECT k, count(*) FROM timed GROUP BY session(INTERVAL '5' SECOND), k").await;
     assert!(e.contains("session() is an event-time window"), "{e}");
+    // Refused when planned, not when the query starts (found from outside).
+    let e = error(
+        "SELECT k, array_agg(k ORDER BY k DESC) FROM timed GROUP BY tumble(ts, INTERVAL '5' SECOND), k",
+    )
+    .await;
+    assert!(e.contains("ordered aggregates"), "{e}");
+    let e =
+        error("SELECT k, count(*) FROM timed GROUP BY tumble(ts, INTERVAL '5' SECOND), ROLLUP(k)")
+            .await;
+    assert!(e.contains("GROUPING SETS, CUBE and ROLLUP"), "{e}");
+    let e =
+        error("SELECT k, count(*) FROM timed GROUP BY ROLLUP(tumble(ts, INTERVAL '5' SECOND), k)")
+            .await;
+    assert!(e.contains("GROUPING SETS, CUBE and ROLLUP"), "{e}");
     for size in ["0", "-5"] {
         let sql = format!(
             "SELECT k, count(*) FROM timed GROUP BY tumble(ts, INTERVAL '{size}' SECOND), k"

@@ -270,6 +270,7 @@ impl DStream {
         aggregates: Vec<Expr>,
         operator: impl FnOnce(LogicalPlan) -> (SchemaRef, Arc<dyn OperatorDef>),
     ) -> Result<Self> {
+        refuse_unsupported_aggregates(&group, &aggregates)?;
         let plan = self.scan()?.aggregate(group, aggregates)?.build()?;
         let (schema, operator) = operator(plan);
         Ok(self.apply(schema, operator))
@@ -734,4 +735,28 @@ fn column_origins_of(node: &Node, column: &str) -> Option<Vec<(String, String)>>
         (_, Some(plan)) => column_origins(plan, column),
         (_, None) => None,
     }
+}
+
+/// What a streaming aggregate cannot do, refused when the statement is
+/// planned (the operator would refuse it only when the query starts):
+/// grouping sets, and aggregates ordered inside (`array_agg(x ORDER BY
+/// y)`), whose partial states the operator does not keep in order.
+fn refuse_unsupported_aggregates(group: &[Expr], aggregates: &[Expr]) -> Result<()> {
+    use datafusion::common::tree_node::TreeNode;
+    if group.iter().any(|g| matches!(g, Expr::GroupingSet(_))) {
+        return Err(crate::error::Error::Plan(
+            "GROUPING SETS, CUBE and ROLLUP are not supported in a streaming aggregate".into(),
+        ));
+    }
+    let ordered = |e: &Expr| {
+        e.exists(|e| Ok(matches!(e, Expr::AggregateFunction(f) if !f.params.order_by.is_empty())))
+            .unwrap_or(false)
+    };
+    if let Some(aggregate) = aggregates.iter().find(|a| ordered(a)) {
+        return Err(crate::error::Error::Plan(format!(
+            "ordered aggregates (… ORDER BY inside an aggregate, here {aggregate}) are not \
+             supported in a streaming aggregate"
+        )));
+    }
+    Ok(())
 }

@@ -67,6 +67,19 @@ pub(crate) fn plan_stateful(
     })?;
     let mut windowed: Vec<Windowed> = Vec::new();
     for aggregate in &aggregates {
+        let grouping_set = aggregate
+            .group_expr
+            .iter()
+            .any(|g| matches!(g, Expr::GroupingSet(_)));
+        let reads_window = grouping_set
+            && (aggregate.group_expr.iter().any(mentions_window)
+                || windows.iter().any(|w| scans(&aggregate.input, w.name())));
+        if reads_window {
+            return Err(Error::plan(
+                "GROUPING SETS, CUBE and ROLLUP are not supported with a window; group by the \
+                 window and the keys, and roll up in an outer query",
+            ));
+        }
         let calls: Vec<usize> = (0..aggregate.group_expr.len())
             .filter(|i| window_call(&aggregate.group_expr[*i]).is_some())
             .collect();
@@ -378,6 +391,12 @@ fn plan_window(
         replace_aggregate(plan, aggregate, &stream, column, offset)?,
         sources,
     ))
+}
+
+/// Whether `expr` calls a window function anywhere inside.
+fn mentions_window(expr: &Expr) -> bool {
+    expr.exists(|e| Ok(window_call(e).is_some()))
+        .unwrap_or(false)
 }
 
 /// A window, for messages.
