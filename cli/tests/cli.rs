@@ -251,6 +251,28 @@ fn a_closed_pipe_is_a_normal_end() {
 }
 
 #[test]
+fn stdin_cut_exactly_at_the_batch_limit_ends_with_its_last_full_batch() {
+    // 4 lines, 2 per batch: two batches. The end used to be seen one batch
+    // later, whose empty window printed a trailing `0`.
+    let output = run_with_input(
+        &[
+            "--available-now",
+            "--format",
+            "csv",
+            "-c",
+            "CREATE SOURCE s (k TEXT) WITH (connector = 'stdin', format = 'csv', \
+             max.records.per.batch = 2); \
+             SELECT count(*) AS n FROM s GROUP BY tumble(INTERVAL '1' SECOND);",
+        ],
+        b"a\nb\nc\nd\n",
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let counts: Vec<Vec<String>> = blocks(&stdout).into_iter().map(|(_, rows)| rows).collect();
+    assert_eq!(counts, [vec!["n", "2"], vec!["n", "2"]], "{stdout}");
+}
+
+#[test]
 fn a_closed_stdout_ends_explain_and_show_queries_normally() {
     // `brooklet -c 'EXPLAIN …' | true`: what the statements show goes to a
     // pipe nobody reads, which ends the run as `| head` does (it panicked).

@@ -404,6 +404,12 @@ impl SourceReader for ReceiverReader {
                 remaining = 0;
             }
         }
+        // A batch cut exactly at the limit with only the end behind it ends
+        // the input now, not with an empty batch after it.
+        if !self.ended && self.carried.is_empty() && self.rx.next_is_end() {
+            let _ = self.rx.try_recv();
+            self.ended = true;
+        }
         let batch = arrow::compute::concat_batches(&self.schema, &taken)?;
         if let Some(log) = self.log.as_mut() {
             if let (Some((start, skip)), Some(end)) = (first, last_end) {
@@ -496,7 +502,12 @@ pub(crate) fn channel() -> (ChunkSender, ChunkReceiver) {
             budget: Arc::clone(&budget),
             sent: Arc::clone(&sent),
         },
-        ChunkReceiver { rx, budget, sent },
+        ChunkReceiver {
+            rx,
+            budget,
+            sent,
+            peeked: None,
+        },
     )
 }
 
@@ -562,12 +573,26 @@ pub(crate) struct ChunkReceiver {
     budget: Arc<Semaphore>,
     /// Woken by every send and by the sender's end.
     sent: Arc<Notify>,
+    /// An event looked at by [`ChunkReceiver::next_is_end`], not yet taken.
+    peeked: Option<ReceiverEvent>,
 }
 
 impl ChunkReceiver {
     /// Events waiting.
     fn len(&self) -> usize {
-        self.rx.len()
+        self.rx.len() + usize::from(self.peeked.is_some())
+    }
+
+    /// Whether the next event waiting is the end of input (an event that
+    /// is not stays for the next [`ChunkReceiver::try_recv`]).
+    fn next_is_end(&mut self) -> bool {
+        if self.peeked.is_none()
+            && let Ok(event) = self.rx.try_recv()
+        {
+            self.budget.add_permits(weight(&event) as usize);
+            self.peeked = Some(event);
+        }
+        matches!(self.peeked, Some(ReceiverEvent::End))
     }
 
     /// Bytes of rows waiting.
@@ -582,6 +607,9 @@ impl ChunkReceiver {
 
     /// The next event, if one is waiting; its rows leave the buffer.
     fn try_recv(&mut self) -> std::result::Result<ReceiverEvent, mpsc::error::TryRecvError> {
+        if let Some(event) = self.peeked.take() {
+            return Ok(event);
+        }
         let event = self.rx.try_recv()?;
         self.budget.add_permits(weight(&event) as usize);
         Ok(event)
