@@ -333,7 +333,7 @@ async fn window_errors_name_the_values() {
         ),
         (
             "SELECT k, count(*) FROM events GROUP BY tumble(INTERVAL '2' SECOND), k EMIT CHANGES",
-            "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY",
+            "EMIT CHANGES is for an unwindowed GROUP BY or an event-time window",
         ),
         (
             "SELECT k FROM events EMIT COMPLETE",

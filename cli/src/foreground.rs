@@ -137,11 +137,16 @@ pub fn resumed(held: u64) -> String {
     }
 }
 
+/// `1 row per batch`, `5 rows per batch`.
+fn rows_per_batch(rows: usize) -> String {
+    format!("{rows} row{} per batch", if rows == 1 { "" } else { "s" })
+}
+
 /// `\limit N` / `l N`: at most N rows per batch (`off`: each sink's own).
 pub fn limit(control: &ConsoleControl, argument: &str) -> Result<String, String> {
     match argument.trim() {
         "" => Ok(match control.max_rows() {
-            Some(rows) => format!("printing at most {rows} rows per batch"),
+            Some(rows) => format!("printing at most {}", rows_per_batch(rows)),
             None => "printing each sink's own number of rows per batch".into(),
         }),
         "off" | "none" => {
@@ -151,7 +156,7 @@ pub fn limit(control: &ConsoleControl, argument: &str) -> Result<String, String>
         text => match text.parse::<usize>() {
             Ok(rows) if rows > 0 => {
                 control.limit(Some(rows));
-                Ok(format!("printing at most {rows} rows per batch"))
+                Ok(format!("printing at most {}", rows_per_batch(rows)))
             }
             _ => Err(format!(
                 "\\limit takes a number of rows (1 or more) or 'off', not '{text}'"

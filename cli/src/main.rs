@@ -93,8 +93,8 @@ struct Cli {
     #[arg(long = "available-now", global = true)]
     available_now: bool,
     /// Run each keyed operator (window and running aggregates, joins) as N
-    /// tasks side by side, on N cores (`SET parallelism = N`). Outputs are
-    /// the same at every parallelism.
+    /// tasks side by side, on N cores (`SET parallelism = N`). Each batch
+    /// has the same rows at every parallelism (ordered only by ORDER BY).
     #[arg(long, global = true, value_name = "N")]
     parallelism: Option<usize>,
     #[command(subcommand)]

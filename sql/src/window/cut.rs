@@ -347,8 +347,9 @@ fn plan_window(
         SqlWindow::Processing(spec) => {
             if running.is_some() {
                 return Err(Error::plan(
-                    "EMIT CHANGES and EMIT COMPLETE are for an unwindowed GROUP BY or an \
-                     event-time window; a processing-time window emits once, when it closes",
+                    "EMIT CHANGES is for an unwindowed GROUP BY or an event-time window, \
+                     EMIT COMPLETE for an unwindowed GROUP BY; a processing-time window emits \
+                     once, when it closes",
                 ));
             }
             input.window_aggregate(keys, aggregates, spec)?

@@ -86,8 +86,8 @@ pub(super) fn window_call(expr: &Expr) -> Option<(&str, &[Expr])> {
 fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
     match millis_of(function, arg)? {
         millis if millis > 0 => Ok(Duration::from_millis(millis as u64)),
-        _ => Err(Error::plan(format!(
-            "{function}() needs a positive interval, got {arg}"
+        millis => Err(Error::plan(format!(
+            "{function}() needs a positive interval, got {millis} ms"
         ))),
     }
 }
@@ -96,8 +96,8 @@ fn duration_of(function: &str, arg: &Expr) -> Result<Duration> {
 fn interval_of(function: &str, arg: &Expr) -> Result<Duration> {
     match millis_of(function, arg)? {
         millis if millis >= 0 => Ok(Duration::from_millis(millis as u64)),
-        _ => Err(Error::plan(format!(
-            "{function} needs an interval of zero or more, got {arg}"
+        millis => Err(Error::plan(format!(
+            "{function} needs an interval of zero or more, got {millis} ms"
         ))),
     }
 }
