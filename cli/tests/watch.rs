@@ -105,8 +105,7 @@ fn the_repl_completes_explains_lists_and_stops_queries() {
     repl.exp_string("console output resumed").unwrap();
     repl.exp_string("Time: ").unwrap();
     repl.send_line("l 1").unwrap();
-    repl.exp_string("printing at most 1 rows per batch")
-        .unwrap();
+    repl.exp_string("printing at most 1 row per batch").unwrap();
     repl.send_line("s").unwrap();
     repl.exp_string("query stopped").unwrap();
     repl.exp_string("brooklet> ").unwrap();
