@@ -43,7 +43,8 @@
 //!
 //! **Brokers in trouble.** A request that gets no answer within `timeout`
 //! (default 5 s) ends the batch with what was read so far; while the
-//! brokers do not answer, batches go on empty and the source says so once
+//! brokers do not answer, batches go on empty — each asks them again for
+//! 250 ms at most, so they keep their pace — and the source says so once
 //! on the notices (stderr) and in its status (`\d`), and again when they
 //! answer; reading then resumes exactly where it stopped, so nothing is
 //! lost or read twice.
@@ -453,8 +454,15 @@ impl KafkaReader {
         &self.source.client.topic
     }
 
+    /// How long a request of a batch waits: `timeout`, or while the
+    /// brokers are known not to answer, [`PROBE_TIMEOUT`] at most, so that
+    /// batches go on (empty) at their pace rather than one per `timeout`,
+    /// holding every other query of the engine with them.
     fn timeout(&self) -> Duration {
-        self.source.client.timeout
+        match self.unreachable_since {
+            Some(_) => self.source.client.timeout.min(PROBE_TIMEOUT),
+            None => self.source.client.timeout,
+        }
     }
 
     /// The topic's partitions this source reads, now.
@@ -853,6 +861,11 @@ enum Reading {
 /// records before the query fails.
 const REPLAY_PATIENCE: u32 = 12;
 
+/// How long a batch asks brokers that did not answer the last time
+/// before it goes on empty (they answer a local request in milliseconds
+/// once they are back).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Why a batch could not read.
 enum Trouble {
     /// The brokers did not answer: the batch goes on empty.
@@ -991,13 +1004,13 @@ impl SourceReader for KafkaReader {
         self.next = ranges.iter().map(|(p, (from, _))| (*p, *from)).collect();
         self.assigned = false;
         let until: BTreeMap<i32, i64> = ranges.iter().map(|(p, (_, to))| (*p, *to)).collect();
-        let deadline = Instant::now() + self.timeout() * REPLAY_PATIENCE;
+        let deadline = Instant::now() + self.source.client.timeout * REPLAY_PATIENCE;
         let (taken, complete) = self.read(&until, Reading::Exactly, deadline)?;
         if !complete {
             return Err(self.error(format!(
                 "cannot read back the logged offsets {ranges:?} of topic '{}' within {:?} (brokers unreachable, or the records are gone)",
                 self.topic(),
-                self.timeout() * REPLAY_PATIENCE
+                self.source.client.timeout * REPLAY_PATIENCE
             )));
         }
         let mut next = others;
