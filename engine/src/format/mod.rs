@@ -454,10 +454,23 @@ impl RecordDecoder {
     /// policy one by one in input order, with their exact positions, at
     /// any number of tasks.
     pub fn decode(&mut self, chunk: &[u8]) -> Result<RecordBatch> {
+        let chunk = self.without_byte_order_mark(chunk);
         if self.tasks > 1 && chunk.len() >= PARALLEL_MIN_BYTES && self.format != Format::Lines {
             return self.decode_in_parts(chunk);
         }
         self.decode_in_order(chunk)
+    }
+
+    /// `chunk` without the UTF-8 byte order mark that may open the input
+    /// (editors on Windows write one): it is not part of the first record,
+    /// in CSV, JSON and lines alike. Its bytes still count in positions.
+    fn without_byte_order_mark<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        const MARK: &[u8] = b"\xEF\xBB\xBF";
+        if self.next == (Position { line: 1, byte: 0 }) && chunk.starts_with(MARK) {
+            self.next.byte = MARK.len() as u64;
+            return &chunk[MARK.len()..];
+        }
+        chunk
     }
 
     /// [`RecordDecoder::decode`] on several threads.
@@ -1045,6 +1058,35 @@ mod tests {
         let batch = d.decode(b"one\r\n\n\xff\xfe\nfour").unwrap();
         assert_eq!(column(&batch, 0), ["one", "", "four"]);
         assert_eq!(metrics.snapshot().malformed, 1);
+    }
+
+    #[test]
+    fn a_byte_order_mark_opening_the_input_is_not_part_of_the_first_record() {
+        let text = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
+        let json = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        for (format, schema, input, first) in [
+            (
+                Format::Lines,
+                text,
+                &b"\xEF\xBB\xBFhello\nworld\n"[..],
+                "hello",
+            ),
+            (
+                Format::Json,
+                json,
+                &b"\xEF\xBB\xBF{\"a\":1}\n{\"a\":2}\n"[..],
+                "1",
+            ),
+        ] {
+            let metrics = Arc::new(SourceMetrics::default());
+            let mut d = RecordDecoder::new("s", schema, format, ErrorPolicy::Fail, metrics);
+            let batch = d.decode(input).unwrap();
+            assert_eq!(batch.num_rows(), 2);
+            let shown = arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap();
+            assert_eq!(shown, first);
+            // Only at the start of the input.
+            assert_eq!(d.position().byte, input.len() as u64);
+        }
     }
 
     #[test]
