@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::malformed::{MALFORMED_PREFIX, MalformedKind};
@@ -782,6 +782,7 @@ impl RecordDecoder {
                 decoder.flush().map_err(|e| clean(e.to_string()))?
             }
             Format::Json => {
+                check_json_integers(bytes, schema)?;
                 let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
                     .with_batch_size(batch_size)
                     .build_decoder()
@@ -793,6 +794,63 @@ impl RecordDecoder {
         };
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
     }
+}
+
+/// Integer columns take integers as JSON writes them, within their type:
+/// arrow-json reads `1.5` as 1 and `-9223372036854775809` as the smallest
+/// `BIGINT`, silently; here such a value is malformed (kind `value`), as
+/// it is in CSV. Only lines the fast reader (`flat_json.rs`, which checks
+/// this itself) left to arrow-json come here; syntax errors are left to
+/// arrow-json, which reports them.
+fn check_json_integers(bytes: &[u8], schema: &Schema) -> std::result::Result<(), String> {
+    let columns: Vec<&Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_integer())
+        .map(|f| f.as_ref())
+        .collect();
+    if columns.is_empty() {
+        return Ok(());
+    }
+    for line in bytes.split(|&b| b == b'\n') {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) else {
+            continue;
+        };
+        for field in &columns {
+            let Some(serde_json::Value::Number(number)) = object.get(field.name()) else {
+                continue;
+            };
+            let fits = match number.as_i64() {
+                Some(v) => integer_fits(i128::from(v), field.data_type()),
+                None => number
+                    .as_u64()
+                    .is_some_and(|v| integer_fits(i128::from(v), field.data_type())),
+            };
+            if !fits {
+                return Err(format!(
+                    "{number} does not parse as {} ({}): an integer in its range",
+                    field.name(),
+                    field.data_type()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `value` is one of `data_type`'s (an integer type).
+fn integer_fits(value: i128, data_type: &DataType) -> bool {
+    let (min, max): (i128, i128) = match data_type {
+        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
+        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
+        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
+        DataType::Int64 => (i64::MIN.into(), i64::MAX.into()),
+        DataType::UInt8 => (0, u8::MAX.into()),
+        DataType::UInt16 => (0, u16::MAX.into()),
+        DataType::UInt32 => (0, u32::MAX.into()),
+        _ => (0, u64::MAX.into()),
+    };
+    (min..=max).contains(&value)
 }
 
 /// Feeds all of `bytes` to an arrow decoder (which may take them in parts),
@@ -1032,6 +1090,27 @@ mod tests {
             skipped.first,
             "line 1 (byte offset 0): more than one record on a line"
         );
+    }
+
+    #[test]
+    fn a_json_integer_column_takes_only_integers_in_its_range() {
+        // arrow-json alone made 1.5 a 1 and the first a i64::MIN, silently.
+        let (mut d, metrics) = skipping_json();
+        let batch = d
+            .decode(
+                b"{\"n\":1.5}\n{\"n\":9223372036854775807}\n{\"n\":-9223372036854775809}\n\
+                  {\"n\":7}\n{\"n\":1e3}\n",
+            )
+            .unwrap();
+        assert_eq!(column(&batch, 1), ["9223372036854775807", "7"]);
+        let skipped = metrics.take_skipped().unwrap();
+        assert_eq!(skipped.count, 3);
+        assert_eq!(
+            skipped.first,
+            "line 1 (byte offset 0): 1.5 does not parse as n (Int64): an integer in its range"
+        );
+        let kind = Format::Json.malformed_kind("1.5 does not parse as n (Int64): an integer");
+        assert_eq!(kind, MalformedKind::Value);
     }
 
     #[test]
