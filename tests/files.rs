@@ -4,9 +4,11 @@
 //! and one atomically written file per batch with rows.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet::StopMode;
+use brooklet::datafusion::arrow::array::RecordBatch;
 
 use crate::support::{manual_context, record, wait_for_batch};
 
@@ -94,6 +96,65 @@ async fn existing_files_can_be_ignored_and_bad_records_name_their_file() {
         "{error}"
     );
     assert_eq!(outputs.lock().unwrap().clone(), vec![(1000, vec![])]);
+}
+
+/// A Parquet file as bytes, with one column `k` of `column`'s type.
+fn parquet_of(column: brooklet::datafusion::arrow::array::ArrayRef) -> Vec<u8> {
+    use brooklet::datafusion::parquet::arrow::ArrowWriter;
+    let batch = RecordBatch::try_from_iter([("k", column)]).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_parquet_file_that_does_not_read_as_declared_is_one_malformed_record() {
+    use brooklet::datafusion::arrow::array::{Int64Array, StringArray};
+    let input = tempfile::tempdir().unwrap();
+    let dir = input.path();
+    let good = parquet_of(Arc::new(Int64Array::from(vec![1, 2])));
+    // A value that does not cast once became a NULL, silently.
+    let bad = parquet_of(Arc::new(StringArray::from(vec!["3", "zz"])));
+    crate::support::put(dir, "a-good.parquet", &good, 500);
+    crate::support::put(dir, "b-bad.parquet", &bad, 500);
+    crate::support::put(dir, "c-broken.parquet", b"not parquet at all", 500);
+    let letters = tempfile::tempdir().unwrap();
+    let dead = letters.path().join("dead.jsonl");
+    let (ctx, clock) = manual_context(0, Duration::from_secs(1));
+    ctx.execute(&format!(
+        "CREATE SOURCE t (k BIGINT) WITH (connector = 'files', path = '{}', format = 'parquet', \
+         on-error = 'dead-letter', dead-letter.path = '{}')",
+        dir.display(),
+        dead.display()
+    ))
+    .await
+    .unwrap();
+    let (handle, outputs) = record(ctx.sql("SELECT k FROM t").await.unwrap());
+    ctx.start().await.unwrap();
+    clock.set(1000);
+    wait_for_batch(&handle, 1000).await;
+    assert_eq!(
+        outputs.lock().unwrap().clone(),
+        vec![(1000, vec!["1".to_string(), "2".to_string()])]
+    );
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let text = format!("{letters:?}");
+    assert!(
+        text.contains("b-bad.parquet") && text.contains("cannot be read as Int64"),
+        "{text}"
+    );
+    assert!(
+        text.contains("c-broken.parquet") && text.contains("not a readable Parquet file"),
+        "{text}"
+    );
+    ctx.stop(StopMode::Graceful).await.unwrap();
 }
 
 #[tokio::test]

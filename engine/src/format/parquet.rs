@@ -2,7 +2,9 @@
 //! (taken by name, cast to the declared types), and a batch encoded as one
 //! file for the files sink. Parquet is columnar and self-describing, so
 //! there are no records to count as malformed: a file reads or it does
-//! not.
+//! not — a value that does not cast to its declared type fails the file
+//! (it never becomes a NULL), and the file meets the source's error
+//! policy as one record.
 
 use std::sync::Arc;
 
@@ -30,7 +32,17 @@ pub(crate) fn decode(bytes: Bytes, schema: &SchemaRef) -> std::result::Result<Re
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match file_schema.index_of(field.name()) {
-            Ok(i) => arrow::compute::cast(whole.column(i), field.data_type()).map_err(|e| {
+            // Strict: a value that does not cast fails the file, never
+            // becomes a NULL.
+            Ok(i) => arrow::compute::cast_with_options(
+                whole.column(i),
+                field.data_type(),
+                &arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
                 format!(
                     "its column '{}' ({}) cannot be read as {}: {e}",
                     field.name(),

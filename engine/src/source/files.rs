@@ -47,7 +47,8 @@ use bytes::Bytes;
 
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
-use crate::format::{ErrorPolicy, SharedPartThreads};
+use crate::format::{ErrorPolicy, Position, SharedPartThreads};
+use crate::malformed::MalformedKind;
 use crate::metrics::SourceMetrics;
 use crate::source::api::{Source, SourceBatch, SourceContext, SourceReader};
 use crate::storage::{Dir, Entry, StorageOptions};
@@ -359,9 +360,17 @@ impl FilesReader {
                     Err(why) if self.decoding.policy == ErrorPolicy::Fail => {
                         Err(self.error(format!("{place}: {why}")))
                     }
+                    // The file is the record: skipped, or sent to the
+                    // dead letters (its name and why; not its bytes).
+                    Err(_) if again => Ok(None),
                     Err(why) => {
-                        self.metrics
-                            .note_skipped(|| format!("{place} was skipped: {why}"));
+                        let decoder = self
+                            .decoding
+                            .decoder(&self.name, Arc::clone(&self.metrics))
+                            .with_file(std::path::Path::new(&place));
+                        let whole_file = Position { line: 1, byte: 0 };
+                        let reason = format!("the file was skipped: {why}");
+                        decoder.malformed(whole_file, MalformedKind::Value, &reason, b"")?;
                         Ok(None)
                     }
                 }
