@@ -526,6 +526,28 @@ async fn available_now_reads_a_topic_up_to_its_ends_then_the_query_ends() {
     assert_eq!(times, vec![1000, 2000, 3000]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_whose_brokers_do_not_answer_fails_instead_of_waiting_forever() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ctx, _clock, _) = context();
+    ctx.set_trigger(Trigger::AvailableNow).unwrap();
+    ctx.execute(&format!(
+        "CREATE SOURCE t (line TEXT) WITH (connector = 'kafka', bootstrap.servers = '127.0.0.1:{port}', \
+         topic = 't', timeout = '1s')"
+    ))
+    .await
+    .unwrap();
+    let (_handle, _outputs) = record(ctx.sql("SELECT line FROM t").await.unwrap());
+    ctx.start().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(60), ctx.await_termination()).await;
+    let error = ended.expect("the backfill waited").unwrap_err().to_string();
+    assert!(error.contains("have not answered"), "{error}");
+}
+
 /// Records the client sent in batches (one request for many): the broker
 /// lists a partition's end as less than what it holds, and available-now
 /// still reads every record, batch by batch, before it ends.

@@ -827,6 +827,24 @@ impl KafkaReader {
         }
     }
 
+    /// A backfill (available-now) ends when it has read to the ends it
+    /// sees; brokers that do not answer for [`BACKFILL_PATIENCE`] request
+    /// timeouts fail it, where it would otherwise wait, empty, forever.
+    fn backfill_patience(&self) -> Result<()> {
+        let patience = self.source.client.timeout * BACKFILL_PATIENCE;
+        match self.unreachable_since {
+            Some(since) if self.available_now && since.elapsed() >= patience => {
+                Err(self.error(format!(
+                    "brokers at {} have not answered for {:.0} s; a backfill (available-now) \
+                     reads to the ends it sees and cannot see them",
+                    self.source.client.bootstrap,
+                    since.elapsed().as_secs_f64()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Notes that the brokers answer (again).
     fn reachable(&mut self) {
         if let Some(since) = self.unreachable_since.take() {
@@ -860,6 +878,10 @@ enum Reading {
 /// How many request timeouts a batch that runs again waits for its
 /// records before the query fails.
 const REPLAY_PATIENCE: u32 = 12;
+
+/// How many request timeouts a backfill waits for brokers that do not
+/// answer before it fails.
+const BACKFILL_PATIENCE: u32 = 3;
 
 /// How long a batch asks brokers that did not answer the last time
 /// before it goes on empty (they answer a local request in milliseconds
@@ -900,6 +922,7 @@ impl SourceReader for KafkaReader {
             Ok(ends) => ends,
             Err(Trouble::Unreachable(e)) => {
                 self.unreachable(&e);
+                self.backfill_patience()?;
                 return Ok(self.empty());
             }
             Err(Trouble::Fatal(message)) => return Err(self.error(message)),
@@ -925,6 +948,7 @@ impl SourceReader for KafkaReader {
             self.reachable();
         } else {
             self.unreachable(&KafkaError::Canceled);
+            self.backfill_patience()?;
         }
         let lag: i64 = ends
             .iter()
