@@ -799,14 +799,15 @@ impl RecordDecoder {
 /// Integer columns take integers as JSON writes them, within their type:
 /// arrow-json reads `1.5` as 1 and `-9223372036854775809` as the smallest
 /// `BIGINT`, silently; here such a value is malformed (kind `value`), as
-/// it is in CSV. Only lines the fast reader (`flat_json.rs`, which checks
+/// it is in CSV. So is a number for a time column (arrow-json reads it in
+/// the column's unit: epoch milliseconds became microseconds). Only lines the fast reader (`flat_json.rs`, which checks
 /// this itself) left to arrow-json come here; syntax errors are left to
 /// arrow-json, which reports them.
 fn check_json_integers(bytes: &[u8], schema: &Schema) -> std::result::Result<(), String> {
     let columns: Vec<&Field> = schema
         .fields()
         .iter()
-        .filter(|f| f.data_type().is_integer())
+        .filter(|f| f.data_type().is_integer() || f.data_type().is_temporal())
         .map(|f| f.as_ref())
         .collect();
     if columns.is_empty() {
@@ -820,6 +821,16 @@ fn check_json_integers(bytes: &[u8], schema: &Schema) -> std::result::Result<(),
             let Some(serde_json::Value::Number(number)) = object.get(field.name()) else {
                 continue;
             };
+            if field.data_type().is_temporal() {
+                // arrow-json takes it in the column's unit (microseconds
+                // for TIMESTAMP), where CSV refuses it: refused here too.
+                return Err(format!(
+                    "{number} does not parse as {} ({}): write the time as text \
+                     (2024-01-02T03:04:05), or declare the column BIGINT for epoch milliseconds",
+                    field.name(),
+                    field.data_type()
+                ));
+            }
             let fits = match number.as_i64() {
                 Some(v) => integer_fits(i128::from(v), field.data_type()),
                 None => number
@@ -1111,6 +1122,30 @@ mod tests {
         );
         let kind = Format::Json.malformed_kind("1.5 does not parse as n (Int64): an integer");
         assert_eq!(kind, MalformedKind::Value);
+    }
+
+    #[test]
+    fn a_json_number_is_not_a_timestamp() {
+        // arrow-json read epoch milliseconds as microseconds, silently.
+        let metrics = Arc::new(SourceMetrics::default());
+        let timed = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            true,
+        )]));
+        let mut d =
+            RecordDecoder::new("s", timed, Format::Json, ErrorPolicy::Skip, metrics.clone());
+        let batch = d
+            .decode(b"{\"ts\":1704164645000}\n{\"ts\":\"2024-01-02T03:04:05\"}\n")
+            .unwrap();
+        assert_eq!(column(&batch, 0), ["2024-01-02T03:04:05"]);
+        let skipped = metrics.take_skipped().unwrap();
+        assert!(skipped.first.starts_with("line 1 "), "{}", skipped.first);
+        assert!(
+            skipped.first.contains("write the time as text"),
+            "{}",
+            skipped.first
+        );
     }
 
     #[test]
