@@ -232,6 +232,55 @@ async fn a_malformed_record_is_named_by_its_partition_and_offset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_meet_the_policy_in_order_empty_ones_included() {
+    let broker = Broker::start();
+    broker.create_topic("seqs", 1);
+    let (ctx, clock, notices) = context();
+    ctx.execute(&format!(
+        "CREATE SOURCE fail (seq BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'seqs', format = 'json');
+         CREATE SOURCE skip (seq BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{b}', topic = 'seqs', format = 'json', on-error = 'skip')",
+        b = broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let failing = ctx
+        .sql("SELECT seq FROM fail")
+        .await
+        .unwrap()
+        .foreach_batch(|_, _| Ok(()))
+        .unwrap();
+    let (skipping, outputs) = record(ctx.sql("SELECT seq FROM skip").await.unwrap());
+    ctx.start().await.unwrap();
+    // A truncated record at offset 1, an empty one at offset 2.
+    broker.produce(
+        "seqs",
+        &[
+            (0, None, "{\"seq\":0}"),
+            (0, None, "{\"seq\":"),
+            (0, None, ""),
+            (0, None, "{\"seq\":3}"),
+        ],
+    );
+    clock.set(1000);
+    wait_for_batch(&skipping, 1000).await;
+    assert_eq!(batch_rows(&outputs, 1000), sorted(&["0", "3"]));
+    // The first malformed record is the truncated one (empty ones were
+    // reported before every other).
+    let error = failing.await_termination().await.unwrap_err().to_string();
+    assert!(
+        error.contains("topic 'seqs' partition 0 offset 1"),
+        "{error}"
+    );
+    let notices = notices.lock().unwrap().join("\n");
+    assert!(
+        notices.contains("first at topic 'seqs' partition 0 offset 1"),
+        "{notices}"
+    );
+    assert_eq!(metrics_of(&ctx, "skip").malformed, 2);
+    ctx.stop(StopMode::Graceful).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_latest_skips_what_the_topic_held_before_the_first_batch() {
     let broker = Broker::start();
     broker.create_topic("t", 1);

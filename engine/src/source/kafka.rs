@@ -67,7 +67,7 @@ use rdkafka::message::Message;
 
 use crate::connector::{Decoding, Options};
 use crate::error::{Error, Result};
-use crate::format::{Format, Position, RecordDecoder, SharedPartThreads};
+use crate::format::{Format, RecordDecoder, SharedPartThreads};
 use crate::kafka::KafkaClient;
 use crate::malformed::MalformedKind;
 use crate::metrics::SourceMetrics;
@@ -679,31 +679,16 @@ impl KafkaReader {
             .with_tasks(self.decode_tasks)
             .with_part_threads(&self.part_threads)
             .with_record_offsets(label, records.offsets.clone());
-        for (i, _) in records.empty.iter().enumerate().filter(|(_, e)| **e) {
-            let position = Position {
-                line: i as u64 + 1,
-                byte: 0,
-            };
-            let reason = "the record has no value (a tombstone, or blank)";
-            decoder.malformed(position, MalformedKind::Empty, reason, b"")?;
-        }
-        // Empty records were reported; in `lines` they must not become rows.
-        let values = if decoding.format == Format::Lines && records.empty.contains(&true) {
-            None
+        let decoded = if records.empty.contains(&true) {
+            decode_around_empty(&mut decoder, &records)?
         } else {
-            Some(decoder.decode(&records.values)?)
+            decoder.decode(&records.values)?
         };
-        let (decoded, kept) = match values {
-            Some(batch) => {
-                let present = records.empty.iter().filter(|e| !**e).count();
-                let kept: Vec<bool> = if batch.num_rows() == present {
-                    records.empty.iter().map(|e| !e).collect()
-                } else {
-                    self.rows_of(&records)?
-                };
-                (batch, kept)
-            }
-            None => self.decode_lines_without_empty(&mut decoder, &records)?,
+        let present = records.empty.iter().filter(|e| !**e).count();
+        let kept: Vec<bool> = if decoded.num_rows() == present {
+            records.empty.iter().map(|e| !e).collect()
+        } else {
+            self.rows_of(&records)?
         };
         self.with_metadata(partition, decoded, &records, &kept)
     }
@@ -723,30 +708,6 @@ impl KafkaReader {
             kept.push(!empty && decoder.decode(line)?.num_rows() == 1);
         }
         Ok(kept)
-    }
-
-    /// `lines` with tombstones: the other records, one row each.
-    fn decode_lines_without_empty(
-        &self,
-        decoder: &mut RecordDecoder,
-        records: &Taken,
-    ) -> Result<(RecordBatch, Vec<bool>)> {
-        let mut present = Vec::with_capacity(records.values.len());
-        let mut start = 0;
-        for &empty in &records.empty {
-            let end = start
-                + memchr::memchr(b'\n', &records.values[start..]).expect("one line per record");
-            if !empty {
-                present.extend_from_slice(&records.values[start..=end]);
-            }
-            start = end + 1;
-        }
-        let batch = decoder.decode(&present)?;
-        let mut kept: Vec<bool> = records.empty.iter().map(|e| !e).collect();
-        if batch.num_rows() != kept.iter().filter(|k| **k).count() {
-            kept = self.rows_of(records)?;
-        }
-        Ok((batch, kept))
     }
 
     /// The declared columns: the decoded value's, and the metadata of the
@@ -864,6 +825,34 @@ impl KafkaReader {
             end_of_input: false,
         }
     }
+}
+
+/// The records' values decoded in input order, each record without a
+/// value (a tombstone, or blank) reported as malformed where it is: so the
+/// policy meets malformed records in order and `fail` names the first,
+/// empty or not, and no empty record becomes a row (in `lines` a blank
+/// one would).
+fn decode_around_empty(decoder: &mut RecordDecoder, records: &Taken) -> Result<RecordBatch> {
+    let reason = "the record has no value (a tombstone, or blank)";
+    let mut parts = Vec::new();
+    let (mut start, mut segment) = (0, 0);
+    for &empty in &records.empty {
+        let end =
+            start + memchr::memchr(b'\n', &records.values[start..]).expect("one line per record");
+        if empty {
+            if segment < start {
+                parts.push(decoder.decode(&records.values[segment..start])?);
+            }
+            decoder.malformed(decoder.position(), MalformedKind::Empty, reason, b"")?;
+            decoder.skip_line((end + 1 - start) as u64);
+            segment = end + 1;
+        }
+        start = end + 1;
+    }
+    if segment < records.values.len() {
+        parts.push(decoder.decode(&records.values[segment..])?);
+    }
+    Ok(arrow::compute::concat_batches(decoder.schema(), &parts)?)
 }
 
 /// How far [`KafkaReader::read`] reads.
