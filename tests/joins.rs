@@ -192,6 +192,19 @@ async fn a_parquet_table() {
 }
 
 /// The error a query gets at planning time.
+/// Memory sources `names` of csv records with `columns`, each with a
+/// watermark on its `ts`.
+async fn memory_sources(ctx: &StreamingContext, names: &[&str], columns: &str) {
+    for source in names {
+        ctx.execute(&format!(
+            "CREATE SOURCE {source} ({columns}, WATERMARK FOR ts) \
+             WITH (connector = 'memory', format = 'csv')"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
 async fn refused(ctx: &StreamingContext, sql: &str) -> String {
     match ctx.sql(sql).await {
         Ok(_) => panic!("accepted: {sql}"),
@@ -202,14 +215,7 @@ async fn refused(ctx: &StreamingContext, sql: &str) -> String {
 #[tokio::test]
 async fn joins_that_would_be_silently_wrong_are_refused_with_the_reason() {
     let (ctx, _clock) = manual_context(0, Duration::from_secs(1));
-    for source in ["a", "b"] {
-        ctx.execute(&format!(
-            "CREATE SOURCE {source} (k TEXT, ts TIMESTAMP NOT NULL, WATERMARK FOR ts) \
-             WITH (connector = 'memory', format = 'csv')"
-        ))
-        .await
-        .unwrap();
-    }
+    memory_sources(&ctx, &["a", "b"], "k TEXT, ts TIMESTAMP NOT NULL").await;
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.csv");
     std::fs::write(&table, "k\nx\n").unwrap();
@@ -300,22 +306,8 @@ async fn joins_that_would_be_silently_wrong_are_refused_with_the_reason() {
 #[tokio::test]
 async fn every_spelling_of_the_same_time_bounds_plans_the_same_interval_join() {
     let (ctx, _clock) = manual_context(0, Duration::from_secs(1));
-    for source in ["a", "b"] {
-        ctx.execute(&format!(
-            "CREATE SOURCE {source} (k BIGINT, ts BIGINT NOT NULL, WATERMARK FOR ts) \
-             WITH (connector = 'memory', format = 'csv')"
-        ))
-        .await
-        .unwrap();
-    }
-    for source in ["c", "d"] {
-        ctx.execute(&format!(
-            "CREATE SOURCE {source} (k BIGINT, ts TIMESTAMP NOT NULL, WATERMARK FOR ts) \
-             WITH (connector = 'memory', format = 'csv')"
-        ))
-        .await
-        .unwrap();
-    }
+    memory_sources(&ctx, &["a", "b"], "k BIGINT, ts BIGINT NOT NULL").await;
+    memory_sources(&ctx, &["c", "d"], "k BIGINT, ts TIMESTAMP NOT NULL").await;
     let spellings = [
         "b.ts BETWEEN a.ts AND a.ts + 1000",
         "b.ts BETWEEN a.ts AND 1000 + a.ts",
