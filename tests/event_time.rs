@@ -342,17 +342,13 @@ async fn event_window_state_is_sized_by_open_windows_not_by_history() {
 #[tokio::test]
 async fn event_times_out_of_range_are_late_not_a_crash() {
     let (ctx, clock) = events_in_milliseconds().await;
-    let stream = ctx
-        .sql(
-            "SELECT CAST(window_start AS BIGINT) AS ws, k, count(*) AS n \
-             FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
-             GROUP BY window_start, window_end, k",
-        )
-        .await
-        .unwrap();
-    let (handle, outputs) = record(stream);
-    ctx.start().await.unwrap();
-    let events = ctx.memory_source("events").unwrap();
+    let (handle, outputs, events) = run_on_events(
+        &ctx,
+        "SELECT CAST(window_start AS BIGINT) AS ws, k, count(*) AS n \
+         FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) \
+         GROUP BY window_start, window_end, k",
+    )
+    .await;
     events.push_records("a,9223372036854775807\nb,-9223372036854775808\nc,1500\n");
     clock.set(1000);
     wait_for_batch(&handle, 1000).await;
@@ -377,17 +373,13 @@ async fn the_edge_of_the_time_range_closes_no_window_early_and_prints() {
     // row there once moved the watermark to "end of input", closing the
     // window below early and emitting it twice.
     let (ctx, clock) = events_in_milliseconds().await;
-    let stream = ctx
-        .sql(
-            "SELECT CAST(window_start AS BIGINT) AS ws, window_end, k, count(*) AS n \
-             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
-             GROUP BY window_start, window_end, k",
-        )
-        .await
-        .unwrap();
-    let (handle, outputs) = record(stream);
-    ctx.start().await.unwrap();
-    let events = ctx.memory_source("events").unwrap();
+    let (handle, outputs, events) = run_on_events(
+        &ctx,
+        "SELECT CAST(window_start AS BIGINT) AS ws, window_end, k, count(*) AS n \
+         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, k",
+    )
+    .await;
     let limit: i64 = 1 << 52;
     for (i, t) in [limit - 2000, limit, limit - 1000].into_iter().enumerate() {
         events.push_records(&format!("a,{t}\n"));
@@ -409,6 +401,17 @@ async fn the_edge_of_the_time_range_closes_no_window_early_and_prints() {
     assert_eq!(window.len(), 1, "{rows:?}");
     assert!(window[0].starts_with(&format!("{start},")), "{rows:?}");
     assert!(window[0].ends_with(",a,2"), "{rows:?}");
+}
+
+/// Starts `sql` over `events` on `ctx`: its handle, what it emits, and
+/// the source to push records into.
+async fn run_on_events(
+    ctx: &StreamingContext,
+    sql: &str,
+) -> (QueryHandle, crate::support::Outputs, brooklet::MemorySource) {
+    let (handle, outputs) = record(ctx.sql(sql).await.unwrap());
+    ctx.start().await.unwrap();
+    (handle, outputs, ctx.memory_source("events").unwrap())
 }
 
 /// A context on a manual clock with source `events (k, ts)`, event times
