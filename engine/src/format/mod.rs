@@ -813,7 +813,21 @@ fn check_json_integers(bytes: &[u8], schema: &Schema) -> std::result::Result<(),
     if columns.is_empty() {
         return Ok(());
     }
+    // Only lines a byte scan finds such a number in are parsed: the rest
+    // are not read twice.
+    let time_keys: Vec<String> = columns
+        .iter()
+        .filter(|f| f.data_type().is_temporal())
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
     for line in bytes.split(|&b| b == b'\n') {
+        let suspect = has_inexact_number(line)
+            || time_keys
+                .iter()
+                .any(|key| number_after_key(line, key.as_bytes()));
+        if !suspect {
+            continue;
+        }
         let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) else {
             continue;
         };
@@ -847,6 +861,52 @@ fn check_json_integers(bytes: &[u8], schema: &Schema) -> std::result::Result<(),
         }
     }
     Ok(())
+}
+
+/// Whether a JSON line has, outside its strings, a number with a fraction
+/// or an exponent, or of 19 digits or more: the only numbers arrow-json
+/// may change in an integer column. A byte scan, so that lines without
+/// one are not parsed twice.
+fn has_inexact_number(line: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut digits) = (false, false, 0);
+    for &b in line {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => (in_string, digits) = (true, 0),
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits >= 19 {
+                    return true;
+                }
+            }
+            b'.' | b'e' | b'E' if digits > 0 => return true,
+            _ => digits = 0,
+        }
+    }
+    false
+}
+
+/// Whether `line` has `key` (quoted) followed by `:` and a number (a digit
+/// or `-`). It may also find a key's text inside a string value; that only
+/// costs a parse.
+fn number_after_key(line: &[u8], key: &[u8]) -> bool {
+    memchr::memmem::find_iter(line, key).any(|at| {
+        let mut rest = line[at + key.len()..]
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':')
+            && rest
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+    })
 }
 
 /// Whether `value` is one of `data_type`'s (an integer type).
@@ -1122,6 +1182,23 @@ mod tests {
         );
         let kind = Format::Json.malformed_kind("1.5 does not parse as n (Int64): an integer");
         assert_eq!(kind, MalformedKind::Value);
+    }
+
+    #[test]
+    fn only_numbers_outside_strings_with_a_fraction_or_many_digits_are_inexact() {
+        assert!(has_inexact_number(br#"{"n":1.5}"#));
+        assert!(has_inexact_number(br#"{"n":1e3,"s":"x"}"#));
+        assert!(has_inexact_number(br#"{"n":-9223372036854775809}"#));
+        assert!(!has_inexact_number(br#"{"n":12,"b":true,"f":false}"#));
+        assert!(!has_inexact_number(
+            br#"{"s":"1.5 and 12345678901234567890","n":3}"#
+        ));
+        assert!(!has_inexact_number(br#"{"s":"a\"1.5","n":3}"#));
+        assert!(number_after_key(br#"{"a":1, "ts" : -5}"#, br#""ts""#));
+        assert!(!number_after_key(
+            br#"{"ts":"2024-01-02T03:04:05","n":5}"#,
+            br#""ts""#
+        ));
     }
 
     #[test]
